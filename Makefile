@@ -1,0 +1,30 @@
+# Quick start: `make demo` and `make test`. Both create .venv and install pinned dependencies.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench-hashing clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==25.3"
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/counterfake demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench-hashing: $(STAMP)
+	$(BIN)/python benchmarks/hashing.py --corpus ../shared/corpus/photos
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,513 @@
+"""`counterfake <noun> <verb>`: the library from the shell, and nothing more.
+
+Human tables by default, `--json` for one JSON object per line. A bad input never stops a
+batch: each failure is reported, a summary counts ok and failed, and the exit code is 1 when
+anything failed (2 for wrong usage, as Click does).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from .errors import CounterfakeError, FormatError
+from .exchange import FORMATS, parse_lines, write_entries
+from .hashing import ImageHashes, bank_entries, hash_bytes, read_input
+from .matching import Matcher
+from .media import Limits
+from .settings import Settings, load_settings
+from .store import AddResult, NewEntry, Store
+
+__all__ = ["main"]
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+)
+_IMPORT_BATCH = 1000
+T = TypeVar("T")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    click.echo(json.dumps(obj, sort_keys=False))
+
+
+def _fail(exc: CounterfakeError, as_json: bool) -> None:
+    if as_json:
+        _emit({"error": exc.to_dict()})
+    else:
+        err.print(f"[red]Error[/red] [{exc.code}] {exc.message}", highlight=False, markup=True)
+    sys.exit(1)
+
+
+@contextmanager
+def _errors(as_json: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except CounterfakeError as exc:
+        _fail(exc, as_json)
+
+
+def expand_paths(paths: Sequence[str]) -> list[Path]:
+    """Files as given; folders walked recursively for image files, in sorted order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        else:
+            found.append(path)
+    return found
+
+
+class _Batch:
+    """Counts ok and failed items, prints failures as they happen and a summary at the end."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.ok = 0
+        self.failed = 0
+
+    def run(
+        self, items: Sequence[T], label: str, work: Callable[[T], None], name: Callable[[T], str]
+    ) -> None:
+        show = not self.as_json and err.is_terminal and len(items) > 1
+        with Progress(console=err, transient=True, disable=not show) as progress:
+            task = progress.add_task(label, total=len(items))
+            for item in items:
+                try:
+                    work(item)
+                    self.ok += 1
+                except CounterfakeError as exc:
+                    self.failure(name(item), exc)
+                progress.advance(task)
+
+    def failure(self, where: str, exc: CounterfakeError) -> None:
+        self.failed += 1
+        if self.as_json:
+            _emit({"path": where, "error": exc.to_dict()})
+        else:
+            err.print(f"[red]failed[/red] {where}: [{exc.code}] {exc.message}", highlight=False)
+
+    def finish(self) -> None:
+        if not self.as_json:
+            colour = "red" if self.failed else "green"
+            err.print(f"[{colour}]{self.ok} ok, {self.failed} failed[/{colour}]", highlight=False)
+        if self.failed:
+            sys.exit(1)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj["settings"]
+    return settings
+
+
+def _store(ctx: click.Context) -> Store:
+    if "store" not in ctx.obj:
+        settings = _settings(ctx)
+        with _errors():
+            ctx.obj["store"] = Store.open(settings=settings)
+        ctx.call_on_close(ctx.obj["store"].close)
+    store: Store = ctx.obj["store"]
+    return store
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="counterfake")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Counterfake: hash images on this machine, keep hash banks, match images against them.
+
+    Settings come from COUNTERFAKE_* environment variables (see the README); the store is a
+    SQLite file under COUNTERFAKE_HOME unless COUNTERFAKE_DATABASE_URL names another.
+    """
+    ctx.ensure_object(dict)
+    if "settings" not in ctx.obj:
+        with _errors():
+            ctx.obj["settings"] = load_settings()
+
+
+# hash ----------------------------------------------------------------------------------------
+
+
+@main.command("hash")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input.")
+@click.option("--dihedral", is_flag=True, help="Also print PDQ of the 8 rotations and flips.")
+@click.pass_context
+def hash_command(ctx: click.Context, paths: tuple[str, ...], as_json: bool, dihedral: bool) -> None:
+    """Hash images (files or folders, recursively). Nothing leaves this machine."""
+    limits = Limits.from_settings(_settings(ctx))
+    min_quality = _settings(ctx).pdq_min_quality
+    files = expand_paths(paths)
+    batch = _Batch(as_json)
+    rows: list[tuple[str, ImageHashes]] = []
+
+    def work(path: Path) -> None:
+        hashes = hash_bytes(read_input(path, limits=limits), dihedral=dihedral, limits=limits)
+        if as_json:
+            _emit({"path": str(path), **hashes.to_dict()})
+        else:
+            rows.append((str(path), hashes))
+
+    batch.run(files, "hashing", work, str)
+    if not as_json and rows:
+        table = Table("path", "size", "pdq", "quality", "md5")
+        for path, hashes in rows:
+            quality = str(hashes.quality)
+            if hashes.quality < min_quality:
+                quality += " (too low to match)"
+            table.add_row(
+                path,
+                f"{hashes.width}x{hashes.height}",
+                hashes.signals["pdq"],
+                quality,
+                hashes.signals["md5"],
+            )
+            if hashes.dihedral:
+                for variant, value in hashes.dihedral.items():
+                    table.add_row("", f"  {variant}", value, "", "")
+        out.print(table)
+    batch.finish()
+
+
+# bank ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def bank() -> None:
+    """Create, fill, list, export and import hash banks."""
+
+
+@bank.command("create")
+@click.argument("name")
+@click.option("--threshold", type=int, default=None, help="PDQ match distance (default 31).")
+@click.option("--description", default="", help="What the bank holds.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def bank_create(
+    ctx: click.Context, name: str, threshold: int | None, description: str, as_json: bool
+) -> None:
+    """Create an empty bank."""
+    with _errors(as_json):
+        created = _store(ctx).create_bank(name, description=description, threshold=threshold)
+    if as_json:
+        _emit(_bank_dict(created))
+    else:
+        out.print(
+            f"Created bank [bold]{created.name}[/bold] (PDQ threshold {created.pdq_threshold})"
+        )
+
+
+def _bank_dict(b: Any) -> dict[str, Any]:
+    return {
+        "name": b.name,
+        "description": b.description,
+        "pdq_threshold": b.pdq_threshold,
+        "active_entries": b.active_entries,
+        "withdrawn_entries": b.withdrawn_entries,
+        "created_at": b.created_at.isoformat(),
+    }
+
+
+@bank.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def bank_list(ctx: click.Context, as_json: bool) -> None:
+    """List banks with their entry counts."""
+    with _errors(as_json):
+        banks = _store(ctx).list_banks()
+    if as_json:
+        for b in banks:
+            _emit(_bank_dict(b))
+        return
+    table = Table("bank", "threshold", "active", "withdrawn", "description")
+    for b in banks:
+        table.add_row(
+            b.name,
+            str(b.pdq_threshold),
+            str(b.active_entries),
+            str(b.withdrawn_entries),
+            b.description,
+        )
+    out.print(table if banks else "No banks yet: counterfake bank create NAME")
+
+
+@bank.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def bank_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show one bank."""
+    with _errors(as_json):
+        b = _store(ctx).get_bank(name)
+    if as_json:
+        _emit(_bank_dict(b))
+        return
+    for key, value in _bank_dict(b).items():
+        out.print(f"{key:>18}: {value}", highlight=False)
+
+
+@bank.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def bank_delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete a bank and every entry in it."""
+    store = _store(ctx)
+    with _errors():
+        b = store.get_bank(name)
+        if not yes and sys.stdin.isatty():
+            click.confirm(f"Delete bank {name} and its {b.active_entries} entries?", abort=True)
+        store.delete_bank(name)
+    out.print(f"Deleted bank [bold]{name}[/bold]")
+
+
+def _add_parsed(
+    store: Store, bank_name: str, path: str, lines: Iterator[str], batch: _Batch
+) -> list[AddResult]:
+    results: list[AddResult] = []
+    pending: list[NewEntry] = []
+
+    def flush() -> None:
+        results.extend(store.add_entries(bank_name, pending))
+        batch.ok += len(pending)
+        pending.clear()
+
+    for item in parse_lines(lines, source="import", path=path):
+        if isinstance(item, FormatError):
+            batch.failure(f"{path}:{item.line}", item)
+            continue
+        pending.append(item)
+        if len(pending) >= _IMPORT_BATCH:
+            flush()
+    if pending:
+        flush()
+    return results
+
+
+def _print_added(results: list[AddResult], where: str, as_json: bool) -> None:
+    for result in results:
+        if as_json and result.status != "existing":
+            _emit(
+                {
+                    "path": where,
+                    "entry_id": result.entry_id,
+                    "signal": result.signal_type,
+                    "status": result.status,
+                }
+            )
+
+
+@bank.command("add")
+@click.argument("name")
+@click.argument("paths", nargs=-1)
+@click.option(
+    "--hashes",
+    "hashes_file",
+    type=click.Path(dir_okay=False),
+    help="A file of hashes, one per line: 'pdq <hex>' or bare hex.",
+)
+@click.option(
+    "--names/--no-names",
+    default=True,
+    help="Store each file's name as source_name (default) or not.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def bank_add(
+    ctx: click.Context,
+    name: str,
+    paths: tuple[str, ...],
+    hashes_file: str | None,
+    names: bool,
+    as_json: bool,
+) -> None:
+    """Hash images into a bank, or add hashes from a file (--hashes)."""
+    if not paths and not hashes_file:
+        raise click.UsageError("give image PATHs or --hashes FILE")
+    store = _store(ctx)
+    limits = Limits.from_settings(_settings(ctx))
+    with _errors(as_json):
+        store.get_bank(name)
+    batch = _Batch(as_json)
+    created = 0
+
+    def work(path: Path) -> None:
+        nonlocal created
+        hashes = hash_bytes(read_input(path, limits=limits), limits=limits)
+        results = store.add_entries(
+            name, bank_entries(hashes, source_name=path.name if names else None)
+        )
+        created += sum(r.status != "existing" for r in results)
+        _print_added(results, str(path), as_json)
+
+    batch.run(expand_paths(paths), "adding", work, str)
+    if hashes_file:
+        with _errors(as_json):
+            text = _read_text(hashes_file)
+            results = _add_parsed(store, name, hashes_file, iter(text.splitlines()), batch)
+        created += sum(r.status != "existing" for r in results)
+        _print_added(results, hashes_file, as_json)
+    if not as_json:
+        out.print(f"Bank [bold]{name}[/bold]: {created} entries added or reinstated")
+    batch.finish()
+
+
+def _read_text(path: str) -> str:
+    return read_input(Path(path), limits=Limits(max_bytes=2**40)).decode("utf-8", "replace")
+
+
+@bank.command("withdraw")
+@click.argument("name")
+@click.argument("entry_ids", nargs=-1, type=int, required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def bank_withdraw(ctx: click.Context, name: str, entry_ids: tuple[int, ...], as_json: bool) -> None:
+    """Withdraw entries: from now on they never match."""
+    store = _store(ctx)
+    batch = _Batch(as_json)
+
+    def work(entry_id: int) -> None:
+        entry = store.withdraw(name, entry_id)
+        if as_json:
+            _emit(
+                {
+                    "entry_id": entry.id,
+                    "withdrawn_at": entry.withdrawn_at.isoformat() if entry.withdrawn_at else None,
+                }
+            )
+        else:
+            out.print(f"Withdrew entry {entry.id} ({entry.signal_type}) from {name}")
+
+    batch.run(list(entry_ids), "withdrawing", work, str)
+    batch.finish()
+
+
+@bank.command("export")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
+)
+@click.pass_context
+def bank_export(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
+    """Export a bank: jsonl (every entry, withdrawals included) or te (active PDQ hashes)."""
+    store = _store(ctx)
+    with _errors():
+        store.get_bank(name)
+        entries = store.iter_entries(name, include_withdrawn=(fmt == "jsonl"))
+        if output:
+            with open(output, "w", encoding="utf-8") as fh:
+                count = write_entries(entries, fh, format=fmt)  # type: ignore[arg-type]
+            err.print(f"Wrote {count} entries to {output}")
+        else:
+            write_entries(entries, sys.stdout, format=fmt)  # type: ignore[arg-type]
+
+
+@bank.command("import")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def bank_import(ctx: click.Context, name: str, file: str, as_json: bool) -> None:
+    """Import a jsonl or te file into a bank (idempotent; withdrawals are honoured)."""
+    store = _store(ctx)
+    batch = _Batch(as_json)
+    with _errors(as_json):
+        store.get_bank(name)
+        with open(file, encoding="utf-8", errors="replace") as fh:
+            results = _add_parsed(store, name, file, iter(fh), batch)
+    _print_added(results, file, as_json)
+    if not as_json:
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing"
+        out.print(f"Bank [bold]{name}[/bold]: {summary}")
+    batch.finish()
+
+
+# match ---------------------------------------------------------------------------------------
+
+
+@main.command("match")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--bank", "banks", multiple=True, help="Bank to match against (default: all).")
+@click.option("--dihedral", is_flag=True, help="Also match rotated and flipped copies.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def match_command(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    banks: tuple[str, ...],
+    dihedral: bool,
+    as_json: bool,
+) -> None:
+    """Match images against banks."""
+    settings = _settings(ctx)
+    limits = Limits.from_settings(settings)
+    with _errors(as_json):
+        matcher = Matcher(_store(ctx), list(banks) or None, min_quality=settings.pdq_min_quality)
+    batch = _Batch(as_json)
+    table = Table("path", "bank", "entry", "signal", "distance", "note")
+
+    def work(path: Path) -> None:
+        hashes = hash_bytes(read_input(path, limits=limits), dihedral=dihedral, limits=limits)
+        result = matcher.match(hashes)
+        if as_json:
+            record: dict[str, Any] = {
+                "path": str(path),
+                "matches": [m.to_dict() for m in result.matches],
+                "quality": hashes.quality,
+            }
+            if result.notes:
+                record["notes"] = result.notes
+            _emit(record)
+            return
+        note = "; ".join(result.notes)
+        if not result.matches:
+            table.add_row(str(path), "-", "-", "-", "-", note or "no match")
+        for m in result.matches:
+            variant = f"as {m.variant}" if m.variant else ""
+            table.add_row(
+                str(path),
+                m.bank,
+                str(m.entry_id),
+                m.signal,
+                str(m.distance),
+                "; ".join(x for x in (variant, note) if x),
+            )
+
+    batch.run(expand_paths(paths), "matching", work, str)
+    if not as_json and table.row_count:
+        out.print(table)
+    batch.finish()
+
+
+# demo ----------------------------------------------------------------------------------------
+
+
+@main.command("demo")
+def demo_command() -> None:
+    """Build a bank from the bundled sample photos and match altered copies against it."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(out))

@@ -1,0 +1,110 @@
+"""One exception tree with stable codes, so the CLI and the service map errors in one place.
+
+    CounterfakeError                 .code, .message
+    ├── InputError                   bad input from outside; the batch goes on
+    │   ├── MediaError               image bytes we refuse to decode
+    │   │     empty_input, input_too_large, unsupported_format, corrupt_image,
+    │   │     image_too_large, too_many_frames
+    │   ├── SignalError              invalid_signal, unknown_signal_type
+    │   ├── FormatError              invalid_record (a bad line in an import file)
+    │   └── FileInputError           file_not_found, unreadable_file
+    └── StoreError                   the store refused or failed
+        ├── NotFoundError            bank_not_found, entry_not_found
+        ├── ConflictError            bank_exists
+        └── DatabaseError            database_error (driver errors, translated)
+    UsageError                       programmer misuse; never caught as a CounterfakeError
+
+The codes are a compatibility promise: clients branch on `.code`, never on message text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "CounterfakeError",
+    "DatabaseError",
+    "FileInputError",
+    "FormatError",
+    "InputError",
+    "MediaError",
+    "NotFoundError",
+    "SignalError",
+    "StoreError",
+    "UsageError",
+]
+
+
+class CounterfakeError(Exception):
+    """Root of every error a caller is expected to handle."""
+
+    default_code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.path = path
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class InputError(CounterfakeError):
+    default_code = "invalid_input"
+
+
+class MediaError(InputError):
+    default_code = "corrupt_image"
+
+
+class SignalError(InputError):
+    default_code = "invalid_signal"
+
+
+class FormatError(InputError):
+    default_code = "invalid_record"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, path: str | None = None, line: int = 0
+    ) -> None:
+        super().__init__(message, code=code, path=path)
+        self.line = line
+
+
+class FileInputError(InputError):
+    default_code = "unreadable_file"
+
+
+class StoreError(CounterfakeError):
+    default_code = "store_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        bank: str | None = None,
+        entry_id: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.bank = bank
+        self.entry_id = entry_id
+
+
+class NotFoundError(StoreError):
+    default_code = "not_found"
+
+
+class ConflictError(StoreError):
+    default_code = "conflict"
+
+
+class DatabaseError(StoreError):
+    default_code = "database_error"
+
+
+class UsageError(Exception):
+    """Raised for misuse of the API (a bug in the caller), kept outside CounterfakeError."""

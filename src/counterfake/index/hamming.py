@@ -1,0 +1,67 @@
+"""Exact Hamming range search over 256-bit codes, behind a small interface.
+
+`LinearHammingIndex` scans every code (XOR and popcount over four uint64 words): simple and
+exact, and the baseline a faster index must agree with. Anything with the same four methods
+can replace it in matching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import UsageError
+
+__all__ = ["HammingIndex", "LinearHammingIndex"]
+
+
+class HammingIndex(Protocol):
+    def add(self, ids: Sequence[int], codes: np.ndarray) -> None: ...
+
+    def remove(self, ids: Iterable[int]) -> None: ...
+
+    def search(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
+        """For each query row, every (id, distance) with distance <= radius, nearest first."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+class LinearHammingIndex:
+    """Brute force over a contiguous (n, 4) uint64 array."""
+
+    def __init__(self) -> None:
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._codes = np.zeros((0, 4), dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    def add(self, ids: Sequence[int], codes: np.ndarray) -> None:
+        codes = np.asarray(codes, dtype=np.uint64).reshape(-1, 4)
+        new_ids = np.asarray(ids, dtype=np.int64)
+        if new_ids.shape[0] != codes.shape[0]:
+            raise UsageError("ids and codes differ in length")
+        # Re-adding an id replaces its code.
+        self.remove(new_ids.tolist())
+        self._ids = np.concatenate([self._ids, new_ids])
+        self._codes = np.concatenate([self._codes, codes])
+
+    def remove(self, ids: Iterable[int]) -> None:
+        gone = np.fromiter(ids, dtype=np.int64)
+        if gone.size and self._ids.size:
+            keep = ~np.isin(self._ids, gone)
+            self._ids = self._ids[keep]
+            self._codes = self._codes[keep]
+
+    def search(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
+        queries = np.asarray(codes, dtype=np.uint64).reshape(-1, 4)
+        results: list[list[tuple[int, int]]] = []
+        for query in queries:
+            distances = np.bitwise_count(self._codes ^ query).sum(axis=1, dtype=np.int64)
+            hits = np.flatnonzero(distances <= radius)
+            order = hits[np.argsort(distances[hits], kind="stable")]
+            results.append([(int(self._ids[i]), int(distances[i])) for i in order])
+        return results

@@ -1,0 +1,114 @@
+"""Every setting declared once: name, type, default, environment variable and help.
+
+Values come from, in increasing priority: the defaults below, the TOML file named by
+`COUNTERFAKE_CONFIG` (or `counterfake.toml` in the home directory), then `COUNTERFAKE_*`
+environment variables. Nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .errors import UsageError
+
+__all__ = ["SETTINGS", "Setting", "Settings", "load_settings"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "COUNTERFAKE_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("home", Path, None, "Data directory; the SQLite store lives here."),
+    Setting(
+        "database_url",
+        str,
+        None,
+        "SQLAlchemy URL of the store, e.g. postgresql+psycopg://user@host/db."
+        " Default: SQLite file counterfake.db in the home directory.",
+    ),
+    Setting("max_bytes", int, 50_000_000, "Largest image file accepted, in bytes."),
+    Setting("max_pixels", int, 100_000_000, "Largest image accepted, in pixels (width x height)."),
+    Setting("max_frames", int, 1000, "Most frames accepted in an animated image."),
+    Setting("pdq_threshold", int, 31, "Default PDQ match distance for new banks."),
+    Setting("pdq_min_quality", int, 50, "PDQ hashes below this quality never match."),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Resolved configuration; build it with `load_settings()`."""
+
+    home: Path
+    database_url: str | None = None
+    max_bytes: int = 50_000_000
+    max_pixels: int = 100_000_000
+    max_frames: int = 1000
+    pdq_threshold: int = 31
+    pdq_min_quality: int = 50
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'counterfake.db'}"
+
+
+def _coerce(setting: Setting, raw: Any) -> Any:
+    try:
+        if setting.type is Path:
+            return Path(str(raw)).expanduser()
+        if setting.type is int:
+            return int(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"setting {setting.name}: cannot read {raw!r} as {setting.type.__name__}"
+        ) from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Resolve settings from defaults, the optional TOML file, the environment and overrides."""
+    env = os.environ if environ is None else environ
+    known = {s.name: s for s in SETTINGS}
+    unknown = set(overrides) - set(known)
+    if unknown:
+        raise UsageError(f"unknown settings: {sorted(unknown)}")
+
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    home_raw = overrides.get("home") or env.get("COUNTERFAKE_HOME")
+    home = (
+        Path(home_raw).expanduser() if home_raw else Path(platformdirs.user_data_dir("counterfake"))
+    )
+    config = env.get("COUNTERFAKE_CONFIG")
+    config_path = Path(config) if config else home / "counterfake.toml"
+    if config_path.is_file():
+        with config_path.open("rb") as fh:
+            data = tomllib.load(fh)
+        for key, raw in data.items():
+            if key not in known:
+                raise UsageError(f"{config_path}: unknown setting {key!r}")
+            values[key] = _coerce(known[key], raw)
+    for setting in SETTINGS:
+        if setting.env in env and env[setting.env] != "":
+            values[setting.name] = _coerce(setting, env[setting.env])
+    for key, raw in overrides.items():
+        if raw is not None:
+            values[key] = _coerce(known[key], raw)
+    values["home"] = values["home"] or home
+    return Settings(**values)

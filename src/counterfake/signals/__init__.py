@@ -1,0 +1,120 @@
+"""Signal types as plug-ins: each knows its name, how to compute, parse and compare itself.
+
+Built-in PDQ and digests register exactly as an outside plug-in would, through `register`.
+Matching asks only for `kind`: "hamming256" values go to a Hamming index, "exact" to a set.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import ClassVar, Literal
+
+from ..errors import SignalError
+from ..media import DecodedImage
+from . import digests
+from .pdq import DIHEDRAL_NAMES, PdqHash, pdq, pdq_dihedral, pdq_reference
+
+__all__ = [
+    "DIHEDRAL_NAMES",
+    "PdqHash",
+    "SignalType",
+    "get_signal_type",
+    "pdq",
+    "pdq_dihedral",
+    "pdq_reference",
+    "register",
+    "signal_types",
+]
+
+Kind = Literal["hamming256", "exact"]
+
+
+class SignalType:
+    """Extension point: subclass, set `name` and `kind`, implement the three methods."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Kind]
+
+    def compute(self, data: bytes, image: DecodedImage) -> tuple[str, int | None]:
+        """The serialised value and, where the type has one, its quality (0-100)."""
+        raise NotImplementedError
+
+    def normalize(self, value: str) -> str:
+        """Return the canonical form of a serialised value, or raise SignalError."""
+        raise NotImplementedError
+
+    def distance(self, a: str, b: str) -> int:
+        raise NotImplementedError
+
+
+class _HexDigest(SignalType):
+    kind: ClassVar[Kind] = "exact"
+    digits: ClassVar[int]
+
+    def normalize(self, value: str) -> str:
+        text = value.strip().lower()
+        if len(text) != self.digits or any(c not in string.hexdigits for c in text):
+            raise SignalError(
+                f"{self.name} is {self.digits} hexadecimal digits, not {value[:80]!r}"
+            )
+        return text
+
+    def distance(self, a: str, b: str) -> int:
+        return 0 if a == b else 1
+
+
+class Md5Signal(_HexDigest):
+    name = "md5"
+    digits = 32
+
+    def compute(self, data: bytes, image: DecodedImage) -> tuple[str, int | None]:
+        return digests.md5(data), None
+
+
+class Sha256Signal(_HexDigest):
+    name = "sha256"
+    digits = 64
+
+    def compute(self, data: bytes, image: DecodedImage) -> tuple[str, int | None]:
+        return digests.sha256(data), None
+
+
+class PdqSignal(SignalType):
+    name = "pdq"
+    kind: ClassVar[Kind] = "hamming256"
+
+    def compute(self, data: bytes, image: DecodedImage) -> tuple[str, int | None]:
+        value = pdq(image)
+        return value.hex, value.quality
+
+    def normalize(self, value: str) -> str:
+        return PdqHash.from_hex(value).hex
+
+    def distance(self, a: str, b: str) -> int:
+        return PdqHash.from_hex(a) - PdqHash.from_hex(b)
+
+
+_REGISTRY: dict[str, SignalType] = {}
+
+
+def register(signal_type: SignalType) -> None:
+    """Make a signal type known to hashing, the store and matching."""
+    _REGISTRY[signal_type.name] = signal_type
+
+
+def get_signal_type(name: str) -> SignalType:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise SignalError(
+            f"unknown signal type {name!r}; known: {', '.join(sorted(_REGISTRY))}",
+            code="unknown_signal_type",
+        ) from None
+
+
+def signal_types() -> dict[str, SignalType]:
+    return dict(_REGISTRY)
+
+
+for _builtin in (PdqSignal(), Md5Signal(), Sha256Signal()):
+    register(_builtin)

@@ -1,0 +1,449 @@
+"""Banks and their entries: the source of truth every index is derived from.
+
+One `Store` over SQLite (the embedded default) or PostgreSQL; both pass the same contract
+tests. Writes are idempotent per (bank, signal type, value); every change is written to the
+append-only audit log in the same transaction, without the signal values themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import ConflictError, DatabaseError, InputError, NotFoundError
+from ..settings import Settings, load_settings
+from ..signals import get_signal_type
+from .schema import audit_log, banks, entries
+
+__all__ = ["AddResult", "AuditEvent", "Bank", "Entry", "NewEntry", "Store"]
+
+_BANK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bank:
+    id: int
+    name: str
+    description: str
+    pdq_threshold: int
+    created_at: datetime
+    active_entries: int = 0
+    withdrawn_entries: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    id: int
+    bank: str
+    signal_type: str
+    value: str
+    quality: int | None
+    source: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    withdrawn_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.id,
+            "bank": self.bank,
+            "signal": self.signal_type,
+            "value": self.value,
+            "quality": self.quality,
+            "source": self.source,
+            "metadata": self.metadata,
+            "created_at": self.created_at.isoformat(),
+            "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class NewEntry:
+    signal_type: str
+    value: str
+    quality: int | None = None
+    source: str = "hashes"
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    withdrawn_at: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AddResult:
+    entry_id: int
+    signal_type: str
+    status: Literal["created", "existing", "reinstated", "withdrawn"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    action: str
+    bank: str | None
+    entry_id: int | None
+    detail: dict[str, Any]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _engine_for(url: str) -> Engine:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE: two writers then queue on
+            # the busy timeout instead of failing with "database is locked" on upgrade.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            read_only = connection.get_execution_options().get("counterfake_read_only")
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Driver errors become DatabaseError at the store's boundary."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        raise DatabaseError(f"the store failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+class Store:
+    """Banks, entries and audit log over one database. Open with `Store.open()`."""
+
+    def __init__(self, engine: Engine, *, default_threshold: int = 31) -> None:
+        self._engine = engine
+        self._default_threshold = default_threshold
+
+    @classmethod
+    def open(cls, url: str | None = None, *, settings: Settings | None = None) -> Store:
+        """Open (creating and migrating if needed) the store named by `url` or the settings."""
+        settings = settings or load_settings()
+        engine = _engine_for(url or settings.resolved_database_url)
+        store = cls(engine, default_threshold=settings.pdq_threshold)
+        with _translated():
+            store._migrate()
+        return store
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        with self._engine.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724011)")
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    # banks ---------------------------------------------------------------------------------
+
+    def create_bank(
+        self, name: str, *, description: str = "", threshold: int | None = None
+    ) -> Bank:
+        if not _BANK_NAME.match(name):
+            raise InputError(
+                "a bank name is 1-100 letters, digits, '.', '_' or '-', starting with a letter"
+                f" or digit; got {name[:120]!r}",
+                code="invalid_bank_name",
+            )
+        threshold = self._default_threshold if threshold is None else threshold
+        if not 0 <= threshold <= 128:
+            raise InputError(
+                f"a PDQ threshold is 0-128 bits, not {threshold}", code="invalid_threshold"
+            )
+        with _translated(), self._engine.begin() as conn:
+            exists = conn.execute(sa.select(banks.c.id).where(banks.c.name == name)).first()
+            if exists:
+                raise ConflictError(f"bank {name!r} already exists", code="bank_exists", bank=name)
+            conn.execute(
+                banks.insert().values(
+                    name=name, description=description, pdq_threshold=threshold, created_at=_now()
+                )
+            )
+            self._audit(conn, "bank_created", bank=name, detail={"pdq_threshold": threshold})
+        return self.get_bank(name)
+
+    def list_banks(self) -> list[Bank]:
+        with _translated(), self._read() as conn:
+            return [
+                self._bank_from_row(conn, row)
+                for row in conn.execute(sa.select(banks).order_by(banks.c.name))
+            ]
+
+    def get_bank(self, name: str) -> Bank:
+        with _translated(), self._read() as conn:
+            row = conn.execute(sa.select(banks).where(banks.c.name == name)).first()
+            if row is None:
+                raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
+            return self._bank_from_row(conn, row)
+
+    def delete_bank(self, name: str) -> None:
+        """Delete a bank and all its entries; the audit log keeps that it happened."""
+        with _translated(), self._engine.begin() as conn:
+            bank_id = self._bank_id(conn, name)
+            count = conn.execute(
+                sa.select(sa.func.count()).where(entries.c.bank_id == bank_id)
+            ).scalar_one()
+            conn.execute(entries.delete().where(entries.c.bank_id == bank_id))
+            conn.execute(banks.delete().where(banks.c.id == bank_id))
+            self._audit(conn, "bank_deleted", bank=name, detail={"entries": count})
+
+    # entries -------------------------------------------------------------------------------
+
+    def add_entries(self, bank: str, new_entries: Iterable[NewEntry]) -> list[AddResult]:
+        """Add signals to a bank in one transaction. Adding a value again changes nothing;
+        adding a withdrawn value again reinstates it (unless the new entry is itself withdrawn).
+        """
+        prepared = [
+            dataclasses.replace(e, value=get_signal_type(e.signal_type).normalize(e.value))
+            for e in new_entries
+        ]
+        results: list[AddResult] = []
+        with _translated(), self._engine.begin() as conn:
+            bank_id = self._bank_id(conn, bank)
+            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            for entry in prepared:
+                now = _now()
+                row = conn.execute(
+                    insert(entries)
+                    .values(
+                        bank_id=bank_id,
+                        signal_type=entry.signal_type,
+                        value=entry.value,
+                        quality=entry.quality,
+                        source=entry.source,
+                        metadata=entry.metadata,
+                        created_at=now,
+                        withdrawn_at=entry.withdrawn_at,
+                    )
+                    .on_conflict_do_nothing(index_elements=["bank_id", "signal_type", "value"])
+                    .returning(entries.c.id)
+                ).first()
+                if row is not None:
+                    status: Literal["created", "existing", "reinstated", "withdrawn"] = (
+                        "withdrawn" if entry.withdrawn_at else "created"
+                    )
+                    results.append(AddResult(row.id, entry.signal_type, status))
+                    continue
+                existing = conn.execute(
+                    sa.select(entries.c.id, entries.c.withdrawn_at).where(
+                        entries.c.bank_id == bank_id,
+                        entries.c.signal_type == entry.signal_type,
+                        entries.c.value == entry.value,
+                    )
+                ).one()
+                if existing.withdrawn_at is not None and entry.withdrawn_at is None:
+                    conn.execute(
+                        entries.update()
+                        .where(entries.c.id == existing.id)
+                        .values(withdrawn_at=None)
+                    )
+                    results.append(AddResult(existing.id, entry.signal_type, "reinstated"))
+                elif existing.withdrawn_at is None and entry.withdrawn_at is not None:
+                    conn.execute(
+                        entries.update()
+                        .where(entries.c.id == existing.id)
+                        .values(withdrawn_at=entry.withdrawn_at)
+                    )
+                    results.append(AddResult(existing.id, entry.signal_type, "withdrawn"))
+                else:
+                    results.append(AddResult(existing.id, entry.signal_type, "existing"))
+            counts: dict[str, int] = {}
+            for result in results:
+                counts[result.status] = counts.get(result.status, 0) + 1
+            self._audit(conn, "entries_added", bank=bank, detail=counts)
+        return results
+
+    def withdraw(self, bank: str, entry_id: int) -> Entry:
+        """Withdraw an entry: from this commit on it never matches. Withdrawing twice is a no-op."""
+        with _translated(), self._engine.begin() as conn:
+            bank_id = self._bank_id(conn, bank)
+            row = conn.execute(
+                sa.select(entries.c.id, entries.c.withdrawn_at).where(
+                    entries.c.id == entry_id, entries.c.bank_id == bank_id
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(
+                    f"bank {bank!r} has no entry {entry_id}",
+                    code="entry_not_found",
+                    bank=bank,
+                    entry_id=entry_id,
+                )
+            if row.withdrawn_at is None:
+                conn.execute(
+                    entries.update().where(entries.c.id == entry_id).values(withdrawn_at=_now())
+                )
+                self._audit(conn, "entry_withdrawn", bank=bank, entry_id=entry_id, detail={})
+        return self.get_entry(entry_id)
+
+    def get_entry(self, entry_id: int) -> Entry:
+        with _translated(), self._read() as conn:
+            row = conn.execute(self._entry_select().where(entries.c.id == entry_id)).first()
+        if row is None:
+            raise NotFoundError(f"no entry {entry_id}", code="entry_not_found", entry_id=entry_id)
+        return self._entry_from_row(row)
+
+    def iter_entries(
+        self,
+        bank: str,
+        *,
+        include_withdrawn: bool = False,
+        signal_type: str | None = None,
+    ) -> Iterator[Entry]:
+        """Entries of a bank in id order, streamed."""
+        with _translated(), self._read() as conn:
+            bank_id = self._bank_id(conn, bank)
+            query = self._entry_select().where(entries.c.bank_id == bank_id)
+            if not include_withdrawn:
+                query = query.where(entries.c.withdrawn_at.is_(None))
+            if signal_type is not None:
+                query = query.where(entries.c.signal_type == signal_type)
+            result = conn.execution_options(yield_per=2000).execute(query.order_by(entries.c.id))
+            for row in result:
+                yield self._entry_from_row(row)
+
+    def active_signals(
+        self, bank_names: Sequence[str] | None = None
+    ) -> Iterator[tuple[int, str, str, str, int | None]]:
+        """(entry id, bank, signal type, value, quality) of every active entry, for indexes."""
+        query = (
+            sa.select(
+                entries.c.id,
+                banks.c.name,
+                entries.c.signal_type,
+                entries.c.value,
+                entries.c.quality,
+            )
+            .join(banks, banks.c.id == entries.c.bank_id)
+            .where(entries.c.withdrawn_at.is_(None))
+        )
+        if bank_names is not None:
+            query = query.where(banks.c.name.in_(list(bank_names)))
+        with _translated(), self._read() as conn:
+            for row in conn.execution_options(yield_per=10000).execute(query):
+                yield (row[0], row[1], row[2], row[3], row[4])
+
+    def audit_events(self, *, limit: int = 100) -> list[AuditEvent]:
+        """The latest audit events, newest first."""
+        with _translated(), self._read() as conn:
+            rows = conn.execute(sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))
+            return [
+                AuditEvent(r.id, _utc(r.at) or r.at, r.action, r.bank, r.entry_id, r.detail)
+                for r in rows
+            ]
+
+    # internals -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            conn.execution_options(counterfake_read_only=True)
+            yield conn
+
+    def _bank_id(self, conn: Connection, name: str) -> int:
+        bank_id = conn.execute(sa.select(banks.c.id).where(banks.c.name == name)).scalar()
+        if bank_id is None:
+            raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
+        return int(bank_id)
+
+    def _bank_from_row(self, conn: Connection, row: Any) -> Bank:
+        counts = conn.execute(
+            sa.select(
+                sa.func.count().filter(entries.c.withdrawn_at.is_(None)),
+                sa.func.count().filter(entries.c.withdrawn_at.is_not(None)),
+            ).where(entries.c.bank_id == row.id)
+        ).one()
+        return Bank(
+            id=row.id,
+            name=row.name,
+            description=row.description,
+            pdq_threshold=row.pdq_threshold,
+            created_at=_utc(row.created_at) or row.created_at,
+            active_entries=int(counts[0]),
+            withdrawn_entries=int(counts[1]),
+        )
+
+    @staticmethod
+    def _entry_select() -> sa.Select[Any]:
+        return sa.select(entries, banks.c.name.label("bank_name")).join(
+            banks, banks.c.id == entries.c.bank_id
+        )
+
+    @staticmethod
+    def _entry_from_row(row: Any) -> Entry:
+        return Entry(
+            id=row.id,
+            bank=row.bank_name,
+            signal_type=row.signal_type,
+            value=row.value,
+            quality=row.quality,
+            source=row.source,
+            metadata=dict(row.metadata or {}),
+            created_at=_utc(row.created_at) or row.created_at,
+            withdrawn_at=_utc(row.withdrawn_at),
+        )
+
+    @staticmethod
+    def _audit(
+        conn: Connection,
+        action: str,
+        *,
+        bank: str | None = None,
+        entry_id: int | None = None,
+        detail: dict[str, Any],
+    ) -> None:
+        conn.execute(
+            audit_log.insert().values(
+                at=_now(), action=action, bank=bank, entry_id=entry_id, detail=detail
+            )
+        )

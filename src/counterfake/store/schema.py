@@ -1,0 +1,59 @@
+"""Tables of the store. Changing them needs a migration in `migrations/versions`."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+banks = Table(
+    "banks",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("pdq_threshold", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("bank_id", _Id, ForeignKey("banks.id", ondelete="CASCADE"), nullable=False),
+    Column("signal_type", String(32), nullable=False),
+    Column("value", String(256), nullable=False),
+    Column("quality", Integer, nullable=True),
+    Column("source", String(32), nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("bank_id", "signal_type", "value", name="uq_entries_bank_signal_value"),
+    Index("ix_entries_signal_value", "signal_type", "value"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("bank", String(200), nullable=True),
+    Column("entry_id", BigInteger, nullable=True),
+    Column("detail", JSON, nullable=False),
+)
