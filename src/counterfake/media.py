@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
+import zlib
 from typing import Final
 
 import numpy as np
@@ -24,7 +25,7 @@ __all__ = ["DecodedImage", "Limits", "decode", "decode_rgb"]
 
 pillow_heif.register_heif_opener()
 
-_FORMATS: Final = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
+_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
 _SIGNATURES: Final = (
     b"\xff\xd8",
     b"\x89PNG",
@@ -72,6 +73,23 @@ def _looks_supported(data: bytes) -> bool:
     return data[4:8] == b"ftyp"
 
 
+def _check_png_chunks(data: bytes) -> None:
+    """Verify every chunk's CRC, as libpng does; Pillow skips the check on image data."""
+    offset = 8
+    while offset + 12 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        end = offset + 8 + length
+        if end + 4 > len(data):
+            raise MediaError("the PNG is truncated")
+        expected = int.from_bytes(data[end : end + 4], "big")
+        if zlib.crc32(data[offset + 4 : end]) != expected:
+            kind = data[offset + 4 : offset + 8].decode("latin-1")
+            raise MediaError(f"the PNG chunk {kind!r} at byte {offset} fails its CRC check")
+        if data[offset + 4 : offset + 8] == b"IEND":
+            return
+        offset = end + 4
+
+
 def _open(data: bytes, limits: Limits) -> Image.Image:
     if not data:
         raise MediaError("the input is empty", code="empty_input")
@@ -93,6 +111,8 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
             "not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC)",
             code="unsupported_format",
         ) from exc
+    if image.format == "PNG":
+        _check_png_chunks(data)
     width, height = image.size
     if width <= 0 or height <= 0:
         raise MediaError(f"the image declares a size of {width}x{height}")

@@ -1,0 +1,38 @@
+"""Benign test images made on the fly: gradients, shapes and noise, never people."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def photo_like(width: int = 640, height: int = 480, seed: int = 0) -> Image.Image:
+    """A textured RGB image with structure at several scales, distinct per seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    base = np.zeros((height, width, 3))
+    for channel in range(3):
+        for _ in range(4):
+            fx, fy = rng.uniform(0.5, 6, size=2) * 2 * np.pi
+            phase = rng.uniform(0, 2 * np.pi)
+            base[..., channel] += np.sin(fx * x / width + fy * y / height + phase)
+    base = (base - base.min()) / (np.ptp(base) + 1e-9) * 200 + 20
+    image = Image.fromarray(base.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(8):
+        x0, y0 = rng.integers(0, width), rng.integers(0, height)
+        x1, y1 = x0 + rng.integers(20, width // 2), y0 + rng.integers(20, height // 2)
+        colour = tuple(int(c) for c in rng.integers(0, 255, size=3))
+        if rng.random() < 0.5:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+        else:
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+    return image
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()

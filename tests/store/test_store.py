@@ -1,0 +1,191 @@
+"""The store contract: every test runs on SQLite and on a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from counterfake import ConflictError, InputError, NewEntry, NotFoundError, SignalError, Store
+
+PDQ_A = "a" * 64
+PDQ_B = "b" * 64
+
+
+def test_banks_are_created_listed_shown_and_deleted(store: Store) -> None:
+    created = store.create_bank("victims", description="protected photos", threshold=20)
+    assert (created.name, created.pdq_threshold, created.description) == (
+        "victims",
+        20,
+        "protected photos",
+    )
+    store.create_bank("known")
+    assert [b.name for b in store.list_banks()] == ["known", "victims"]
+    assert store.get_bank("known").pdq_threshold == 31
+    store.delete_bank("known")
+    with pytest.raises(NotFoundError) as info:
+        store.get_bank("known")
+    assert info.value.code == "bank_not_found"
+
+
+def test_duplicate_bank_is_a_conflict(store: Store) -> None:
+    store.create_bank("one")
+    with pytest.raises(ConflictError) as info:
+        store.create_bank("one")
+    assert (info.value.code, info.value.bank) == ("bank_exists", "one")
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 101, "bad/name", "é"])
+def test_bad_bank_names_are_refused(store: Store, name: str) -> None:
+    with pytest.raises(InputError) as info:
+        store.create_bank(name)
+    assert info.value.code == "invalid_bank_name"
+
+
+def test_threshold_is_validated(store: Store) -> None:
+    with pytest.raises(InputError) as info:
+        store.create_bank("t", threshold=-1)
+    assert info.value.code == "invalid_threshold"
+
+
+def test_adding_the_same_signal_twice_is_idempotent(store: Store) -> None:
+    store.create_bank("b")
+    first = store.add_entries("b", [NewEntry("pdq", PDQ_A, quality=90), NewEntry("md5", "c" * 32)])
+    again = store.add_entries("b", [NewEntry("pdq", PDQ_A.upper())])
+    assert [r.status for r in first] == ["created", "created"]
+    assert again[0].status == "existing"
+    assert again[0].entry_id == first[0].entry_id
+    assert store.get_bank("b").active_entries == 2
+
+
+def test_entries_keep_metadata_quality_and_source(store: Store) -> None:
+    store.create_bank("b")
+    [result] = store.add_entries(
+        "b", [NewEntry("pdq", PDQ_A, quality=77, source="image", metadata={"source_name": "x.jpg"})]
+    )
+    entry = store.get_entry(result.entry_id)
+    assert (entry.bank, entry.signal_type, entry.value, entry.quality, entry.source) == (
+        "b",
+        "pdq",
+        PDQ_A,
+        77,
+        "image",
+    )
+    assert entry.metadata == {"source_name": "x.jpg"}
+    assert entry.created_at.tzinfo is not None
+    assert entry.withdrawn_at is None
+
+
+def test_invalid_values_are_refused_before_anything_is_written(store: Store) -> None:
+    store.create_bank("b")
+    with pytest.raises(SignalError):
+        store.add_entries("b", [NewEntry("pdq", PDQ_A), NewEntry("pdq", "not-hex")])
+    assert store.get_bank("b").active_entries == 0
+
+
+def test_withdrawn_entries_leave_the_active_set_at_once(store: Store) -> None:
+    store.create_bank("b")
+    a, b = store.add_entries("b", [NewEntry("pdq", PDQ_A), NewEntry("pdq", PDQ_B)])
+    withdrawn = store.withdraw("b", a.entry_id)
+    assert withdrawn.withdrawn_at is not None
+    assert [row[0] for row in store.active_signals()] == [b.entry_id]
+    assert [e.id for e in store.iter_entries("b")] == [b.entry_id]
+    assert [e.id for e in store.iter_entries("b", include_withdrawn=True)] == [
+        a.entry_id,
+        b.entry_id,
+    ]
+    bank = store.get_bank("b")
+    assert (bank.active_entries, bank.withdrawn_entries) == (1, 1)
+
+
+def test_withdraw_is_checked_against_the_bank(store: Store) -> None:
+    store.create_bank("b")
+    store.create_bank("other")
+    [entry] = store.add_entries("b", [NewEntry("pdq", PDQ_A)])
+    with pytest.raises(NotFoundError) as info:
+        store.withdraw("other", entry.entry_id)
+    assert info.value.code == "entry_not_found"
+
+
+def test_resubmitting_a_withdrawn_signal_reinstates_it(store: Store) -> None:
+    store.create_bank("b")
+    [entry] = store.add_entries("b", [NewEntry("pdq", PDQ_A)])
+    store.withdraw("b", entry.entry_id)
+    [again] = store.add_entries("b", [NewEntry("pdq", PDQ_A)])
+    assert (again.entry_id, again.status) == (entry.entry_id, "reinstated")
+    assert store.get_entry(entry.entry_id).withdrawn_at is None
+
+
+def test_an_imported_withdrawal_withdraws(store: Store) -> None:
+    store.create_bank("b")
+    [entry] = store.add_entries("b", [NewEntry("pdq", PDQ_A)])
+    [result] = store.add_entries(
+        "b", [NewEntry("pdq", PDQ_A, withdrawn_at=datetime(2026, 1, 1, tzinfo=UTC))]
+    )
+    assert (result.entry_id, result.status) == (entry.entry_id, "withdrawn")
+    assert list(store.active_signals()) == []
+
+
+def test_deleting_a_bank_deletes_its_entries(store: Store) -> None:
+    store.create_bank("b")
+    store.add_entries("b", [NewEntry("pdq", PDQ_A)])
+    store.delete_bank("b")
+    assert list(store.active_signals()) == []
+
+
+def test_audit_log_records_changes_without_signal_values(store: Store) -> None:
+    store.create_bank("b")
+    [entry] = store.add_entries("b", [NewEntry("pdq", PDQ_A)])
+    store.withdraw("b", entry.entry_id)
+    events = store.audit_events()
+    assert [e.action for e in events] == ["entry_withdrawn", "entries_added", "bank_created"]
+    assert events[0].entry_id == entry.entry_id
+    assert PDQ_A not in repr(events)
+
+
+def test_audit_log_is_append_only(store: Store, store_url: str) -> None:
+    store.create_bank("b")
+    engine = sa.create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        for statement in ("UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"):
+            with pytest.raises(sa.exc.DatabaseError), engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+    assert store.audit_events()[0].action == "bank_created"
+
+
+def test_reopening_migrates_nothing_and_keeps_data(store_url: str) -> None:
+    with Store.open(store_url) as first:
+        first.create_bank("kept")
+    with Store.open(store_url) as second:
+        assert [b.name for b in second.list_banks()] == ["kept"]
+
+
+def _writer(url: str, start: int, count: int) -> None:
+    with Store.open(url) as store:
+        for i in range(start, start + count):
+            store.add_entries("shared", [NewEntry("pdq", format(i, "064x"))])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_processes_writing_at_once_lose_nothing(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
+    with Store.open(url) as store:
+        store.create_bank("shared")
+    context = multiprocessing.get_context("spawn")
+    # Overlapping ranges: 0-299 and 200-499, so both processes also race on the same values.
+    workers = [context.Process(target=_writer, args=(url, s, 300)) for s in (0, 200)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+        assert worker.exitcode == 0
+    with Store.open(url) as store:
+        values = sorted(int(e.value, 16) for e in store.iter_entries("shared"))
+    assert values == list(range(500))
