@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -47,7 +48,7 @@ def _fail(exc: CounterfakeError, as_json: bool) -> None:
     if as_json:
         _emit({"error": exc.to_dict()})
     else:
-        err.print(f"[red]Error[/red] [{exc.code}] {exc.message}", highlight=False, markup=True)
+        err.print(f"[red]Error[/red] {escape(f'[{exc.code}] {exc.message}')}", highlight=False)
     sys.exit(1)
 
 
@@ -104,7 +105,8 @@ class _Batch:
         if self.as_json:
             _emit({"path": where, "error": exc.to_dict()})
         else:
-            err.print(f"[red]failed[/red] {where}: [{exc.code}] {exc.message}", highlight=False)
+            detail = escape(f"{where}: [{exc.code}] {exc.message}")
+            err.print(f"[red]failed[/red] {detail}", highlight=False)
 
     def finish(self) -> None:
         if not self.as_json:

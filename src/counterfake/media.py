@@ -179,8 +179,13 @@ def _load(image: Image.Image) -> None:
         raise MediaError(f"the image data is corrupt or truncated ({exc})") from exc
 
 
-def decode(data: bytes, *, limits: Limits | None = None) -> DecodedImage:
-    """Decode just enough of an image to hash it: luma, reduced where that is safe."""
+def decode(data: bytes, *, limits: Limits | None = None, exact_luma: bool = False) -> DecodedImage:
+    """Decode just enough of an image to hash it: luma, reduced where that is safe.
+
+    JPEG luma is the decoder's Y channel, which skips colour conversion; `exact_luma`
+    instead decodes RGB and weighs it as PDQ does (float), for the rare images whose hash
+    is unstable enough for the difference to matter.
+    """
     limits = limits or Limits()
     image = _open(data, limits)
     width, height = image.size
@@ -189,16 +194,20 @@ def decode(data: bytes, *, limits: Limits | None = None) -> DecodedImage:
     scale = _scale_for(width, height)
     try:
         if fmt in ("JPEG", "MPO") and image.mode in ("RGB", "L", "YCbCr"):
-            image.draft("L", (-(-width // scale), -(-height // scale)))
+            image.draft("RGB" if exact_luma else "L", (-(-width // scale), -(-height // scale)))
             _load(image)
             scale = round(width / image.size[0])
-            gray = image if image.mode == "L" else _to_rgb(image).convert("L")
         else:
             _load(image)
-            gray = image if image.mode == "L" else _to_rgb(image).convert("L")
-            if scale > 1:
-                gray = gray.reduce(scale)
-        luma = np.asarray(gray, dtype=np.uint8)
+            if scale > 1 and not exact_luma:
+                image = (image if image.mode == "L" else _to_rgb(image).convert("L")).reduce(scale)
+            elif scale > 1:
+                image = _to_rgb(image).reduce(scale)
+        if exact_luma:
+            rgb = np.asarray(_to_rgb(image), dtype=np.float32)
+            luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+        else:
+            luma = np.asarray(image if image.mode == "L" else _to_rgb(image).convert("L"))
     except MediaError:
         raise
     except Exception as exc:

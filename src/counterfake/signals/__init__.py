@@ -10,7 +10,7 @@ import string
 from typing import ClassVar, Literal
 
 from ..errors import SignalError
-from ..media import DecodedImage, Limits
+from ..media import DecodedImage, Limits, decode
 from . import digests
 from .pdq import DIHEDRAL_NAMES, PdqHash, pdq, pdq_dihedral, pdq_reference
 
@@ -83,8 +83,8 @@ class PdqSignal(SignalType):
     name = "pdq"
     kind: ClassVar[Kind] = "hamming256"
 
-    #: Below this quality the hash of a near-flat image swings with rounding, so we take the
-    #: slow full-decode path to stay within tolerance of other implementations.
+    #: Below this quality the hash of a near-flat image swings with rounding, so we decode
+    #: again with PDQ's exact luma to stay within tolerance of other implementations.
     exact_below_quality: ClassVar[int] = 50
 
     def compute(self, data: bytes, image: DecodedImage) -> tuple[str, int | None]:
@@ -92,7 +92,7 @@ class PdqSignal(SignalType):
         if value.quality is not None and value.quality < self.exact_below_quality:
             # The image already passed the caller's limits; accept exactly it again.
             accepted = Limits(len(data), image.width * image.height, 2**31)
-            value = pdq_reference(data, limits=accepted)
+            value = pdq(decode(data, limits=accepted, exact_luma=True))
         return value.hex, value.quality
 
     def normalize(self, value: str) -> str:

@@ -1,0 +1,175 @@
+"""The CLI is the library from the shell: each test checks the outcome through the Python API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from counterfake import Store, hash_file, load_settings
+from counterfake.cli import main
+from tests.images import encode, photo_like
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def lines(result: Result) -> list[dict]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def open_store() -> Store:
+    return Store.open(settings=load_settings())
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    for seed in range(3):
+        target = folder / ("nested" if seed == 2 else "") / f"p{seed}.jpg"
+        target.write_bytes(encode(photo_like(400, 300, seed=100 + seed), "JPEG", quality=92))
+    (folder / "notes.txt").write_text("not an image, skipped when walking a folder")
+    return folder
+
+
+def test_hash_json_shape(home: Path, photos: Path) -> None:
+    result = run("hash", "--json", str(photos))
+    assert result.exit_code == 0, result.output
+    records = lines(result)
+    assert [Path(r["path"]).name for r in records] == ["p2.jpg", "p0.jpg", "p1.jpg"]
+    first = records[0]
+    assert set(first) == {"path", "width", "height", "pdq", "quality", "md5", "sha256"}
+    assert first["pdq"] == hash_file(first["path"]).signals["pdq"]
+    assert (first["width"], first["height"]) == (400, 300)
+
+
+def test_hash_dihedral_lists_eight_variants(home: Path, photos: Path) -> None:
+    [record] = lines(run("hash", "--json", "--dihedral", str(photos / "p0.jpg")))
+    assert len(record["dihedral"]) == 8
+    assert record["dihedral"]["original"] == record["pdq"]
+
+
+def test_a_bad_file_does_not_stop_the_batch(home: Path, photos: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("definitely not a jpeg")
+    result = run("hash", "--json", str(bad), str(photos / "p0.jpg"), str(tmp_path / "missing.jpg"))
+    assert result.exit_code == 1
+    records = lines(result)
+    assert records[0] == {
+        "path": str(bad),
+        "error": {"code": "unsupported_format", "message": records[0]["error"]["message"]},
+    }
+    assert "pdq" in records[1]
+    assert records[2]["error"]["code"] == "file_not_found"
+
+
+def test_human_output_has_a_summary(home: Path, photos: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    result = run("hash", str(photos / "p0.jpg"), str(bad))
+    assert result.exit_code == 1
+    assert "1 ok, 1 failed" in result.stderr
+    assert "empty_input" in result.stderr
+
+
+def test_bank_lifecycle(home: Path, photos: Path) -> None:
+    assert run("bank", "create", "mine", "--threshold", "24").exit_code == 0
+    assert open_store().get_bank("mine").pdq_threshold == 24
+    duplicate = run("bank", "create", "mine")
+    assert duplicate.exit_code == 1
+    assert "bank_exists" in duplicate.stderr
+
+    added = run("bank", "add", "--json", "mine", str(photos))
+    assert added.exit_code == 0, added.output
+    records = lines(added)
+    assert len(records) == 9
+    assert {r["signal"] for r in records} == {"pdq", "md5", "sha256"}
+    entry = open_store().get_entry(records[0]["entry_id"])
+    assert entry.metadata == {"source_name": "p2.jpg"}
+
+    listed = lines(run("bank", "list", "--json"))
+    assert [(b["name"], b["active_entries"]) for b in listed] == [("mine", 9)]
+    shown = lines(run("bank", "show", "--json", "mine"))[0]
+    assert shown["pdq_threshold"] == 24
+
+    assert run("bank", "delete", "--yes", "mine").exit_code == 0
+    assert open_store().list_banks() == []
+
+
+def test_bank_add_no_names(home: Path, photos: Path) -> None:
+    run("bank", "create", "mine")
+    records = lines(run("bank", "add", "--json", "--no-names", "mine", str(photos / "p0.jpg")))
+    assert all(open_store().get_entry(r["entry_id"]).metadata == {} for r in records)
+
+
+def test_bank_add_hashes_file(home: Path, tmp_path: Path) -> None:
+    run("bank", "create", "known")
+    hashes = tmp_path / "hashes.txt"
+    hashes.write_text(f"pdq {'a' * 64}\n{'b' * 64}\npdq nothex\n")
+    result = run("bank", "add", "--json", "known", "--hashes", str(hashes))
+    assert result.exit_code == 1
+    records = lines(result)
+    assert records[0]["error"]["code"] == "invalid_signal"
+    assert records[0]["path"] == f"{hashes}:3"
+    assert sorted(e.value for e in open_store().iter_entries("known")) == ["a" * 64, "b" * 64]
+
+
+def test_withdraw_then_match_finds_nothing(home: Path, photos: Path) -> None:
+    run("bank", "create", "mine")
+    records = lines(run("bank", "add", "--json", "mine", str(photos / "p0.jpg")))
+    matched = lines(run("match", "--json", str(photos / "p0.jpg")))[0]
+    assert {m["signal"] for m in matched["matches"]} == {"pdq", "md5", "sha256"}
+    assert set(matched["matches"][0]) == {"bank", "entry_id", "signal", "distance"}
+
+    ids = [str(r["entry_id"]) for r in records]
+    assert run("bank", "withdraw", "mine", *ids).exit_code == 0
+    assert open_store().get_bank("mine").active_entries == 0
+    assert lines(run("match", "--json", str(photos / "p0.jpg")))[0]["matches"] == []
+
+
+def test_match_unknown_bank_is_an_error(home: Path, photos: Path) -> None:
+    result = run("match", "--json", "--bank", "nope", str(photos / "p0.jpg"))
+    assert result.exit_code == 1
+    assert lines(result)[0]["error"]["code"] == "bank_not_found"
+
+
+def test_match_reports_low_quality(home: Path, tmp_path: Path) -> None:
+    run("bank", "create", "mine")
+    flat = tmp_path / "flat.png"
+    from PIL import Image
+
+    Image.new("RGB", (300, 300), (90, 90, 90)).save(flat)
+    record = lines(run("match", "--json", str(flat)))[0]
+    assert record["quality"] < 50
+    assert "not matched on PDQ" in record["notes"][0]
+
+
+def test_export_and_import_between_banks(home: Path, photos: Path, tmp_path: Path) -> None:
+    run("bank", "create", "a")
+    records = lines(run("bank", "add", "--json", "a", str(photos)))
+    run("bank", "withdraw", "a", str(records[0]["entry_id"]))
+    exported = tmp_path / "a.jsonl"
+    assert run("bank", "export", "a", "-o", str(exported)).exit_code == 0
+    rows = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert len(rows) == 9
+    assert {"entry_id", "signal", "value", "metadata", "withdrawn_at"} <= set(rows[0])
+
+    run("bank", "create", "b")
+    assert run("bank", "import", "b", str(exported)).exit_code == 0
+    bank = open_store().get_bank("b")
+    assert (bank.active_entries, bank.withdrawn_entries) == (8, 1)
+
+    te = run("bank", "export", "a", "--format", "te")
+    assert te.stdout.count("pdq ") == 3 - (records[0]["signal"] == "pdq")
+
+
+def test_errors_for_missing_bank_in_json(home: Path) -> None:
+    result = run("bank", "show", "--json", "ghost")
+    assert result.exit_code == 1
+    assert lines(result) == [
+        {"error": {"code": "bank_not_found", "message": "no bank named 'ghost'"}}
+    ]

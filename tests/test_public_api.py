@@ -1,0 +1,30 @@
+"""The public surface is exactly what __all__ says, and every error code maps to one class."""
+
+from __future__ import annotations
+
+import inspect
+
+import counterfake
+from counterfake import errors
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    public = {name for name in vars(counterfake) if not name.startswith("_")}
+    modules = {name for name, value in vars(counterfake).items() if inspect.ismodule(value)}
+    assert set(counterfake.__all__) == public - modules
+    assert sorted(counterfake.__all__) == list(counterfake.__all__)
+
+
+def test_one_exception_root_with_a_separate_misuse_root() -> None:
+    classes = [getattr(errors, name) for name in errors.__all__]
+    for cls in classes:
+        if cls is errors.UsageError:
+            assert not issubclass(cls, errors.CounterfakeError)
+        else:
+            assert issubclass(cls, errors.CounterfakeError)
+
+
+def test_every_error_class_is_drawn_in_the_tree() -> None:
+    doc = errors.__doc__ or ""
+    for name in errors.__all__:
+        assert name in doc, name
