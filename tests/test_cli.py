@@ -173,3 +173,14 @@ def test_errors_for_missing_bank_in_json(home: Path) -> None:
     assert lines(result) == [
         {"error": {"code": "bank_not_found", "message": "no bank named 'ghost'"}}
     ]
+
+
+def test_bank_add_warns_about_low_quality(home: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    run("bank", "create", "mine")
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (300, 300), (90, 90, 90)).save(flat)
+    result = run("bank", "add", "mine", str(flat))
+    assert result.exit_code == 0
+    assert "will not match" in result.stderr

@@ -352,9 +352,19 @@ def bank_add(
     batch = _Batch(as_json)
     created = 0
 
+    min_quality = _settings(ctx).pdq_min_quality
+
     def work(path: Path) -> None:
         nonlocal created
         hashes = hash_bytes(read_input(path, limits=limits), limits=limits)
+        if hashes.quality < min_quality and not as_json:
+            err.print(
+                escape(
+                    f"warning: {path}: PDQ quality {hashes.quality} is below {min_quality};"
+                    " its PDQ hash is stored but will not match (exact copies still will)"
+                ),
+                highlight=False,
+            )
         results = store.add_entries(
             name, bank_entries(hashes, source_name=path.name if names else None)
         )

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from counterfake import ConflictError, InputError, NewEntry, NotFoundError, SignalError, Store
+from counterfake import (
+    ConflictError,
+    DatabaseError,
+    InputError,
+    NewEntry,
+    NotFoundError,
+    SignalError,
+    Store,
+)
 
 PDQ_A = "a" * 64
 PDQ_B = "b" * 64
@@ -189,3 +197,16 @@ def test_two_processes_writing_at_once_lose_nothing(
     with Store.open(url) as store:
         values = sorted(int(e.value, 16) for e in store.iter_entries("shared"))
     assert values == list(range(500))
+
+
+def test_an_unreachable_database_is_a_database_error() -> None:
+    with pytest.raises(DatabaseError) as info:
+        Store.open("postgresql://nobody@127.0.0.1:1/none")
+    assert info.value.code == "database_error"
+
+
+def test_an_unwritable_sqlite_folder_is_a_database_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(DatabaseError):
+        Store.open(f"sqlite:///{blocker / 'sub' / 'store.db'}")
