@@ -1,5 +1,6 @@
 """Indexes derived from the store, held in memory by each process."""
 
 from .hamming import HammingIndex, LinearHammingIndex
+from .mih import MultiIndexHammingIndex
 
-__all__ = ["HammingIndex", "LinearHammingIndex"]
+__all__ = ["HammingIndex", "LinearHammingIndex", "MultiIndexHammingIndex"]

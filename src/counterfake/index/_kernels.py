@@ -1,0 +1,207 @@
+"""Compiled loops of the multi-index Hamming search (Numba; compiled once, cached on disk)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def popcount64(x: np.uint64) -> np.int64:
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(cache=True, inline="always")
+def distance(codes: np.ndarray, slot: np.int64, query: np.ndarray) -> np.int64:
+    return (
+        popcount64(codes[slot, 0] ^ query[0])
+        + popcount64(codes[slot, 1] ^ query[1])
+        + popcount64(codes[slot, 2] ^ query[2])
+        + popcount64(codes[slot, 3] ^ query[3])
+    )
+
+
+@njit(cache=True)
+def substring_keys(codes: np.ndarray, bitpos: np.ndarray, table: int) -> np.ndarray:
+    """Key of every code in one table: the code's bits at bitpos[table], packed low to high."""
+    n = codes.shape[0]
+    bits = bitpos.shape[1]
+    keys = np.zeros(n, dtype=np.uint32)
+    words = bitpos[table] >> 6
+    shifts = (bitpos[table] & 63).astype(np.uint64)
+    for i in range(n):
+        key = np.uint32(0)
+        for j in range(bits):
+            bit = (codes[i, words[j]] >> shifts[j]) & np.uint64(1)
+            key |= np.uint32(bit) << np.uint32(j)
+        keys[i] = key
+    return keys
+
+
+@njit(cache=True)
+def build_table(keys: np.ndarray, n_buckets: int, offsets: np.ndarray, members: np.ndarray) -> None:
+    """Counting sort of slots by key: members[offsets[k]:offsets[k+1]] hold the slots of key k."""
+    offsets[:] = 0
+    for key in keys:
+        offsets[key + 1] += 1
+    for k in range(n_buckets):
+        offsets[k + 1] += offsets[k]
+    fill = offsets[:-1].copy()
+    for slot in range(keys.shape[0]):
+        key = keys[slot]
+        members[fill[key]] = slot
+        fill[key] += 1
+
+
+@njit(cache=True, inline="always")
+def _scan_bucket(
+    key: np.int64,
+    offsets: np.ndarray,
+    members: np.ndarray,
+    codes: np.ndarray,
+    alive: np.ndarray,
+    query: np.ndarray,
+    radius: int,
+    out_slots: np.ndarray,
+    out_dist: np.ndarray,
+    found: int,
+) -> int:
+    for i in range(offsets[key], offsets[key + 1]):
+        slot = np.int64(members[i])
+        if alive[slot] == 0:
+            continue
+        d = distance(codes, slot, query)
+        if d <= radius:
+            duplicate = False
+            for j in range(min(found, out_slots.shape[0])):
+                if out_slots[j] == slot:
+                    duplicate = True
+                    break
+            if not duplicate:
+                # Past the buffer we only count; the caller retries with room for all.
+                if found < out_slots.shape[0]:
+                    out_slots[found] = slot
+                    out_dist[found] = d
+                found += 1
+    return found
+
+
+@njit(cache=True)
+def search_one(
+    query: np.ndarray,
+    radius: int,
+    rhos: np.ndarray,
+    bitpos: np.ndarray,
+    offsets: np.ndarray,
+    members: np.ndarray,
+    codes: np.ndarray,
+    alive: np.ndarray,
+    out_slots: np.ndarray,
+    out_dist: np.ndarray,
+) -> int:
+    """Every live slot within `radius`, probing each table's keys within rhos[t] of the query's."""
+    n_tables, bits = bitpos.shape
+    found = 0
+    flips = np.zeros(8, dtype=np.int64)
+    for t in range(n_tables):
+        rho = rhos[t]
+        if rho < 0:
+            continue
+        base = np.int64(0)
+        for j in range(bits):
+            bit = (query[bitpos[t, j] >> 6] >> np.uint64(bitpos[t, j] & 63)) & np.uint64(1)
+            base |= np.int64(bit) << j
+        found = _scan_bucket(
+            base, offsets[t], members[t], codes, alive, query, radius, out_slots, out_dist, found
+        )
+        # Enumerate every set of 1..rho distinct bit positions in increasing order.
+        for k in range(1, rho + 1):
+            for i in range(k):
+                flips[i] = i
+            while True:
+                key = base
+                for i in range(k):
+                    key ^= np.int64(1) << flips[i]
+                found = _scan_bucket(
+                    key,
+                    offsets[t],
+                    members[t],
+                    codes,
+                    alive,
+                    query,
+                    radius,
+                    out_slots,
+                    out_dist,
+                    found,
+                )
+                i = k - 1
+                while i >= 0 and flips[i] == bits - k + i:
+                    i -= 1
+                if i < 0:
+                    break
+                flips[i] += 1
+                for j in range(i + 1, k):
+                    flips[j] = flips[j - 1] + 1
+    return found
+
+
+@njit(cache=True)
+def scan(
+    codes: np.ndarray,
+    alive: np.ndarray,
+    count: int,
+    query: np.ndarray,
+    radius: int,
+    out_slots: np.ndarray,
+    out_dist: np.ndarray,
+) -> int:
+    """Brute force over the first `count` slots (the delta buffer, or any radius)."""
+    found = 0
+    for slot in range(count):
+        if alive[slot] == 0:
+            continue
+        d = distance(codes, slot, query)
+        if d <= radius:
+            if found < out_slots.shape[0]:
+                out_slots[found] = slot
+                out_dist[found] = d
+            found += 1
+    return found
+
+
+@njit(cache=True, parallel=True)
+def search_many(
+    queries: np.ndarray,
+    radius: int,
+    rhos: np.ndarray,
+    bitpos: np.ndarray,
+    offsets: np.ndarray,
+    members: np.ndarray,
+    codes: np.ndarray,
+    alive: np.ndarray,
+    use_tables: bool,
+    limit: int,
+    out_slots: np.ndarray,
+    out_dist: np.ndarray,
+    out_count: np.ndarray,
+) -> None:
+    """Batched search over the queries in parallel; row q of the outputs holds query q's hits."""
+    for q in prange(queries.shape[0]):
+        if use_tables:
+            out_count[q] = search_one(
+                queries[q],
+                radius,
+                rhos,
+                bitpos,
+                offsets,
+                members,
+                codes,
+                alive,
+                out_slots[q],
+                out_dist[q],
+            )
+        else:
+            out_count[q] = scan(codes, alive, limit, queries[q], radius, out_slots[q], out_dist[q])

@@ -1,0 +1,286 @@
+"""Multi-index hashing: exact Hamming range search over millions of 256-bit codes.
+
+The code is cut into m disjoint substrings of b bits (m * b <= 256), each with a table from
+substring value to the codes holding it. If two codes are within r, their substrings' distances
+add up to at most r, so for any rho_t with sum(rho_t + 1) >= r + 1 some substring t is within
+rho_t: probing every key within rho_t of the query's, in every table, finds every code within r
+(pigeonhole). For r = 31 at 10M codes: 12 tables of 21 bits, rho 2 in eight and 1 in four.
+
+Tables are counting-sorted arrays (offsets per key, then slots), 4 bytes per code per table.
+Which bits form a substring is chosen from the data: PDQ bits are correlated and unbalanced,
+and substrings of correlated bits pile codes into a few buckets.
+
+New codes go to a delta buffer scanned linearly; removals are tombstones that searches skip at
+once; when the delta outgrows an eighth of the main part, both are merged into new tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+import numpy as np
+
+from ..errors import UsageError
+from . import _kernels
+
+__all__ = ["MultiIndexHammingIndex"]
+
+_MIN_DELTA: Final = 65_536
+_INITIAL_HITS: Final = 64
+
+
+def _choose_shape(n: int) -> tuple[int, int]:
+    """(tables, bits per table): about 2-5 codes per bucket, at most 21 bits (8 MB offsets)."""
+    bits = max(8, min(21, math.ceil(math.log2(max(n, 2))) - 2))
+    return 256 // bits, bits
+
+
+def _ball(bits: int, rho: int) -> int:
+    return sum(math.comb(bits, k) for k in range(rho + 1)) if rho >= 0 else 0
+
+
+def _rhos(tables: int, radius: int) -> np.ndarray:
+    q, rem = divmod(radius + 1, tables)
+    return np.array([q if t < rem else q - 1 for t in range(tables)], dtype=np.int64)
+
+
+def _choose_bits(sample: np.ndarray, tables: int, bits: int) -> np.ndarray:
+    """Deal bits to substrings so each holds balanced, weakly correlated bits."""
+    if sample.shape[0] < 64:
+        order = np.arange(256)
+        return order[: tables * bits].reshape(bits, tables).T.copy()
+    unpacked = np.unpackbits(sample.view(np.uint8), axis=1, bitorder="little").astype(np.float32)
+    mean = unpacked.mean(axis=0)
+    centred = unpacked - mean
+    std = np.sqrt((centred**2).mean(axis=0)) + 1e-6
+    corr = np.abs((centred.T @ centred) / sample.shape[0] / np.outer(std, std))
+    np.fill_diagonal(corr, 0.0)
+    imbalance = np.abs(mean - 0.5)
+    remaining = np.ones(256, dtype=bool)
+    chosen: list[list[int]] = [[] for _ in range(tables)]
+    for _ in range(bits):
+        for t in range(tables):
+            cost = imbalance * 2.0
+            if chosen[t]:
+                cost = cost + corr[:, chosen[t]].sum(axis=1)
+            cost = np.where(remaining, cost, np.inf)
+            best = int(np.argmin(cost))
+            chosen[t].append(best)
+            remaining[best] = False
+    return np.array(chosen, dtype=np.int64)
+
+
+class MultiIndexHammingIndex:
+    """Exact range search; `add` and `remove` take effect for the next search, no rebuild."""
+
+    def __init__(self, ids: Sequence[int] | np.ndarray = (), codes: np.ndarray | None = None):
+        codes = np.zeros((0, 4), np.uint64) if codes is None else codes
+        self._build(np.asarray(ids, dtype=np.int64), np.asarray(codes, dtype=np.uint64))
+
+    # construction ------------------------------------------------------------------------------
+
+    def _build(self, ids: np.ndarray, codes: np.ndarray) -> None:
+        codes = codes.reshape(-1, 4)
+        if ids.shape[0] != codes.shape[0]:
+            raise UsageError("ids and codes differ in length")
+        order = np.argsort(ids, kind="stable")
+        ids, codes = ids[order], np.ascontiguousarray(codes[order])
+        if ids.size and np.any(ids[1:] == ids[:-1]):
+            keep = np.ones(ids.size, dtype=bool)
+            keep[:-1] = ids[1:] != ids[:-1]  # the last code given for an id wins
+            ids, codes = ids[keep], np.ascontiguousarray(codes[keep])
+        n = ids.shape[0]
+        self._tables, self._bits = _choose_shape(n)
+        rng = np.random.default_rng(0)
+        sample = codes[rng.choice(n, size=min(n, 65_536), replace=False)] if n else codes
+        self._bitpos = _choose_bits(np.ascontiguousarray(sample), self._tables, self._bits)
+        buckets = 1 << self._bits
+        self._offsets = np.zeros((self._tables, buckets + 1), dtype=np.uint32)
+        self._members = np.zeros((self._tables, n), dtype=np.uint32)
+        for t in range(self._tables):
+            keys = _kernels.substring_keys(codes, self._bitpos, t)
+            _kernels.build_table(keys, buckets, self._offsets[t], self._members[t])
+        self._ids = ids
+        self._codes = codes
+        self._alive = np.ones(n, dtype=np.uint8)
+        self._live_main = n
+        self._delta_ids = np.zeros(1024, dtype=np.int64)
+        self._delta_codes = np.zeros((1024, 4), dtype=np.uint64)
+        self._delta_alive = np.zeros(1024, dtype=np.uint8)
+        self._delta_n = 0
+        self._live_delta = 0
+
+    def _merge(self) -> None:
+        keep_main = self._alive.astype(bool)
+        keep_delta = self._delta_alive[: self._delta_n].astype(bool)
+        ids = np.concatenate([self._ids[keep_main], self._delta_ids[: self._delta_n][keep_delta]])
+        codes = np.concatenate(
+            [self._codes[keep_main], self._delta_codes[: self._delta_n][keep_delta]]
+        )
+        self._build(ids, codes)
+
+    # the HammingIndex interface ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self._live_main + self._live_delta)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in arrays (codes, ids, tables, delta), for memory reports."""
+        arrays = (
+            self._codes,
+            self._ids,
+            self._alive,
+            self._offsets,
+            self._members,
+            self._delta_codes,
+            self._delta_ids,
+            self._delta_alive,
+        )
+        return int(sum(a.nbytes for a in arrays))
+
+    def add(self, ids: Sequence[int], codes: np.ndarray) -> None:
+        new_ids = np.asarray(ids, dtype=np.int64)
+        codes = np.asarray(codes, dtype=np.uint64).reshape(-1, 4)
+        if new_ids.shape[0] != codes.shape[0]:
+            raise UsageError("ids and codes differ in length")
+        self.remove(new_ids.tolist())
+        needed = self._delta_n + new_ids.shape[0]
+        if needed > self._delta_ids.shape[0]:
+            capacity = max(needed, 2 * self._delta_ids.shape[0])
+            self._delta_ids = np.resize(self._delta_ids, capacity)
+            self._delta_alive = np.resize(self._delta_alive, capacity)
+            grown = np.zeros((capacity, 4), dtype=np.uint64)
+            grown[: self._delta_n] = self._delta_codes[: self._delta_n]
+            self._delta_codes = grown
+        end = self._delta_n + new_ids.shape[0]
+        self._delta_ids[self._delta_n : end] = new_ids
+        self._delta_codes[self._delta_n : end] = codes
+        self._delta_alive[self._delta_n : end] = 1
+        self._delta_n = end
+        self._live_delta += new_ids.shape[0]
+        if self._live_delta > max(_MIN_DELTA, self._live_main // 8):
+            self._merge()
+
+    def remove(self, ids: Iterable[int]) -> None:
+        gone = np.fromiter(ids, dtype=np.int64)
+        if gone.size == 0:
+            return
+        if self._ids.size:
+            at = np.searchsorted(self._ids, gone)
+            at = at[at < self._ids.size]
+            hit = at[np.isin(self._ids[at], gone)]
+            hit = hit[self._alive[hit] == 1]
+            self._alive[hit] = 0
+            self._live_main -= int(hit.size)
+        if self._delta_n:
+            hit = np.flatnonzero(
+                np.isin(self._delta_ids[: self._delta_n], gone)
+                & (self._delta_alive[: self._delta_n] == 1)
+            )
+            self._delta_alive[hit] = 0
+            self._live_delta -= int(hit.size)
+
+    def search(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
+        """For each query row, every (id, distance) within `radius`, nearest first."""
+        query_index, ids, distances = self.search_arrays(codes, radius)
+        results: list[list[tuple[int, int]]] = [[] for _ in range(int(np.asarray(codes).size // 4))]
+        order = np.lexsort((ids, distances, query_index))
+        for q, entry, d in zip(
+            query_index[order].tolist(), ids[order].tolist(), distances[order].tolist(), strict=True
+        ):
+            results[q].append((entry, d))
+        return results
+
+    def search_arrays(
+        self, codes: np.ndarray, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hits as three flat arrays (query row, id, distance), for callers that batch."""
+        queries = np.ascontiguousarray(np.asarray(codes, dtype=np.uint64).reshape(-1, 4))
+        if not 0 <= radius <= 256:
+            raise UsageError(f"radius must be 0-256, not {radius}")
+        rhos = _rhos(self._tables, radius)
+        probes = sum(_ball(self._bits, int(r)) for r in rhos)
+        expected = probes * (1 + self._ids.size / (1 << self._bits))
+        use_tables = bool(self._ids.size) and expected < self._ids.size / 2
+        main = self._run(queries, radius, rhos, use_tables, self._codes, self._alive, self._ids)
+        if self._delta_n == 0:
+            return main
+        delta = self._run(
+            queries,
+            radius,
+            rhos,
+            False,
+            self._delta_codes[: self._delta_n],
+            self._delta_alive[: self._delta_n],
+            self._delta_ids[: self._delta_n],
+        )
+        return tuple(np.concatenate(pair) for pair in zip(main, delta, strict=True))  # type: ignore[return-value]
+
+    def _run(
+        self,
+        queries: np.ndarray,
+        radius: int,
+        rhos: np.ndarray,
+        use_tables: bool,
+        codes: np.ndarray,
+        alive: np.ndarray,
+        ids: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n_queries = queries.shape[0]
+        capacity = _INITIAL_HITS
+        slots = np.empty((n_queries, capacity), dtype=np.int64)
+        dists = np.empty((n_queries, capacity), dtype=np.int64)
+        counts = np.zeros(n_queries, dtype=np.int64)
+        if codes.shape[0] == 0 or n_queries == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        _kernels.search_many(
+            queries,
+            radius,
+            rhos,
+            self._bitpos,
+            self._offsets,
+            self._members,
+            codes,
+            alive,
+            use_tables,
+            codes.shape[0],
+            slots,
+            dists,
+            counts,
+        )
+        rows, cols = np.nonzero(np.arange(capacity)[None, :] < counts[:, None])
+        overflow = np.flatnonzero(counts > capacity)
+        if overflow.size:
+            # Rare: more hits than the buffer held. Search those queries again with room.
+            keep = counts[rows] <= capacity
+            rows, cols = rows[keep], cols[keep]
+            room = int(counts[overflow].max())
+            more_slots = np.empty((overflow.size, room), dtype=np.int64)
+            more_dists = np.empty((overflow.size, room), dtype=np.int64)
+            more_counts = np.zeros(overflow.size, dtype=np.int64)
+            _kernels.search_many(
+                queries[overflow],
+                radius,
+                rhos,
+                self._bitpos,
+                self._offsets,
+                self._members,
+                codes,
+                alive,
+                use_tables,
+                codes.shape[0],
+                more_slots,
+                more_dists,
+                more_counts,
+            )
+            r2, c2 = np.nonzero(np.arange(room)[None, :] < more_counts[:, None])
+            query_index = np.concatenate([rows, overflow[r2]])
+            hit_slots = np.concatenate([slots[rows, cols], more_slots[r2, c2]])
+            hit_dists = np.concatenate([dists[rows, cols], more_dists[r2, c2]])
+        else:
+            query_index, hit_slots, hit_dists = rows, slots[rows, cols], dists[rows, cols]
+        return query_index, ids[hit_slots], hit_dists

@@ -1,0 +1,133 @@
+"""Multi-index hashing returns exactly what brute force returns: any radius, adds, removals,
+duplicates, the delta buffer and merges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from counterfake.index import LinearHammingIndex, MultiIndexHammingIndex
+from counterfake.index import mih as mih_module
+
+
+def _flip(code: np.ndarray, bits: list[int]) -> np.ndarray:
+    out = code.copy()
+    for bit in bits:
+        out[bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
+    return out
+
+
+def _clustered(rng: np.random.Generator, n: int, centres: int = 5) -> np.ndarray:
+    """Codes bunched around a few centres, the shape real banks have."""
+    base = rng.integers(0, 2**64 - 1, size=(centres, 4), dtype=np.uint64, endpoint=True)
+    codes = base[rng.integers(0, centres, size=n)].copy()
+    for row in codes:
+        for bit in rng.choice(256, size=rng.integers(0, 40), replace=False):
+            row[bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
+    return codes
+
+
+def _same(a: list[list[tuple[int, int]]], b: list[list[tuple[int, int]]]) -> bool:
+    return [sorted(x) for x in a] == [sorted(x) for x in b]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 300),
+    radius=st.integers(0, 70),
+    removed=st.sets(st.integers(0, 299), max_size=60),
+    clustered=st.booleans(),
+)
+def test_search_equals_brute_force(
+    seed: int, n: int, radius: int, removed: set[int], clustered: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    codes = (
+        _clustered(rng, n)
+        if clustered
+        else rng.integers(0, 2**64 - 1, size=(n, 4), dtype=np.uint64, endpoint=True)
+    )
+    ids = rng.permutation(10_000)[:n]
+    index = MultiIndexHammingIndex(ids, codes)
+    brute = LinearHammingIndex()
+    brute.add(ids.tolist(), codes)
+    gone = [int(ids[i]) for i in removed if i < n]
+    index.remove(gone)
+    brute.remove(gone)
+    queries = np.stack(
+        [
+            _flip(codes[i % n], list(rng.choice(256, size=rng.integers(0, 41), replace=False)))
+            for i in range(20)
+        ]
+        if n
+        else [rng.integers(0, 2**63, size=4, dtype=np.uint64)]
+    )
+    assert len(index) == len(brute)
+    assert _same(index.search(queries, radius), brute.search(queries, radius))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), steps=st.integers(1, 60))
+def test_incremental_adds_and_removes_track_brute_force(seed: int, steps: int) -> None:
+    rng = np.random.default_rng(seed)
+    start = _clustered(rng, 100)
+    index = MultiIndexHammingIndex(np.arange(100), start)
+    brute = LinearHammingIndex()
+    brute.add(list(range(100)), start)
+    next_id = 100
+    for _ in range(steps):
+        action = rng.integers(0, 3)
+        if action == 0:  # add a new code near an existing one
+            code = _flip(start[rng.integers(0, 100)], list(rng.choice(256, 10, replace=False)))
+            index.add([next_id], code[None, :])
+            brute.add([next_id], code[None, :])
+            next_id += 1
+        elif action == 1:  # remove some id (maybe already gone, maybe never there)
+            victim = int(rng.integers(0, next_id + 5))
+            index.remove([victim])
+            brute.remove([victim])
+        else:  # re-add an existing id with a new code: it replaces the old one
+            victim = int(rng.integers(0, next_id))
+            code = rng.integers(0, 2**63, size=(1, 4), dtype=np.uint64)
+            index.add([victim], code)
+            brute.add([victim], code)
+        query = start[rng.integers(0, 100)][None, :]
+        assert _same(index.search(query, 31), brute.search(query, 31))
+        assert len(index) == len(brute)
+
+
+def test_duplicate_codes_under_different_ids_are_all_found() -> None:
+    code = np.array([[7, 7, 7, 7]], dtype=np.uint64)
+    index = MultiIndexHammingIndex([1, 2, 3], np.repeat(code, 3, axis=0))
+    assert sorted(index.search(code, 0)[0]) == [(1, 0), (2, 0), (3, 0)]
+
+
+def test_merge_keeps_everything_and_drops_tombstones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mih_module, "_MIN_DELTA", 10)
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 2**63, size=(200, 4), dtype=np.uint64)
+    index = MultiIndexHammingIndex(np.arange(100), codes[:100])
+    index.remove([5])
+    index.add(list(range(100, 200)), codes[100:])  # past the delta limit: merged
+    assert index._delta_n == 0
+    assert len(index) == 199
+    assert index.search(codes[5:6], 0) == [[]]
+    assert index.search(codes[150:151], 0) == [[(150, 0)]]
+
+
+def test_many_hits_for_one_query_are_all_returned() -> None:
+    code = np.array([[1, 2, 3, 4]], dtype=np.uint64)
+    index = MultiIndexHammingIndex(np.arange(500), np.repeat(code, 500, axis=0))
+    assert len(index.search(code, 0)[0]) == 500
+
+
+def test_large_radius_falls_back_to_a_scan_and_stays_exact() -> None:
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 2**63, size=(300, 4), dtype=np.uint64)
+    index = MultiIndexHammingIndex(np.arange(300), codes)
+    brute = LinearHammingIndex()
+    brute.add(list(range(300)), codes)
+    assert _same(index.search(codes[:3], 120), brute.search(codes[:3], 120))
