@@ -172,6 +172,41 @@ def scan(
     return found
 
 
+@njit(cache=True)
+def search_serial(
+    queries: np.ndarray,
+    radius: int,
+    rhos: np.ndarray,
+    bitpos: np.ndarray,
+    offsets: np.ndarray,
+    members: np.ndarray,
+    codes: np.ndarray,
+    alive: np.ndarray,
+    use_tables: bool,
+    limit: int,
+    out_slots: np.ndarray,
+    out_dist: np.ndarray,
+    out_count: np.ndarray,
+) -> None:
+    """search_many without the thread start-up: for one query or a handful."""
+    for q in range(queries.shape[0]):
+        if use_tables:
+            out_count[q] = search_one(
+                queries[q],
+                radius,
+                rhos,
+                bitpos,
+                offsets,
+                members,
+                codes,
+                alive,
+                out_slots[q],
+                out_dist[q],
+            )
+        else:
+            out_count[q] = scan(codes, alive, limit, queries[q], radius, out_slots[q], out_dist[q])
+
+
 @njit(cache=True, parallel=True)
 def search_many(
     queries: np.ndarray,

@@ -29,6 +29,7 @@ __all__ = ["MultiIndexHammingIndex"]
 
 _MIN_DELTA: Final = 65_536
 _INITIAL_HITS: Final = 64
+_PARALLEL_FROM: Final = 8  # queries per call before threads pay for their start-up
 
 
 def _choose_shape(n: int) -> tuple[int, int]:
@@ -106,6 +107,7 @@ class MultiIndexHammingIndex:
         self._codes = codes
         self._alive = np.ones(n, dtype=np.uint8)
         self._live_main = n
+        self._plans: dict[int, tuple[np.ndarray, bool]] = {}
         self._delta_ids = np.zeros(1024, dtype=np.int64)
         self._delta_codes = np.zeros((1024, 4), dtype=np.uint64)
         self._delta_alive = np.zeros(1024, dtype=np.uint8)
@@ -201,10 +203,17 @@ class MultiIndexHammingIndex:
         queries = np.ascontiguousarray(np.asarray(codes, dtype=np.uint64).reshape(-1, 4))
         if not 0 <= radius <= 256:
             raise UsageError(f"radius must be 0-256, not {radius}")
-        rhos = _rhos(self._tables, radius)
-        probes = sum(_ball(self._bits, int(r)) for r in rhos)
-        expected = probes * (1 + self._ids.size / (1 << self._bits))
-        use_tables = bool(self._ids.size) and expected < self._ids.size / 2
+        plan = self._plans.get(radius)
+        if plan is None:
+            rhos = _rhos(self._tables, radius)
+            probes = sum(_ball(self._bits, int(r)) for r in rhos)
+            expected = probes * (1 + self._ids.size / (1 << self._bits))
+            # Past half the codes in expected work, a plain scan is cheaper and as exact.
+            plan = self._plans[radius] = (
+                rhos,
+                bool(self._ids.size) and expected < self._ids.size / 2,
+            )
+        rhos, use_tables = plan
         main = self._run(queries, radius, rhos, use_tables, self._codes, self._alive, self._ids)
         if self._delta_n == 0:
             return main
