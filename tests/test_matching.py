@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import time
+from typing import Any
+
 import pytest
+import sqlalchemy as sa
 from PIL import ImageOps
 
 from counterfake import Matcher, NewEntry, NotFoundError, PdqHash, Store, bank_entries, hash_bytes
@@ -102,3 +107,118 @@ def test_reload_sees_later_changes(banked: Store) -> None:
     banked.add_entries("victims", bank_entries(hash_bytes(other)))
     matcher.reload()
     assert len(matcher.match(hash_bytes(other)).matches) == 3
+
+
+# --- following the store's change log ----------------------------------------------------------
+
+
+def test_follows_adds_and_withdrawals_made_through_another_handle(store_url: str) -> None:
+    reader, writer = Store.open(store_url), Store.open(store_url)
+    writer.create_bank("victims")
+    matcher = Matcher(reader, refresh_interval=0)
+    hashes = hash_bytes(ORIGINAL)
+    assert matcher.match(hashes).matches == []
+    added = writer.add_entries("victims", bank_entries(hashes))
+    assert len(matcher.match(hashes).matches) == 3
+    for result in added:
+        writer.withdraw("victims", result.entry_id)
+    assert matcher.match(hashes).matches == []
+    writer.add_entries("victims", bank_entries(hashes))  # reinstated
+    assert len(matcher.match(hashes).matches) == 3
+
+
+def test_a_new_bank_joins_and_a_deleted_bank_leaves(store: Store) -> None:
+    matcher = Matcher(store, refresh_interval=0)
+    store.create_bank("later", threshold=12)
+    store.add_entries("later", bank_entries(hash_bytes(ORIGINAL)))
+    assert {m.bank for m in matcher.match(hash_bytes(ORIGINAL)).matches} == {"later"}
+    store.delete_bank("later")
+    assert matcher.match(hash_bytes(ORIGINAL)).matches == []
+    assert matcher.banks == []
+
+
+def test_large_banks_use_the_multi_index(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import counterfake.matching as matching
+
+    monkeypatch.setattr(matching, "TABLES_FROM", 1)
+    store.create_bank("big")
+    store.add_entries("big", bank_entries(hash_bytes(ORIGINAL)))
+    matcher = Matcher(store, refresh_interval=0)
+    assert isinstance(matcher._hamming["pdq"], matching.MultiIndexHammingIndex)
+    [entry] = [e for e in store.iter_entries("big") if e.signal_type == "pdq"]
+    copy = encode(IMAGE, "JPEG", quality=60)
+    assert [m.entry_id for m in matcher.match(hash_bytes(copy)).matches] == [entry.id]
+    store.withdraw("big", entry.id)
+    assert matcher.match(hash_bytes(copy)).matches == []
+
+
+def _add_then_withdraw(url: str, data: bytes, go: Any, added: Any, withdraw: Any) -> None:
+    with Store.open(url) as store:
+        go.wait()
+        results = store.add_entries("victims", bank_entries(hash_bytes(data)))
+        added.set()
+        withdraw.wait()
+        for result in results:
+            store.withdraw("victims", result.entry_id)
+        added.clear()
+
+
+def _visible_within(matcher: Matcher, hashes: Any, expected: int, seconds: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < 5:
+        if len(matcher.match(hashes).matches) == expected:
+            return time.monotonic() - start
+        time.sleep(0.01)
+    raise AssertionError(f"never saw {expected} matches")
+
+
+def test_another_process_changes_are_visible_within_a_second(store_url: str) -> None:
+    store = Store.open(store_url)
+    store.create_bank("victims")
+    matcher = Matcher(store, refresh_interval=0.2)
+    hashes = hash_bytes(ORIGINAL)
+    context = multiprocessing.get_context("spawn")
+    go, added, withdraw = context.Event(), context.Event(), context.Event()
+    writer = context.Process(
+        target=_add_then_withdraw, args=(store_url, ORIGINAL, go, added, withdraw)
+    )
+    writer.start()
+    try:
+        go.set()
+        assert added.wait(60)
+        assert _visible_within(matcher, hashes, 3, 5) <= 1.0
+        withdraw.set()
+        while added.is_set():
+            time.sleep(0.005)
+        assert _visible_within(matcher, hashes, 0, 5) <= 1.0
+    finally:
+        writer.join(60)
+    assert writer.exitcode == 0
+
+
+def test_a_late_commit_below_a_seen_change_is_not_missed(postgres_url: str) -> None:
+    """PostgreSQL hands out sequence numbers before commit: 41 may commit after 42."""
+    store = Store.open(postgres_url)
+    store.create_bank("victims")
+    matcher = Matcher(store, refresh_interval=0)
+    slow = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    first, second = hash_bytes(ORIGINAL), hash_bytes(encode(photo_like(seed=77), "PNG"))
+    try:
+        with slow.connect() as conn:
+            transaction = conn.begin()
+            bank_id = conn.exec_driver_sql("SELECT id FROM banks WHERE name='victims'").scalar()
+            entry_id = conn.exec_driver_sql(
+                "INSERT INTO entries (bank_id, signal_type, value, quality, source, metadata,"
+                " created_at) VALUES (%s, 'pdq', %s, 100, 'test', '{}', now()) RETURNING id",
+                (bank_id, first.signals["pdq"]),
+            ).scalar()
+            conn.exec_driver_sql(
+                "INSERT INTO changes (at, op, bank, entry_id) VALUES (now(), 'add', 'victims', %s)",
+                (entry_id,),
+            )
+            store.add_entries("victims", bank_entries(second))  # takes a later seq, commits
+            assert len(matcher.match(second).matches) == 3
+            transaction.commit()
+        assert [m.entry_id for m in matcher.match(first).matches] == [entry_id]
+    finally:
+        slow.dispose()

@@ -24,9 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 from ..errors import ConflictError, DatabaseError, InputError, NotFoundError
 from ..settings import Settings, load_settings
 from ..signals import get_signal_type
-from .schema import audit_log, banks, entries
+from .schema import audit_log, banks, changes, entries
 
-__all__ = ["AddResult", "AuditEvent", "Bank", "Entry", "NewEntry", "Store"]
+__all__ = ["AddResult", "AuditEvent", "Bank", "Change", "Entry", "NewEntry", "Store"]
 
 _BANK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -84,6 +84,21 @@ class AddResult:
     entry_id: int
     signal_type: str
     status: Literal["created", "existing", "reinstated", "withdrawn"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One change to what can match. `op` is add, withdraw, bank_create or bank_delete; for an
+    add, the entry's signal as it is now (None if it is gone since)."""
+
+    seq: int
+    op: str
+    bank: str
+    entry_id: int | None
+    signal_type: str | None = None
+    value: str | None = None
+    quality: int | None = None
+    withdrawn: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +228,7 @@ class Store:
                 )
             )
             self._audit(conn, "bank_created", bank=name, detail={"pdq_threshold": threshold})
+            self._change(conn, "bank_create", name)
         return self.get_bank(name)
 
     def list_banks(self) -> list[Bank]:
@@ -239,6 +255,7 @@ class Store:
             conn.execute(entries.delete().where(entries.c.bank_id == bank_id))
             conn.execute(banks.delete().where(banks.c.id == bank_id))
             self._audit(conn, "bank_deleted", bank=name, detail={"entries": count})
+            self._change(conn, "bank_delete", name)
 
     # entries -------------------------------------------------------------------------------
 
@@ -276,6 +293,8 @@ class Store:
                         "withdrawn" if entry.withdrawn_at else "created"
                     )
                     results.append(AddResult(row.id, entry.signal_type, status))
+                    if status == "created":
+                        self._change(conn, "add", bank, row.id)
                     continue
                 existing = conn.execute(
                     sa.select(entries.c.id, entries.c.withdrawn_at).where(
@@ -291,6 +310,7 @@ class Store:
                         .values(withdrawn_at=None)
                     )
                     results.append(AddResult(existing.id, entry.signal_type, "reinstated"))
+                    self._change(conn, "add", bank, existing.id)
                 elif existing.withdrawn_at is None and entry.withdrawn_at is not None:
                     conn.execute(
                         entries.update()
@@ -298,6 +318,7 @@ class Store:
                         .values(withdrawn_at=entry.withdrawn_at)
                     )
                     results.append(AddResult(existing.id, entry.signal_type, "withdrawn"))
+                    self._change(conn, "withdraw", bank, existing.id)
                 else:
                     results.append(AddResult(existing.id, entry.signal_type, "existing"))
             counts: dict[str, int] = {}
@@ -327,6 +348,7 @@ class Store:
                     entries.update().where(entries.c.id == entry_id).values(withdrawn_at=_now())
                 )
                 self._audit(conn, "entry_withdrawn", bank=bank, entry_id=entry_id, detail={})
+                self._change(conn, "withdraw", bank, entry_id)
         return self.get_entry(entry_id)
 
     def get_entry(self, entry_id: int) -> Entry:
@@ -375,6 +397,49 @@ class Store:
         with _translated(), self._read() as conn:
             for row in conn.execution_options(yield_per=10000).execute(query):
                 yield (row[0], row[1], row[2], row[3], row[4])
+
+    def active_signal_batches(
+        self, bank_names: Sequence[str] | None = None, *, size: int = 100_000
+    ) -> Iterator[list[tuple[int, str, str, str, int | None]]]:
+        """active_signals in lists of up to `size`, for loading millions without a row at a time."""
+        batch: list[tuple[int, str, str, str, int | None]] = []
+        for row in self.active_signals(bank_names):
+            batch.append(row)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def last_change(self) -> int:
+        """The newest change's sequence number (0 when there is none)."""
+        with _translated(), self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.max(changes.c.seq))).scalar() or 0)
+
+    def changes_since(self, seq: int, *, limit: int = 10_000) -> list[Change]:
+        """Changes after `seq`, oldest first. Under concurrent writers a lower number can
+        commit after a higher one: followers re-read a window (see matching.Matcher)."""
+        query = (
+            sa.select(
+                changes.c.seq,
+                changes.c.op,
+                changes.c.bank,
+                changes.c.entry_id,
+                entries.c.signal_type,
+                entries.c.value,
+                entries.c.quality,
+                entries.c.withdrawn_at,
+            )
+            .outerjoin(entries, entries.c.id == changes.c.entry_id)
+            .where(changes.c.seq > seq)
+            .order_by(changes.c.seq)
+            .limit(limit)
+        )
+        with _translated(), self._read() as conn:
+            return [
+                Change(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] is not None)
+                for r in conn.execute(query)
+            ]
 
     def audit_events(self, *, limit: int = 100) -> list[AuditEvent]:
         """The latest audit events, newest first."""
@@ -435,6 +500,10 @@ class Store:
             created_at=_utc(row.created_at) or row.created_at,
             withdrawn_at=_utc(row.withdrawn_at),
         )
+
+    @staticmethod
+    def _change(conn: Connection, op: str, bank: str, entry_id: int | None = None) -> None:
+        conn.execute(changes.insert().values(at=_now(), op=op, bank=bank, entry_id=entry_id))
 
     @staticmethod
     def _audit(

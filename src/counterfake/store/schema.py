@@ -57,3 +57,13 @@ audit_log = Table(
     Column("entry_id", BigInteger, nullable=True),
     Column("detail", JSON, nullable=False),
 )
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", _Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("bank", String(200), nullable=False),
+    Column("entry_id", BigInteger, nullable=True),
+)
