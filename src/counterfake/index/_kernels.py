@@ -71,10 +71,9 @@ def _scan_bucket(
 ) -> int:
     for i in range(offsets[key], offsets[key + 1]):
         slot = np.int64(members[i])
-        if alive[slot] == 0:
-            continue
         d = distance(codes, slot, query)
-        if d <= radius:
+        # Tombstones are rare: checking them only for hits saves a memory access per candidate.
+        if d <= radius and alive[slot] != 0:
             duplicate = False
             for j in range(min(found, out_slots.shape[0])):
                 if out_slots[j] == slot:
@@ -86,6 +85,64 @@ def _scan_bucket(
                     out_slots[found] = slot
                     out_dist[found] = d
                 found += 1
+    return found
+
+
+@njit(cache=True)
+def search_table(
+    t: int,
+    query: np.ndarray,
+    radius: int,
+    rho: int,
+    bitpos: np.ndarray,
+    offsets: np.ndarray,
+    members: np.ndarray,
+    codes: np.ndarray,
+    alive: np.ndarray,
+    out_slots: np.ndarray,
+    out_dist: np.ndarray,
+    found: int,
+) -> int:
+    """Probe every key of table t within rho of the query's key."""
+    if rho < 0:
+        return found
+    bits = bitpos.shape[1]
+    base = np.int64(0)
+    for j in range(bits):
+        bit = (query[bitpos[t, j] >> 6] >> np.uint64(bitpos[t, j] & 63)) & np.uint64(1)
+        base |= np.int64(bit) << j
+    found = _scan_bucket(
+        base, offsets[t], members[t], codes, alive, query, radius, out_slots, out_dist, found
+    )
+    flips = np.zeros(max(rho, 1), dtype=np.int64)
+    # Enumerate every set of 1..rho distinct bit positions in increasing order.
+    for k in range(1, rho + 1):
+        for i in range(k):
+            flips[i] = i
+        while True:
+            key = base
+            for i in range(k):
+                key ^= np.int64(1) << flips[i]
+            found = _scan_bucket(
+                key,
+                offsets[t],
+                members[t],
+                codes,
+                alive,
+                query,
+                radius,
+                out_slots,
+                out_dist,
+                found,
+            )
+            i = k - 1
+            while i >= 0 and flips[i] == bits - k + i:
+                i -= 1
+            if i < 0:
+                break
+            flips[i] += 1
+            for j in range(i + 1, k):
+                flips[j] = flips[j - 1] + 1
     return found
 
 
@@ -102,50 +159,57 @@ def search_one(
     out_slots: np.ndarray,
     out_dist: np.ndarray,
 ) -> int:
-    """Every live slot within `radius`, probing each table's keys within rhos[t] of the query's."""
-    n_tables, bits = bitpos.shape
+    """Every live slot within `radius` (pigeonhole over the tables), without duplicates."""
     found = 0
-    flips = np.zeros(8, dtype=np.int64)
-    for t in range(n_tables):
-        rho = rhos[t]
-        if rho < 0:
-            continue
-        base = np.int64(0)
-        for j in range(bits):
-            bit = (query[bitpos[t, j] >> 6] >> np.uint64(bitpos[t, j] & 63)) & np.uint64(1)
-            base |= np.int64(bit) << j
-        found = _scan_bucket(
-            base, offsets[t], members[t], codes, alive, query, radius, out_slots, out_dist, found
+    for t in range(bitpos.shape[0]):
+        found = search_table(
+            t,
+            query,
+            radius,
+            rhos[t],
+            bitpos,
+            offsets,
+            members,
+            codes,
+            alive,
+            out_slots,
+            out_dist,
+            found,
         )
-        # Enumerate every set of 1..rho distinct bit positions in increasing order.
-        for k in range(1, rho + 1):
-            for i in range(k):
-                flips[i] = i
-            while True:
-                key = base
-                for i in range(k):
-                    key ^= np.int64(1) << flips[i]
-                found = _scan_bucket(
-                    key,
-                    offsets[t],
-                    members[t],
-                    codes,
-                    alive,
-                    query,
-                    radius,
-                    out_slots,
-                    out_dist,
-                    found,
-                )
-                i = k - 1
-                while i >= 0 and flips[i] == bits - k + i:
-                    i -= 1
-                if i < 0:
-                    break
-                flips[i] += 1
-                for j in range(i + 1, k):
-                    flips[j] = flips[j - 1] + 1
     return found
+
+
+@njit(cache=True, parallel=True)
+def search_split(
+    query: np.ndarray,
+    radius: int,
+    rhos: np.ndarray,
+    bitpos: np.ndarray,
+    offsets: np.ndarray,
+    members: np.ndarray,
+    codes: np.ndarray,
+    alive: np.ndarray,
+    out_slots: np.ndarray,
+    out_dist: np.ndarray,
+    out_count: np.ndarray,
+) -> None:
+    """One query, its tables spread over the cores; row t holds table t's hits (the same slot
+    may appear in several rows: the caller removes duplicates)."""
+    for t in prange(bitpos.shape[0]):
+        out_count[t] = search_table(
+            t,
+            query,
+            radius,
+            rhos[t],
+            bitpos,
+            offsets,
+            members,
+            codes,
+            alive,
+            out_slots[t],
+            out_dist[t],
+            0,
+        )
 
 
 @njit(cache=True)

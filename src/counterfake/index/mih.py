@@ -30,6 +30,7 @@ __all__ = ["MultiIndexHammingIndex"]
 _MIN_DELTA: Final = 65_536
 _INITIAL_HITS: Final = 64
 _PARALLEL_FROM: Final = 8  # queries per call before threads pay for their start-up
+_SPLIT_FROM: Final = 500_000  # codes before one query's tables are worth spreading over cores
 
 
 def _choose_shape(n: int) -> tuple[int, int]:
@@ -228,6 +229,42 @@ class MultiIndexHammingIndex:
         )
         return tuple(np.concatenate(pair) for pair in zip(main, delta, strict=True))  # type: ignore[return-value]
 
+    def _run_split(
+        self,
+        query: np.ndarray,
+        radius: int,
+        rhos: np.ndarray,
+        codes: np.ndarray,
+        alive: np.ndarray,
+        ids: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One query over a large index: its tables searched on all cores at once."""
+        capacity = _INITIAL_HITS
+        while True:
+            slots = np.empty((self._tables, capacity), dtype=np.int64)
+            dists = np.empty((self._tables, capacity), dtype=np.int64)
+            counts = np.zeros(self._tables, dtype=np.int64)
+            _kernels.search_split(
+                query,
+                radius,
+                rhos,
+                self._bitpos,
+                self._offsets,
+                self._members,
+                codes,
+                alive,
+                slots,
+                dists,
+                counts,
+            )
+            if counts.max(initial=0) <= capacity:
+                break
+            capacity = int(counts.max())
+        rows, cols = np.nonzero(np.arange(capacity)[None, :] < counts[:, None])
+        unique, first = np.unique(slots[rows, cols], return_index=True)
+        hit_dists = dists[rows, cols][first]
+        return np.zeros(unique.size, dtype=np.int64), ids[unique], hit_dists
+
     def _run(
         self,
         queries: np.ndarray,
@@ -239,6 +276,8 @@ class MultiIndexHammingIndex:
         ids: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n_queries = queries.shape[0]
+        if n_queries == 1 and use_tables and codes.shape[0] >= _SPLIT_FROM:
+            return self._run_split(queries[0], radius, rhos, codes, alive, ids)
         capacity = _INITIAL_HITS
         slots = np.empty((n_queries, capacity), dtype=np.int64)
         dists = np.empty((n_queries, capacity), dtype=np.int64)
