@@ -42,25 +42,46 @@ def substring_keys(codes: np.ndarray, bitpos: np.ndarray, table: int) -> np.ndar
 
 
 @njit(cache=True)
-def build_table(keys: np.ndarray, n_buckets: int, offsets: np.ndarray, members: np.ndarray) -> None:
-    """Counting sort of slots by key: members[offsets[k]:offsets[k+1]] hold the slots of key k."""
-    offsets[:] = 0
-    for key in keys:
-        offsets[key + 1] += 1
-    for k in range(n_buckets):
-        offsets[k + 1] += offsets[k]
-    fill = offsets[:-1].copy()
+def fill_members(keys: np.ndarray, first: np.ndarray, members: np.ndarray, width: int) -> None:
+    """Counting sort of slots by key into `width`-byte little-endian slot numbers."""
+    fill = first.copy()
     for slot in range(keys.shape[0]):
-        key = keys[slot]
-        members[fill[key]] = slot
-        fill[key] += 1
+        at = fill[keys[slot]] * width
+        fill[keys[slot]] += 1
+        for byte in range(width):
+            members[at + byte] = np.uint8((slot >> (8 * byte)) & 0xFF)
 
 
 @njit(cache=True, inline="always")
-def _scan_bucket(
-    key: np.int64,
-    offsets: np.ndarray,
-    members: np.ndarray,
+def _member(members: np.ndarray, i: np.int64, width: int) -> np.int64:
+    at = i * width
+    slot = np.int64(members[at]) | (np.int64(members[at + 1]) << 8)
+    slot |= np.int64(members[at + 2]) << 16
+    if width == 4:
+        slot |= np.int64(members[at + 3]) << 24
+    return slot
+
+
+@njit(cache=True, inline="always")
+def is_alive(alive: np.ndarray, slot: np.int64) -> bool:
+    return (alive[slot >> 3] >> (slot & 7)) & 1 != 0
+
+
+_PENDING = 1024  # candidate slots gathered before they are checked
+
+
+@njit(cache=True, inline="always")
+def _bucket(key: np.int64, starts: np.ndarray, counts: np.ndarray) -> tuple[np.int64, np.int64]:
+    # Offsets are kept per block of 16 keys, each key's end relative to its block's start.
+    block_start = np.int64(starts[key >> 4])
+    begin = block_start if key & 15 == 0 else block_start + np.int64(counts[key - 1])
+    return begin, block_start + np.int64(counts[key])
+
+
+@njit(cache=True, inline="always")
+def _verify(
+    pending: np.ndarray,
+    n_pending: int,
     codes: np.ndarray,
     alive: np.ndarray,
     query: np.ndarray,
@@ -69,11 +90,13 @@ def _scan_bucket(
     out_dist: np.ndarray,
     found: int,
 ) -> int:
-    for i in range(offsets[key], offsets[key + 1]):
-        slot = np.int64(members[i])
+    """Check gathered candidates. Decoding slots first and checking them in a tight loop lets
+    the processor fetch many codes from memory at once: that fetch is the search's real cost."""
+    for c in range(n_pending):
+        slot = pending[c]
         d = distance(codes, slot, query)
         # Tombstones are rare: checking them only for hits saves a memory access per candidate.
-        if d <= radius and alive[slot] != 0:
+        if d <= radius and is_alive(alive, slot):
             duplicate = False
             for j in range(min(found, out_slots.shape[0])):
                 if out_slots[j] == slot:
@@ -95,8 +118,10 @@ def search_table(
     radius: int,
     rho: int,
     bitpos: np.ndarray,
-    offsets: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
     members: np.ndarray,
+    width: int,
     codes: np.ndarray,
     alive: np.ndarray,
     out_slots: np.ndarray,
@@ -111,30 +136,37 @@ def search_table(
     for j in range(bits):
         bit = (query[bitpos[t, j] >> 6] >> np.uint64(bitpos[t, j] & 63)) & np.uint64(1)
         base |= np.int64(bit) << j
-    found = _scan_bucket(
-        base, offsets[t], members[t], codes, alive, query, radius, out_slots, out_dist, found
-    )
+    table_starts, table_counts, table_members = starts[t], counts[t], members[t]
+    pending = np.empty(_PENDING, dtype=np.int64)
+    n_pending = 0
     flips = np.zeros(max(rho, 1), dtype=np.int64)
-    # Enumerate every set of 1..rho distinct bit positions in increasing order.
-    for k in range(1, rho + 1):
+    # Key 0 is the query's own; then every set of 1..rho distinct bit flips, in order.
+    for k in range(0, rho + 1):
         for i in range(k):
             flips[i] = i
         while True:
             key = base
             for i in range(k):
                 key ^= np.int64(1) << flips[i]
-            found = _scan_bucket(
-                key,
-                offsets[t],
-                members[t],
-                codes,
-                alive,
-                query,
-                radius,
-                out_slots,
-                out_dist,
-                found,
-            )
+            begin, end = _bucket(key, table_starts, table_counts)
+            for i in range(begin, end):
+                if n_pending == _PENDING:
+                    found = _verify(
+                        pending,
+                        n_pending,
+                        codes,
+                        alive,
+                        query,
+                        radius,
+                        out_slots,
+                        out_dist,
+                        found,
+                    )
+                    n_pending = 0
+                pending[n_pending] = _member(table_members, i, width)
+                n_pending += 1
+            if k == 0:
+                break
             i = k - 1
             while i >= 0 and flips[i] == bits - k + i:
                 i -= 1
@@ -143,7 +175,7 @@ def search_table(
             flips[i] += 1
             for j in range(i + 1, k):
                 flips[j] = flips[j - 1] + 1
-    return found
+    return _verify(pending, n_pending, codes, alive, query, radius, out_slots, out_dist, found)
 
 
 @njit(cache=True)
@@ -152,8 +184,10 @@ def search_one(
     radius: int,
     rhos: np.ndarray,
     bitpos: np.ndarray,
-    offsets: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
     members: np.ndarray,
+    width: int,
     codes: np.ndarray,
     alive: np.ndarray,
     out_slots: np.ndarray,
@@ -168,8 +202,10 @@ def search_one(
             radius,
             rhos[t],
             bitpos,
-            offsets,
+            starts,
+            counts,
             members,
+            width,
             codes,
             alive,
             out_slots,
@@ -185,8 +221,10 @@ def search_split(
     radius: int,
     rhos: np.ndarray,
     bitpos: np.ndarray,
-    offsets: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
     members: np.ndarray,
+    width: int,
     codes: np.ndarray,
     alive: np.ndarray,
     out_slots: np.ndarray,
@@ -202,8 +240,10 @@ def search_split(
             radius,
             rhos[t],
             bitpos,
-            offsets,
+            starts,
+            counts,
             members,
+            width,
             codes,
             alive,
             out_slots[t],
@@ -225,7 +265,7 @@ def scan(
     """Brute force over the first `count` slots (the delta buffer, or any radius)."""
     found = 0
     for slot in range(count):
-        if alive[slot] == 0:
+        if not is_alive(alive, slot):
             continue
         d = distance(codes, slot, query)
         if d <= radius:
@@ -242,8 +282,10 @@ def search_serial(
     radius: int,
     rhos: np.ndarray,
     bitpos: np.ndarray,
-    offsets: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
     members: np.ndarray,
+    width: int,
     codes: np.ndarray,
     alive: np.ndarray,
     use_tables: bool,
@@ -260,8 +302,10 @@ def search_serial(
                 radius,
                 rhos,
                 bitpos,
-                offsets,
+                starts,
+                counts,
                 members,
+                width,
                 codes,
                 alive,
                 out_slots[q],
@@ -277,8 +321,10 @@ def search_many(
     radius: int,
     rhos: np.ndarray,
     bitpos: np.ndarray,
-    offsets: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
     members: np.ndarray,
+    width: int,
     codes: np.ndarray,
     alive: np.ndarray,
     use_tables: bool,
@@ -295,8 +341,10 @@ def search_many(
                 radius,
                 rhos,
                 bitpos,
-                offsets,
+                starts,
+                counts,
                 members,
+                width,
                 codes,
                 alive,
                 out_slots[q],

@@ -6,7 +6,10 @@ add up to at most r, so for any rho_t with sum(rho_t + 1) >= r + 1 some substrin
 rho_t: probing every key within rho_t of the query's, in every table, finds every code within r
 (pigeonhole). For r = 31 at 10M codes: 12 tables of 21 bits, rho 2 in eight and 1 in four.
 
-Tables are counting-sorted arrays (offsets per key, then slots), 4 bytes per code per table.
+Tables are counting-sorted arrays of 3-byte slot numbers (4 above 16M codes), with a 4-byte
+offset per block of 16 keys and a 2-byte end per key within its block; ids are kept as 4-byte
+offsets from the smallest id when they fit, and tombstones as a bitmap. At 10M codes: 32 bytes
+of code, 4 of id, 36 of tables and under 6 of offsets, about 78 bytes a code.
 Which bits form a substring is chosen from the data: PDQ bits are correlated and unbalanced,
 and substrings of correlated bits pile codes into a few buckets.
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -29,6 +32,7 @@ __all__ = ["MultiIndexHammingIndex"]
 
 _MIN_DELTA: Final = 65_536
 _INITIAL_HITS: Final = 64
+_BLOCK: Final = 16  # keys per stored offset; must match _kernels._scan_bucket
 _PARALLEL_FROM: Final = 8  # queries per call before threads pay for their start-up
 _SPLIT_FROM: Final = 500_000  # codes before one query's tables are worth spreading over cores
 
@@ -74,6 +78,23 @@ def _choose_bits(sample: np.ndarray, tables: int, bits: int) -> np.ndarray:
     return np.array(chosen, dtype=np.int64)
 
 
+def _bitmap(n: int, value: bool) -> np.ndarray:
+    return np.full((n + 7) // 8, 0xFF if value else 0, dtype=np.uint8)
+
+
+def _alive(bitmap: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    bits = (bitmap[slots >> 3] >> (slots & 7).astype(np.uint8)) & 1
+    return np.asarray(bits, dtype=bool)
+
+
+def _clear(bitmap: np.ndarray, slots: np.ndarray) -> None:
+    np.bitwise_and.at(bitmap, slots >> 3, ~(np.uint8(1) << (slots & 7).astype(np.uint8)))
+
+
+def _set(bitmap: np.ndarray, slots: np.ndarray) -> None:
+    np.bitwise_or.at(bitmap, slots >> 3, np.uint8(1) << (slots & 7).astype(np.uint8))
+
+
 class MultiIndexHammingIndex:
     """Exact range search; `add` and `remove` take effect for the next search, no rebuild."""
 
@@ -88,40 +109,58 @@ class MultiIndexHammingIndex:
         if ids.shape[0] != codes.shape[0]:
             raise UsageError("ids and codes differ in length")
         order = np.argsort(ids, kind="stable")
-        ids, codes = ids[order], np.ascontiguousarray(codes[order])
+        ids, codes = ids[order], codes[order]
         if ids.size and np.any(ids[1:] == ids[:-1]):
             keep = np.ones(ids.size, dtype=bool)
             keep[:-1] = ids[1:] != ids[:-1]  # the last code given for an id wins
-            ids, codes = ids[keep], np.ascontiguousarray(codes[keep])
+            ids, codes = ids[keep], codes[keep]
+        codes = np.ascontiguousarray(codes)
         n = ids.shape[0]
         self._tables, self._bits = _choose_shape(n)
         rng = np.random.default_rng(0)
         sample = codes[rng.choice(n, size=min(n, 65_536), replace=False)] if n else codes
         self._bitpos = _choose_bits(np.ascontiguousarray(sample), self._tables, self._bits)
         buckets = 1 << self._bits
-        self._offsets = np.zeros((self._tables, buckets + 1), dtype=np.uint32)
-        self._members = np.zeros((self._tables, n), dtype=np.uint32)
+        self._width = 3 if n < 1 << 24 else 4
+        self._members = np.zeros((self._tables, n * self._width), dtype=np.uint8)
+        self._starts = np.zeros((self._tables, buckets // _BLOCK + 1), dtype=np.uint32)
+        counts_dtype: type[np.unsignedinteger[Any]] = np.uint16
+        per_table = []
         for t in range(self._tables):
             keys = _kernels.substring_keys(codes, self._bitpos, t)
-            _kernels.build_table(keys, buckets, self._offsets[t], self._members[t])
-        self._ids = ids
+            counts = np.bincount(keys, minlength=buckets)
+            first = np.zeros(buckets, dtype=np.int64)
+            np.cumsum(counts[:-1], out=first[1:])
+            self._starts[t, :-1] = first[::_BLOCK]
+            self._starts[t, -1] = n
+            _kernels.fill_members(keys, first, self._members[t], self._width)
+            # Each key's end, counted from the start of its block of 16 keys.
+            ends = np.cumsum(counts.reshape(-1, _BLOCK), axis=1).reshape(-1)
+            if ends.max(initial=0) > np.iinfo(np.uint16).max:
+                counts_dtype = np.uint32  # a block of keys shared by over 65,535 codes
+            per_table.append(ends)
+        self._counts = np.stack(per_table).astype(counts_dtype)
+        self._id_base = int(ids[0]) if n else 0
+        narrow = n == 0 or int(ids[-1]) - self._id_base < 2**32
+        self._ids = (ids - self._id_base).astype(np.uint32) if narrow else ids
         self._codes = codes
-        self._alive = np.ones(n, dtype=np.uint8)
+        self._alive = _bitmap(n, True)
         self._live_main = n
         self._plans: dict[int, tuple[np.ndarray, bool]] = {}
         self._delta_ids = np.zeros(1024, dtype=np.int64)
         self._delta_codes = np.zeros((1024, 4), dtype=np.uint64)
-        self._delta_alive = np.zeros(1024, dtype=np.uint8)
+        self._delta_alive = _bitmap(1024, False)
         self._delta_n = 0
         self._live_delta = 0
 
+    def _main_ids(self, slots: np.ndarray) -> np.ndarray:
+        return np.asarray(self._ids[slots], dtype=np.int64) + self._id_base
+
     def _merge(self) -> None:
-        keep_main = self._alive.astype(bool)
-        keep_delta = self._delta_alive[: self._delta_n].astype(bool)
-        ids = np.concatenate([self._ids[keep_main], self._delta_ids[: self._delta_n][keep_delta]])
-        codes = np.concatenate(
-            [self._codes[keep_main], self._delta_codes[: self._delta_n][keep_delta]]
-        )
+        keep_main = np.flatnonzero(_alive(self._alive, np.arange(self._ids.size)))
+        keep_delta = np.flatnonzero(_alive(self._delta_alive, np.arange(self._delta_n)))
+        ids = np.concatenate([self._main_ids(keep_main), self._delta_ids[keep_delta]])
+        codes = np.concatenate([self._codes[keep_main], self._delta_codes[keep_delta]])
         self._build(ids, codes)
 
     # the HammingIndex interface ------------------------------------------------------------------
@@ -136,7 +175,8 @@ class MultiIndexHammingIndex:
             self._codes,
             self._ids,
             self._alive,
-            self._offsets,
+            self._starts,
+            self._counts,
             self._members,
             self._delta_codes,
             self._delta_ids,
@@ -154,14 +194,16 @@ class MultiIndexHammingIndex:
         if needed > self._delta_ids.shape[0]:
             capacity = max(needed, 2 * self._delta_ids.shape[0])
             self._delta_ids = np.resize(self._delta_ids, capacity)
-            self._delta_alive = np.resize(self._delta_alive, capacity)
+            alive = _bitmap(capacity, False)
+            alive[: self._delta_alive.size] = self._delta_alive
+            self._delta_alive = alive
             grown = np.zeros((capacity, 4), dtype=np.uint64)
             grown[: self._delta_n] = self._delta_codes[: self._delta_n]
             self._delta_codes = grown
         end = self._delta_n + new_ids.shape[0]
         self._delta_ids[self._delta_n : end] = new_ids
         self._delta_codes[self._delta_n : end] = codes
-        self._delta_alive[self._delta_n : end] = 1
+        _set(self._delta_alive, np.arange(self._delta_n, end))
         self._delta_n = end
         self._live_delta += new_ids.shape[0]
         if self._live_delta > max(_MIN_DELTA, self._live_main // 8):
@@ -172,18 +214,18 @@ class MultiIndexHammingIndex:
         if gone.size == 0:
             return
         if self._ids.size:
-            at = np.searchsorted(self._ids, gone)
+            relative = gone - self._id_base
+            relative = relative[(relative >= 0) & (relative <= int(self._ids[-1]))]
+            at = np.searchsorted(self._ids, relative.astype(self._ids.dtype))
             at = at[at < self._ids.size]
-            hit = at[np.isin(self._ids[at], gone)]
-            hit = hit[self._alive[hit] == 1]
-            self._alive[hit] = 0
+            hit = at[np.isin(self._ids[at], relative.astype(self._ids.dtype))]
+            hit = np.unique(hit[_alive(self._alive, hit)])
+            _clear(self._alive, hit)
             self._live_main -= int(hit.size)
         if self._delta_n:
-            hit = np.flatnonzero(
-                np.isin(self._delta_ids[: self._delta_n], gone)
-                & (self._delta_alive[: self._delta_n] == 1)
-            )
-            self._delta_alive[hit] = 0
+            in_delta = np.flatnonzero(np.isin(self._delta_ids[: self._delta_n], gone))
+            hit = in_delta[_alive(self._delta_alive, in_delta)]
+            _clear(self._delta_alive, hit)
             self._live_delta -= int(hit.size)
 
     def search(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
@@ -210,33 +252,28 @@ class MultiIndexHammingIndex:
             probes = sum(_ball(self._bits, int(r)) for r in rhos)
             expected = probes * (1 + self._ids.size / (1 << self._bits))
             # Past half the codes in expected work, a plain scan is cheaper and as exact.
-            plan = self._plans[radius] = (
-                rhos,
-                bool(self._ids.size) and expected < self._ids.size / 2,
-            )
+            plan = (rhos, bool(self._ids.size) and expected < self._ids.size / 2)
+            self._plans[radius] = plan
         rhos, use_tables = plan
-        main = self._run(queries, radius, rhos, use_tables, self._codes, self._alive, self._ids)
+        rows, slots, dists = self._run(queries, radius, rhos, use_tables, self._codes, self._alive)
+        main = (rows, self._main_ids(slots), dists)
         if self._delta_n == 0:
             return main
-        delta = self._run(
-            queries,
-            radius,
-            rhos,
-            False,
-            self._delta_codes[: self._delta_n],
-            self._delta_alive[: self._delta_n],
-            self._delta_ids[: self._delta_n],
+        rows, slots, dists = self._run(
+            queries, radius, rhos, False, self._delta_codes[: self._delta_n], self._delta_alive
         )
-        return tuple(np.concatenate(pair) for pair in zip(main, delta, strict=True))  # type: ignore[return-value]
+        delta = (rows, self._delta_ids[slots], dists)
+        return (
+            np.concatenate([main[0], delta[0]]),
+            np.concatenate([main[1], delta[1]]),
+            np.concatenate([main[2], delta[2]]),
+        )
+
+    def _tables_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        return self._bitpos, self._starts, self._counts, self._members, self._width
 
     def _run_split(
-        self,
-        query: np.ndarray,
-        radius: int,
-        rhos: np.ndarray,
-        codes: np.ndarray,
-        alive: np.ndarray,
-        ids: np.ndarray,
+        self, query: np.ndarray, radius: int, rhos: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One query over a large index: its tables searched on all cores at once."""
         capacity = _INITIAL_HITS
@@ -248,11 +285,9 @@ class MultiIndexHammingIndex:
                 query,
                 radius,
                 rhos,
-                self._bitpos,
-                self._offsets,
-                self._members,
-                codes,
-                alive,
+                *self._tables_args(),
+                self._codes,
+                self._alive,
                 slots,
                 dists,
                 counts,
@@ -262,8 +297,7 @@ class MultiIndexHammingIndex:
             capacity = int(counts.max())
         rows, cols = np.nonzero(np.arange(capacity)[None, :] < counts[:, None])
         unique, first = np.unique(slots[rows, cols], return_index=True)
-        hit_dists = dists[rows, cols][first]
-        return np.zeros(unique.size, dtype=np.int64), ids[unique], hit_dists
+        return np.zeros(unique.size, dtype=np.int64), unique, dists[rows, cols][first]
 
     def _run(
         self,
@@ -273,25 +307,24 @@ class MultiIndexHammingIndex:
         use_tables: bool,
         codes: np.ndarray,
         alive: np.ndarray,
-        ids: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query row, slot, distance) of every hit among `codes`."""
         n_queries = queries.shape[0]
+        if codes.shape[0] == 0 or n_queries == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
         if n_queries == 1 and use_tables and codes.shape[0] >= _SPLIT_FROM:
-            return self._run_split(queries[0], radius, rhos, codes, alive, ids)
+            return self._run_split(queries[0], radius, rhos)
         capacity = _INITIAL_HITS
         slots = np.empty((n_queries, capacity), dtype=np.int64)
         dists = np.empty((n_queries, capacity), dtype=np.int64)
         counts = np.zeros(n_queries, dtype=np.int64)
-        if codes.shape[0] == 0 or n_queries == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty
-        _kernels.search_many(
+        kernel = _kernels.search_serial if n_queries < _PARALLEL_FROM else _kernels.search_many
+        kernel(
             queries,
             radius,
             rhos,
-            self._bitpos,
-            self._offsets,
-            self._members,
+            *self._tables_args(),
             codes,
             alive,
             use_tables,
@@ -302,33 +335,31 @@ class MultiIndexHammingIndex:
         )
         rows, cols = np.nonzero(np.arange(capacity)[None, :] < counts[:, None])
         overflow = np.flatnonzero(counts > capacity)
-        if overflow.size:
-            # Rare: more hits than the buffer held. Search those queries again with room.
-            keep = counts[rows] <= capacity
-            rows, cols = rows[keep], cols[keep]
-            room = int(counts[overflow].max())
-            more_slots = np.empty((overflow.size, room), dtype=np.int64)
-            more_dists = np.empty((overflow.size, room), dtype=np.int64)
-            more_counts = np.zeros(overflow.size, dtype=np.int64)
-            _kernels.search_many(
-                queries[overflow],
-                radius,
-                rhos,
-                self._bitpos,
-                self._offsets,
-                self._members,
-                codes,
-                alive,
-                use_tables,
-                codes.shape[0],
-                more_slots,
-                more_dists,
-                more_counts,
-            )
-            r2, c2 = np.nonzero(np.arange(room)[None, :] < more_counts[:, None])
-            query_index = np.concatenate([rows, overflow[r2]])
-            hit_slots = np.concatenate([slots[rows, cols], more_slots[r2, c2]])
-            hit_dists = np.concatenate([dists[rows, cols], more_dists[r2, c2]])
-        else:
-            query_index, hit_slots, hit_dists = rows, slots[rows, cols], dists[rows, cols]
-        return query_index, ids[hit_slots], hit_dists
+        if not overflow.size:
+            return rows, slots[rows, cols], dists[rows, cols]
+        # Rare: more hits than the buffer held. Search those queries again with room.
+        keep = counts[rows] <= capacity
+        rows, cols = rows[keep], cols[keep]
+        room = int(counts[overflow].max())
+        more_slots = np.empty((overflow.size, room), dtype=np.int64)
+        more_dists = np.empty((overflow.size, room), dtype=np.int64)
+        more_counts = np.zeros(overflow.size, dtype=np.int64)
+        kernel(
+            queries[overflow],
+            radius,
+            rhos,
+            *self._tables_args(),
+            codes,
+            alive,
+            use_tables,
+            codes.shape[0],
+            more_slots,
+            more_dists,
+            more_counts,
+        )
+        r2, c2 = np.nonzero(np.arange(room)[None, :] < more_counts[:, None])
+        return (
+            np.concatenate([rows, overflow[r2]]),
+            np.concatenate([slots[rows, cols], more_slots[r2, c2]]),
+            np.concatenate([dists[rows, cols], more_dists[r2, c2]]),
+        )
