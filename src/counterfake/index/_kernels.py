@@ -42,24 +42,19 @@ def substring_keys(codes: np.ndarray, bitpos: np.ndarray, table: int) -> np.ndar
 
 
 @njit(cache=True)
-def fill_members(keys: np.ndarray, first: np.ndarray, members: np.ndarray, width: int) -> None:
-    """Counting sort of slots by key into `width`-byte little-endian slot numbers."""
+def fill_members(keys: np.ndarray, first: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+    """Counting sort of slots by key; each slot split into its low 16 bits and the rest."""
     fill = first.copy()
     for slot in range(keys.shape[0]):
-        at = fill[keys[slot]] * width
+        at = fill[keys[slot]]
         fill[keys[slot]] += 1
-        for byte in range(width):
-            members[at + byte] = np.uint8((slot >> (8 * byte)) & 0xFF)
+        low[at] = slot & 0xFFFF
+        high[at] = slot >> 16
 
 
 @njit(cache=True, inline="always")
-def _member(members: np.ndarray, i: np.int64, width: int) -> np.int64:
-    at = i * width
-    slot = np.int64(members[at]) | (np.int64(members[at + 1]) << 8)
-    slot |= np.int64(members[at + 2]) << 16
-    if width == 4:
-        slot |= np.int64(members[at + 3]) << 24
-    return slot
+def _member(low: np.ndarray, high: np.ndarray, i: np.int64) -> np.int64:
+    return np.int64(low[i]) | (np.int64(high[i]) << 16)
 
 
 @njit(cache=True, inline="always")
@@ -120,8 +115,8 @@ def search_table(
     bitpos: np.ndarray,
     starts: np.ndarray,
     counts: np.ndarray,
-    members: np.ndarray,
-    width: int,
+    low: np.ndarray,
+    high: np.ndarray,
     codes: np.ndarray,
     alive: np.ndarray,
     out_slots: np.ndarray,
@@ -136,7 +131,7 @@ def search_table(
     for j in range(bits):
         bit = (query[bitpos[t, j] >> 6] >> np.uint64(bitpos[t, j] & 63)) & np.uint64(1)
         base |= np.int64(bit) << j
-    table_starts, table_counts, table_members = starts[t], counts[t], members[t]
+    table_starts, table_counts, table_low, table_high = starts[t], counts[t], low[t], high[t]
     pending = np.empty(_PENDING, dtype=np.int64)
     n_pending = 0
     flips = np.zeros(max(rho, 1), dtype=np.int64)
@@ -163,7 +158,7 @@ def search_table(
                         found,
                     )
                     n_pending = 0
-                pending[n_pending] = _member(table_members, i, width)
+                pending[n_pending] = _member(table_low, table_high, i)
                 n_pending += 1
             if k == 0:
                 break
@@ -186,8 +181,8 @@ def search_one(
     bitpos: np.ndarray,
     starts: np.ndarray,
     counts: np.ndarray,
-    members: np.ndarray,
-    width: int,
+    low: np.ndarray,
+    high: np.ndarray,
     codes: np.ndarray,
     alive: np.ndarray,
     out_slots: np.ndarray,
@@ -204,8 +199,8 @@ def search_one(
             bitpos,
             starts,
             counts,
-            members,
-            width,
+            low,
+            high,
             codes,
             alive,
             out_slots,
@@ -223,8 +218,8 @@ def search_split(
     bitpos: np.ndarray,
     starts: np.ndarray,
     counts: np.ndarray,
-    members: np.ndarray,
-    width: int,
+    low: np.ndarray,
+    high: np.ndarray,
     codes: np.ndarray,
     alive: np.ndarray,
     out_slots: np.ndarray,
@@ -242,8 +237,8 @@ def search_split(
             bitpos,
             starts,
             counts,
-            members,
-            width,
+            low,
+            high,
             codes,
             alive,
             out_slots[t],
@@ -284,8 +279,8 @@ def search_serial(
     bitpos: np.ndarray,
     starts: np.ndarray,
     counts: np.ndarray,
-    members: np.ndarray,
-    width: int,
+    low: np.ndarray,
+    high: np.ndarray,
     codes: np.ndarray,
     alive: np.ndarray,
     use_tables: bool,
@@ -304,8 +299,8 @@ def search_serial(
                 bitpos,
                 starts,
                 counts,
-                members,
-                width,
+                low,
+                high,
                 codes,
                 alive,
                 out_slots[q],
@@ -323,8 +318,8 @@ def search_many(
     bitpos: np.ndarray,
     starts: np.ndarray,
     counts: np.ndarray,
-    members: np.ndarray,
-    width: int,
+    low: np.ndarray,
+    high: np.ndarray,
     codes: np.ndarray,
     alive: np.ndarray,
     use_tables: bool,
@@ -343,8 +338,8 @@ def search_many(
                 bitpos,
                 starts,
                 counts,
-                members,
-                width,
+                low,
+                high,
                 codes,
                 alive,
                 out_slots[q],

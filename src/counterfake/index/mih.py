@@ -19,6 +19,8 @@ once; when the delta outgrows an eighth of the main part, both are merged into n
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -78,6 +80,12 @@ def _choose_bits(sample: np.ndarray, tables: int, bits: int) -> np.ndarray:
     return np.array(chosen, dtype=np.int64)
 
 
+def _release_freed_memory() -> None:
+    """Hand the build's freed scratch arrays back to the OS (glibc keeps them otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _bitmap(n: int, value: bool) -> np.ndarray:
     return np.full((n + 7) // 8, 0xFF if value else 0, dtype=np.uint8)
 
@@ -101,6 +109,7 @@ class MultiIndexHammingIndex:
     def __init__(self, ids: Sequence[int] | np.ndarray = (), codes: np.ndarray | None = None):
         codes = np.zeros((0, 4), np.uint64) if codes is None else codes
         self._build(np.asarray(ids, dtype=np.int64), np.asarray(codes, dtype=np.uint64))
+        _release_freed_memory()  # after _build's scratch arrays are gone
 
     # construction ------------------------------------------------------------------------------
 
@@ -121,8 +130,9 @@ class MultiIndexHammingIndex:
         sample = codes[rng.choice(n, size=min(n, 65_536), replace=False)] if n else codes
         self._bitpos = _choose_bits(np.ascontiguousarray(sample), self._tables, self._bits)
         buckets = 1 << self._bits
-        self._width = 3 if n < 1 << 24 else 4
-        self._members = np.zeros((self._tables, n * self._width), dtype=np.uint8)
+        # A slot is split into 16 low bits and the rest: 3 bytes a slot below 16M codes.
+        self._low = np.zeros((self._tables, n), dtype=np.uint16)
+        self._high = np.zeros((self._tables, n), dtype=np.uint8 if n <= 1 << 24 else np.uint16)
         self._starts = np.zeros((self._tables, buckets // _BLOCK + 1), dtype=np.uint32)
         counts_dtype: type[np.unsignedinteger[Any]] = np.uint16
         per_table = []
@@ -133,7 +143,7 @@ class MultiIndexHammingIndex:
             np.cumsum(counts[:-1], out=first[1:])
             self._starts[t, :-1] = first[::_BLOCK]
             self._starts[t, -1] = n
-            _kernels.fill_members(keys, first, self._members[t], self._width)
+            _kernels.fill_members(keys, first, self._low[t], self._high[t])
             # Each key's end, counted from the start of its block of 16 keys.
             ends = np.cumsum(counts.reshape(-1, _BLOCK), axis=1).reshape(-1)
             if ends.max(initial=0) > np.iinfo(np.uint16).max:
@@ -162,6 +172,8 @@ class MultiIndexHammingIndex:
         ids = np.concatenate([self._main_ids(keep_main), self._delta_ids[keep_delta]])
         codes = np.concatenate([self._codes[keep_main], self._delta_codes[keep_delta]])
         self._build(ids, codes)
+        del ids, codes
+        _release_freed_memory()
 
     # the HammingIndex interface ------------------------------------------------------------------
 
@@ -177,7 +189,8 @@ class MultiIndexHammingIndex:
             self._alive,
             self._starts,
             self._counts,
-            self._members,
+            self._low,
+            self._high,
             self._delta_codes,
             self._delta_ids,
             self._delta_alive,
@@ -269,8 +282,8 @@ class MultiIndexHammingIndex:
             np.concatenate([main[2], delta[2]]),
         )
 
-    def _tables_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        return self._bitpos, self._starts, self._counts, self._members, self._width
+    def _tables_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self._bitpos, self._starts, self._counts, self._low, self._high
 
     def _run_split(
         self, query: np.ndarray, radius: int, rhos: np.ndarray
