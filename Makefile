@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-hashing clean
+.PHONY: demo test lint bench-hashing bench-index bench-index-sync clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ test: lint
 
 bench-hashing: $(STAMP)
 	$(BIN)/python benchmarks/hashing.py --corpus ../shared/corpus/photos
+
+bench-index: $(STAMP)
+	for size in 1M 10M; do for dist in uniform realistic; do \
+		$(BIN)/python benchmarks/index.py --size $$size --distribution $$dist || exit 1; done; done
+
+bench-index-sync: $(STAMP)
+	$(BIN)/python benchmarks/index_sync.py --size 10M --database sqlite
 
 clean:
 	rm -rf $(VENV) build *.egg-info

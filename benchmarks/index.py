@@ -17,8 +17,9 @@ Distributions (`--distribution`):
   realistic  PDQ hashes of ../shared/corpus/photos, of their quadrant and centre tiles and of
              augmentations (flip, rotate 90, blur, JPEG q30, half size, gamma), as bases; each
              code is a base picked with weight rank^-0.5 (a few bases are popular), with 48-96
-             random bits flipped on average (a distinct image that keeps PDQ's bit biases) for 90%
-             of codes and 0-24 (a near-duplicate) for 10%; each bit flips independently. Bases are cached in benchmarks/results.
+             random bits flipped on average (a distinct image that keeps PDQ's bit biases) for
+             90% of codes and 0-24 (a near-duplicate) for 10%; each bit flips independently.
+             Bases are cached in benchmarks/results.
 Queries (--queries, default 10,000): half are stored codes with 0-40 random bits flipped (on
 average), half
 are fresh codes from the same generator (non-members).
@@ -155,11 +156,39 @@ class _Method:
         return False
 
 
+def _inflation(codes: np.ndarray, bitpos: np.ndarray) -> float:
+    """Mean over tables of E[bucket size seen by a stored code] / its value for uniform codes:
+    how many times more candidates the substrings hand out than balanced buckets would."""
+    from counterfake.index import _kernels
+
+    n, buckets = codes.shape[0], 1 << bitpos.shape[1]
+    uniform = 1 + (n - 1) / buckets
+    ratios = []
+    for t in range(bitpos.shape[0]):
+        counts = np.bincount(_kernels.substring_keys(codes, bitpos, t), minlength=buckets)
+        ratios.append(float((counts.astype(np.float64) ** 2).sum() / n) / uniform)
+    return float(np.mean(ratios))
+
+
 class _Counterfake(_Method):
     def build(self, codes: np.ndarray) -> None:
         from counterfake.index import MultiIndexHammingIndex
 
         self.index = MultiIndexHammingIndex(np.arange(codes.shape[0]), codes)
+        self.codes = codes
+
+    def stats(self) -> dict[str, Any]:
+        """Bucket balance of the chosen substrings against plain consecutive bits."""
+        chosen = self.index._bitpos
+        tables, bits = chosen.shape
+        consecutive = np.arange(tables * bits, dtype=np.int64).reshape(tables, bits)
+        sample = self.codes[: min(self.codes.shape[0], 2_000_000)]
+        return {
+            "tables": int(tables),
+            "bits_per_table": int(bits),
+            "candidate_inflation_chosen_bits": _inflation(sample, chosen),
+            "candidate_inflation_consecutive_bits": _inflation(sample, consecutive),
+        }
 
     def single(self, query: np.ndarray, radius: int) -> Any:
         return self.index.search(query[None, :], radius)
@@ -264,7 +293,7 @@ def _run(name: str, workdir: str, radius: int, single_seconds: float) -> None:
         supported = method.remove(n + i)
         if supported:
             removes.append((time.perf_counter() - start) * 1000)
-    result = {
+    result: dict[str, Any] = {
         "qps_single": qps_single,
         "single_queries": done,
         "qps_batched": qps_batched,
@@ -273,6 +302,8 @@ def _run(name: str, workdir: str, radius: int, single_seconds: float) -> None:
         "add_ms": statistics.median(adds),
         "remove_ms": statistics.median(removes) if removes else None,
     }
+    if hasattr(method, "stats"):
+        result["index"] = method.stats()
     (Path(workdir) / f"{name}.json").write_text(json.dumps(result))
 
 
@@ -365,6 +396,15 @@ def main() -> int:
             f"{v['remove_ms']:.3f}" if v["remove_ms"] is not None else "n/a",
         ]
         print("".join(f"{c:>12}" for c in cells))
+    index_stats = results.get("counterfake", {}).get("index")
+    if index_stats:
+        print(
+            f"\ncounterfake: {index_stats['tables']} tables of"
+            f" {index_stats['bits_per_table']} bits; candidates per probe vs balanced buckets:"
+            f" {index_stats['candidate_inflation_chosen_bits']:.2f}x with bits chosen from the"
+            f" data, {index_stats['candidate_inflation_consecutive_bits']:.2f}x with consecutive"
+            " bits"
+        )
     print(f"\nJSON: {out}")
     return 0
 

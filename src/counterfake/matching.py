@@ -96,27 +96,31 @@ class Matcher:
             for name, bank in banks.items()
             if self._bank_names is None or name in self._bank_names
         }
-        self._entry_bank: dict[int, str] = {}
-        self._exact: dict[tuple[str, str], set[int]] = defaultdict(set)
-        ids: dict[str, list[np.ndarray]] = defaultdict(list)
-        codes: dict[str, list[np.ndarray]] = defaultdict(list)
-        for batch in self._store.active_signal_batches(list(self._thresholds)):
-            hamming: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
-            for entry_id, bank, signal_type, value, quality in batch:
-                self._entry_bank[entry_id] = bank
+        # Exact signals: value -> {entry id: bank}. Hamming signals: one index per bank, so a
+        # hit's bank is known without a per-entry map (10M entries would cost a gigabyte).
+        self._exact: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
+        self._hamming: dict[str, dict[str, HammingIndex]] = defaultdict(dict)
+        for bank in self._thresholds:
+            ids: dict[str, list[np.ndarray]] = defaultdict(list)
+            codes: dict[str, list[np.ndarray]] = defaultdict(list)
+            for signal_type, chunk_ids, values, qualities in self._store.active_columns(bank):
                 if get_signal_type(signal_type).kind == "exact":
-                    self._exact[(signal_type, value)].add(entry_id)
-                elif quality is None or quality >= self._min_quality:
-                    hamming[signal_type][0].append(entry_id)
-                    hamming[signal_type][1].append(value)
-            for signal_type, (batch_ids, values) in hamming.items():
-                ids[signal_type].append(np.asarray(batch_ids, dtype=np.int64))
-                codes[signal_type].append(_words_from_hex(values))
-        self._hamming: dict[str, HammingIndex] = {}
-        for signal_type in ids:
-            all_ids = np.concatenate(ids[signal_type])
-            all_codes = np.concatenate(codes[signal_type])
-            self._hamming[signal_type] = self._new_index(all_ids, all_codes)
+                    for entry_id, value in zip(chunk_ids, values, strict=True):
+                        self._exact[(signal_type, value)][entry_id] = bank
+                    continue
+                keep = [i for i, q in enumerate(qualities) if q is None or q >= self._min_quality]
+                if len(keep) < len(qualities):
+                    chunk_ids = [chunk_ids[i] for i in keep]
+                    values = [values[i] for i in keep]
+                if chunk_ids:
+                    ids[signal_type].append(np.asarray(chunk_ids, dtype=np.int64))
+                    codes[signal_type].append(_words_from_hex(values))
+            for signal_type in ids:
+                self._hamming[signal_type][bank] = self._new_index(
+                    np.concatenate(ids[signal_type]), np.concatenate(codes[signal_type])
+                )
+                ids[signal_type].clear()
+                codes[signal_type].clear()
         self._low_water = low_water
         self._seen: set[int] = set()
         self._gap_since: dict[int, float] = {}
@@ -184,26 +188,25 @@ class Matcher:
                     change.entry_id, change.bank, change.signal_type, change.value, change.quality
                 )
         elif change.op == "withdraw" and change.entry_id is not None:
-            self._remove(change.entry_id, change.signal_type, change.value)
+            self._remove(change.entry_id, change.bank, change.signal_type, change.value)
 
     def _add(
         self, entry_id: int, bank: str, signal_type: str, value: str, quality: int | None
     ) -> None:
-        self._entry_bank[entry_id] = bank
         if get_signal_type(signal_type).kind == "exact":
-            self._exact[(signal_type, value)].add(entry_id)
+            self._exact[(signal_type, value)][entry_id] = bank
         elif quality is None or quality >= self._min_quality:
-            index = self._hamming.get(signal_type)
+            index = self._hamming[signal_type].get(bank)
             if index is None:
-                index = self._hamming[signal_type] = LinearHammingIndex()
+                index = self._hamming[signal_type][bank] = LinearHammingIndex()
             index.add([entry_id], _words_from_hex([value]))
 
-    def _remove(self, entry_id: int, signal_type: str | None, value: str | None) -> None:
-        self._entry_bank.pop(entry_id, None)
+    def _remove(self, entry_id: int, bank: str, signal_type: str | None, value: str | None) -> None:
         if signal_type and value:
-            self._exact.get((signal_type, value), set()).discard(entry_id)
-        for index in self._hamming.values():
-            index.remove([entry_id])
+            self._exact.get((signal_type, value), {}).pop(entry_id, None)
+            index = self._hamming.get(signal_type, {}).get(bank)
+            if index is not None:
+                index.remove([entry_id])
 
     # matching ----------------------------------------------------------------------------------
 
@@ -212,7 +215,9 @@ class Matcher:
         return sorted(self._thresholds)
 
     def __len__(self) -> int:
-        return len(self._entry_bank)
+        """Active entries held (PDQ entries too low in quality to match are not)."""
+        exact = sum(len(holders) for holders in self._exact.values())
+        return exact + sum(len(i) for by_bank in self._hamming.values() for i in by_bank.values())
 
     def match(self, hashes: ImageHashes) -> MatchResult:
         """Every entry the image matches: exact digests, then PDQ (and its dihedral variants)."""
@@ -221,27 +226,25 @@ class Matcher:
         found: dict[int, Match] = {}
         notes: list[str] = []
         for signal_type, value in hashes.signals.items():
-            for entry_id in self._exact.get((signal_type, value), ()):
-                found[entry_id] = Match(self._entry_bank[entry_id], entry_id, signal_type, 0)
+            for entry_id, bank in self._exact.get((signal_type, value), {}).items():
+                found[entry_id] = Match(bank, entry_id, signal_type, 0)
         if hashes.quality < self._min_quality:
             notes.append(
                 f"pdq quality {hashes.quality} is below {self._min_quality}: not matched on PDQ"
             )
-        elif "pdq" in self._hamming and self._thresholds:
+        else:
             variants = {"original": hashes.signals["pdq"]}
             if hashes.dihedral:
                 variants.update(hashes.dihedral)
-            radius = max(self._thresholds.values())
             names = list(variants)
             codes = np.stack([PdqHash.from_hex(variants[n]).words() for n in names])
-            for name, hits in zip(names, self._hamming["pdq"].search(codes, radius), strict=True):
-                for entry_id, distance in hits:
-                    bank = self._entry_bank.get(entry_id)
-                    if bank is None or distance > self._thresholds[bank]:
-                        continue
-                    previous = found.get(entry_id)
-                    if previous is None or distance < previous.distance:
-                        variant = None if name == "original" else name
-                        found[entry_id] = Match(bank, entry_id, "pdq", distance, variant)
+            for bank, index in self._hamming.get("pdq", {}).items():
+                results = index.search(codes, self._thresholds[bank])
+                for name, hits in zip(names, results, strict=True):
+                    for entry_id, distance in hits:
+                        previous = found.get(entry_id)
+                        if previous is None or distance < previous.distance:
+                            variant = None if name == "original" else name
+                            found[entry_id] = Match(bank, entry_id, "pdq", distance, variant)
         matches = sorted(found.values(), key=lambda m: (m.distance, m.bank, m.entry_id))
         return MatchResult(matches, notes)

@@ -398,18 +398,30 @@ class Store:
             for row in conn.execution_options(yield_per=10000).execute(query):
                 yield (row[0], row[1], row[2], row[3], row[4])
 
-    def active_signal_batches(
-        self, bank_names: Sequence[str] | None = None, *, size: int = 100_000
-    ) -> Iterator[list[tuple[int, str, str, str, int | None]]]:
-        """active_signals in lists of up to `size`, for loading millions without a row at a time."""
-        batch: list[tuple[int, str, str, str, int | None]] = []
-        for row in self.active_signals(bank_names):
-            batch.append(row)
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    def active_columns(
+        self, bank: str, *, size: int = 200_000
+    ) -> Iterator[tuple[str, list[int], list[str], list[int | None]]]:
+        """A bank's active entries as (signal type, ids, values, qualities) chunks of up to
+        `size`, in no particular order: how an index loads millions of entries quickly."""
+        with _translated(), self._read() as conn:
+            bank_id = self._bank_id(conn, bank)
+            kinds = (
+                conn.execute(
+                    sa.select(entries.c.signal_type).where(entries.c.bank_id == bank_id).distinct()
+                )
+                .scalars()
+                .all()
+            )
+            for signal_type in sorted(kinds):
+                query = sa.select(entries.c.id, entries.c.value, entries.c.quality).where(
+                    entries.c.bank_id == bank_id,
+                    entries.c.signal_type == signal_type,
+                    entries.c.withdrawn_at.is_(None),
+                )
+                result = conn.execution_options(yield_per=size).execute(query)
+                for part in result.partitions(size):
+                    ids, values, qualities = zip(*part, strict=True)
+                    yield signal_type, list(ids), list(values), list(qualities)
 
     def last_change(self) -> int:
         """The newest change's sequence number (0 when there is none)."""
