@@ -87,7 +87,7 @@ class Matcher:
     def reload(self) -> None:
         """Load every active entry of the banks from the store, then catch up on changes."""
         low_water = max(0, self._store.last_change() - _REPLAY)
-        banks = {b.name: b for b in self._store.list_banks()}
+        banks = {b.name: b for b in self._store.list_banks(counts=False)}
         for name in self._bank_names or ():
             if name not in banks:
                 self._store.get_bank(name)  # raises bank_not_found
