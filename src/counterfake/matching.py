@@ -121,7 +121,7 @@ class Matcher:
                 )
                 ids[signal_type].clear()
                 codes[signal_type].clear()
-        self._low_water = low_water
+        self._low_water = self._high_water = low_water
         self._seen: set[int] = set()
         self._gap_since: dict[int, float] = {}
         self._needs_reload = False
@@ -140,13 +140,22 @@ class Matcher:
         """Apply the changes committed since the last refresh; returns how many were new."""
         self._last_refresh = time.monotonic()
         applied = 0
+        if self._seen:
+            # Changes above a hole were applied; look again for the hole's late commits.
+            for change in self._store.changes_since(self._low_water):
+                if change.seq > self._high_water:
+                    break
+                if change.seq not in self._seen:
+                    self._apply(change)
+                    self._seen.add(change.seq)
+                    applied += 1
         while True:
-            batch = self._store.changes_since(self._low_water)
-            fresh = [c for c in batch if c.seq not in self._seen]
-            for change in fresh:
+            batch = self._store.changes_since(self._high_water)
+            for change in batch:
                 self._apply(change)
                 self._seen.add(change.seq)
-            applied += len(fresh)
+                self._high_water = change.seq
+            applied += len(batch)
             self._advance()
             if self._needs_reload:
                 self.reload()
