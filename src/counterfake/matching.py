@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from ._memory import release_freed_memory
 from .errors import NotFoundError
 from .hashing import ImageHashes
 from .index import HammingIndex, LinearHammingIndex, MultiIndexHammingIndex
@@ -121,6 +122,7 @@ class Matcher:
                 )
                 ids[signal_type].clear()
                 codes[signal_type].clear()
+        release_freed_memory()
         self._low_water = self._high_water = low_water
         self._seen: set[int] = set()
         self._gap_since: dict[int, float] = {}

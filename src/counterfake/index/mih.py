@@ -19,14 +19,13 @@ once; when the delta outgrows an eighth of the main part, both are merged into n
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import numpy as np
 
+from .._memory import release_freed_memory
 from ..errors import UsageError
 from . import _kernels
 
@@ -80,12 +79,6 @@ def _choose_bits(sample: np.ndarray, tables: int, bits: int) -> np.ndarray:
     return np.array(chosen, dtype=np.int64)
 
 
-def _release_freed_memory() -> None:
-    """Hand the build's freed scratch arrays back to the OS (glibc keeps them otherwise)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def _bitmap(n: int, value: bool) -> np.ndarray:
     return np.full((n + 7) // 8, 0xFF if value else 0, dtype=np.uint8)
 
@@ -109,7 +102,7 @@ class MultiIndexHammingIndex:
     def __init__(self, ids: Sequence[int] | np.ndarray = (), codes: np.ndarray | None = None):
         codes = np.zeros((0, 4), np.uint64) if codes is None else codes
         self._build(np.asarray(ids, dtype=np.int64), np.asarray(codes, dtype=np.uint64))
-        _release_freed_memory()  # after _build's scratch arrays are gone
+        release_freed_memory()  # after _build's scratch arrays are gone
 
     # construction ------------------------------------------------------------------------------
 
@@ -173,7 +166,7 @@ class MultiIndexHammingIndex:
         codes = np.concatenate([self._codes[keep_main], self._delta_codes[keep_delta]])
         self._build(ids, codes)
         del ids, codes
-        _release_freed_memory()
+        release_freed_memory()
 
     # the HammingIndex interface ------------------------------------------------------------------
 
