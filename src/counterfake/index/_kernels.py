@@ -271,6 +271,44 @@ def scan(
     return found
 
 
+@njit(cache=True, inline="always")
+def _search_row(
+    queries: np.ndarray,
+    radius: int,
+    rhos: np.ndarray,
+    bitpos: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    codes: np.ndarray,
+    alive: np.ndarray,
+    use_tables: bool,
+    limit: int,
+    out_slots: np.ndarray,
+    out_dist: np.ndarray,
+    out_count: np.ndarray,
+    q: int,
+) -> None:
+    if use_tables:
+        out_count[q] = search_one(
+            queries[q],
+            radius,
+            rhos,
+            bitpos,
+            starts,
+            counts,
+            low,
+            high,
+            codes,
+            alive,
+            out_slots[q],
+            out_dist[q],
+        )
+    else:
+        out_count[q] = scan(codes, alive, limit, queries[q], radius, out_slots[q], out_dist[q])
+
+
 @njit(cache=True)
 def search_serial(
     queries: np.ndarray,
@@ -291,23 +329,24 @@ def search_serial(
 ) -> None:
     """search_many without the thread start-up: for one query or a handful."""
     for q in range(queries.shape[0]):
-        if use_tables:
-            out_count[q] = search_one(
-                queries[q],
-                radius,
-                rhos,
-                bitpos,
-                starts,
-                counts,
-                low,
-                high,
-                codes,
-                alive,
-                out_slots[q],
-                out_dist[q],
-            )
-        else:
-            out_count[q] = scan(codes, alive, limit, queries[q], radius, out_slots[q], out_dist[q])
+        _search_row(
+            queries,
+            radius,
+            rhos,
+            bitpos,
+            starts,
+            counts,
+            low,
+            high,
+            codes,
+            alive,
+            use_tables,
+            limit,
+            out_slots,
+            out_dist,
+            out_count,
+            q,
+        )
 
 
 @njit(cache=True, parallel=True)
@@ -330,20 +369,21 @@ def search_many(
 ) -> None:
     """Batched search over the queries in parallel; row q of the outputs holds query q's hits."""
     for q in prange(queries.shape[0]):
-        if use_tables:
-            out_count[q] = search_one(
-                queries[q],
-                radius,
-                rhos,
-                bitpos,
-                starts,
-                counts,
-                low,
-                high,
-                codes,
-                alive,
-                out_slots[q],
-                out_dist[q],
-            )
-        else:
-            out_count[q] = scan(codes, alive, limit, queries[q], radius, out_slots[q], out_dist[q])
+        _search_row(
+            queries,
+            radius,
+            rhos,
+            bitpos,
+            starts,
+            counts,
+            low,
+            high,
+            codes,
+            alive,
+            use_tables,
+            limit,
+            out_slots,
+            out_dist,
+            out_count,
+            q,
+        )
