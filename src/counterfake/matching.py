@@ -20,7 +20,7 @@ from ._memory import release_freed_memory
 from .errors import NotFoundError
 from .hashing import ImageHashes
 from .index import HammingIndex, LinearHammingIndex, MultiIndexHammingIndex
-from .signals import PdqHash, get_signal_type
+from .signals import get_signal_type
 from .store import Change, Store
 
 __all__ = ["Match", "MatchResult", "Matcher"]
@@ -248,7 +248,7 @@ class Matcher:
             if hashes.dihedral:
                 variants.update(hashes.dihedral)
             names = list(variants)
-            codes = np.stack([PdqHash.from_hex(variants[n]).words() for n in names])
+            codes = _words_from_hex([variants[n] for n in names])
             for bank, index in self._hamming.get("pdq", {}).items():
                 results = index.search(codes, self._thresholds[bank])
                 for name, hits in zip(names, results, strict=True):

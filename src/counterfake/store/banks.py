@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -377,27 +377,6 @@ class Store:
             result = conn.execution_options(yield_per=2000).execute(query.order_by(entries.c.id))
             for row in result:
                 yield self._entry_from_row(row)
-
-    def active_signals(
-        self, bank_names: Sequence[str] | None = None
-    ) -> Iterator[tuple[int, str, str, str, int | None]]:
-        """(entry id, bank, signal type, value, quality) of every active entry, for indexes."""
-        query = (
-            sa.select(
-                entries.c.id,
-                banks.c.name,
-                entries.c.signal_type,
-                entries.c.value,
-                entries.c.quality,
-            )
-            .join(banks, banks.c.id == entries.c.bank_id)
-            .where(entries.c.withdrawn_at.is_(None))
-        )
-        if bank_names is not None:
-            query = query.where(banks.c.name.in_(list(bank_names)))
-        with _translated(), self._read() as conn:
-            for row in conn.execution_options(yield_per=10000).execute(query):
-                yield (row[0], row[1], row[2], row[3], row[4])
 
     def active_columns(
         self, bank: str, *, size: int = 200_000
