@@ -8,6 +8,7 @@
     │   ├── SignalError              invalid_signal, unknown_signal_type
     │   ├── FormatError              invalid_record (a bad line in an import file)
     │   └── FileInputError           file_not_found, unreadable_file
+    ├── AccessError                  missing_key, invalid_key (401); forbidden (403)
     └── StoreError                   the store refused or failed
         ├── NotFoundError            bank_not_found, entry_not_found
         ├── ConflictError            bank_exists
@@ -20,6 +21,7 @@ The codes are a compatibility promise: clients branch on `.code`, never on messa
 from __future__ import annotations
 
 __all__ = [
+    "AccessError",
     "ConflictError",
     "CounterfakeError",
     "DatabaseError",
@@ -76,6 +78,12 @@ class FormatError(InputError):
 
 class FileInputError(InputError):
     default_code = "unreadable_file"
+
+
+class AccessError(CounterfakeError):
+    """The caller is not who it must be, or may not do this."""
+
+    default_code = "forbidden"
 
 
 class StoreError(CounterfakeError):

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from alembic import command
@@ -24,11 +24,25 @@ from sqlalchemy.engine import Connection, Engine
 from ..errors import ConflictError, DatabaseError, InputError, NotFoundError
 from ..settings import Settings, load_settings
 from ..signals import get_signal_type
-from .schema import audit_log, banks, changes, entries
+from .schema import audit_log, bank_shares, banks, changes, entries
 
-__all__ = ["AddResult", "AuditEvent", "Bank", "Change", "Entry", "NewEntry", "Store"]
+if TYPE_CHECKING:
+    from .keys import KeyRing
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "AddResult",
+    "AuditEvent",
+    "Bank",
+    "Change",
+    "Entry",
+    "NewEntry",
+    "Store",
+]
 
 _BANK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_TENANT = _BANK_NAME
+DEFAULT_TENANT = "default"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -41,6 +55,24 @@ class Bank:
     created_at: datetime
     active_entries: int = 0
     withdrawn_entries: int = 0
+    tenant: str = DEFAULT_TENANT
+    #: Other tenants whose match keys may match against this bank.
+    shared_with: tuple[str, ...] = ()
+
+    def visible_to(self, tenant: str) -> bool:
+        return tenant == self.tenant or tenant in self.shared_with
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "pdq_threshold": self.pdq_threshold,
+            "tenant": self.tenant,
+            "shared_with": list(self.shared_with),
+            "active_entries": self.active_entries,
+            "withdrawn_entries": self.withdrawn_entries,
+            "created_at": self.created_at.isoformat(),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +86,7 @@ class Entry:
     metadata: dict[str, Any]
     created_at: datetime
     withdrawn_at: datetime | None
+    submitted_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +99,7 @@ class Entry:
             "metadata": self.metadata,
             "created_at": self.created_at.isoformat(),
             "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
+            "submitted_by": self.submitted_by,
         }
 
 
@@ -88,7 +122,8 @@ class AddResult:
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    """One change to what can match. `op` is add, withdraw, bank_create or bank_delete; for an
+    """One change to what can match. `op` is add, withdraw, bank_create, bank_update or
+    bank_delete; for an
     add, the entry's signal as it is now (None if it is gone since)."""
 
     seq: int
@@ -119,6 +154,24 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _check_threshold(threshold: int) -> None:
+    if not 0 <= threshold <= 128:
+        raise InputError(
+            f"a PDQ threshold is 0-128 bits, not {threshold}", code="invalid_threshold"
+        )
+
+
+def _check_tenants(tenants: list[str]) -> list[str]:
+    for tenant in tenants:
+        if not isinstance(tenant, str) or not _TENANT.match(tenant):
+            raise InputError(
+                "a tenant name is 1-100 letters, digits, '.', '_' or '-', starting with a letter"
+                f" or digit; got {str(tenant)[:120]!r}",
+                code="invalid_tenant",
+            )
+    return list(dict.fromkeys(tenants))
 
 
 def _engine_for(url: str) -> Engine:
@@ -181,6 +234,13 @@ class Store:
         return store
 
     @property
+    def keys(self) -> KeyRing:
+        """API keys for the service."""
+        from .keys import KeyRing
+
+        return KeyRing(self)
+
+    @property
     def dialect(self) -> str:
         return self._engine.dialect.name
 
@@ -205,8 +265,15 @@ class Store:
     # banks ---------------------------------------------------------------------------------
 
     def create_bank(
-        self, name: str, *, description: str = "", threshold: int | None = None
+        self,
+        name: str,
+        *,
+        description: str = "",
+        threshold: int | None = None,
+        tenant: str = DEFAULT_TENANT,
+        shared_with: Iterable[str] = (),
     ) -> Bank:
+        """A new empty bank owned by `tenant`, matchable by the tenants in `shared_with`."""
         if not _BANK_NAME.match(name):
             raise InputError(
                 "a bank name is 1-100 letters, digits, '.', '_' or '-', starting with a letter"
@@ -214,29 +281,73 @@ class Store:
                 code="invalid_bank_name",
             )
         threshold = self._default_threshold if threshold is None else threshold
-        if not 0 <= threshold <= 128:
-            raise InputError(
-                f"a PDQ threshold is 0-128 bits, not {threshold}", code="invalid_threshold"
-            )
+        _check_threshold(threshold)
+        shares = _check_tenants([tenant, *shared_with])[1:]
         with _translated(), self._engine.begin() as conn:
             exists = conn.execute(sa.select(banks.c.id).where(banks.c.name == name)).first()
             if exists:
                 raise ConflictError(f"bank {name!r} already exists", code="bank_exists", bank=name)
-            conn.execute(
-                banks.insert().values(
-                    name=name, description=description, pdq_threshold=threshold, created_at=_now()
+            bank_id = conn.execute(
+                banks.insert()
+                .values(
+                    name=name,
+                    description=description,
+                    pdq_threshold=threshold,
+                    created_at=_now(),
+                    tenant=tenant,
                 )
+                .returning(banks.c.id)
+            ).scalar_one()
+            for other in shares:
+                conn.execute(bank_shares.insert().values(bank_id=bank_id, tenant=other))
+            self._audit(
+                conn,
+                "bank_created",
+                bank=name,
+                detail={"pdq_threshold": threshold, "tenant": tenant, "shared_with": shares},
             )
-            self._audit(conn, "bank_created", bank=name, detail={"pdq_threshold": threshold})
             self._change(conn, "bank_create", name)
         return self.get_bank(name)
 
-    def list_banks(self, *, counts: bool = True) -> list[Bank]:
-        """Banks by name; `counts=False` skips counting entries (a scan of each bank)."""
+    def update_bank(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        threshold: int | None = None,
+        shared_with: Iterable[str] | None = None,
+    ) -> Bank:
+        """Change what a bank says, its threshold, or who may match against it."""
+        if threshold is not None:
+            _check_threshold(threshold)
+        shares = None if shared_with is None else _check_tenants(list(shared_with))
+        with _translated(), self._engine.begin() as conn:
+            bank_id = self._bank_id(conn, name)
+            values: dict[str, Any] = {}
+            if description is not None:
+                values["description"] = description
+            if threshold is not None:
+                values["pdq_threshold"] = threshold
+            if values:
+                conn.execute(banks.update().where(banks.c.id == bank_id).values(**values))
+            if shares is not None:
+                conn.execute(bank_shares.delete().where(bank_shares.c.bank_id == bank_id))
+                for other in shares:
+                    conn.execute(bank_shares.insert().values(bank_id=bank_id, tenant=other))
+                values["shared_with"] = shares
+            self._audit(conn, "bank_updated", bank=name, detail=values)
+            self._change(conn, "bank_update", name)
+        return self.get_bank(name)
+
+    def list_banks(self, *, counts: bool = True, tenant: str | None = None) -> list[Bank]:
+        """Banks by name (those `tenant` owns, if given); `counts=False` skips counting entries
+        (a scan of each bank)."""
+        query = sa.select(banks).order_by(banks.c.name)
+        if tenant is not None:
+            query = query.where(banks.c.tenant == tenant)
         with _translated(), self._read() as conn:
             return [
-                self._bank_from_row(conn, row, counts=counts)
-                for row in conn.execute(sa.select(banks).order_by(banks.c.name))
+                self._bank_from_row(conn, row, counts=counts) for row in conn.execute(query).all()
             ]
 
     def get_bank(self, name: str) -> Bank:
@@ -260,9 +371,12 @@ class Store:
 
     # entries -------------------------------------------------------------------------------
 
-    def add_entries(self, bank: str, new_entries: Iterable[NewEntry]) -> list[AddResult]:
+    def add_entries(
+        self, bank: str, new_entries: Iterable[NewEntry], *, submitted_by: str | None = None
+    ) -> list[AddResult]:
         """Add signals to a bank in one transaction. Adding a value again changes nothing;
         adding a withdrawn value again reinstates it (unless the new entry is itself withdrawn).
+        `submitted_by` (an API key id) is kept on new entries: who may withdraw them.
         """
         prepared = [
             dataclasses.replace(e, value=get_signal_type(e.signal_type).normalize(e.value))
@@ -285,6 +399,7 @@ class Store:
                         metadata=entry.metadata,
                         created_at=now,
                         withdrawn_at=entry.withdrawn_at,
+                        submitted_by=submitted_by,
                     )
                     .on_conflict_do_nothing(index_elements=["bank_id", "signal_type", "value"])
                     .returning(entries.c.id)
@@ -322,9 +437,11 @@ class Store:
                     self._change(conn, "withdraw", bank, existing.id)
                 else:
                     results.append(AddResult(existing.id, entry.signal_type, "existing"))
-            counts: dict[str, int] = {}
+            counts: dict[str, Any] = {}
             for result in results:
                 counts[result.status] = counts.get(result.status, 0) + 1
+            if submitted_by:
+                counts["submitted_by"] = submitted_by
             self._audit(conn, "entries_added", bank=bank, detail=counts)
         return results
 
@@ -358,6 +475,31 @@ class Store:
         if row is None:
             raise NotFoundError(f"no entry {entry_id}", code="entry_not_found", entry_id=entry_id)
         return self._entry_from_row(row)
+
+    def list_entries(
+        self,
+        bank: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        signal_type: str | None = None,
+        source: str | None = None,
+        withdrawn: bool | None = None,
+    ) -> list[Entry]:
+        """One page of a bank's entries in id order, after entry id `after` (keyset paging:
+        stable while entries are added)."""
+        with _translated(), self._read() as conn:
+            bank_id = self._bank_id(conn, bank)
+            query = self._entry_select().where(entries.c.bank_id == bank_id, entries.c.id > after)
+            if signal_type is not None:
+                query = query.where(entries.c.signal_type == signal_type)
+            if source is not None:
+                query = query.where(entries.c.source == source)
+            if withdrawn is not None:
+                column = entries.c.withdrawn_at
+                query = query.where(column.is_not(None) if withdrawn else column.is_(None))
+            rows = conn.execute(query.order_by(entries.c.id).limit(limit))
+            return [self._entry_from_row(row) for row in rows]
 
     def iter_entries(
         self,
@@ -469,28 +611,30 @@ class Store:
         return int(bank_id)
 
     def _bank_from_row(self, conn: Connection, row: Any, *, counts: bool = True) -> Bank:
-        if not counts:
-            return Bank(
-                row.id,
-                row.name,
-                row.description,
-                row.pdq_threshold,
-                _utc(row.created_at) or row.created_at,
-            )
-        counted = conn.execute(
-            sa.select(
-                sa.func.count().filter(entries.c.withdrawn_at.is_(None)),
-                sa.func.count().filter(entries.c.withdrawn_at.is_not(None)),
-            ).where(entries.c.bank_id == row.id)
-        ).one()
+        shared = conn.execute(
+            sa.select(bank_shares.c.tenant)
+            .where(bank_shares.c.bank_id == row.id)
+            .order_by(bank_shares.c.tenant)
+        ).scalars()
+        active = withdrawn = 0
+        if counts:
+            counted = conn.execute(
+                sa.select(
+                    sa.func.count().filter(entries.c.withdrawn_at.is_(None)),
+                    sa.func.count().filter(entries.c.withdrawn_at.is_not(None)),
+                ).where(entries.c.bank_id == row.id)
+            ).one()
+            active, withdrawn = int(counted[0]), int(counted[1])
         return Bank(
             id=row.id,
             name=row.name,
             description=row.description,
             pdq_threshold=row.pdq_threshold,
             created_at=_utc(row.created_at) or row.created_at,
-            active_entries=int(counted[0]),
-            withdrawn_entries=int(counted[1]),
+            active_entries=active,
+            withdrawn_entries=withdrawn,
+            tenant=row.tenant,
+            shared_with=tuple(shared),
         )
 
     @staticmethod
@@ -511,6 +655,7 @@ class Store:
             metadata=dict(row.metadata or {}),
             created_at=_utc(row.created_at) or row.created_at,
             withdrawn_at=_utc(row.withdrawn_at),
+            submitted_by=row.submitted_by,
         )
 
     @staticmethod

@@ -29,6 +29,14 @@ banks = Table(
     Column("description", Text, nullable=False, default=""),
     Column("pdq_threshold", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("tenant", String(100), nullable=False, server_default="default"),
+)
+
+bank_shares = Table(
+    "bank_shares",
+    metadata,
+    Column("bank_id", _Id, ForeignKey("banks.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant", String(100), primary_key=True),
 )
 
 entries = Table(
@@ -43,6 +51,7 @@ entries = Table(
     Column("metadata", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("withdrawn_at", DateTime(timezone=True), nullable=True),
+    Column("submitted_by", String(32), nullable=True),
     UniqueConstraint("bank_id", "signal_type", "value", name="uq_entries_bank_signal_value"),
     Index("ix_entries_signal_value", "signal_type", "value"),
 )
@@ -66,4 +75,16 @@ changes = Table(
     Column("op", String(16), nullable=False),
     Column("bank", String(200), nullable=False),
     Column("entry_id", BigInteger, nullable=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("tenant", String(100), nullable=False),
+    Column("scopes", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
