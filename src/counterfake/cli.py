@@ -26,7 +26,7 @@ from .hashing import ImageHashes, bank_entries, hash_bytes, read_input
 from .matching import Matcher
 from .media import Limits
 from .settings import Settings, load_settings
-from .store import AddResult, NewEntry, Store
+from .store import DEFAULT_TENANT, SCOPES, AddResult, Bank, NewEntry, Store
 
 __all__ = ["main"]
 
@@ -202,14 +202,24 @@ def bank() -> None:
 @click.argument("name")
 @click.option("--threshold", type=int, default=None, help="PDQ match distance (default 31).")
 @click.option("--description", default="", help="What the bank holds.")
+@click.option("--tenant", default=DEFAULT_TENANT, show_default=True, help="Who owns the bank.")
+@click.option("--share", "shares", multiple=True, help="Tenant that may match against it.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def bank_create(
-    ctx: click.Context, name: str, threshold: int | None, description: str, as_json: bool
+    ctx: click.Context,
+    name: str,
+    threshold: int | None,
+    description: str,
+    tenant: str,
+    shares: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Create an empty bank."""
     with _errors(as_json):
-        created = _store(ctx).create_bank(name, description=description, threshold=threshold)
+        created = _store(ctx).create_bank(
+            name, description=description, threshold=threshold, tenant=tenant, shared_with=shares
+        )
     if as_json:
         _emit(_bank_dict(created))
     else:
@@ -218,15 +228,39 @@ def bank_create(
         )
 
 
-def _bank_dict(b: Any) -> dict[str, Any]:
-    return {
-        "name": b.name,
-        "description": b.description,
-        "pdq_threshold": b.pdq_threshold,
-        "active_entries": b.active_entries,
-        "withdrawn_entries": b.withdrawn_entries,
-        "created_at": b.created_at.isoformat(),
-    }
+def _bank_dict(b: Bank) -> dict[str, Any]:
+    return b.to_dict()
+
+
+@bank.command("update")
+@click.argument("name")
+@click.option("--threshold", type=int, default=None, help="New PDQ match distance.")
+@click.option("--description", default=None, help="New description.")
+@click.option(
+    "--share", "shares", multiple=True, help="Tenant that may match against it (replaces)."
+)
+@click.option("--unshare-all", is_flag=True, help="Share with no other tenant.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def bank_update(
+    ctx: click.Context,
+    name: str,
+    threshold: int | None,
+    description: str | None,
+    shares: tuple[str, ...],
+    unshare_all: bool,
+    as_json: bool,
+) -> None:
+    """Change a bank's threshold, description or the tenants it is shared with."""
+    shared_with = () if unshare_all else (shares or None)
+    with _errors(as_json):
+        updated = _store(ctx).update_bank(
+            name, description=description, threshold=threshold, shared_with=shared_with
+        )
+    if as_json:
+        _emit(_bank_dict(updated))
+    else:
+        out.print(f"Updated bank [bold]{updated.name}[/bold]")
 
 
 @bank.command("list")
@@ -512,6 +546,107 @@ def match_command(
     if not as_json and table.row_count:
         out.print(table)
     batch.finish()
+
+
+# keys and the service ------------------------------------------------------------------------
+
+
+@main.group()
+def key() -> None:
+    """API keys for the service: each has a tenant and scopes."""
+
+
+@key.command("create")
+@click.option("--tenant", required=True, help="The tenant the key acts for.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(SCOPES),
+    help="submit, match, curate or admin (repeat for several).",
+)
+@click.option("--name", default="", help="A note on who holds the key.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def key_create(
+    ctx: click.Context, tenant: str, scopes: tuple[str, ...], name: str, as_json: bool
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    with _errors(as_json):
+        created, secret = _store(ctx).keys.create(tenant, scopes, name=name)
+    if as_json:
+        _emit({**created.to_dict(), "key": secret})
+        return
+    click.echo(secret)
+    err.print(
+        f"Key {created.key_id} for tenant {created.tenant} ({', '.join(sorted(created.scopes))})."
+        " Copy it now: it is not shown again.",
+        highlight=False,
+    )
+
+
+@key.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def key_list(ctx: click.Context, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    with _errors(as_json):
+        keys = _store(ctx).keys.list()
+    if as_json:
+        for k in keys:
+            _emit(k.to_dict())
+        return
+    table = Table("key id", "tenant", "scopes", "name", "created", "revoked")
+    for k in keys:
+        d = k.to_dict()
+        table.add_row(
+            k.key_id,
+            k.tenant,
+            " ".join(d["scopes"]),
+            k.name,
+            d["created_at"],
+            d["revoked_at"] or "",
+        )
+    out.print(table if keys else "No keys yet: counterfake key create --tenant T --scope S")
+
+
+@key.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def key_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key: the service refuses it within a second."""
+    with _errors():
+        _store(ctx).keys.revoke(key_id)
+    out.print(f"Revoked key {key_id}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--log-level", default="info", show_default=True)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str) -> None:
+    """Run the HTTP matching service (OpenAPI at /docs) over this store."""
+    import uvicorn
+
+    with _errors():
+        Store.open(settings=_settings(ctx)).close()  # migrate once, before the workers start
+    err.print(
+        f"Counterfake service on http://{host}:{port} ({workers} worker(s)); API docs at /docs",
+        highlight=False,
+    )
+    uvicorn.run(
+        "counterfake.service:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,  # uvicorn's would log query strings, which can hold signals
+        server_header=False,
+    )
 
 
 # demo ----------------------------------------------------------------------------------------

@@ -7,8 +7,11 @@
     │   │     image_too_large, too_many_frames
     │   ├── SignalError              invalid_signal, unknown_signal_type
     │   ├── FormatError              invalid_record (a bad line in an import file)
+    │   ├── FetchError               url_refused, url_fetch_failed (fetching an image by URL)
     │   └── FileInputError           file_not_found, unreadable_file
-    ├── AccessError                  missing_key, invalid_key (401); forbidden (403)
+    ├── AccessError                  missing_key, invalid_key (401); forbidden,
+    │                                url_fetch_disabled (403)
+    ├── UnavailableError             busy: the service is at its hashing limit; retry
     └── StoreError                   the store refused or failed
         ├── NotFoundError            bank_not_found, entry_not_found
         ├── ConflictError            bank_exists
@@ -25,6 +28,7 @@ __all__ = [
     "ConflictError",
     "CounterfakeError",
     "DatabaseError",
+    "FetchError",
     "FileInputError",
     "FormatError",
     "InputError",
@@ -32,6 +36,7 @@ __all__ = [
     "NotFoundError",
     "SignalError",
     "StoreError",
+    "UnavailableError",
     "UsageError",
 ]
 
@@ -76,6 +81,10 @@ class FormatError(InputError):
         self.line = line
 
 
+class FetchError(InputError):
+    default_code = "url_fetch_failed"
+
+
 class FileInputError(InputError):
     default_code = "unreadable_file"
 
@@ -84,6 +93,12 @@ class AccessError(CounterfakeError):
     """The caller is not who it must be, or may not do this."""
 
     default_code = "forbidden"
+
+
+class UnavailableError(CounterfakeError):
+    """Temporarily unable to serve: the same request later may succeed."""
+
+    default_code = "busy"
 
 
 class StoreError(CounterfakeError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -21,7 +21,7 @@ from .errors import NotFoundError
 from .hashing import ImageHashes
 from .index import HammingIndex, LinearHammingIndex, MultiIndexHammingIndex
 from .signals import get_signal_type
-from .store import Change, Store
+from .store import Bank, Change, Store
 
 __all__ = ["Match", "MatchResult", "Matcher"]
 
@@ -92,8 +92,8 @@ class Matcher:
         for name in self._bank_names or ():
             if name not in banks:
                 self._store.get_bank(name)  # raises bank_not_found
-        self._thresholds = {
-            name: bank.pdq_threshold
+        self._banks = {
+            name: bank
             for name, bank in banks.items()
             if self._bank_names is None or name in self._bank_names
         }
@@ -101,7 +101,7 @@ class Matcher:
         # hit's bank is known without a per-entry map (10M entries would cost a gigabyte).
         self._exact: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
         self._hamming: dict[str, dict[str, HammingIndex]] = defaultdict(dict)
-        for bank in self._thresholds:
+        for bank in self._banks:
             ids: dict[str, list[np.ndarray]] = defaultdict(list)
             codes: dict[str, list[np.ndarray]] = defaultdict(list)
             for signal_type, chunk_ids, values, qualities in self._store.active_columns(bank):
@@ -141,6 +141,7 @@ class Matcher:
     def refresh(self) -> int:
         """Apply the changes committed since the last refresh; returns how many were new."""
         self._last_refresh = time.monotonic()
+        self._last_refresh_at = time.time()
         applied = 0
         if self._seen:
             # Changes above a hole were applied; look again for the hole's late commits.
@@ -181,15 +182,14 @@ class Matcher:
             self._low_water = following
 
     def _apply(self, change: Change) -> None:
-        if change.op == "bank_create":
-            if self._bank_names is None:
+        if change.op in ("bank_create", "bank_update"):
+            if self._bank_names is None or change.bank in self._banks:
                 try:
-                    bank = self._store.get_bank(change.bank)
+                    self._banks[change.bank] = self._store.get_bank(change.bank)
                 except NotFoundError:
                     return  # deleted since; its bank_delete change follows
-                self._thresholds[change.bank] = bank.pdq_threshold
             return
-        if change.bank not in self._thresholds:
+        if change.bank not in self._banks:
             return
         if change.op == "bank_delete":
             self._needs_reload = True
@@ -223,39 +223,89 @@ class Matcher:
 
     @property
     def banks(self) -> list[str]:
-        return sorted(self._thresholds)
+        return sorted(self._banks)
+
+    def bank(self, name: str) -> Bank:
+        """A bank as of the last refresh: its threshold, owner and who it is shared with."""
+        try:
+            return self._banks[name]
+        except KeyError:
+            raise NotFoundError(f"no bank named {name!r}", code="bank_not_found") from None
+
+    @property
+    def change_seq(self) -> int:
+        """The newest change applied: how fresh the indexes are."""
+        return self._high_water
+
+    @property
+    def refreshed_at(self) -> float:
+        """Unix time of the last look at the change log."""
+        return self._last_refresh_at
+
+    def refresh_if_due(self) -> None:
+        if time.monotonic() - self._last_refresh >= self._refresh_interval:
+            self.refresh()
+
+    def sizes(self) -> dict[str, int]:
+        """Active entries held per signal type."""
+        out: dict[str, int] = defaultdict(int)
+        for (signal_type, _), holders in self._exact.items():
+            out[signal_type] += len(holders)
+        for signal_type, by_bank in self._hamming.items():
+            out[signal_type] += sum(len(i) for i in by_bank.values())
+        return dict(out)
 
     def __len__(self) -> int:
         """Active entries held (PDQ entries too low in quality to match are not)."""
         exact = sum(len(holders) for holders in self._exact.values())
         return exact + sum(len(i) for by_bank in self._hamming.values() for i in by_bank.values())
 
-    def match(self, hashes: ImageHashes) -> MatchResult:
-        """Every entry the image matches: exact digests, then PDQ (and its dihedral variants)."""
-        if time.monotonic() - self._last_refresh >= self._refresh_interval:
-            self.refresh()
-        found: dict[int, Match] = {}
+    def match(self, hashes: ImageHashes, *, banks: Collection[str] | None = None) -> MatchResult:
+        """Every entry the image matches: exact digests, then PDQ (and its dihedral variants).
+        `banks` narrows the search to some of the matcher's banks."""
         notes: list[str] = []
-        for signal_type, value in hashes.signals.items():
-            for entry_id, bank in self._exact.get((signal_type, value), {}).items():
-                found[entry_id] = Match(bank, entry_id, signal_type, 0)
+        pdq: dict[str, str] = {}
         if hashes.quality < self._min_quality:
             notes.append(
                 f"pdq quality {hashes.quality} is below {self._min_quality}: not matched on PDQ"
             )
         else:
-            variants = {"original": hashes.signals["pdq"]}
-            if hashes.dihedral:
-                variants.update(hashes.dihedral)
-            names = list(variants)
-            codes = _words_from_hex([variants[n] for n in names])
+            pdq = {"original": hashes.signals["pdq"], **(hashes.dihedral or {})}
+        exact = {k: v for k, v in hashes.signals.items() if get_signal_type(k).kind == "exact"}
+        return MatchResult(self._search(exact, pdq, banks), notes)
+
+    def match_signal(
+        self, signal_type: str, value: str, *, banks: Collection[str] | None = None
+    ) -> list[Match]:
+        """Entries matching one signal value (normalised first; SignalError if invalid)."""
+        kind = get_signal_type(signal_type)
+        value = kind.normalize(value)
+        if kind.kind == "exact":
+            return self._search({signal_type: value}, {}, banks)
+        if signal_type != "pdq":
+            return []
+        return self._search({}, {"original": value}, banks)
+
+    def _search(
+        self, exact: dict[str, str], pdq: dict[str, str], banks: Collection[str] | None
+    ) -> list[Match]:
+        self.refresh_if_due()
+        found: dict[int, Match] = {}
+        for signal_type, value in exact.items():
+            for entry_id, bank in self._exact.get((signal_type, value), {}).items():
+                if banks is None or bank in banks:
+                    found[entry_id] = Match(bank, entry_id, signal_type, 0)
+        if pdq:
+            names = list(pdq)
+            codes = _words_from_hex([pdq[n] for n in names])
             for bank, index in self._hamming.get("pdq", {}).items():
-                results = index.search(codes, self._thresholds[bank])
+                if banks is not None and bank not in banks:
+                    continue
+                results = index.search(codes, self._banks[bank].pdq_threshold)
                 for name, hits in zip(names, results, strict=True):
                     for entry_id, distance in hits:
                         previous = found.get(entry_id)
                         if previous is None or distance < previous.distance:
                             variant = None if name == "original" else name
                             found[entry_id] = Match(bank, entry_id, "pdq", distance, variant)
-        matches = sorted(found.values(), key=lambda m: (m.distance, m.bank, m.entry_id))
-        return MatchResult(matches, notes)
+        return sorted(found.values(), key=lambda m: (m.distance, m.bank, m.entry_id))

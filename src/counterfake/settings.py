@@ -47,6 +47,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_frames", int, 1000, "Most frames accepted in an animated image."),
     Setting("pdq_threshold", int, 31, "Default PDQ match distance for new banks."),
     Setting("pdq_min_quality", int, 50, "PDQ hashes below this quality never match."),
+    Setting("hash_concurrency", int, 2, "Service: images hashed at once per worker."),
+    Setting(
+        "hash_queue", int, 64, "Service: uploads waiting to be hashed per worker before 503 busy."
+    ),
+    Setting("fetch_urls", bool, False, "Service: let clients submit an image by URL (off)."),
+    Setting(
+        "fetch_allow",
+        str,
+        "",
+        "Service: comma-separated networks (CIDR) the URL fetcher may reach although they are"
+        " private, e.g. an internal CDN. Nothing by default.",
+    ),
+    Setting("fetch_timeout", float, 10.0, "Service: seconds allowed for one URL fetch."),
 )
 
 
@@ -61,6 +74,11 @@ class Settings:
     max_frames: int = 1000
     pdq_threshold: int = 31
     pdq_min_quality: int = 50
+    hash_concurrency: int = 2
+    hash_queue: int = 64
+    fetch_urls: bool = False
+    fetch_allow: str = ""
+    fetch_timeout: float = 10.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -73,8 +91,19 @@ def _coerce(setting: Setting, raw: Any) -> Any:
     try:
         if setting.type is Path:
             return Path(str(raw)).expanduser()
+        if setting.type is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
         if setting.type is int:
             return int(raw)
+        if setting.type is float:
+            return float(raw)
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise UsageError(

@@ -1,0 +1,192 @@
+"""The FastAPI application: the library behind HTTP, API keys and limits, nothing more.
+
+`create_app()` is what `counterfake serve` runs in each worker. Each worker holds its own
+matcher, loaded from the store at start-up and following the store's change log, so an entry
+added through one worker is matched by every worker within the matcher's refresh interval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import (
+    AccessError,
+    ConflictError,
+    CounterfakeError,
+    DatabaseError,
+    NotFoundError,
+    UnavailableError,
+)
+from ..matching import Matcher
+from ..media import Limits
+from ..settings import Settings, load_settings
+from ..store import Store
+from .auth import KeyCache
+from .fetch import Fetcher, parse_networks
+from .uploads import Hasher
+
+__all__ = ["create_app"]
+
+access_log = logging.getLogger("counterfake.access")
+log = logging.getLogger("counterfake.service")
+
+_OMM_PREFIXES: Final = ("/m/", "/h/", "/c/")
+_STATUS: Final = {
+    "missing_key": 401,
+    "invalid_key": 401,
+    "input_too_large": 413,
+    "image_too_large": 413,
+    "unsupported_format": 415,
+}
+
+
+def _status_for(exc: CounterfakeError) -> int:
+    if exc.code in _STATUS:
+        return _STATUS[exc.code]
+    if isinstance(exc, AccessError):
+        return 403
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, UnavailableError | DatabaseError):
+        return 503
+    return 400
+
+
+def _error(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if request.url.path.startswith(_OMM_PREFIXES):
+        body["message"] = message  # OpenMediaMatch clients read a top-level message
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _AccessLog:
+    """Logs method, path (never the query string: it can hold signals), status and time; tags
+    responses with the worker that served them."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self._app = app
+        self._worker = str(os.getpid()).encode()
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: Any, send: Callable[..., Awaitable[None]]
+    ) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def tagged(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-counterfake-worker", self._worker),
+                ]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, tagged)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service over the store the settings name (COUNTERFAKE_* variables by default)."""
+    settings = settings or load_settings()
+    root = logging.getLogger("counterfake")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store.open(settings=settings)
+        limits = Limits.from_settings(settings)
+        app.state.settings = settings
+        app.state.store = store
+        app.state.limits = limits
+        app.state.keys = KeyCache(store)
+        app.state.matcher = Matcher(store, min_quality=settings.pdq_min_quality)
+        app.state.matcher.match_signal("pdq", "0" * 64)  # compiles the index kernels now
+        app.state.hasher = Hasher(
+            limits, concurrency=settings.hash_concurrency, queue=settings.hash_queue
+        )
+        app.state.fetcher = Fetcher(
+            enabled=settings.fetch_urls,
+            allow=parse_networks(settings.fetch_allow),
+            timeout=settings.fetch_timeout,
+            max_bytes=settings.max_bytes,
+        )
+        app.state.started_at = time.time()
+        try:
+            yield
+        finally:
+            store.close()
+
+    from . import omm, routes
+
+    app = FastAPI(
+        title="Counterfake",
+        summary="Hash banks and matching for non-consensual intimate images and their fakes.",
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.include_router(routes.router)
+    app.include_router(omm.router)
+
+    @app.exception_handler(CounterfakeError)
+    async def _counterfake_error(request: Request, exc: CounterfakeError) -> JSONResponse:
+        return _error(request, _status_for(exc), exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return _error(request, 422, "invalid_request", problems[:2000])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return _error(
+            request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        return _error(request, 500, "internal_error", "unexpected server error; see the log")
+
+    app.add_middleware(_AccessLog)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("counterfake")

@@ -1,0 +1,94 @@
+"""Who is calling and what they may touch: API keys, scopes and tenants.
+
+Every route declares the scopes that admit it (`admin` admits everything). A tenant sees only
+banks it owns; for matching, also banks shared with it. A bank a key's tenant may not see is
+answered as if it did not exist (404), so that names do not leak across tenants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Collection
+from typing import Final
+
+from fastapi import Request
+
+from ..errors import AccessError, NotFoundError
+from ..matching import Matcher
+from ..store import ApiKey, Bank, Store
+
+__all__ = ["KeyCache", "bank_for", "require", "visible_banks"]
+
+#: A revoked key is refused at most this long after its revocation.
+_KEY_TTL: Final = 1.0
+
+
+class KeyCache:
+    """Authenticates secrets against the store, remembering good ones for `_KEY_TTL` s."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._known: dict[str, tuple[ApiKey, float]] = {}
+
+    def authenticate(self, secret: str) -> ApiKey:
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        now = time.monotonic()
+        hit = self._known.get(digest)
+        if hit is not None and now - hit[1] < _KEY_TTL:
+            return hit[0]
+        if len(self._known) > 10_000:
+            self._known.clear()
+        key = self._store.keys.authenticate(secret)
+        self._known[digest] = (key, now)
+        return key
+
+
+def _secret(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
+def require(*scopes: str) -> Callable[[Request], ApiKey]:
+    """A FastAPI dependency: the caller's key, if it holds one of `scopes` (or admin)."""
+    admitted = frozenset(scopes) | {"admin"}
+
+    def dependency(request: Request) -> ApiKey:
+        secret = _secret(request)
+        if not secret:
+            raise AccessError(
+                "send an API key: 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                code="missing_key",
+            )
+        cache: KeyCache = request.app.state.keys
+        key = cache.authenticate(secret)
+        if not key.scopes & admitted:
+            raise AccessError(
+                f"this key's scopes ({', '.join(sorted(key.scopes))}) do not allow this;"
+                f" it needs one of: {', '.join(sorted(admitted))}",
+                code="forbidden",
+            )
+        return key
+
+    dependency.scopes = admitted  # type: ignore[attr-defined]
+    return dependency
+
+
+def bank_for(key: ApiKey, bank: Bank) -> Bank:
+    """The bank, if the key's tenant owns it (or the key is admin); else bank_not_found."""
+    if "admin" in key.scopes or bank.tenant == key.tenant:
+        return bank
+    raise NotFoundError(f"no bank named {bank.name!r}", code="bank_not_found", bank=bank.name)
+
+
+def visible_banks(matcher: Matcher, key: ApiKey, requested: Collection[str] = ()) -> set[str]:
+    """Banks the key may match against: all it can see, or those requested, each visible."""
+    matcher.refresh_if_due()  # a bank created a moment ago must be known before filtering
+    banks = [matcher.bank(name) for name in matcher.banks]
+    visible = {b.name for b in banks if "admin" in key.scopes or b.visible_to(key.tenant)}
+    for name in requested:
+        if name not in visible:
+            raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
+    return set(requested) if requested else visible

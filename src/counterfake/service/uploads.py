@@ -1,0 +1,142 @@
+"""Image bytes from a request, held in memory only, and hashed under a concurrency limit.
+
+Starlette's own form parsing spools files over 1 MB to a temporary file on disk; we parse
+multipart bodies ourselves, into memory, so that image bytes are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final
+
+import anyio
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from ..errors import InputError, MediaError, UnavailableError
+from ..hashing import ImageHashes, hash_bytes
+from ..media import Limits
+
+__all__ = ["Hasher", "Upload", "read_upload"]
+
+#: Room for multipart headers and boundaries around the image itself.
+_ENVELOPE: Final = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    data: bytes
+    field: str | None = None  # the multipart field name, when multipart
+    filename: str | None = None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise MediaError(
+            f"the request body is {declared} bytes; the limit is {limit}", code="input_too_large"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise MediaError(f"the request body exceeds {limit} bytes", code="input_too_large")
+    return bytes(body)
+
+
+def _parse_multipart(body: bytes, boundary: bytes) -> list[Upload]:
+    parts: list[Upload] = []
+    headers: dict[str, str] = {}
+    field = bytearray()
+    value = bytearray()
+    data = bytearray()
+
+    def on_header_field(buf: bytes, start: int, end: int) -> None:
+        field.extend(buf[start:end])
+
+    def on_header_value(buf: bytes, start: int, end: int) -> None:
+        value.extend(buf[start:end])
+
+    def on_header_end() -> None:
+        headers[field.decode("latin-1").lower()] = value.decode("utf-8", "replace")
+        field.clear()
+        value.clear()
+
+    def on_part_data(buf: bytes, start: int, end: int) -> None:
+        data.extend(buf[start:end])
+
+    def on_part_end() -> None:
+        _, options = parse_options_header(headers.get("content-disposition", ""))
+        name = options.get(b"name", b"").decode("utf-8", "replace") or None
+        filename = options.get(b"filename")
+        parts.append(
+            Upload(bytes(data), name, filename.decode("utf-8", "replace") if filename else None)
+        )
+        headers.clear()
+        data.clear()
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise InputError(f"malformed multipart body: {exc}", code="invalid_multipart") from None
+    return parts
+
+
+async def read_upload(request: Request, limits: Limits) -> Upload:
+    """The one image in the request: a raw body (image/*, application/octet-stream) or the
+    one file of a multipart/form-data body."""
+    body = await _read_body(request, limits.max_bytes + _ENVELOPE)
+    kind, options = parse_options_header(request.headers.get("content-type", ""))
+    if kind == b"multipart/form-data":
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise InputError("multipart body without a boundary", code="invalid_multipart")
+        files = [p for p in _parse_multipart(body, boundary) if p.filename is not None]
+        if len(files) != 1:
+            raise InputError(
+                f"send exactly one file per request; got {len(files)}", code="invalid_multipart"
+            )
+        upload = files[0]
+    else:
+        upload = Upload(body)
+    if len(upload.data) > limits.max_bytes:
+        raise MediaError(
+            f"the image is {len(upload.data)} bytes; the limit is {limits.max_bytes}",
+            code="input_too_large",
+        )
+    return upload
+
+
+class Hasher:
+    """Hashes uploads on worker threads, at most `concurrency` at once; beyond `queue` waiting
+    uploads a request is refused with `busy` rather than left to time out."""
+
+    def __init__(self, limits: Limits, *, concurrency: int, queue: int) -> None:
+        self._limits = limits
+        self._limiter = anyio.CapacityLimiter(max(1, concurrency))
+        self._queue = max(0, queue)
+        self._waiting = 0
+
+    async def hash(self, data: bytes, *, dihedral: bool = False) -> ImageHashes:
+        if self._waiting >= self._queue + self._limiter.total_tokens:
+            raise UnavailableError("too many images are being hashed; retry shortly", code="busy")
+        self._waiting += 1
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: hash_bytes(data, dihedral=dihedral, limits=self._limits),
+                limiter=self._limiter,
+            )
+        finally:
+            self._waiting -= 1
