@@ -242,6 +242,11 @@ class Matcher:
         """Unix time of the last look at the change log."""
         return self._last_refresh_at
 
+    def expire(self) -> None:
+        """Make the next match read the change log first: after a write in this process, so
+        that it reads its own writes. Safe to call from any thread."""
+        self._last_refresh = float("-inf")
+
     def refresh_if_due(self) -> None:
         if time.monotonic() - self._last_refresh >= self._refresh_interval:
             self.refresh()

@@ -85,7 +85,9 @@ def bank_for(key: ApiKey, bank: Bank) -> Bank:
 
 def visible_banks(matcher: Matcher, key: ApiKey, requested: Collection[str] = ()) -> set[str]:
     """Banks the key may match against: all it can see, or those requested, each visible."""
-    matcher.refresh_if_due()  # a bank created a moment ago must be known before filtering
+    matcher.refresh_if_due()
+    if set(requested) - set(matcher.banks):
+        matcher.refresh()  # a bank created a moment ago is not unknown
     banks = [matcher.bank(name) for name in matcher.banks]
     visible = {b.name for b in banks if "admin" in key.scopes or b.visible_to(key.tenant)}
     for name in requested:

@@ -182,6 +182,7 @@ def bank_create(
             code="unsupported_option",
         )
     bank = _store(request).create_bank(name, tenant=key.tenant)
+    _matcher(request).expire()
     return _bank_config(bank.name)
 
 
@@ -202,6 +203,7 @@ async def bank_add_file(
     results = await run_in_threadpool(
         lambda: store.add_entries(bank_name, entries, submitted_by=key.key_id)
     )
+    _matcher(request).expire()
     return _content_answer(dict(hashes.signals), {r.signal_type: r.entry_id for r in results})
 
 
@@ -216,5 +218,6 @@ def bank_add_as_signals(
     bank_for(key, store.get_bank(bank_name))
     entries = [NewEntry(t, v, source="hashes") for t, v in body.items()]
     results = store.add_entries(bank_name, entries, submitted_by=key.key_id)
+    _matcher(request).expire()
     stored = {t: get_signal_type(t).normalize(v) for t, v in body.items()}
     return _content_answer(stored, {r.signal_type: r.entry_id for r in results})

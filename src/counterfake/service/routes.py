@@ -144,6 +144,7 @@ def list_banks(request: Request, key: Curate) -> dict[str, Any]:
 def create_bank(request: Request, key: Curate, body: BankCreate) -> dict[str, Any]:
     if body.tenant is not None and body.tenant != key.tenant and "admin" not in key.scopes:
         raise AccessError("only an admin key creates banks for another tenant")
+    _matcher(request).expire()
     bank = _store(request).create_bank(
         body.name,
         description=body.description,
@@ -164,6 +165,7 @@ def update_bank(request: Request, key: Curate, bank: str, body: BankUpdate) -> d
     """Change the description, the PDQ threshold, or the tenants the bank is shared with."""
     store = _store(request)
     bank_for(key, store.get_bank(bank))
+    _matcher(request).expire()
     updated = store.update_bank(
         bank,
         description=body.description,
@@ -178,6 +180,7 @@ def delete_bank(request: Request, key: Curate, bank: str) -> Response:
     store = _store(request)
     bank_for(key, store.get_bank(bank))
     store.delete_bank(bank)
+    _matcher(request).expire()
     return Response(status_code=204)
 
 
@@ -229,6 +232,7 @@ async def add_content(
     results = await run_in_threadpool(
         lambda: store.add_entries(bank, entries, submitted_by=key.key_id)
     )
+    _matcher(request).expire()
     out = _added(key, results, entries)
     if not key.scopes <= {"submit"}:
         out["hashes"] = hashes.to_dict()
@@ -243,7 +247,9 @@ def add_signal(request: Request, key: Submit, bank: str, body: SignalAdd) -> dic
     entries = [
         NewEntry(body.signal_type, body.value, source="hashes", metadata=dict(body.metadata))
     ]
-    return _added(key, store.add_entries(bank, entries, submitted_by=key.key_id), entries)
+    results = store.add_entries(bank, entries, submitted_by=key.key_id)
+    _matcher(request).expire()
+    return _added(key, results, entries)
 
 
 def _entry_in(store: Store, key: ApiKey, bank: str, entry_id: int) -> Entry:
@@ -270,6 +276,7 @@ def withdraw_entry(request: Request, key: Submit, bank: str, entry_id: int) -> d
     store = _store(request)
     _entry_in(store, key, bank, entry_id)
     entry = store.withdraw(bank, entry_id)
+    _matcher(request).expire()
     if key.scopes <= {"submit"}:
         return {"entry_id": entry.id, "withdrawn": True}
     return entry.to_dict()

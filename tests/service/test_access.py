@@ -1,0 +1,291 @@
+"""Who may call what: every route against every scope and tenant, through real HTTP.
+
+The table below is the specification. A route missing from it fails the coverage test, so a
+new route cannot ship without saying who may use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from counterfake.store import SCOPES
+
+from ..images import encode, photo_like
+from .conftest import Service
+
+_counter = itertools.count()
+JPEG = encode(photo_like(320, 240, seed=7))
+
+
+def _pdq() -> str:
+    return secrets.token_hex(32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    scopes: frozenset[str]  # admin is admitted everywhere; an empty set means public
+    #: "owned": the bank in the path must be the key's tenant's; "match": banks named for
+    #: matching must be owned by or shared with it.
+    bank: str | None = None
+    build: Callable[[Setup, str], dict[str, Any]] = lambda setup, bank: {}
+
+
+class Setup:
+    """Creates what a call needs, fresh when the call may destroy it (with an admin key)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.admin = service.client("acme", "admin")
+
+    def bank(self, shared_with: tuple[str, ...] = ()) -> str:
+        name = f"b{next(_counter)}-{secrets.token_hex(3)}"
+        body = {"name": name, "tenant": "acme", "shared_with": list(shared_with)}
+        self.admin.post("/v1/banks", json=body).raise_for_status()
+        return name
+
+    def entry(self, bank: str, metadata: dict[str, Any] | None = None) -> tuple[int, str]:
+        value = _pdq()
+        body = {"signal_type": "pdq", "value": value, "metadata": metadata or {}}
+        response = self.admin.post(f"/v1/banks/{bank}/signals", json=body)
+        response.raise_for_status()
+        return int(response.json()["entries"][0]["entry_id"]), value
+
+    def key_id(self) -> str:
+        response = self.admin.post("/v1/keys", json={"tenant": "acme", "scopes": ["match"]})
+        return str(response.json()["key_id"])
+
+
+def _upload(setup: Setup, bank: str) -> dict[str, Any]:
+    return {"content": JPEG, "headers": {"Content-Type": "image/jpeg"}}
+
+
+def _multipart(setup: Setup, bank: str) -> dict[str, Any]:
+    return {"files": {"photo": ("p.jpg", JPEG, "image/jpeg")}}
+
+
+S, M, C = "submit", "match", "curate"
+
+ROUTES = [
+    Route("GET", "/status/live", frozenset()),
+    Route("GET", "/status", frozenset({S, M, C})),
+    Route("GET", "/v1/banks", frozenset({C})),
+    Route(
+        "POST", "/v1/banks", frozenset({C}), build=lambda s, b: {"json": {"name": s.bank() + "x"}}
+    ),
+    Route("GET", "/v1/banks/{bank}", frozenset({C}), "owned"),
+    Route("PATCH", "/v1/banks/{bank}", frozenset({C}), "owned", lambda s, b: {"json": {}}),
+    Route("DELETE", "/v1/banks/{bank}", frozenset({C}), "owned"),
+    Route("GET", "/v1/banks/{bank}/entries", frozenset({C}), "owned"),
+    Route("POST", "/v1/banks/{bank}/content", frozenset({S, C}), "owned", _upload),
+    Route(
+        "POST",
+        "/v1/banks/{bank}/signals",
+        frozenset({S, C}),
+        "owned",
+        lambda s, b: {"json": {"value": _pdq()}},
+    ),
+    Route("GET", "/v1/banks/{bank}/entries/{entry_id}", frozenset({C}), "owned"),
+    Route("DELETE", "/v1/banks/{bank}/entries/{entry_id}", frozenset({S, C}), "owned"),
+    Route(
+        "GET",
+        "/v1/lookup",
+        frozenset({M}),
+        "match",
+        lambda s, b: {"params": {"signal": _pdq(), "bank": b}},
+    ),
+    Route(
+        "POST",
+        "/v1/lookup",
+        frozenset({M}),
+        "match",
+        lambda s, b: {**_upload(s, b), "params": {"bank": b}},
+    ),
+    Route("POST", "/v1/hash", frozenset({M, C}), build=_upload),
+    Route(
+        "POST",
+        "/v1/compare",
+        frozenset({M, C}),
+        build=lambda s, b: {"json": {"a": _pdq(), "b": _pdq()}},
+    ),
+    Route("GET", "/v1/keys", frozenset()),
+    Route(
+        "POST",
+        "/v1/keys",
+        frozenset(),
+        build=lambda s, b: {"json": {"tenant": "acme", "scopes": ["match"]}},
+    ),
+    Route("DELETE", "/v1/keys/{key_id}", frozenset()),
+    Route(
+        "GET",
+        "/m/raw_lookup",
+        frozenset({M}),
+        build=lambda s, b: {"params": {"signal": _pdq(), "signal_type": "pdq"}},
+    ),
+    Route(
+        "GET",
+        "/m/lookup",
+        frozenset({M}),
+        build=lambda s, b: {"params": {"signal": _pdq(), "signal_type": "pdq"}},
+    ),
+    Route("POST", "/m/lookup", frozenset({M}), build=_multipart),
+    Route("GET", "/m/index/status", frozenset({M})),
+    Route("GET", "/h/hash", frozenset({M, C}), build=lambda s, b: {"params": {"url": "http://x/"}}),
+    Route("POST", "/h/hash", frozenset({M, C}), build=_multipart),
+    Route("GET", "/c/banks", frozenset({C})),
+    Route(
+        "POST", "/c/banks", frozenset({C}), build=lambda s, b: {"json": {"name": s.bank() + "o"}}
+    ),
+    Route("POST", "/c/bank/{bank_name}/content", frozenset({S, C}), "owned", _multipart),
+    Route(
+        "POST",
+        "/c/bank/{bank_name}/signal",
+        frozenset({S, C}),
+        "owned",
+        lambda s, b: {"json": {"pdq": _pdq()}},
+    ),
+]
+ADMIN_ONLY = {"/v1/keys", "/v1/keys/{key_id}"}
+PUBLIC = {"/status/live"}
+DENIED = {"missing_key", "invalid_key", "forbidden"}
+
+
+def _call(service: Service, setup: Setup, route: Route, client: httpx.Client) -> httpx.Response:
+    bank = setup.bank(shared_with=("beta",) if route.bank == "match" else ())
+    entry_id, _ = setup.entry(bank)
+    path = route.path.format(bank=bank, bank_name=bank, entry_id=entry_id, key_id=setup.key_id())
+    return client.request(route.method, path, **route.build(setup, bank))
+
+
+def _code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"]["code"])
+    return None
+
+
+def test_the_table_covers_every_route(service: Service) -> None:
+    spec = service.client().get("/openapi.json").json()
+    served = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert served == {(r.method, r.path) for r in ROUTES}
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_every_route_admits_exactly_its_scopes(service: Service, route: Route) -> None:
+    setup = Setup(service)
+    anonymous = _call(service, setup, route, service.client())
+    if route.path in PUBLIC:
+        assert anonymous.status_code == 200
+        return
+    assert (anonymous.status_code, _code(anonymous)) == (401, "missing_key")
+    forged = service.server.client("cfk_000000000000_" + "x" * 43)
+    assert _code(_call(service, setup, route, forged)) == "invalid_key"
+
+    for scope in SCOPES:
+        response = _call(service, setup, route, service.client("acme", scope))
+        admitted = scope == "admin" or scope in route.scopes
+        if admitted:
+            assert response.status_code < 500, (scope, response.text)
+            assert _code(response) not in DENIED, (scope, response.text)
+        else:
+            assert (response.status_code, _code(response)) == (403, "forbidden"), scope
+
+
+@pytest.mark.parametrize(
+    "route", [r for r in ROUTES if r.bank], ids=lambda r: f"{r.method} {r.path}"
+)
+def test_another_tenant_cannot_see_a_bank_it_was_not_given(service: Service, route: Route) -> None:
+    setup = Setup(service)
+    for scope in route.scopes:
+        bank = setup.bank()  # acme's, shared with nobody
+        entry_id, _ = setup.entry(bank)
+        path = route.path.format(bank=bank, bank_name=bank, entry_id=entry_id)
+        client = service.client("beta", scope)
+        response = client.request(route.method, path, **route.build(setup, bank))
+        assert (response.status_code, _code(response)) == (404, "bank_not_found"), scope
+    # ... while beta's admin sees every bank.
+    admin = service.client("beta", "admin")
+    response = _call(service, setup, route, admin)
+    assert _code(response) != "bank_not_found"
+
+
+def test_a_shared_bank_matches_for_the_other_tenant_without_its_metadata(
+    service: Service,
+) -> None:
+    setup = Setup(service)
+    shared = setup.bank(shared_with=("beta",))
+    entry_id, value = setup.entry(shared, metadata={"source_name": "acme-private-name.jpg"})
+    beta = service.client("beta", "match")
+
+    found = beta.get("/v1/lookup", params={"signal": value})
+    assert found.status_code == 200
+    assert [(m["bank"], m["entry_id"]) for m in found.json()["matches"]] == [(shared, entry_id)]
+    for text in ("acme-private-name", "metadata", "submitted_by", "tenant"):
+        assert text not in found.text
+
+    raw = beta.get("/m/raw_lookup", params={"signal": value, "signal_type": "pdq"})
+    assert raw.json() == {"matches": [entry_id]}
+    # The owner's curate key reads the metadata; beta's curate key cannot.
+    own = service.client("acme", "curate").get(f"/v1/banks/{shared}/entries/{entry_id}")
+    assert own.json()["metadata"] == {"source_name": "acme-private-name.jpg"}
+    other = service.client("beta", "curate").get(f"/v1/banks/{shared}/entries/{entry_id}")
+    assert other.status_code == 404
+
+    # Unsharing takes it away from beta's lookups.
+    curate = service.client("acme", "curate")
+    curate.patch(f"/v1/banks/{shared}", json={"shared_with": []}).raise_for_status()
+    gone = beta.get("/v1/lookup", params={"signal": value, "bank": shared})
+    assert (gone.status_code, _code(gone)) == (404, "bank_not_found")
+    assert beta.get("/v1/lookup", params={"signal": value}).json()["matches"] == []
+
+
+def test_a_submit_key_adds_and_withdraws_only_its_own_and_reads_nothing(
+    service: Service,
+) -> None:
+    setup = Setup(service)
+    bank = setup.bank()
+    other_entry, other_value = setup.entry(bank)
+    submit = service.client("acme", "submit")
+
+    added = submit.post(f"/v1/banks/{bank}/signals", json={"value": (mine := _pdq())})
+    assert added.status_code == 201
+    [entry] = added.json()["entries"]
+    assert set(added.json()) == {"accepted", "entries"}
+
+    again = submit.post(f"/v1/banks/{bank}/signals", json={"value": other_value})
+    assert again.json() == {"accepted": 1, "entries": []}  # no id of someone else's entry
+
+    refused = submit.delete(f"/v1/banks/{bank}/entries/{other_entry}")
+    assert (refused.status_code, _code(refused)) == (404, "entry_not_found")
+    assert submit.get(f"/v1/banks/{bank}/entries").status_code == 403
+    assert submit.get("/v1/lookup", params={"signal": mine}).status_code == 403
+
+    withdrawn = submit.delete(f"/v1/banks/{bank}/entries/{entry['entry_id']}")
+    assert withdrawn.json() == {"entry_id": entry["entry_id"], "withdrawn": True}
+    curate = service.client("acme", "curate")
+    active = curate.get(f"/v1/banks/{bank}/entries", params={"withdrawn": "false"}).json()
+    assert [e["entry_id"] for e in active["entries"]] == [other_entry]
+
+
+def test_a_revoked_key_is_refused_within_a_second(service: Service) -> None:
+    admin = service.client("acme", "admin")
+    created = admin.post("/v1/keys", json={"tenant": "acme", "scopes": ["match"]}).json()
+    client = service.server.client(created["key"])
+    assert client.get("/m/index/status").status_code == 200
+    admin.delete(f"/v1/keys/{created['key_id']}").raise_for_status()
+    import time
+
+    time.sleep(1.1)
+    response = client.get("/m/index/status")
+    assert (response.status_code, _code(response)) == (401, "invalid_key")
