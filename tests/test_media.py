@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import struct
 import tracemalloc
-import zlib
 
 import numpy as np
 import pillow_heif
@@ -13,7 +12,7 @@ import pytest
 from PIL import Image
 
 from counterfake import Limits, MediaError, decode, decode_rgb, hash_bytes, pdq_reference
-from tests.images import encode, photo_like
+from tests.images import encode, photo_like, png_bomb
 
 ORIGINAL = photo_like(640, 480, seed=1)
 
@@ -54,22 +53,8 @@ def test_unsupported_format_is_refused() -> None:
     assert _code(data) == "unsupported_format"
 
 
-def _png_bomb(width: int, height: int) -> bytes:
-    """A valid PNG header declaring a huge image, with a tiny compressed body."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    body = zlib.compress(b"\x00" * 1024)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
-    )
-
-
 def test_decompression_bomb_is_refused_before_decoding() -> None:
-    data = _png_bomb(60_000, 60_000)
+    data = png_bomb(60_000, 60_000)
     tracemalloc.start()
     try:
         assert _code(data) == "image_too_large"

@@ -1,0 +1,359 @@
+"""Load on a real `counterfake serve` over loopback: hash lookups and uploads per second.
+
+    python benchmarks/service.py [--entries 100000] [--duration 20] [--connections 32]
+
+Setup (not measured): a fresh SQLite store with one bank of --entries random PDQ entries, plus
+the hashes of half of the upload images (so uploads both hit and miss), and a match key.
+
+Workloads, each bounded by --duration seconds and --max-requests requests after a warm-up:
+  lookup   GET /v1/lookup?signal=<pdq>: a third exact bank hashes, a third within 8 bits of
+           one, a third random (misses)
+  upload   POST /v1/lookup with a 1-MP JPEG (made from ../shared/corpus/photos) as the body:
+           upload, hash and match in one call
+
+Each workload runs against the library in this process without HTTP (the baseline: one core,
+no network, no auth), the service with 1 worker and the service with --workers workers. The load
+generator (an asyncio client with keep-alive connections) runs on the same machine and takes
+CPU from the server, so service figures are a floor. Prints a table; writes JSON and the table.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import asyncio
+import io
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import sqlalchemy as sa
+from PIL import Image
+
+from counterfake import Matcher, NewEntry, Store, hash_bytes
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COUNTERFAKE = Path(sys.executable).with_name("counterfake")
+
+
+# setup ---------------------------------------------------------------------------------------
+
+
+def _one_megapixel_jpegs(corpus: Path, count: int) -> list[bytes]:
+    images = []
+    for path in sorted(corpus.glob("*.jpg"))[:count]:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            scale = (1_000_000 / (image.width * image.height)) ** 0.5
+            size = (round(image.width * scale), round(image.height * scale))
+            buffer = io.BytesIO()
+            image.resize(size, Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=85)
+            images.append(buffer.getvalue())
+    return images
+
+
+def _fill(url: str, n: int, rng: np.random.Generator) -> list[str]:
+    """n random PDQ entries in bank 'bench', written in bulk; returns their hex values."""
+    codes = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    values = [bytes(row).hex() for row in codes]
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        bank_id = conn.exec_driver_sql("SELECT id FROM banks WHERE name = 'bench'").scalar()
+        conn.execute(
+            sa.text(
+                "INSERT INTO entries (bank_id, signal_type, value, quality, source, metadata,"
+                " created_at) VALUES (:bank_id, 'pdq', :value, 100, 'bench', '{}',"
+                " '2026-01-01T00:00:00+00:00')"
+            ),
+            [{"bank_id": bank_id, "value": v} for v in values],
+        )
+    engine.dispose()
+    return values
+
+
+def _flip(value: str, bits: int, rng: random.Random) -> str:
+    number = int(value, 16)
+    for bit in rng.sample(range(256), bits):
+        number ^= 1 << bit
+    return f"{number:064x}"
+
+
+# the load generator --------------------------------------------------------------------------
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.statuses: dict[int, int] = {}
+
+
+async def _connection(
+    port: int,
+    requests: list[bytes],
+    deadline: float,
+    budget: list[int],
+    stats: _Stats,
+    offset: int,
+) -> None:
+    reader = writer = None
+    i = offset
+    while time.perf_counter() < deadline and budget[0] > 0:
+        budget[0] -= 1
+        request = requests[i % len(requests)]
+        i += 1
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert reader is not None
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            lowered = head.lower()
+            at = lowered.index(b"content-length:") + 15
+            length = int(lowered[at : lowered.index(b"\r\n", at)])
+            await reader.readexactly(length)
+            stats.latencies.append(time.perf_counter() - started)
+            stats.statuses[status] = stats.statuses.get(status, 0) + 1
+            if status != 200:
+                stats.errors += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            stats.errors += 1
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def _load(
+    port: int, requests: list[bytes], connections: int, seconds: float, max_requests: int
+) -> tuple[_Stats, float]:
+    stats = _Stats()
+    budget = [max_requests]
+    started = time.perf_counter()
+    deadline = started + seconds
+    await asyncio.gather(
+        *(
+            _connection(port, requests, deadline, budget, stats, k * 7919)
+            for k in range(connections)
+        )
+    )
+    return stats, time.perf_counter() - started
+
+
+def _drive(
+    port: int, requests: list[bytes], connections: int, seconds: float, max_requests: int
+) -> dict[str, Any]:
+    try:
+        import uvloop
+
+        runner: Callable[..., Any] = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(_load(port, requests, connections, min(3.0, seconds / 4), max_requests))  # warm-up
+    stats, elapsed = runner(_load(port, requests, connections, seconds, max_requests))
+    return _summary(stats.latencies, elapsed, stats.errors, stats.statuses)
+
+
+def _summary(
+    latencies: list[float], elapsed: float, errors: int, statuses: dict[int, int] | None = None
+) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+    return {
+        "requests": len(latencies) + (errors if not statuses else 0),
+        "per_second": len(latencies) / elapsed if elapsed else 0.0,
+        "p50_ms": statistics.median(ordered) * 1000 if ordered else 0.0,
+        "p99_ms": p99 * 1000,
+        "errors": errors,
+        "statuses": {str(k): v for k, v in sorted((statuses or {}).items())},
+        "seconds": elapsed,
+    }
+
+
+# the three ways of serving -------------------------------------------------------------------
+
+
+def _library(
+    url: str, lookups: list[str], uploads: list[bytes], seconds: float
+) -> dict[str, dict[str, Any]]:
+    """The baseline: the same work in this process, one call at a time, no HTTP."""
+    out = {}
+    with Store.open(url) as store:
+        matcher = Matcher(store)
+        matcher.match_signal("pdq", lookups[0])
+        for name, items, work in (
+            ("lookup", lookups, lambda v: matcher.match_signal("pdq", v)),
+            ("upload", uploads, lambda d: matcher.match(hash_bytes(d))),
+        ):
+            latencies = []
+            started = time.perf_counter()
+            i = 0
+            while time.perf_counter() - started < seconds:
+                t0 = time.perf_counter()
+                work(items[i % len(items)])
+                latencies.append(time.perf_counter() - t0)
+                i += 1
+            out[name] = _summary(latencies, time.perf_counter() - started, 0)
+    return out
+
+
+def _serve(home: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTERFAKE_")}
+    env["COUNTERFAKE_HOME"] = str(home)
+    log = (home / f"serve-{workers}.log").open("wb")
+    process = subprocess.Popen(
+        [str(COUNTERFAKE), "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        text = (home / f"serve-{workers}.log").read_text()
+        if text.count("Application startup complete") >= workers:
+            return process
+        if process.poll() is not None:
+            raise RuntimeError(text[-3000:])
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the service did not start")
+
+
+def _service(
+    home: Path,
+    workers: int,
+    key: str,
+    lookups: list[str],
+    uploads: list[bytes],
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
+    port = 18000 + workers
+    process = _serve(home, port, workers)
+    try:
+        headers = f"Host: 127.0.0.1\r\nX-API-Key: {key}\r\n"
+        gets = [f"GET /v1/lookup?signal={v} HTTP/1.1\r\n{headers}\r\n".encode() for v in lookups]
+        posts = [
+            (
+                f"POST /v1/lookup HTTP/1.1\r\n{headers}Content-Type: image/jpeg\r\n"
+                f"Content-Length: {len(d)}\r\n\r\n"
+            ).encode()
+            + d
+            for d in uploads
+        ]
+        # Check one of each before loading: a wrong answer must not pass as throughput.
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as c:
+            assert c.get("/v1/lookup", params={"signal": lookups[0]}).json()["matches"]
+            assert c.post("/v1/lookup", content=uploads[0]).json()["matches"]
+        return {
+            "lookup": _drive(port, gets, args.connections, args.duration, args.max_requests),
+            "upload": _drive(
+                port, posts, args.upload_connections, args.duration, args.max_requests
+            ),
+        }
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+# report --------------------------------------------------------------------------------------
+
+
+def _table(results: dict[str, dict[str, dict[str, Any]]], workers: int) -> str:
+    lines = [
+        "| workload | served by | requests/s | vs library | p50 ms | p99 ms | errors | requests |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for workload in ("lookup", "upload"):
+        base = results["library"][workload]["per_second"]
+        for name in ("library", "service-1", f"service-{workers}"):
+            row = results[name][workload]
+            lines.append(
+                f"| {workload} | {name} | {row['per_second']:.0f} |"
+                f" {row['per_second'] / base:.2f}x | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} |"
+                f" {row['errors']} | {row['requests']} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
+    parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--upload-connections", type=int, default=8)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(2026)
+    pick = random.Random(2026)
+    uploads = _one_megapixel_jpegs(args.corpus, args.images)
+    if len(uploads) < 2:
+        parser.error(f"no photos in {args.corpus}")
+    with tempfile.TemporaryDirectory(prefix="counterfake-service-") as tmp:
+        home = Path(tmp)
+        url = f"sqlite:///{home / 'counterfake.db'}"
+        print(f"filling a store with {args.entries:,} PDQ entries", flush=True)
+        with Store.open(url) as store:
+            store.create_bank("bench", tenant="bench")
+            _, key = store.keys.create("bench", ["match"], name="benchmark")
+        values = _fill(url, args.entries, rng)
+        with Store.open(url) as store:
+            banked = [hash_bytes(d) for d in uploads[::2]]  # half the uploads will match
+            store.add_entries(
+                "bench", [NewEntry("pdq", h.signals["pdq"], quality=h.quality) for h in banked]
+            )
+        lookups = []
+        for i in range(30_000):
+            value = pick.choice(values)
+            lookups.append([value, _flip(value, 8, pick), rng.bytes(32).hex()][i % 3])
+        uploads = [uploads[0], *pick.sample(uploads[1:], len(uploads) - 1)]
+
+        results: dict[str, Any] = {}
+        print("library, in this process", flush=True)
+        results["library"] = _library(url, lookups, uploads, args.duration)
+        for workers in sorted({1, args.workers}):
+            print(f"service, {workers} worker(s)", flush=True)
+            results[f"service-{workers}"] = _service(home, workers, key, lookups, uploads, args)
+
+    table = _table(results, args.workers)
+    print()
+    print(table)
+    report = {
+        "benchmark": "service",
+        "entries": args.entries,
+        "workers": args.workers,
+        "duration_s": args.duration,
+        "connections": {"lookup": args.connections, "upload": args.upload_connections},
+        "upload_image_bytes_median": statistics.median(len(d) for d in uploads),
+        "cpus": os.cpu_count(),
+        "results": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = args.out or RESULTS / f"service-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(table + "\n")
+    print(f"\nJSON: {out}\ntable: {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Several workers: what one worker writes, every worker matches (or stops matching) within
+one second. Real `counterfake serve --workers 2`, real HTTP, both store backends."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from counterfake import Store
+
+from .server import Server
+
+VISIBLE_WITHIN = 1.0
+
+
+def _lookups(server: Server, key: str, value: str, count: int) -> list[tuple[str, bool]]:
+    """`count` lookups, each on a new connection (so the kernel spreads them over workers)."""
+    answers = []
+    for _ in range(count):
+        with server.client(key) as client:
+            response = client.get("/v1/lookup", params={"signal": value})
+            response.raise_for_status()
+            answers.append(
+                (response.headers["x-counterfake-worker"], bool(response.json()["matches"]))
+            )
+    return answers
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_add_and_a_withdrawal_reach_every_worker_within_a_second(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    home = tmp_path / "home"
+    url = (
+        request.getfixturevalue("postgres_url")
+        if backend == "postgresql"
+        else f"sqlite:///{home / 'counterfake.db'}"
+    )
+    with Store.open(url) as store:
+        store.create_bank("shared", tenant="t")
+        _, key = store.keys.create("t", ["curate", "match"])
+    with Server(home, workers=2, database_url=url) as server:
+        value = secrets.token_hex(32)
+        before = _lookups(server, key, value, 10)
+        assert not any(matched for _, matched in before)
+
+        with server.client(key) as client:
+            added = client.post("/v1/banks/shared/signals", json={"value": value})
+            written_at = time.monotonic()
+            entry_id = added.json()["entries"][0]["entry_id"]
+            writer = added.headers["x-counterfake-worker"]
+        time.sleep(max(0.0, VISIBLE_WITHIN - (time.monotonic() - written_at)))
+        after_add = _lookups(server, key, value, 30)
+        workers = {worker for worker, _ in after_add}
+        assert len(workers) == 2, "the lookups did not reach both workers"
+        assert workers - {writer}, "no lookup reached the worker that did not write"
+        assert all(matched for _, matched in after_add), after_add
+
+        with server.client(key) as client:
+            client.delete(f"/v1/banks/shared/entries/{entry_id}").raise_for_status()
+            withdrawn_at = time.monotonic()
+        time.sleep(max(0.0, VISIBLE_WITHIN - (time.monotonic() - withdrawn_at)))
+        after_withdraw = _lookups(server, key, value, 30)
+        assert len({worker for worker, _ in after_withdraw}) == 2
+        assert not any(matched for _, matched in after_withdraw), after_withdraw
+
+
+def test_the_status_route_says_how_fresh_the_index_is(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+        _, key = store.keys.create("t", ["match"])
+    with Server(home) as server, server.client(key) as client:
+        status = client.get("/status").json()
+        assert status["status"] == "ok" and status["entries"] == 0
+        assert 0 <= status["refreshed_seconds_ago"] < 60
+        assert httpx.get(f"{server.url}/status/live").json() == {"status": "ok"}
