@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-hashing bench-index bench-index-sync clean
+.PHONY: demo test lint bench-hashing bench-index bench-index-sync bench-service clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench-index: $(STAMP)
 
 bench-index-sync: $(STAMP)
 	$(BIN)/python benchmarks/index_sync.py --size 10M --database sqlite
+
+bench-service: $(STAMP)
+	$(BIN)/python benchmarks/service.py --corpus ../shared/corpus/photos --entries 100000
 
 clean:
 	rm -rf $(VENV) build *.egg-info

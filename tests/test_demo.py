@@ -32,3 +32,4 @@ def test_demo_matches_altered_copies_and_not_the_control() -> None:
         elif alteration in ("re-encoded JPEG q30", "resized to 50%", "flipped left-right"):
             assert matched == photo, row
     assert "Try next" in output
+    assert "counterfake serve" in output  # the demo points to the service

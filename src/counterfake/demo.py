@@ -125,6 +125,10 @@ def run_demo(console: Console | None = None) -> int:
         "  counterfake bank add mine PHOTO_OR_FOLDER   add photos' hashes to it\n"
         "  counterfake match --dihedral IMAGE...       match images against your banks\n"
         "  counterfake bank export mine --format te    share the PDQ hashes\n"
+        "  counterfake key create --tenant me --scope curate --scope match\n"
+        "                                              an API key for the service\n"
+        "  counterfake serve --workers 2               the HTTP matching service;"
+        " API docs at http://127.0.0.1:8000/docs\n"
         "  make test                                   run the whole test suite",
         highlight=False,
     )
