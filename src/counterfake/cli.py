@@ -629,7 +629,7 @@ def key_revoke(ctx: click.Context, key_id: str) -> None:
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str) -> None:
     """Run the HTTP matching service (OpenAPI at /docs) over this store."""
-    import uvicorn
+    from .service.serve import run
 
     with _errors():
         Store.open(settings=_settings(ctx)).close()  # migrate once, before the workers start
@@ -637,16 +637,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
         f"Counterfake service on http://{host}:{port} ({workers} worker(s)); API docs at /docs",
         highlight=False,
     )
-    uvicorn.run(
-        "counterfake.service:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,  # uvicorn's would log query strings, which can hold signals
-        server_header=False,
-    )
+    run(host, port, workers, log_level)
 
 
 # demo ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Final
 
 from fastapi import Request
@@ -51,11 +51,12 @@ def _secret(request: Request) -> str:
     return request.headers.get("x-api-key", "").strip()
 
 
-def require(*scopes: str) -> Callable[[Request], ApiKey]:
+def require(*scopes: str) -> Callable[[Request], Awaitable[ApiKey]]:
     """A FastAPI dependency: the caller's key, if it holds one of `scopes` (or admin)."""
     admitted = frozenset(scopes) | {"admin"}
 
-    def dependency(request: Request) -> ApiKey:
+    async def dependency(request: Request) -> ApiKey:
+        # async: FastAPI would run a plain function on a thread, one hop per request.
         secret = _secret(request)
         if not secret:
             raise AccessError(
