@@ -184,3 +184,27 @@ def test_bank_add_warns_about_low_quality(home: Path, tmp_path: Path) -> None:
     result = run("bank", "add", "mine", str(flat))
     assert result.exit_code == 0
     assert "will not match" in result.stderr
+
+
+def test_keys_are_created_listed_and_revoked(home: Path) -> None:
+    created = run("key", "create", "--tenant", "acme", "--scope", "match", "--scope", "curate")
+    secret = created.stdout.strip()
+    assert secret.startswith("cfk_")
+    key = open_store().keys.authenticate(secret)
+    assert (key.tenant, key.scopes) == ("acme", {"match", "curate"})
+    [listed] = lines(run("key", "list", "--json"))
+    assert listed["key_id"] == key.key_id and "key" not in listed
+    assert secret not in run("key", "list").stdout
+    run("key", "revoke", key.key_id)
+    assert lines(run("key", "list", "--json"))[0]["revoked_at"] is not None
+    bad = CliRunner().invoke(main, ["key", "create", "--tenant", "acme", "--scope", "root"])
+    assert bad.exit_code == 2
+
+
+def test_banks_have_tenants_and_shares_from_the_cli(home: Path) -> None:
+    made = lines(run("bank", "create", "s", "--tenant", "acme", "--share", "beta", "--json"))
+    assert (made[0]["tenant"], made[0]["shared_with"]) == ("acme", ["beta"])
+    updated = lines(run("bank", "update", "s", "--threshold", "12", "--share", "gamma", "--json"))
+    assert (updated[0]["pdq_threshold"], updated[0]["shared_with"]) == (12, ["gamma"])
+    cleared = lines(run("bank", "update", "s", "--unshare-all", "--json"))
+    assert (cleared[0]["pdq_threshold"], cleared[0]["shared_with"]) == (12, [])

@@ -67,6 +67,40 @@ def test_only_the_banks_asked_for_are_searched(banked: Store) -> None:
         Matcher(banked, ["missing"])
 
 
+def test_one_matcher_narrows_each_search_to_some_banks(banked: Store) -> None:
+    banked.create_bank("other")
+    banked.add_entries("other", bank_entries(hash_bytes(ORIGINAL)))
+    matcher = Matcher(banked)
+    everywhere = matcher.match(hash_bytes(ORIGINAL)).matches
+    assert {m.bank for m in everywhere} == {"victims", "other"}
+    assert {m.bank for m in matcher.match(hash_bytes(ORIGINAL), banks={"other"}).matches} == {
+        "other"
+    }
+    assert matcher.match(hash_bytes(ORIGINAL), banks=set()).matches == []
+
+
+def test_a_signal_value_is_matched_on_its_own(banked: Store) -> None:
+    hashes = hash_bytes(ORIGINAL)
+    matcher = Matcher(banked)
+    near = _flip_bits(hashes.signals["pdq"], 5).upper()  # normalised first
+    [pdq] = matcher.match_signal("pdq", near)
+    assert (pdq.bank, pdq.signal, pdq.distance) == ("victims", "pdq", 5)
+    [md5] = matcher.match_signal("md5", hashes.signals["md5"], banks={"victims"})
+    assert md5.signal == "md5"
+    assert matcher.match_signal("md5", hashes.signals["md5"], banks={"nothing"}) == []
+
+
+def test_a_threshold_update_reaches_a_running_matcher(banked: Store) -> None:
+    hashes = hash_bytes(ORIGINAL)
+    near = _flip_bits(hashes.signals["pdq"], 20)
+    matcher = Matcher(banked)
+    assert matcher.match_signal("pdq", near)
+    banked.update_bank("victims", threshold=10)
+    matcher.expire()
+    assert matcher.match_signal("pdq", near) == []
+    assert matcher.bank("victims").pdq_threshold == 10
+
+
 def test_withdrawn_entries_never_match(banked: Store) -> None:
     for entry in list(banked.iter_entries("victims")):
         banked.withdraw("victims", entry.id)

@@ -15,9 +15,11 @@ import os as _os
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .errors import (
+    AccessError,
     ConflictError,
     CounterfakeError,
     DatabaseError,
+    FetchError,
     FileInputError,
     FormatError,
     InputError,
@@ -25,6 +27,7 @@ from .errors import (
     NotFoundError,
     SignalError,
     StoreError,
+    UnavailableError,
     UsageError,
 )
 from .hashing import ImageHashes, bank_entries, hash_bytes, hash_file
@@ -35,6 +38,7 @@ from .signals import PdqHash, SignalType, pdq, pdq_dihedral, pdq_reference, regi
 from .store import AddResult, AuditEvent, Bank, Entry, NewEntry, Store
 
 __all__ = [
+    "AccessError",
     "AddResult",
     "AuditEvent",
     "Bank",
@@ -43,6 +47,7 @@ __all__ = [
     "DatabaseError",
     "DecodedImage",
     "Entry",
+    "FetchError",
     "FileInputError",
     "FormatError",
     "ImageHashes",
@@ -60,6 +65,7 @@ __all__ = [
     "SignalType",
     "Store",
     "StoreError",
+    "UnavailableError",
     "UsageError",
     "bank_entries",
     "decode",

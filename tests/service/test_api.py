@@ -235,3 +235,11 @@ def test_signals_and_query_strings_stay_out_of_the_log(service: Service) -> None
     assert "GET /v1/lookup 200" in log  # the access log is on, without its query string
     for secret in (value, hashed["pdq"], hashed["md5"], service.keys["acme"]["match"]):
         assert secret not in log
+
+
+def test_the_api_documents_itself(service: Service) -> None:
+    client = service.client()
+    assert "swagger" in client.get("/docs").text.lower()
+    spec = client.get("/openapi.json").json()
+    assert spec["info"]["title"] == "Counterfake"
+    assert "/v1/lookup" in spec["paths"] and "/m/raw_lookup" in spec["paths"]
