@@ -10,15 +10,28 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Collection
-from typing import Final
+from typing import Annotated, Final
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from ..errors import AccessError, NotFoundError
 from ..matching import Matcher
 from ..store import ApiKey, Bank, Store
 
-__all__ = ["KeyCache", "bank_for", "require", "visible_banks"]
+__all__ = [
+    "Admin",
+    "AnyKey",
+    "Curate",
+    "Hashing",
+    "KeyCache",
+    "MatchKey",
+    "Submit",
+    "bank_for",
+    "matcher_of",
+    "require",
+    "store_of",
+    "visible_banks",
+]
 
 #: A revoked key is refused at most this long after its revocation.
 _KEY_TTL: Final = 1.0
@@ -95,3 +108,22 @@ def visible_banks(matcher: Matcher, key: ApiKey, requested: Collection[str] = ()
         if name not in visible:
             raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
     return set(requested) if requested else visible
+
+
+def store_of(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def matcher_of(request: Request) -> Matcher:
+    matcher: Matcher = request.app.state.matcher
+    return matcher
+
+
+# The scopes each kind of route admits, as parameter types: `key: Curate`.
+Submit = Annotated[ApiKey, Depends(require("submit", "curate"))]
+Curate = Annotated[ApiKey, Depends(require("curate"))]
+MatchKey = Annotated[ApiKey, Depends(require("match"))]
+Hashing = Annotated[ApiKey, Depends(require("match", "curate"))]
+Admin = Annotated[ApiKey, Depends(require("admin"))]
+AnyKey = Annotated[ApiKey, Depends(require("submit", "match", "curate"))]

@@ -10,35 +10,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InputError
 from ..hashing import ImageHashes, bank_entries
-from ..matching import Matcher
 from ..signals import get_signal_type, signal_types
-from ..store import ApiKey, NewEntry, Store
-from .auth import bank_for, require, visible_banks
+from ..store import ApiKey, NewEntry
+from .auth import (
+    Curate,
+    Hashing,
+    MatchKey,
+    Submit,
+    bank_for,
+    matcher_of,
+    store_of,
+    visible_banks,
+)
 from .uploads import read_upload
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["OpenMediaMatch"])
-
-MatchKey = Annotated[ApiKey, Depends(require("match"))]
-Hashing = Annotated[ApiKey, Depends(require("match", "curate"))]
-Curate = Annotated[ApiKey, Depends(require("curate"))]
-Submit = Annotated[ApiKey, Depends(require("submit", "curate"))]
-
-
-def _matcher(request: Request) -> Matcher:
-    matcher: Matcher = request.app.state.matcher
-    return matcher
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
 
 
 def _types(types: str | None) -> list[str]:
@@ -77,7 +70,7 @@ async def _hash_request(request: Request, url: str | None, content_type: str | N
 
 
 def _banks_matching(request: Request, key: ApiKey, signal_type: str, signal: str) -> list[str]:
-    matcher = _matcher(request)
+    matcher = matcher_of(request)
     allowed = visible_banks(matcher, key)
     matches = matcher.match_signal(signal_type, signal, banks=allowed)
     return sorted({m.bank for m in matches})
@@ -88,7 +81,7 @@ async def raw_lookup(
     request: Request, key: MatchKey, signal: str, signal_type: str
 ) -> dict[str, list[int]]:
     """OMM: ids of the entries the signal matches."""
-    matcher = _matcher(request)
+    matcher = matcher_of(request)
     allowed = visible_banks(matcher, key)
     matches = matcher.match_signal(signal_type, signal, banks=allowed)
     return {"matches": [m.entry_id for m in matches]}
@@ -124,7 +117,7 @@ async def index_status(
     request: Request, key: MatchKey, signal_type: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """OMM: per signal type, whether an index is loaded, up to when, and its size."""
-    matcher = _matcher(request)
+    matcher = matcher_of(request)
     matcher.refresh_if_due()
     sizes = matcher.sizes()
     names = _types(signal_type)
@@ -162,7 +155,7 @@ def _bank_config(name: str) -> dict[str, Any]:
 def banks_index(request: Request, key: Curate) -> list[dict[str, Any]]:
     """OMM: the banks (of the key's tenant) as OMM bank configs."""
     tenant = None if "admin" in key.scopes else key.tenant
-    return [_bank_config(b.name) for b in _store(request).list_banks(counts=False, tenant=tenant)]
+    return [_bank_config(b.name) for b in store_of(request).list_banks(counts=False, tenant=tenant)]
 
 
 @router.post("/c/banks", status_code=201)
@@ -181,8 +174,8 @@ def bank_create(
             "partly or wholly disabled banks (enabled_ratio < 1) are not supported",
             code="unsupported_option",
         )
-    bank = _store(request).create_bank(name, tenant=key.tenant)
-    _matcher(request).expire()
+    bank = store_of(request).create_bank(name, tenant=key.tenant)
+    matcher_of(request).expire()
     return _bank_config(bank.name)
 
 
@@ -196,14 +189,14 @@ async def bank_add_file(
     request: Request, key: Submit, bank_name: str, url: str | None = None
 ) -> dict[str, Any]:
     """OMM: add an uploaded file (field `photo`) or `url` to a bank."""
-    store = _store(request)
+    store = store_of(request)
     bank_for(key, await run_in_threadpool(store.get_bank, bank_name))
     hashes = await _hash_request(request, url, None)
     entries = bank_entries(hashes)
     results = await run_in_threadpool(
         lambda: store.add_entries(bank_name, entries, submitted_by=key.key_id)
     )
-    _matcher(request).expire()
+    matcher_of(request).expire()
     return _content_answer(dict(hashes.signals), {r.signal_type: r.entry_id for r in results})
 
 
@@ -214,10 +207,10 @@ def bank_add_as_signals(
     """OMM: add signals `{"pdq": "<hex>", ...}` directly."""
     if not body:
         raise InputError("No signals given", code="invalid_request")
-    store = _store(request)
+    store = store_of(request)
     bank_for(key, store.get_bank(bank_name))
     entries = [NewEntry(t, v, source="hashes") for t, v in body.items()]
     results = store.add_entries(bank_name, entries, submitted_by=key.key_id)
-    _matcher(request).expire()
+    matcher_of(request).expire()
     stored = {t: get_signal_type(t).normalize(v) for t, v in body.items()}
     return _content_answer(stored, {r.signal_type: r.entry_id for r in results})

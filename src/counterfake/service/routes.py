@@ -6,26 +6,31 @@ import os
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import AccessError, NotFoundError
 from ..hashing import ImageHashes, bank_entries
-from ..matching import Match, Matcher
+from ..matching import Match
 from ..signals import get_signal_type
 from ..store import AddResult, ApiKey, Entry, NewEntry, Store
-from .auth import bank_for, require, visible_banks
+from .auth import (
+    Admin,
+    AnyKey,
+    Curate,
+    Hashing,
+    MatchKey,
+    Submit,
+    bank_for,
+    matcher_of,
+    store_of,
+    visible_banks,
+)
 
 __all__ = ["router"]
 
 router = APIRouter()
 
-Submit = Annotated[ApiKey, Depends(require("submit", "curate"))]
-Curate = Annotated[ApiKey, Depends(require("curate"))]
-MatchKey = Annotated[ApiKey, Depends(require("match"))]
-Hashing = Annotated[ApiKey, Depends(require("match", "curate"))]
-Admin = Annotated[ApiKey, Depends(require("admin"))]
-AnyKey = Annotated[ApiKey, Depends(require("submit", "match", "curate"))]
 Banks = Annotated[
     list[str] | None, Query(alias="bank", description="Bank to match (repeat; default all)")
 ]
@@ -65,16 +70,6 @@ class KeyCreate(_Body):
     tenant: str
     scopes: list[str]
     name: str = ""
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _matcher(request: Request) -> Matcher:
-    matcher: Matcher = request.app.state.matcher
-    return matcher
 
 
 def _added(key: ApiKey, results: list[AddResult], entries: list[NewEntry]) -> dict[str, Any]:
@@ -117,7 +112,7 @@ async def live() -> dict[str, str]:
 @router.get("/status", tags=["status"])
 async def status(request: Request, key: AnyKey) -> dict[str, Any]:
     """The index this worker holds and how fresh it is."""
-    matcher = _matcher(request)
+    matcher = matcher_of(request)
     matcher.refresh_if_due()
     return {
         "status": "ok",
@@ -137,15 +132,15 @@ async def status(request: Request, key: AnyKey) -> dict[str, Any]:
 def list_banks(request: Request, key: Curate) -> dict[str, Any]:
     """Banks the key's tenant owns (every bank for an admin key)."""
     tenant = None if "admin" in key.scopes else key.tenant
-    return {"banks": [b.to_dict() for b in _store(request).list_banks(tenant=tenant)]}
+    return {"banks": [b.to_dict() for b in store_of(request).list_banks(tenant=tenant)]}
 
 
 @router.post("/v1/banks", tags=["banks"], status_code=201)
 def create_bank(request: Request, key: Curate, body: BankCreate) -> dict[str, Any]:
     if body.tenant is not None and body.tenant != key.tenant and "admin" not in key.scopes:
         raise AccessError("only an admin key creates banks for another tenant")
-    _matcher(request).expire()
-    bank = _store(request).create_bank(
+    matcher_of(request).expire()
+    bank = store_of(request).create_bank(
         body.name,
         description=body.description,
         threshold=body.pdq_threshold,
@@ -157,15 +152,15 @@ def create_bank(request: Request, key: Curate, body: BankCreate) -> dict[str, An
 
 @router.get("/v1/banks/{bank}", tags=["banks"])
 def get_bank(request: Request, key: Curate, bank: str) -> dict[str, Any]:
-    return bank_for(key, _store(request).get_bank(bank)).to_dict()
+    return bank_for(key, store_of(request).get_bank(bank)).to_dict()
 
 
 @router.patch("/v1/banks/{bank}", tags=["banks"])
 def update_bank(request: Request, key: Curate, bank: str, body: BankUpdate) -> dict[str, Any]:
     """Change the description, the PDQ threshold, or the tenants the bank is shared with."""
-    store = _store(request)
+    store = store_of(request)
     bank_for(key, store.get_bank(bank))
-    _matcher(request).expire()
+    matcher_of(request).expire()
     updated = store.update_bank(
         bank,
         description=body.description,
@@ -177,10 +172,10 @@ def update_bank(request: Request, key: Curate, bank: str, body: BankUpdate) -> d
 
 @router.delete("/v1/banks/{bank}", tags=["banks"], status_code=204)
 def delete_bank(request: Request, key: Curate, bank: str) -> Response:
-    store = _store(request)
+    store = store_of(request)
     bank_for(key, store.get_bank(bank))
     store.delete_bank(bank)
-    _matcher(request).expire()
+    matcher_of(request).expire()
     return Response(status_code=204)
 
 
@@ -199,7 +194,7 @@ def list_entries(
     withdrawn: bool | None = None,
 ) -> dict[str, Any]:
     """A page of entries in id order; pass `next_after` back as `after` for the next page."""
-    store = _store(request)
+    store = store_of(request)
     bank_for(key, store.get_bank(bank))
     page = store.list_entries(
         bank,
@@ -225,14 +220,14 @@ async def add_content(
     its bytes are discarded; every signal becomes an entry."""
     from starlette.concurrency import run_in_threadpool
 
-    store = _store(request)
+    store = store_of(request)
     bank_for(key, await run_in_threadpool(store.get_bank, bank))
     hashes = await _hash(request, url)
     entries = bank_entries(hashes, source_name=source_name)
     results = await run_in_threadpool(
         lambda: store.add_entries(bank, entries, submitted_by=key.key_id)
     )
-    _matcher(request).expire()
+    matcher_of(request).expire()
     out = _added(key, results, entries)
     if not key.scopes <= {"submit"}:
         out["hashes"] = hashes.to_dict()
@@ -242,13 +237,13 @@ async def add_content(
 @router.post("/v1/banks/{bank}/signals", tags=["entries"], status_code=201)
 def add_signal(request: Request, key: Submit, bank: str, body: SignalAdd) -> dict[str, Any]:
     """Add one signal value (PDQ hex, MD5, SHA-256) computed elsewhere."""
-    store = _store(request)
+    store = store_of(request)
     bank_for(key, store.get_bank(bank))
     entries = [
         NewEntry(body.signal_type, body.value, source="hashes", metadata=dict(body.metadata))
     ]
     results = store.add_entries(bank, entries, submitted_by=key.key_id)
-    _matcher(request).expire()
+    matcher_of(request).expire()
     return _added(key, results, entries)
 
 
@@ -266,17 +261,17 @@ def _entry_in(store: Store, key: ApiKey, bank: str, entry_id: int) -> Entry:
 
 @router.get("/v1/banks/{bank}/entries/{entry_id}", tags=["entries"])
 def get_entry(request: Request, key: Curate, bank: str, entry_id: int) -> dict[str, Any]:
-    return _entry_in(_store(request), key, bank, entry_id).to_dict()
+    return _entry_in(store_of(request), key, bank, entry_id).to_dict()
 
 
 @router.delete("/v1/banks/{bank}/entries/{entry_id}", tags=["entries"])
 def withdraw_entry(request: Request, key: Submit, bank: str, entry_id: int) -> dict[str, Any]:
     """Withdraw an entry: it stops matching everywhere within a second. A submit key may
     withdraw only what it submitted."""
-    store = _store(request)
+    store = store_of(request)
     _entry_in(store, key, bank, entry_id)
     entry = store.withdraw(bank, entry_id)
-    _matcher(request).expire()
+    matcher_of(request).expire()
     if key.scopes <= {"submit"}:
         return {"entry_id": entry.id, "withdrawn": True}
     return entry.to_dict()
@@ -290,7 +285,7 @@ async def lookup_signal(
     request: Request, key: MatchKey, signal: str, signal_type: str = "pdq", bank: Banks = None
 ) -> dict[str, Any]:
     """Match one signal value against the banks this key may match (or those named)."""
-    matcher = _matcher(request)
+    matcher = matcher_of(request)
     allowed = visible_banks(matcher, key, bank or ())
     return {"matches": _match_dicts(matcher.match_signal(signal_type, signal, banks=allowed))}
 
@@ -304,7 +299,7 @@ async def lookup_upload(
     url: str | None = None,
 ) -> dict[str, Any]:
     """Hash an image (body or `url`) and match it in one call: its hashes and its matches."""
-    matcher = _matcher(request)
+    matcher = matcher_of(request)
     allowed = visible_banks(matcher, key, bank or ())
     hashes = await _hash(request, url, dihedral)
     result = matcher.match(hashes, banks=allowed)
@@ -337,16 +332,16 @@ def compare(request: Request, key: Hashing, body: Compare) -> dict[str, Any]:
 
 @router.get("/v1/keys", tags=["keys"])
 def list_keys(request: Request, key: Admin) -> dict[str, Any]:
-    return {"keys": [k.to_dict() for k in _store(request).keys.list()]}
+    return {"keys": [k.to_dict() for k in store_of(request).keys.list()]}
 
 
 @router.post("/v1/keys", tags=["keys"], status_code=201)
 def create_key(request: Request, key: Admin, body: KeyCreate) -> dict[str, Any]:
     """A new key; its secret is in this answer and nowhere else."""
-    created, secret = _store(request).keys.create(body.tenant, body.scopes, name=body.name)
+    created, secret = store_of(request).keys.create(body.tenant, body.scopes, name=body.name)
     return {**created.to_dict(), "key": secret}
 
 
 @router.delete("/v1/keys/{key_id}", tags=["keys"])
 def revoke_key(request: Request, key: Admin, key_id: str) -> dict[str, Any]:
-    return _store(request).keys.revoke(key_id).to_dict()
+    return store_of(request).keys.revoke(key_id).to_dict()
