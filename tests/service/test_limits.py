@@ -44,6 +44,13 @@ def test_a_body_over_the_limit_is_refused_with_413(small: tuple[Server, str]) ->
     streamed = client.post("/v1/hash", content=chunks())
     assert (streamed.status_code, streamed.json()["error"]["code"]) == (413, "input_too_large")
 
+    huge_json = b'{"signal": "' + b"0" * 2_200_000 + b'"}'
+    for body in (huge_json, chunks()):
+        refused = client.post(
+            "/v1/compare", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert (refused.status_code, refused.json()["error"]["code"]) == (413, "input_too_large")
+
 
 def test_beyond_the_hashing_limit_requests_are_refused_busy_not_queued_forever(
     small: tuple[Server, str],

@@ -24,6 +24,7 @@ from ..errors import (
     ConflictError,
     CounterfakeError,
     DatabaseError,
+    MediaError,
     NotFoundError,
     UnavailableError,
 )
@@ -33,7 +34,7 @@ from ..settings import Settings, load_settings
 from ..store import Store
 from .auth import KeyCache
 from .fetch import Fetcher, parse_networks
-from .uploads import Hasher
+from .uploads import ENVELOPE, Hasher
 
 __all__ = ["create_app"]
 
@@ -64,20 +65,23 @@ def _status_for(exc: CounterfakeError) -> int:
     return 400
 
 
-def _error(request: Request, status: int, code: str, message: str) -> JSONResponse:
+def _error(request: Request | str, status: int, code: str, message: str) -> JSONResponse:
     body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    if request.url.path.startswith(_OMM_PREFIXES):
+    path = request if isinstance(request, str) else request.url.path
+    if path.startswith(_OMM_PREFIXES):
         body["message"] = message  # OpenMediaMatch clients read a top-level message
     headers = {"Retry-After": "1"} if status == 503 else None
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class _AccessLog:
-    """Logs method, path (never the query string: it can hold signals), status and time; tags
-    responses with the worker that served them."""
+class _Edge:
+    """Where requests come in: caps every body (JSON too) at `limit` bytes, counted while it
+    streams; logs method, path (never the query string: it can hold signals), status and time;
+    tags responses with the worker that served them."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
         self._app = app
+        self._limit = limit
         self._worker = str(os.getpid()).encode()
 
     async def __call__(
@@ -88,6 +92,17 @@ class _AccessLog:
             return
         started = time.perf_counter()
         status = 500
+        received = 0
+
+        async def counted() -> MutableMapping[str, Any]:
+            nonlocal received
+            message: MutableMapping[str, Any] = await receive()
+            received += len(message.get("body", b""))
+            if received > self._limit:
+                raise MediaError(
+                    f"the request body exceeds {self._limit} bytes", code="input_too_large"
+                )
+            return message
 
         async def tagged(message: MutableMapping[str, Any]) -> None:
             nonlocal status
@@ -100,7 +115,13 @@ class _AccessLog:
             await send(message)
 
         try:
-            await self._app(scope, receive, tagged)
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self._limit:
+                message = f"the request body is {int(declared)} bytes; the limit is {self._limit}"
+                refusal = _error(scope["path"], 413, "input_too_large", message)
+                await refusal(scope, receive, tagged)
+            else:
+                await self._app(scope, counted, tagged)
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
@@ -172,7 +193,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed"}
+        if isinstance(exc.__cause__, CounterfakeError):  # FastAPI wraps body-reading errors
+            return await _counterfake_error(request, exc.__cause__)
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "input_too_large"}
         return _error(
             request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
         )
@@ -182,7 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
         return _error(request, 500, "internal_error", "unexpected server error; see the log")
 
-    app.add_middleware(_AccessLog)
+    app.add_middleware(_Edge, limit=settings.max_bytes + ENVELOPE)
     return app
 
 

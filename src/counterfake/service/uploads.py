@@ -18,10 +18,10 @@ from ..errors import InputError, MediaError, UnavailableError
 from ..hashing import ImageHashes, hash_bytes
 from ..media import Limits
 
-__all__ = ["Hasher", "Upload", "read_upload"]
+__all__ = ["ENVELOPE", "Hasher", "Upload", "read_upload"]
 
 #: Room for multipart headers and boundaries around the image itself.
-_ENVELOPE: Final = 64 * 1024
+ENVELOPE: Final = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +97,7 @@ def _parse_multipart(body: bytes, boundary: bytes) -> list[Upload]:
 async def read_upload(request: Request, limits: Limits) -> Upload:
     """The one image in the request: a raw body (image/*, application/octet-stream) or the
     one file of a multipart/form-data body."""
-    body = await _read_body(request, limits.max_bytes + _ENVELOPE)
+    body = await _read_body(request, limits.max_bytes + ENVELOPE)
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind == b"multipart/form-data":
         boundary = options.get(b"boundary")
