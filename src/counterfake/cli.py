@@ -20,12 +20,15 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from .derivatives import overlay
 from .errors import CounterfakeError, FormatError
 from .exchange import FORMATS, parse_lines, write_entries
 from .hashing import ImageHashes, bank_entries, hash_bytes, read_input
-from .matching import Matcher
-from .media import Limits
+from .matching import Match, Matcher
+from .media import Limits, decode_rgb
+from .protect import protect_bytes, read_signatures, write_signatures
 from .settings import Settings, load_settings
+from .signals.keypoints import image_features
 from .store import DEFAULT_TENANT, SCOPES, AddResult, Bank, NewEntry, Store
 
 __all__ = ["main"]
@@ -362,6 +365,12 @@ def _print_added(results: list[AddResult], where: str, as_json: bool) -> None:
     help="A file of hashes, one per line: 'pdq <hex>' or bare hex.",
 )
 @click.option(
+    "--signatures",
+    "signatures_file",
+    type=click.Path(dir_okay=False),
+    help="A signature file from `counterfake protect`: protected photos.",
+)
+@click.option(
     "--names/--no-names",
     default=True,
     help="Store each file's name as source_name (default) or not.",
@@ -373,12 +382,13 @@ def bank_add(
     name: str,
     paths: tuple[str, ...],
     hashes_file: str | None,
+    signatures_file: str | None,
     names: bool,
     as_json: bool,
 ) -> None:
-    """Hash images into a bank, or add hashes from a file (--hashes)."""
-    if not paths and not hashes_file:
-        raise click.UsageError("give image PATHs or --hashes FILE")
+    """Hash images into a bank, or add hashes (--hashes) or protected photos (--signatures)."""
+    if not paths and not hashes_file and not signatures_file:
+        raise click.UsageError("give image PATHs, --hashes FILE or --signatures FILE")
     store = _store(ctx)
     limits = Limits.from_settings(_settings(ctx))
     with _errors(as_json):
@@ -412,6 +422,17 @@ def bank_add(
             results = _add_parsed(store, name, hashes_file, iter(text.splitlines()), batch)
         created += sum(r.status != "existing" for r in results)
         _print_added(results, hashes_file, as_json)
+    if signatures_file:
+        with _errors(as_json):
+            lines = _read_text(signatures_file).splitlines()
+            for number, item in enumerate(read_signatures(lines, path=signatures_file), 1):
+                if isinstance(item, FormatError):
+                    batch.failure(f"{signatures_file}:{item.line}", item)
+                    continue
+                results = store.add_entries(name, item.entries())
+                batch.ok += 1
+                created += sum(r.status != "existing" for r in results)
+                _print_added(results, f"{signatures_file}#{number}", as_json)
     if not as_json:
         out.print(f"Bank [bold]{name}[/bold]: {created} entries added or reinstated")
     batch.finish()
@@ -498,6 +519,12 @@ def bank_import(ctx: click.Context, name: str, file: str, as_json: bool) -> None
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--bank", "banks", multiple=True, help="Bank to match against (default: all).")
 @click.option("--dihedral", is_flag=True, help="Also match rotated and flipped copies.")
+@click.option(
+    "--explain",
+    "explain_dir",
+    type=click.Path(file_okay=False),
+    help="Write, per derivative match, an overlay PNG and its evidence JSON here.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def match_command(
@@ -505,9 +532,11 @@ def match_command(
     paths: tuple[str, ...],
     banks: tuple[str, ...],
     dihedral: bool,
+    explain_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Match images against banks."""
+    """Match images against banks: copies by PDQ and digests, then derivatives of protected
+    photos when nothing else matched."""
     settings = _settings(ctx)
     limits = Limits.from_settings(settings)
     with _errors(as_json):
@@ -516,8 +545,14 @@ def match_command(
     table = Table("path", "bank", "entry", "signal", "distance", "note")
 
     def work(path: Path) -> None:
-        hashes = hash_bytes(read_input(path, limits=limits), dihedral=dihedral, limits=limits)
-        result = matcher.match(hashes)
+        data = read_input(path, limits=limits)
+        hashes = hash_bytes(data, dihedral=dihedral, limits=limits)
+        features = None
+        if matcher.protects_photos:
+            features = image_features(data, query=True, limits=limits)
+        result = matcher.match(hashes, features=features)
+        if explain_dir:
+            _explain(Path(explain_dir), path, data, result.matches, limits)
         if as_json:
             record: dict[str, Any] = {
                 "path": str(path),
@@ -533,12 +568,14 @@ def match_command(
             table.add_row(str(path), "-", "-", "-", "-", note or "no match")
         for m in result.matches:
             variant = f"as {m.variant}" if m.variant else ""
+            if m.changed_fraction is not None:
+                variant = f"score {m.score:.2f}, {m.changed_fraction:.0%} of the photo changed"
             table.add_row(
                 str(path),
                 m.bank,
                 str(m.entry_id),
                 m.signal,
-                str(m.distance),
+                "-" if m.signal == "derivative" else str(m.distance),
                 "; ".join(x for x in (variant, note) if x),
             )
 
@@ -638,6 +675,51 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
         highlight=False,
     )
     run(host, port, workers, log_level)
+
+
+def _explain(folder: Path, path: Path, data: bytes, matches: list[Match], limits: Limits) -> None:
+    explained = [m for m in matches if m.evidence is not None]
+    if not explained:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    image = decode_rgb(data, limits=limits)
+    for m in explained:
+        assert m.evidence is not None
+        stem = f"{path.stem}-{m.bank}-{m.entry_id}"
+        overlay(image, m.evidence).save(folder / f"{stem}.png")
+        record = {"path": str(path), **m.to_dict(), "evidence": m.evidence.to_dict()}
+        (folder / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+@main.command("protect")
+@click.argument("photos", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--with-names", is_flag=True, help="Record each file's name (stored as source_name).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def protect_command(
+    ctx: click.Context, photos: tuple[str, ...], output: str, with_names: bool, as_json: bool
+) -> None:
+    """Make signatures of your own photos, here, to protect them against manipulated copies.
+    The file holds no pixels (and no file names unless --with-names)."""
+    limits = Limits.from_settings(_settings(ctx))
+    batch = _Batch(as_json)
+    protected = []
+
+    def work(path: Path) -> None:
+        photo = protect_bytes(
+            read_input(path, limits=limits), name=path.name if with_names else None, limits=limits
+        )
+        protected.append(photo)
+        if as_json:
+            _emit({"path": str(path), "pdq": photo.pdq, "signature_bytes": len(photo.signature)})
+
+    batch.run(expand_paths(photos), "protecting", work, str)
+    with open(output, "w", encoding="utf-8") as fh:
+        write_signatures(protected, fh)
+    if not as_json:
+        err.print(f"Wrote {len(protected)} signatures to {output}", highlight=False)
+    batch.finish()
 
 
 # demo ----------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def hash_bytes(data: bytes, *, dihedral: bool = False, limits: Limits | None = N
     image = decode(data, limits=limits)
     signals: dict[str, str] = {}
     quality = 0
-    for name, signal_type in signal_types().items():
+    for name, signal_type in signal_types(per_image=True).items():
         value, signal_quality = signal_type.compute(data, image)
         signals[name] = value
         if name == "pdq" and signal_quality is not None:

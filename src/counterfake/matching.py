@@ -11,16 +11,19 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final
 
 import numpy as np
 
 from ._memory import release_freed_memory
+from .derivatives import Evidence, verify
 from .errors import NotFoundError
 from .hashing import ImageHashes
 from .index import HammingIndex, LinearHammingIndex, MultiIndexHammingIndex
+from .index.keypoints import KeypointShortlist
 from .signals import get_signal_type
+from .signals.keypoints import Features
 from .store import Bank, Change, Store
 
 __all__ = ["Match", "MatchResult", "Matcher"]
@@ -32,6 +35,10 @@ TABLES_FROM: Final = 50_000
 _REPLAY: Final = 1000
 #: A sequence number still missing after this long was rolled back, not delayed.
 _GAP_TIMEOUT: Final = 30.0
+#: Banks with at most this many protected photos are verified against every one of them.
+_VERIFY_ALL_UP_TO: Final = 32
+#: Otherwise the shortlist's best candidates are verified.
+_SHORTLIST: Final = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +48,10 @@ class Match:
     signal: str
     distance: int
     variant: str | None = None
+    #: Derivative matches only: how sure (0-1), and the share of the photo that was changed.
+    score: float | None = None
+    changed_fraction: float | None = None
+    evidence: Evidence | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -51,6 +62,10 @@ class Match:
         }
         if self.variant:
             out["variant"] = self.variant
+        if self.score is not None:
+            out["score"] = round(self.score, 3)
+        if self.changed_fraction is not None:
+            out["changed_fraction"] = round(self.changed_fraction, 3)
         return out
 
 
@@ -101,13 +116,19 @@ class Matcher:
         # hit's bank is known without a per-entry map (10M entries would cost a gigabyte).
         self._exact: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
         self._hamming: dict[str, dict[str, HammingIndex]] = defaultdict(dict)
+        # Local features: per bank, each protected photo's keypoints and a shortlist.
+        self._local: dict[str, tuple[KeypointShortlist, dict[int, Features]]] = {}
         for bank in self._banks:
             ids: dict[str, list[np.ndarray]] = defaultdict(list)
             codes: dict[str, list[np.ndarray]] = defaultdict(list)
             for signal_type, chunk_ids, values, qualities in self._store.active_columns(bank):
-                if get_signal_type(signal_type).kind == "exact":
+                kind = get_signal_type(signal_type).kind
+                if kind == "exact":
                     for entry_id, value in zip(chunk_ids, values, strict=True):
                         self._exact[(signal_type, value)][entry_id] = bank
+                    continue
+                if kind == "local":
+                    self._add_signatures(bank, self._store.signatures(bank, chunk_ids))
                     continue
                 keep = [i for i, q in enumerate(qualities) if q is None or q >= self._min_quality]
                 if len(keep) < len(qualities):
@@ -201,10 +222,20 @@ class Matcher:
         elif change.op == "withdraw" and change.entry_id is not None:
             self._remove(change.entry_id, change.bank, change.signal_type, change.value)
 
+    def _add_signatures(self, bank: str, signatures: Iterable[tuple[int, bytes]]) -> None:
+        shortlist, features = self._local.setdefault(bank, (KeypointShortlist(), {}))
+        for entry_id, data in signatures:
+            photo = Features.from_bytes(data)
+            features[entry_id] = photo
+            shortlist.add(entry_id, photo.descriptors)
+
     def _add(
         self, entry_id: int, bank: str, signal_type: str, value: str, quality: int | None
     ) -> None:
-        if get_signal_type(signal_type).kind == "exact":
+        kind = get_signal_type(signal_type).kind
+        if kind == "local":
+            self._add_signatures(bank, self._store.signatures(bank, [entry_id]))
+        elif kind == "exact":
             self._exact[(signal_type, value)][entry_id] = bank
         elif quality is None or quality >= self._min_quality:
             index = self._hamming[signal_type].get(bank)
@@ -215,6 +246,9 @@ class Matcher:
     def _remove(self, entry_id: int, bank: str, signal_type: str | None, value: str | None) -> None:
         if signal_type and value:
             self._exact.get((signal_type, value), {}).pop(entry_id, None)
+            if bank in self._local:
+                self._local[bank][0].remove([entry_id])
+                self._local[bank][1].pop(entry_id, None)
             index = self._hamming.get(signal_type, {}).get(bank)
             if index is not None:
                 index.remove([entry_id])
@@ -258,16 +292,29 @@ class Matcher:
             out[signal_type] += len(holders)
         for signal_type, by_bank in self._hamming.items():
             out[signal_type] += sum(len(i) for i in by_bank.values())
+        for _, features in self._local.values():
+            out["derivative"] += len(features)
         return dict(out)
 
     def __len__(self) -> int:
         """Active entries held (PDQ entries too low in quality to match are not)."""
-        exact = sum(len(holders) for holders in self._exact.values())
-        return exact + sum(len(i) for by_bank in self._hamming.values() for i in by_bank.values())
+        return sum(self.sizes().values())
 
-    def match(self, hashes: ImageHashes, *, banks: Collection[str] | None = None) -> MatchResult:
-        """Every entry the image matches: exact digests, then PDQ (and its dihedral variants).
-        `banks` narrows the search to some of the matcher's banks."""
+    @property
+    def protects_photos(self) -> bool:
+        """Whether any bank holds derivative signatures: then pass `features` to `match`."""
+        return any(features for _, features in self._local.values())
+
+    def match(
+        self,
+        hashes: ImageHashes,
+        *,
+        banks: Collection[str] | None = None,
+        features: Features | None = None,
+    ) -> MatchResult:
+        """Every entry the image matches: exact digests, then PDQ (and its dihedral variants),
+        then, only if those found nothing and `features` (signals.keypoints.query_features)
+        are given, derivatives of protected photos. `banks` narrows the search."""
         notes: list[str] = []
         pdq: dict[str, str] = {}
         if hashes.quality < self._min_quality:
@@ -277,7 +324,35 @@ class Matcher:
         else:
             pdq = {"original": hashes.signals["pdq"], **(hashes.dihedral or {})}
         exact = {k: v for k, v in hashes.signals.items() if get_signal_type(k).kind == "exact"}
-        return MatchResult(self._search(exact, pdq, banks), notes)
+        matches = self._search(exact, pdq, banks)
+        if not matches and features is not None:
+            matches = self._derivatives(features, banks)
+        return MatchResult(matches, notes)
+
+    def _derivatives(self, query: Features, banks: Collection[str] | None) -> list[Match]:
+        found = []
+        for bank, (shortlist, photos) in self._local.items():
+            if banks is not None and bank not in banks:
+                continue
+            if len(photos) <= _VERIFY_ALL_UP_TO:
+                candidates = list(photos)
+            else:
+                candidates = [e for e, _ in shortlist.candidates(query.descriptors, _SHORTLIST)]
+            for entry_id in candidates:
+                evidence = verify(photos[entry_id], query)
+                if evidence is not None:
+                    found.append(
+                        Match(
+                            bank,
+                            entry_id,
+                            "derivative",
+                            0,
+                            score=evidence.score,
+                            changed_fraction=evidence.changed_fraction,
+                            evidence=evidence,
+                        )
+                    )
+        return sorted(found, key=lambda m: (-(m.score or 0), m.bank, m.entry_id))
 
     def match_signal(
         self, signal_type: str, value: str, *, banks: Collection[str] | None = None

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from .errors import MediaError
 from .settings import Settings
 
-__all__ = ["DecodedImage", "Limits", "decode", "decode_rgb"]
+__all__ = ["DecodedImage", "Limits", "decode", "decode_gray", "decode_rgb"]
 
 pillow_heif.register_heif_opener()
 
@@ -224,6 +224,28 @@ def decode(data: bytes, *, limits: Limits | None = None, exact_luma: bool = Fals
         scale=scale,
         orientation=orientation,
     )
+
+
+def decode_gray(data: bytes, *, max_side: int, limits: Limits | None = None) -> np.ndarray:
+    """Upright grey levels with the longer side at most `max_side` (JPEGs decoded reduced):
+    what local features are computed on."""
+    limits = limits or Limits()
+    image = _open(data, limits)
+    try:
+        if image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L", "YCbCr", "CMYK"):
+            image.draft("L", (max_side, max_side))
+        _load(image)
+        gray = ImageOps.exif_transpose(image)
+        gray = gray if gray.mode == "L" else _to_rgb(gray).convert("L")
+        if max(gray.size) > max_side:
+            ratio = max_side / max(gray.size)
+            size = (max(1, round(gray.width * ratio)), max(1, round(gray.height * ratio)))
+            gray = gray.resize(size, Image.Resampling.BOX)
+        return np.asarray(gray)
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(f"the image cannot be decoded ({exc})") from exc
 
 
 def decode_rgb(data: bytes, *, limits: Limits | None = None) -> Image.Image:

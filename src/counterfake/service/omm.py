@@ -35,7 +35,7 @@ router = APIRouter(tags=["OpenMediaMatch"])
 
 
 def _types(types: str | None) -> list[str]:
-    known = list(signal_types())
+    known = list(signal_types(per_image=True))
     if types is None:
         return known
     wanted = [t.strip() for t in types.split(",") if t.strip()]

@@ -26,7 +26,7 @@ __all__ = [
     "signal_types",
 ]
 
-Kind = Literal["hamming256", "exact"]
+Kind = Literal["hamming256", "exact", "local"]
 
 
 class SignalType:
@@ -34,6 +34,8 @@ class SignalType:
 
     name: ClassVar[str]
     kind: ClassVar[Kind]
+    #: Computed for every image by `hash_bytes`; False for signals made on request.
+    per_image: ClassVar[bool] = True
 
     def compute(self, data: bytes, image: DecodedImage) -> tuple[str, int | None]:
         """The serialised value and, where the type has one, its quality (0-100)."""
@@ -102,6 +104,19 @@ class PdqSignal(SignalType):
         return PdqHash.from_hex(a) - PdqHash.from_hex(b)
 
 
+class DerivativeSignal(_HexDigest):
+    """A protected photo's local-feature signature (signals.keypoints), made by `counterfake
+    protect`. The entry's value is the signature's SHA-256; the signature is stored beside."""
+
+    name = "derivative"
+    kind: ClassVar[Kind] = "local"
+    per_image: ClassVar[bool] = False
+    digits = 64
+
+    def compute(self, data: bytes, image: DecodedImage) -> tuple[str, int | None]:
+        raise SignalError("derivative signatures are made by `counterfake protect`")
+
+
 _REGISTRY: dict[str, SignalType] = {}
 
 
@@ -120,9 +135,10 @@ def get_signal_type(name: str) -> SignalType:
         ) from None
 
 
-def signal_types() -> dict[str, SignalType]:
-    return dict(_REGISTRY)
+def signal_types(*, per_image: bool = False) -> dict[str, SignalType]:
+    """Registered signal types; `per_image=True`: only those every image is hashed with."""
+    return {n: t for n, t in _REGISTRY.items() if t.per_image or not per_image}
 
 
-for _builtin in (PdqSignal(), Md5Signal(), Sha256Signal()):
+for _builtin in (PdqSignal(), Md5Signal(), Sha256Signal(), DerivativeSignal()):
     register(_builtin)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..errors import ConflictError, DatabaseError, InputError, NotFoundError
 from ..settings import Settings, load_settings
 from ..signals import get_signal_type
-from .schema import audit_log, bank_shares, banks, changes, entries
+from .schema import audit_log, bank_shares, banks, changes, entries, signatures
 
 if TYPE_CHECKING:
     from .keys import KeyRing
@@ -111,6 +111,8 @@ class NewEntry:
     source: str = "hashes"
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     withdrawn_at: datetime | None = None
+    #: The binary signature of a `derivative` entry (its value is the signature's SHA-256).
+    payload: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,6 +384,13 @@ class Store:
             dataclasses.replace(e, value=get_signal_type(e.signal_type).normalize(e.value))
             for e in new_entries
         ]
+        for entry in prepared:
+            if (get_signal_type(entry.signal_type).kind == "local") != (entry.payload is not None):
+                raise InputError(
+                    f"a {entry.signal_type} entry {'needs' if entry.payload is None else 'has no'}"
+                    " signature payload",
+                    code="invalid_signature",
+                )
         results: list[AddResult] = []
         with _translated(), self._engine.begin() as conn:
             bank_id = self._bank_id(conn, bank)
@@ -408,6 +417,10 @@ class Store:
                     status: Literal["created", "existing", "reinstated", "withdrawn"] = (
                         "withdrawn" if entry.withdrawn_at else "created"
                     )
+                    if entry.payload is not None:
+                        conn.execute(
+                            signatures.insert().values(entry_id=row.id, data=entry.payload)
+                        )
                     results.append(AddResult(row.id, entry.signal_type, status))
                     if status == "created":
                         self._change(conn, "add", bank, row.id)
@@ -556,6 +569,25 @@ class Store:
                         [qualities[i] for i in rows],
                     )
             cursor.close()
+
+    def signatures(
+        self, bank: str, entry_ids: Iterable[int] | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """(entry id, signature) of a bank's active `derivative` entries (or of those ids)."""
+        query = (
+            sa.select(signatures.c.entry_id, signatures.c.data)
+            .join(entries, entries.c.id == signatures.c.entry_id)
+            .where(entries.c.withdrawn_at.is_(None))
+        )
+        if entry_ids is not None:
+            query = query.where(signatures.c.entry_id.in_(list(entry_ids)))
+        with _translated(), self._read() as conn:
+            bank_id = self._bank_id(conn, bank)
+            result = conn.execution_options(yield_per=1000).execute(
+                query.where(entries.c.bank_id == bank_id)
+            )
+            for row in result:
+                yield int(row.entry_id), bytes(row.data)
 
     def last_change(self) -> int:
         """The newest change's sequence number (0 when there is none)."""

@@ -1,0 +1,209 @@
+"""Is this upload a manipulated derivative of a protected photo, and what was changed?
+
+Verification of one candidate: descriptor matches (ratio test, one-to-one), then a 4-degree-
+of-freedom similarity (rotation, uniform scale, translation) fitted with RANSAC: far more
+accurate than a homography on these images, and the scale is checked for sanity. Then every
+source keypoint that lands inside the upload is looked for near where the transform puts it:
+found means that part of the photo survived, not found means it was replaced, painted over or
+blurred. Those votes on a 12x12 grid over the source photo are the changed-region mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Final
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .signals.keypoints import Features
+
+__all__ = ["MIN_INLIERS", "Evidence", "overlay", "verify"]
+
+#: Fewest RANSAC inliers for a match. Unrelated photo pairs reached at most 6 here
+#: (benchmarks/robustness.py measures the false-positive rate at this threshold).
+MIN_INLIERS: Final = 12
+_RATIO: Final = 0.8
+_RANSAC_PIXELS: Final = 4.0
+_GRID: Final = 12
+_NEAR_PIXELS: Final = 8.0
+_SAME_DESCRIPTOR: Final = 64  # Hamming bits
+_matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Evidence:
+    """Why an upload is taken for a derivative of a protected photo."""
+
+    transform: np.ndarray  # 2x3: source working pixels -> query working pixels
+    inliers: int
+    score: float  # 0-1, grows with inliers; 0 at the match threshold's edge
+    changed_mask: np.ndarray  # (12, 12) bool over the source photo; True = changed
+    visible_mask: np.ndarray  # (12, 12) bool: the part of the source inside the upload
+    changed_fraction: float  # of the visible part
+    source_size: tuple[int, int]
+    query_size: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        return float(np.hypot(self.transform[0, 0], self.transform[1, 0]))
+
+    @property
+    def rotation_degrees(self) -> float:
+        return float(np.degrees(np.arctan2(self.transform[1, 0], self.transform[0, 0])))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inliers": self.inliers,
+            "score": round(self.score, 3),
+            "changed_fraction": round(self.changed_fraction, 3),
+            "transform": {
+                "scale": round(self.scale, 4),
+                "rotation_degrees": round(self.rotation_degrees, 2),
+                "matrix": [[round(float(v), 4) for v in row] for row in self.transform],
+            },
+            "changed_mask": ["".join("#" if c else "." for c in row) for row in self.changed_mask],
+        }
+
+
+def _score(inliers: int) -> float:
+    return float(np.clip((inliers - MIN_INLIERS + 1) / 40.0, 0.0, 1.0))
+
+
+def verify(source: Features, query: Features) -> Evidence | None:
+    """The evidence that `query` derives from `source`, or None."""
+    if len(source) < MIN_INLIERS or len(query) < MIN_INLIERS:
+        return None
+    pairs = _matcher.knnMatch(query.descriptors, source.descriptors, k=2)
+    best: dict[int, cv2.DMatch] = {}
+    for pair in pairs:
+        if len(pair) == 2 and pair[0].distance < _RATIO * pair[1].distance:
+            match = pair[0]
+            kept = best.get(match.trainIdx)
+            if kept is None or match.distance < kept.distance:
+                best[match.trainIdx] = match
+    if len(best) < MIN_INLIERS:
+        return None
+    matches = list(best.values())
+    src = source.points[[m.trainIdx for m in matches]]
+    dst = query.points[[m.queryIdx for m in matches]]
+    transform, mask = cv2.estimateAffinePartial2D(
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=_RANSAC_PIXELS,
+        maxIters=2000,
+        confidence=0.995,
+    )
+    if transform is None or mask is None:
+        return None
+    inliers = int(mask.sum())
+    scale = float(np.hypot(transform[0, 0], transform[1, 0]))
+    if inliers < MIN_INLIERS or not 0.2 <= scale <= 5.0:
+        return None
+    changed, visible = _changed_region(source, query, transform)
+    fraction = float(changed.sum() / visible.sum()) if visible.any() else 0.0
+    return Evidence(
+        transform=transform,
+        inliers=inliers,
+        score=_score(inliers),
+        changed_mask=changed,
+        visible_mask=visible,
+        changed_fraction=fraction,
+        source_size=(source.width, source.height),
+        query_size=(query.width, query.height),
+    )
+
+
+def _changed_region(
+    source: Features, query: Features, transform: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    projected = source.points @ transform[:, :2].T + transform[:, 2]
+    inside = (
+        (projected[:, 0] >= 0)
+        & (projected[:, 0] < query.width)
+        & (projected[:, 1] >= 0)
+        & (projected[:, 1] < query.height)
+    )
+    survived = np.zeros(len(source), bool)
+    if len(query):
+        # For each projected source keypoint: any query keypoint near it with a similar
+        # descriptor? (Distances on the working images, a few hundred by a few thousand.)
+        bits = np.unpackbits(query.descriptors, axis=1)
+        for i in np.flatnonzero(inside):
+            near = np.flatnonzero(
+                np.sum((query.points - projected[i]) ** 2, axis=1) <= _NEAR_PIXELS**2
+            )
+            if near.size:
+                mine = np.unpackbits(source.descriptors[i])
+                if int(np.min(np.sum(bits[near] != mine, axis=1))) <= _SAME_DESCRIPTOR:
+                    survived[i] = True
+    cells_x = np.minimum((source.points[:, 0] * _GRID / source.width).astype(int), _GRID - 1)
+    cells_y = np.minimum((source.points[:, 1] * _GRID / source.height).astype(int), _GRID - 1)
+    tested = np.zeros((_GRID, _GRID))
+    kept = np.zeros((_GRID, _GRID))
+    np.add.at(tested, (cells_y[inside], cells_x[inside]), 1)
+    np.add.at(kept, (cells_y[inside], cells_x[inside]), survived[inside])
+
+    # Which cells of the source lie inside the upload: their centres, projected.
+    centres = (np.arange(_GRID) + 0.5) / _GRID
+    cx, cy = np.meshgrid(centres * source.width, centres * source.height)
+    grid = np.stack([cx.ravel(), cy.ravel()], axis=1) @ transform[:, :2].T + transform[:, 2]
+    visible = (
+        (grid[:, 0] >= 0)
+        & (grid[:, 0] < query.width)
+        & (grid[:, 1] >= 0)
+        & (grid[:, 1] < query.height)
+    ).reshape(_GRID, _GRID)
+
+    known = tested >= 2
+    changed = known & (kept <= 0.2 * tested)
+    # Cells without enough keypoints (flat sky, a wall) take their neighbours' verdict.
+    for _ in range(_GRID):
+        unknown = visible & ~known
+        if not unknown.any():
+            break
+        padded_changed = np.pad(changed & known, 1).astype(int)
+        padded_known = np.pad(known, 1).astype(int)
+        votes_changed = sum(
+            padded_changed[1 + dy : 1 + dy + _GRID, 1 + dx : 1 + dx + _GRID]
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        )
+        votes = sum(
+            padded_known[1 + dy : 1 + dy + _GRID, 1 + dx : 1 + dx + _GRID]
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        )
+        decided = unknown & (votes > 0)
+        if not decided.any():
+            break
+        changed = np.where(decided, votes_changed * 2 > votes, changed)
+        known = known | decided
+    return changed & visible, visible
+
+
+def overlay(query: Image.Image, evidence: Evidence) -> Image.Image:
+    """The upload with the protected photo's outline (green) and the changed region (red)
+    drawn over it, for a reviewer."""
+    base = query.convert("RGB")
+    sx = base.width / evidence.query_size[0]
+    sy = base.height / evidence.query_size[1]
+    width, height = evidence.source_size
+
+    def to_query(x: float, y: float) -> tuple[float, float]:
+        qx, qy = evidence.transform @ np.array([x, y, 1.0])
+        return float(qx * sx), float(qy * sy)
+
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    cell_w, cell_h = width / _GRID, height / _GRID
+    for row, col in zip(*np.nonzero(evidence.changed_mask), strict=True):
+        x0, y0 = col * cell_w, row * cell_h
+        corners = [(x0, y0), (x0 + cell_w, y0), (x0 + cell_w, y0 + cell_h), (x0, y0 + cell_h)]
+        draw.polygon([to_query(x, y) for x, y in corners], fill=(255, 0, 0, 90))
+    outline = [to_query(x, y) for x, y in [(0, 0), (width, 0), (width, height), (0, height)]]
+    line = max(2, round(min(base.size) / 150))
+    draw.line([*outline, outline[0]], fill=(0, 255, 0, 255), width=line)
+    return Image.alpha_composite(base.convert("RGBA"), layer).convert("RGB")

@@ -1,0 +1,140 @@
+"""`counterfake protect`: signatures made here, a file with no pixels, ingested by a bank,
+and derivatives of the protected photos found by `match`, with evidence for reviewers."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from counterfake import FormatError, Matcher, Store
+from counterfake.cli import main
+from counterfake.protect import protect_bytes, read_signatures, write_signatures
+from tests.derivative_images import reencode, replace_region
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture
+def photos(corpus_dir: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for path in sorted(corpus_dir.glob("*.jpg"))[20:24]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_the_signature_file_holds_no_pixels_and_no_names_unless_asked(
+    photos: Path, tmp_path: Path
+) -> None:
+    run("protect", str(photos), "-o", str(tmp_path / "plain.jsonl"))
+    run("protect", str(photos), "-o", str(tmp_path / "named.jsonl"), "--with-names")
+    plain = (tmp_path / "plain.jsonl").read_text().splitlines()
+    header = json.loads(plain[0])
+    assert header == {"format": "counterfake-signatures", "version": 1, "features": "orb-480-512"}
+    records = [json.loads(line) for line in plain[1:]]
+    assert len(records) == 4
+    assert all(set(r) == {"pdq", "quality", "signature"} for r in records)
+    named = [json.loads(line) for line in (tmp_path / "named.jsonl").read_text().splitlines()[1:]]
+    assert [r["name"] for r in named] == sorted(p.name for p in photos.iterdir())
+    for record, path in zip(records, sorted(photos.iterdir()), strict=True):
+        original = path.read_bytes()
+        signature = base64.b64decode(record["signature"])
+        assert len(signature) < 32 * 1024
+        assert original[len(original) // 2 : len(original) // 2 + 32] not in signature
+        assert path.name not in json.dumps(record)
+
+
+def test_a_damaged_file_is_refused_line_by_line(photos: Path) -> None:
+    photo = protect_bytes(next(photos.iterdir()).read_bytes())
+    buffer = io.StringIO()
+    write_signatures([photo, photo], buffer)
+    lines = buffer.getvalue().splitlines()
+    lines[2] = lines[2].replace('"signature": "', '"signature": "AAAA')
+    items = list(read_signatures([*lines, "not json"]))
+    assert isinstance(items[0], type(photo))
+    assert [i.line for i in items if isinstance(i, FormatError)] == [3, 4]
+    with pytest.raises(FormatError):
+        list(read_signatures(['{"format": "something else"}']))
+
+
+def test_a_protected_photo_is_found_behind_a_replaced_region(
+    photos: Path, tmp_path: Path, home: Path
+) -> None:
+    signatures = tmp_path / "sig.jsonl"
+    run("protect", str(photos), "-o", str(signatures), "--with-names")
+    run("bank", "create", "protected")
+    added = [
+        json.loads(x)
+        for x in run(
+            "bank", "add", "protected", "--signatures", str(signatures), "--json"
+        ).splitlines()
+    ]
+    assert sorted(a["signal"] for a in added) == ["derivative"] * 4 + ["pdq"] * 4
+
+    sources = sorted(photos.iterdir())
+    fakes = tmp_path / "uploads"
+    fakes.mkdir()
+    for i, source in enumerate(sources):
+        other = Image.open(sources[(i + 1) % len(sources)]).convert("RGB")
+        fake, _ = replace_region(Image.open(source).convert("RGB"), other, 0.3)
+        (fakes / f"fake{i}.jpg").write_bytes(reencode(fake))
+    explain = tmp_path / "explain"
+    lines = run("match", "--json", "--explain", str(explain), str(fakes)).splitlines()
+    results = [json.loads(line) for line in lines]
+    found = [r for r in results if r["matches"]]
+    assert len(found) >= 3
+    store = Store.open()
+    for record in found:
+        # The best match is the photo most of the upload comes from; the photo whose
+        # content was pasted in can match too, with a lower score.
+        match = record["matches"][0]
+        assert match["signal"] == "derivative"
+        assert 0.1 < match["changed_fraction"] < 0.6 and 0 < match["score"] <= 1
+        entry = store.get_entry(match["entry_id"])
+        expected = sources[int(Path(record["path"]).stem[4:])].name
+        assert entry.metadata == {"source_name": expected}
+    pictures = sorted(explain.glob("*.png"))
+    explained = sum(len(r["matches"]) for r in found)
+    assert len(pictures) == explained and len(list(explain.glob("*.json"))) == explained
+    evidence = json.loads(next(explain.glob("*.json")).read_text())["evidence"]
+    assert evidence["inliers"] >= 12 and len(evidence["changed_mask"]) == 12
+
+    # Withdrawn, the derivative entry no longer matches.
+    for record in found:
+        for match in record["matches"]:
+            run("bank", "withdraw", "protected", str(match["entry_id"]))
+    again = [json.loads(x) for x in run("match", "--json", str(fakes)).splitlines()]
+    assert all(not r["matches"] for r in again)
+    store.close()
+
+
+def test_signatures_are_stored_on_both_backends_and_follow_their_bank(
+    store: Store, photos: Path
+) -> None:
+    photo = protect_bytes(next(photos.iterdir()).read_bytes(), name="me.jpg")
+    store.create_bank("p")
+    results = store.add_entries("p", photo.entries())
+    derivative = next(r.entry_id for r in results if r.signal_type == "derivative")
+    assert list(store.signatures("p")) == [(derivative, photo.signature)]
+    matcher = Matcher(store)
+    assert matcher.protects_photos and matcher.sizes()["derivative"] == 1
+    store.withdraw("p", derivative)
+    assert list(store.signatures("p")) == []
+    matcher.refresh()
+    assert matcher.sizes().get("derivative", 0) == 0 and not matcher.protects_photos
+    with pytest.raises(Exception) as info:
+        store.add_entries("p", [photo.entries()[1].__class__("derivative", "0" * 64)])
+    assert getattr(info.value, "code", None) == "invalid_signature"
+    store.delete_bank("p")
+    store.create_bank("p")
+    assert list(store.signatures("p")) == []
