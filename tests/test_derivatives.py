@@ -69,3 +69,19 @@ def test_the_overlay_marks_the_changed_region_in_red(photos: list[Image.Image]) 
     assert 0.1 < redder.mean() < 0.6  # the changed part of the upload is tinted, not all of it
     rows = evidence.to_dict()["changed_mask"]
     assert sum(r.count("#") for r in rows[6:]) > sum(r.count("#") for r in rows[:6])  # lower
+
+
+def test_a_mirrored_and_cropped_copy_is_matched_and_drawn_the_right_way_round(
+    photos: list[Image.Image],
+) -> None:
+    photo = photos[3]
+    mirrored = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    w, h = mirrored.size
+    copy = encode(mirrored.crop((int(w * 0.1), 0, w, h)), "JPEG", quality=80)
+    query = image_features(copy, query=True)
+    evidence = verify(_source(photo), query)
+    assert evidence is not None and evidence.mirrored
+    # The source's top-left corner lands near the upload's top-right corner.
+    x, y = evidence.transform @ np.array([0.0, 0.0, 1.0])
+    assert abs(x - query.width) < 0.1 * query.width and abs(y) < 0.1 * query.height
+    assert evidence.changed_fraction < 0.2

@@ -138,3 +138,34 @@ def test_signatures_are_stored_on_both_backends_and_follow_their_bank(
     store.delete_bank("p")
     store.create_bank("p")
     assert list(store.signatures("p")) == []
+
+
+def test_a_protected_bank_travels_in_a_jsonl_export(
+    photos: Path, tmp_path: Path, home: Path
+) -> None:
+    signatures = tmp_path / "sig.jsonl"
+    run("protect", str(photos), "-o", str(signatures))
+    run("bank", "create", "a")
+    run("bank", "add", "a", "--signatures", str(signatures))
+    exported = tmp_path / "a.jsonl"
+    run("bank", "export", "a", "-o", str(exported))
+    records = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert sum("signature" in r for r in records) == 4
+    run("bank", "create", "b")
+    run("bank", "import", "b", str(exported))
+    store = Store.open()
+    assert sorted(store.signatures("a"), key=lambda x: x[1]) != []
+    assert sorted(sig for _, sig in store.signatures("a")) == sorted(
+        sig for _, sig in store.signatures("b")
+    )
+    store.close()
+    # A derivative record whose signature is missing or was tampered with is refused.
+    broken = [r for r in records if "signature" in r][:2]
+    del broken[0]["signature"]
+    broken[1]["signature"] = broken[1]["signature"][:-8] + "AAAAAAA="
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(r) for r in broken) + "\n")
+    result = CliRunner().invoke(main, ["bank", "import", "b", str(bad), "--json"])
+    assert result.exit_code == 1
+    codes = [json.loads(x)["error"]["code"] for x in result.stdout.splitlines() if "error" in x]
+    assert codes == ["invalid_signature", "invalid_signature"]

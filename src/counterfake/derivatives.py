@@ -44,14 +44,18 @@ class Evidence:
     changed_fraction: float  # of the visible part
     source_size: tuple[int, int]
     query_size: tuple[int, int]
+    mirrored: bool = False  # the upload is a mirror image of (part of) the photo
 
     @property
     def scale(self) -> float:
-        return float(np.hypot(self.transform[0, 0], self.transform[1, 0]))
+        return float(np.sqrt(abs(np.linalg.det(self.transform[:, :2]))))
 
     @property
     def rotation_degrees(self) -> float:
-        return float(np.degrees(np.arctan2(self.transform[1, 0], self.transform[0, 0])))
+        a, b = self.transform[0, 0], self.transform[1, 0]
+        if self.mirrored:  # the rotation of the mirror image, before it was flipped
+            a = -a
+        return float(np.degrees(np.arctan2(b, a)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +68,7 @@ class Evidence:
                 "matrix": [[round(float(v), 4) for v in row] for row in self.transform],
             },
             "changed_mask": ["".join("#" if c else "." for c in row) for row in self.changed_mask],
+            "mirrored": self.mirrored,
         }
 
 
@@ -71,9 +76,23 @@ def _score(inliers: int) -> float:
     return float(np.clip((inliers - MIN_INLIERS + 1) / 40.0, 0.0, 1.0))
 
 
-def verify(source: Features, query: Features) -> Evidence | None:
-    """The evidence that `query` derives from `source`, or None."""
-    if len(source) < MIN_INLIERS or len(query) < MIN_INLIERS:
+def verify(source: Features, query: Features, *, min_inliers: int = MIN_INLIERS) -> Evidence | None:
+    """The evidence that `query` derives from `source` (or from its mirror image, when
+    `query.mirror` is given and the query itself does not match), or None. A lower
+    `min_inliers` is for measuring (the evaluation sweeps it), not for deciding."""
+    evidence = _verify(source, query, min_inliers)
+    if evidence is None and query.mirror is not None:
+        evidence = _verify(source, query.mirror, min_inliers)
+        if evidence is not None:
+            # Back to the upload's own coordinates: x -> width - x after the fitted transform.
+            flip = np.array([[-1.0, 0.0, query.width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            transform = (flip @ np.vstack([evidence.transform, [0.0, 0.0, 1.0]]))[:2]
+            evidence = dataclasses.replace(evidence, transform=transform, mirrored=True)
+    return evidence
+
+
+def _verify(source: Features, query: Features, min_inliers: int) -> Evidence | None:
+    if len(source) < min_inliers or len(query) < min_inliers:
         return None
     pairs = _matcher.knnMatch(query.descriptors, source.descriptors, k=2)
     best: dict[int, cv2.DMatch] = {}
@@ -83,7 +102,7 @@ def verify(source: Features, query: Features) -> Evidence | None:
             kept = best.get(match.trainIdx)
             if kept is None or match.distance < kept.distance:
                 best[match.trainIdx] = match
-    if len(best) < MIN_INLIERS:
+    if len(best) < min_inliers:
         return None
     matches = list(best.values())
     src = source.points[[m.trainIdx for m in matches]]
@@ -100,7 +119,7 @@ def verify(source: Features, query: Features) -> Evidence | None:
         return None
     inliers = int(mask.sum())
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
-    if inliers < MIN_INLIERS or not 0.2 <= scale <= 5.0:
+    if inliers < min_inliers or not 0.2 <= scale <= 5.0:
         return None
     changed, visible = _changed_region(source, query, transform)
     fraction = float(changed.sum() / visible.sum()) if visible.any() else 0.0
@@ -157,8 +176,8 @@ def _changed_region(
         & (grid[:, 1] < query.height)
     ).reshape(_GRID, _GRID)
 
-    known = tested >= 2
-    changed = known & (kept <= 0.2 * tested)
+    known = tested >= 3
+    changed = known & (kept <= 0.1 * tested)
     # Cells without enough keypoints (flat sky, a wall) take their neighbours' verdict.
     for _ in range(_GRID):
         unknown = visible & ~known

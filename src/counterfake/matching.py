@@ -337,7 +337,9 @@ class Matcher:
             if len(photos) <= _VERIFY_ALL_UP_TO:
                 candidates = list(photos)
             else:
-                candidates = [e for e, _ in shortlist.candidates(query.descriptors, _SHORTLIST)]
+                views = [query] if query.mirror is None else [query, query.mirror]
+                ranked = [shortlist.candidates(v.descriptors, _SHORTLIST) for v in views]
+                candidates = list(dict.fromkeys(e for r in ranked for e, _ in r))
             for entry_id in candidates:
                 evidence = verify(photos[entry_id], query)
                 if evidence is not None:

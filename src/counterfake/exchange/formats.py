@@ -2,7 +2,7 @@
 
 JSON Lines (`jsonl`), one entry per line, the export of `Store.iter_entries`:
     {"entry_id", "bank", "signal", "value", "quality", "source", "metadata",
-     "created_at", "withdrawn_at"}
+     "created_at", "withdrawn_at"}   (+ "signature", base64, for derivative entries)
 On import only "signal" and "value" are required; a record with "withdrawn_at" is imported
 withdrawn (or withdraws the entry already there), so withdrawals travel with the bank.
 
@@ -13,6 +13,8 @@ A te export lists active PDQ entries only: the format has no way to say "withdra
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -61,6 +63,12 @@ def _jsonl_record(text: str, source: str) -> NewEntry:
             withdrawn_at = datetime.fromisoformat(str(withdrawn_raw))
         except ValueError as exc:
             raise FormatError('"withdrawn_at" is an ISO 8601 time') from exc
+    payload = None
+    if record.get("signature") is not None:
+        try:
+            payload = base64.b64decode(str(record["signature"]), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise FormatError('"signature" is base64', code="invalid_signature") from exc
     return NewEntry(
         signal_type,
         value,
@@ -68,6 +76,7 @@ def _jsonl_record(text: str, source: str) -> NewEntry:
         source=source,
         metadata=metadata,
         withdrawn_at=withdrawn_at,
+        payload=payload,
     )
 
 
@@ -83,7 +92,20 @@ def parse_lines(
             continue
         try:
             entry = (_jsonl_record if text.startswith("{") else _te_record)(text, source)
-            get_signal_type(entry.signal_type).normalize(entry.value)
+            kind = get_signal_type(entry.signal_type)
+            kind.normalize(entry.value)
+            if (kind.kind == "local") != (entry.payload is not None):
+                raise FormatError(
+                    "a derivative record carries its signature, and only it does",
+                    code="invalid_signature",
+                )
+            if entry.payload is not None:
+                from ..signals.keypoints import Features
+
+                if Features.from_bytes(entry.payload).id != kind.normalize(entry.value):
+                    raise FormatError(
+                        "the signature does not match its value", code="invalid_signature"
+                    )
         except CounterfakeError as exc:
             yield FormatError(
                 f"line {number}: {exc.message}", code=exc.code, path=path, line=number
@@ -101,6 +123,6 @@ def write_entries(entries: Iterable[Entry], out: IO[str], *, format: Format = "j
                 continue
             out.write(f"pdq {entry.value}\n")
         else:
-            out.write(json.dumps(entry.to_dict(), sort_keys=True) + "\n")
+            out.write(json.dumps(entry.to_dict(with_payload=True), sort_keys=True) + "\n")
         written += 1
     return written

@@ -61,6 +61,8 @@ class Features:
     height: int
     points: np.ndarray  # (n, 2) float32, x then y
     descriptors: np.ndarray  # (n, 32) uint8
+    #: A query's features of its mirror image: ORB is not invariant to flips, uploads are.
+    mirror: Features | None = None
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -144,6 +146,10 @@ def query_features(gray: np.ndarray, count: int = QUERY_FEATURES) -> Features:
 
 
 def image_features(data: bytes, *, query: bool, limits: Limits | None = None) -> Features:
-    """An encoded image's features: a query's (`query=True`) or a protected photo's."""
+    """An encoded image's features: a query's (`query=True`, with its mirror image's) or a
+    protected photo's."""
     gray = decode_gray(data, max_side=WORK_SIDE, limits=limits)
-    return query_features(gray) if query else source_features(gray)
+    if not query:
+        return source_features(gray)
+    mirror = query_features(np.ascontiguousarray(gray[:, ::-1]))
+    return dataclasses.replace(query_features(gray), mirror=mirror)

@@ -7,6 +7,7 @@ append-only audit log in the same transaction, without the signal values themsel
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import re
@@ -87,9 +88,11 @@ class Entry:
     created_at: datetime
     withdrawn_at: datetime | None
     submitted_by: str | None = None
+    #: A derivative entry's signature (signals.keypoints); None for every other signal.
+    payload: bytes | None = dataclasses.field(default=None, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, with_payload: bool = False) -> dict[str, Any]:
+        out = {
             "entry_id": self.id,
             "bank": self.bank,
             "signal": self.signal_type,
@@ -101,6 +104,9 @@ class Entry:
             "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
             "submitted_by": self.submitted_by,
         }
+        if with_payload and self.payload is not None:
+            out["signature"] = base64.b64encode(self.payload).decode("ascii")
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -671,8 +677,10 @@ class Store:
 
     @staticmethod
     def _entry_select() -> sa.Select[Any]:
-        return sa.select(entries, banks.c.name.label("bank_name")).join(
-            banks, banks.c.id == entries.c.bank_id
+        return (
+            sa.select(entries, banks.c.name.label("bank_name"), signatures.c.data.label("payload"))
+            .join(banks, banks.c.id == entries.c.bank_id)
+            .outerjoin(signatures, signatures.c.entry_id == entries.c.id)
         )
 
     @staticmethod
@@ -688,6 +696,7 @@ class Store:
             created_at=_utc(row.created_at) or row.created_at,
             withdrawn_at=_utc(row.withdrawn_at),
             submitted_by=row.submitted_by,
+            payload=bytes(row.payload) if row.payload is not None else None,
         )
 
     @staticmethod
