@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-hashing bench-index bench-index-sync bench-service clean
+.PHONY: demo test lint bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivative-scale clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ bench-index-sync: $(STAMP)
 
 bench-service: $(STAMP)
 	$(BIN)/python benchmarks/service.py --corpus ../shared/corpus/photos --entries 100000
+
+bench-robustness: $(STAMP)
+	$(BIN)/python benchmarks/robustness.py --corpus ../shared/corpus/photos --photos 200
+
+bench-derivative-scale: $(STAMP)
+	$(BIN)/python benchmarks/derivative_scale.py --corpus ../shared/corpus/photos --photos 100000
 
 clean:
 	rm -rf $(VENV) build *.egg-info

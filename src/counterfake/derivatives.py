@@ -76,12 +76,19 @@ def _score(inliers: int) -> float:
     return float(np.clip((inliers - MIN_INLIERS + 1) / 40.0, 0.0, 1.0))
 
 
-def verify(source: Features, query: Features, *, min_inliers: int = MIN_INLIERS) -> Evidence | None:
+def verify(
+    source: Features,
+    query: Features,
+    *,
+    min_inliers: int = MIN_INLIERS,
+    mirror: bool | None = None,
+) -> Evidence | None:
     """The evidence that `query` derives from `source` (or from its mirror image, when
-    `query.mirror` is given and the query itself does not match), or None. A lower
+    `query.mirror` is given and the query itself does not match), or None. `mirror=False`
+    tries only the query as it is, `mirror=True` only its mirror image. A lower
     `min_inliers` is for measuring (the evaluation sweeps it), not for deciding."""
-    evidence = _verify(source, query, min_inliers)
-    if evidence is None and query.mirror is not None:
+    evidence = None if mirror else _verify(source, query, min_inliers)
+    if evidence is None and query.mirror is not None and mirror is not False:
         evidence = _verify(source, query.mirror, min_inliers)
         if evidence is not None:
             # Back to the upload's own coordinates: x -> width - x after the fitted transform.

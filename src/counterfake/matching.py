@@ -39,6 +39,9 @@ _GAP_TIMEOUT: Final = 30.0
 _VERIFY_ALL_UP_TO: Final = 32
 #: Otherwise the shortlist's best candidates are verified.
 _SHORTLIST: Final = 8
+#: A protected photo as a matcher holds it: working size and keypoint positions (float16:
+#: a quarter pixel at worst on a 480-pixel image); its descriptors are in the shortlist.
+_Photo = tuple[int, int, np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +120,8 @@ class Matcher:
         self._exact: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
         self._hamming: dict[str, dict[str, HammingIndex]] = defaultdict(dict)
         # Local features: per bank, each protected photo's keypoints and a shortlist.
-        self._local: dict[str, tuple[KeypointShortlist, dict[int, Features]]] = {}
+        # (The shortlist holds the descriptors; here, each photo's size and keypoint positions.)
+        self._local: dict[str, tuple[KeypointShortlist, dict[int, _Photo]]] = {}
         for bank in self._banks:
             ids: dict[str, list[np.ndarray]] = defaultdict(list)
             codes: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -223,10 +227,10 @@ class Matcher:
             self._remove(change.entry_id, change.bank, change.signal_type, change.value)
 
     def _add_signatures(self, bank: str, signatures: Iterable[tuple[int, bytes]]) -> None:
-        shortlist, features = self._local.setdefault(bank, (KeypointShortlist(), {}))
+        shortlist, photos = self._local.setdefault(bank, (KeypointShortlist(), {}))
         for entry_id, data in signatures:
             photo = Features.from_bytes(data)
-            features[entry_id] = photo
+            photos[entry_id] = (photo.width, photo.height, photo.points.astype(np.float16))
             shortlist.add(entry_id, photo.descriptors)
 
     def _add(
@@ -334,15 +338,29 @@ class Matcher:
         for bank, (shortlist, photos) in self._local.items():
             if banks is not None and bank not in banks:
                 continue
+            views = [(query, False)]
+            if query.mirror is not None:
+                views.append((query.mirror, True))
+            tries: list[tuple[int, bool | None]]
             if len(photos) <= _VERIFY_ALL_UP_TO:
-                candidates = list(photos)
-            else:
-                views = [query] if query.mirror is None else [query, query.mirror]
-                ranked = [shortlist.candidates(v.descriptors, _SHORTLIST) for v in views]
-                candidates = list(dict.fromkeys(e for r in ranked for e, _ in r))
-            for entry_id in candidates:
-                evidence = verify(photos[entry_id], query)
+                tries = [(entry_id, None) for entry_id in photos]
+            else:  # each shortlisted photo verified against the view that shortlisted it
+                tries = [
+                    (entry_id, mirrored)
+                    for view, mirrored in views
+                    for entry_id, _ in shortlist.candidates(view.descriptors, _SHORTLIST)
+                ]
+            matched: set[int] = set()
+            for entry_id, mirrored in tries:
+                if entry_id in matched:
+                    continue
+                width, height, points = photos[entry_id]
+                source = Features(
+                    width, height, points.astype(np.float32), shortlist.descriptors(entry_id)
+                )
+                evidence = verify(source, query, mirror=mirrored)
                 if evidence is not None:
+                    matched.add(entry_id)
                     found.append(
                         Match(
                             bank,
