@@ -8,12 +8,14 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 from rich.console import Console
 from rich.table import Table
 
 from .hashing import bank_entries, hash_bytes
 from .matching import Matcher
+from .protect import protect_bytes
+from .signals.keypoints import image_features
 from .store import Store
 
 __all__ = ["alterations", "run_demo", "sample_photos"]
@@ -66,7 +68,18 @@ def alterations() -> dict[str, Callable[[Image.Image], bytes]]:
         "cropped 3% per side": lambda im: _jpeg(_crop(im, 0.03)),
         "text watermark": lambda im: _jpeg(_watermark(im)),
         "flipped left-right": lambda im: _jpeg(ImageOps.mirror(im)),
+        "cropped 15% per side": lambda im: _jpeg(_crop(im, 0.15)),
+        "lower third blurred out": lambda im: _jpeg(_blur_lower(im, 1 / 3)),
     }
+
+
+def _blur_lower(image: Image.Image, fraction: float) -> Image.Image:
+    """A stand-in for a manipulated region: the lower part of the photo, heavily blurred."""
+    out = image.convert("RGB")
+    top = int(out.height * (1 - fraction))
+    box = (0, top, out.width, out.height)
+    out.paste(out.crop(box).filter(ImageFilter.GaussianBlur(30)), box[:2])
+    return out
 
 
 def run_demo(console: Console | None = None) -> int:
@@ -79,10 +92,12 @@ def run_demo(console: Console | None = None) -> int:
             for name, data in photos.items():
                 if name != CONTROL:
                     store.add_entries(BANK, bank_entries(hash_bytes(data), source_name=name))
+                    store.add_entries(BANK, protect_bytes(data, name=name).entries())
             bank = store.get_bank(BANK)
             console.print(
                 f"Built bank [bold]{BANK}[/bold] from {len(photos) - 1} sample photos"
-                f" ({bank.active_entries} entries: PDQ, MD5, SHA-256) in a temporary store.\n"
+                f" ({bank.active_entries} entries: PDQ, MD5, SHA-256 and a derivative"
+                " signature each, as `counterfake protect` makes it) in a temporary store.\n"
             )
             names = {e.id: e.metadata.get("source_name", "?") for e in store.iter_entries(BANK)}
             matcher = Matcher(store, [BANK])
@@ -92,8 +107,10 @@ def run_demo(console: Console | None = None) -> int:
                 original = Image.open(io.BytesIO(data))
                 original.load()
                 for label, alter in alterations().items():
-                    hashes = hash_bytes(alter(original), dihedral=True)
-                    result = matcher.match(hashes)
+                    altered = alter(original)
+                    hashes = hash_bytes(altered, dihedral=True)
+                    features = image_features(altered, query=True)
+                    result = matcher.match(hashes, features=features)
                     best = result.matches[0] if result.matches else None
                     if name != CONTROL:
                         expected += 1
@@ -102,19 +119,23 @@ def run_demo(console: Console | None = None) -> int:
                         table.add_row(name, label, "[yellow]no[/yellow]", "-", "-")
                     else:
                         how = f"pdq {best.variant}" if best.variant else best.signal
+                        distance = str(best.distance)
+                        if best.changed_fraction is not None:
+                            how = f"derivative, {best.changed_fraction:.0%} changed"
+                            distance = "-"
                         table.add_row(
                             name,
                             label,
                             f"[green]{names.get(best.entry_id)}[/green]",
-                            str(best.distance),
+                            distance,
                             how,
                         )
             console.print(table)
             console.print(
                 f"\n{matched} of {expected} altered copies matched their source photo;"
                 f" {CONTROL} was left out of the bank as a control and should match nothing."
-                "\nCrops defeat a global hash like PDQ: that is what local-feature (derivative)"
-                " matching is for.\n"
+                "\nPDQ finds copies; crops and replaced regions defeat it, and the derivative"
+                " signatures find them (with the share of the photo that was changed).\n"
             )
         finally:
             store.close()
