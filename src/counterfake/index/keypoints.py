@@ -23,7 +23,9 @@ import numpy as np
 __all__ = ["KeypointShortlist"]
 
 _TABLES: Final = 4
-#: Query descriptors looked up (the first ones ORB returns); verification uses all of them.
+#: Query descriptors looked up: ORB lists them level by level, finest first. The first 1,000
+#: serve derivatives at about the photo's scale; a third of the rest (coarser levels) serve
+#: crops, which enlarge the photo. Verification uses all of them.
 _ASKED: Final = 1000
 _KEY_BITS: Final = 20
 _CLOSE: Final = 64  # bits: a descriptor this close is a vote
@@ -114,7 +116,8 @@ class KeypointShortlist:
     def candidates(self, descriptors: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """Up to `limit` (entry id, votes), most first; photos without votes are left out."""
         self._merge()
-        descriptors = descriptors[:_ASKED]
+        if descriptors.shape[0] > _ASKED:
+            descriptors = np.concatenate([descriptors[:_ASKED], descriptors[_ASKED::3]])
         if not self._number or descriptors.shape[0] == 0:
             return []
         query = np.ascontiguousarray(descriptors, dtype=np.uint8).view(np.uint64)
