@@ -249,7 +249,7 @@ def _counterfake(data: bytes) -> tuple[set[int], int | None, float | None]:
     """Which originals the full pipeline matches."""
     hashes = hash_bytes(data, dihedral=True)
     matcher: Matcher = _STATE["matcher"]
-    result = matcher.match(hashes, features=image_features(data, query=True))
+    result = matcher.match(hashes, features=lambda: image_features(data, query=True))
     return {_STATE["entry_of"][m.entry_id] for m in result.matches}, None, None
 
 

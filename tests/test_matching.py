@@ -256,3 +256,28 @@ def test_a_late_commit_below_a_seen_change_is_not_missed(postgres_url: str) -> N
         assert [m.entry_id for m in matcher.match(first).matches] == [entry_id]
     finally:
         slow.dispose()
+
+
+def test_derivative_features_are_asked_for_only_when_nothing_else_matched(
+    banked: Store, corpus_dir: Any
+) -> None:
+    from counterfake.protect import protect_bytes
+
+    asked: list[int] = []
+
+    def features() -> Any:
+        asked.append(1)
+        from counterfake.signals.keypoints import image_features
+
+        return image_features(encode(photo_like(320, 240, seed=77)), query=True)
+
+    other = hash_bytes(encode(photo_like(320, 240, seed=77)))
+    Matcher(banked).match(other, features=features)
+    assert asked == []  # no bank protects photos: nothing to compare local features with
+    photo = next(iter(sorted(corpus_dir.glob("*.jpg")))).read_bytes()
+    banked.add_entries("victims", protect_bytes(photo).entries())
+    matcher = Matcher(banked)
+    assert matcher.match(hash_bytes(ORIGINAL), features=features).matches  # PDQ matched
+    assert asked == []
+    assert matcher.match(other, features=features).matches == []
+    assert asked == [1]

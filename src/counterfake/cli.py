@@ -547,10 +547,9 @@ def match_command(
     def work(path: Path) -> None:
         data = read_input(path, limits=limits)
         hashes = hash_bytes(data, dihedral=dihedral, limits=limits)
-        features = None
-        if matcher.protects_photos:
-            features = image_features(data, query=True, limits=limits)
-        result = matcher.match(hashes, features=features)
+        result = matcher.match(
+            hashes, features=lambda: image_features(data, query=True, limits=limits)
+        )
         if explain_dir:
             _explain(Path(explain_dir), path, data, result.matches, limits)
         if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import tempfile
 from collections.abc import Callable
@@ -109,8 +110,9 @@ def run_demo(console: Console | None = None) -> int:
                 for label, alter in alterations().items():
                     altered = alter(original)
                     hashes = hash_bytes(altered, dihedral=True)
-                    features = image_features(altered, query=True)
-                    result = matcher.match(hashes, features=features)
+                    result = matcher.match(
+                        hashes, features=functools.partial(image_features, altered, query=True)
+                    )
                     best = result.matches[0] if result.matches else None
                     if name != CONTROL:
                         expected += 1

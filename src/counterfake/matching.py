@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -125,6 +125,7 @@ class Matcher:
         for bank in self._banks:
             ids: dict[str, list[np.ndarray]] = defaultdict(list)
             codes: dict[str, list[np.ndarray]] = defaultdict(list)
+            protects = False
             for signal_type, chunk_ids, values, qualities in self._store.active_columns(bank):
                 kind = get_signal_type(signal_type).kind
                 if kind == "exact":
@@ -132,7 +133,7 @@ class Matcher:
                         self._exact[(signal_type, value)][entry_id] = bank
                     continue
                 if kind == "local":
-                    self._add_signatures(bank, self._store.signatures(bank, chunk_ids))
+                    protects = True  # their signatures are read below, in one query
                     continue
                 keep = [i for i, q in enumerate(qualities) if q is None or q >= self._min_quality]
                 if len(keep) < len(qualities):
@@ -147,6 +148,8 @@ class Matcher:
                 )
                 ids[signal_type].clear()
                 codes[signal_type].clear()
+            if protects:
+                self._add_signatures(bank, self._store.signatures(bank))
         release_freed_memory()
         self._low_water = self._high_water = low_water
         self._seen: set[int] = set()
@@ -307,18 +310,24 @@ class Matcher:
     @property
     def protects_photos(self) -> bool:
         """Whether any bank holds derivative signatures: then pass `features` to `match`."""
-        return any(features for _, features in self._local.values())
+        return self._protects(None)
+
+    def _protects(self, banks: Collection[str] | None) -> bool:
+        return any(
+            photos for bank, (_, photos) in self._local.items() if banks is None or bank in banks
+        )
 
     def match(
         self,
         hashes: ImageHashes,
         *,
         banks: Collection[str] | None = None,
-        features: Features | None = None,
+        features: Features | Callable[[], Features] | None = None,
     ) -> MatchResult:
         """Every entry the image matches: exact digests, then PDQ (and its dihedral variants),
-        then, only if those found nothing and `features` (signals.keypoints.query_features)
-        are given, derivatives of protected photos. `banks` narrows the search."""
+        then, only if those found nothing and `features` (signals.keypoints.image_features)
+        are given, derivatives of protected photos. Pass `features` as a function to have them
+        computed only then: they cost more than hashing. `banks` narrows the search."""
         notes: list[str] = []
         pdq: dict[str, str] = {}
         if hashes.quality < self._min_quality:
@@ -329,8 +338,9 @@ class Matcher:
             pdq = {"original": hashes.signals["pdq"], **(hashes.dihedral or {})}
         exact = {k: v for k, v in hashes.signals.items() if get_signal_type(k).kind == "exact"}
         matches = self._search(exact, pdq, banks)
-        if not matches and features is not None:
-            matches = self._derivatives(features, banks)
+        if not matches and features is not None and self._protects(banks):
+            query = features() if callable(features) else features
+            matches = self._derivatives(query, banks)
         return MatchResult(matches, notes)
 
     def _derivatives(self, query: Features, banks: Collection[str] | None) -> list[Match]:

@@ -321,24 +321,31 @@ class MultiIndexHammingIndex:
             return empty, empty, empty
         if n_queries == 1 and use_tables and codes.shape[0] >= _SPLIT_FROM:
             return self._run_split(queries[0], radius, rhos)
-        capacity = _INITIAL_HITS
-        slots = np.empty((n_queries, capacity), dtype=np.int64)
-        dists = np.empty((n_queries, capacity), dtype=np.int64)
-        counts = np.zeros(n_queries, dtype=np.int64)
         kernel = _kernels.search_serial if n_queries < _PARALLEL_FROM else _kernels.search_many
-        kernel(
-            queries,
-            radius,
-            rhos,
-            *self._tables_args(),
-            codes,
-            alive,
-            use_tables,
-            codes.shape[0],
-            slots,
-            dists,
-            counts,
-        )
+        tables = self._tables_args()
+
+        def search(queries: np.ndarray, room: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """Hits of each query, at most `room` kept, and each query's count of hits."""
+            slots = np.empty((queries.shape[0], room), dtype=np.int64)
+            dists = np.empty((queries.shape[0], room), dtype=np.int64)
+            counts = np.zeros(queries.shape[0], dtype=np.int64)
+            kernel(
+                queries,
+                radius,
+                rhos,
+                *tables,
+                codes,
+                alive,
+                use_tables,
+                codes.shape[0],
+                slots,
+                dists,
+                counts,
+            )
+            return slots, dists, counts
+
+        capacity = _INITIAL_HITS
+        slots, dists, counts = search(queries, capacity)
         rows, cols = np.nonzero(np.arange(capacity)[None, :] < counts[:, None])
         overflow = np.flatnonzero(counts > capacity)
         if not overflow.size:
@@ -347,22 +354,7 @@ class MultiIndexHammingIndex:
         keep = counts[rows] <= capacity
         rows, cols = rows[keep], cols[keep]
         room = int(counts[overflow].max())
-        more_slots = np.empty((overflow.size, room), dtype=np.int64)
-        more_dists = np.empty((overflow.size, room), dtype=np.int64)
-        more_counts = np.zeros(overflow.size, dtype=np.int64)
-        kernel(
-            queries[overflow],
-            radius,
-            rhos,
-            *self._tables_args(),
-            codes,
-            alive,
-            use_tables,
-            codes.shape[0],
-            more_slots,
-            more_dists,
-            more_counts,
-        )
+        more_slots, more_dists, more_counts = search(queries[overflow], room)
         r2, c2 = np.nonzero(np.arange(room)[None, :] < more_counts[:, None])
         return (
             np.concatenate([rows, overflow[r2]]),
