@@ -27,7 +27,7 @@ from .auth import (
     store_of,
     visible_banks,
 )
-from .uploads import read_upload
+from .uploads import hash_request
 
 __all__ = ["router"]
 
@@ -55,18 +55,7 @@ async def _hash_request(request: Request, url: str | None, content_type: str | N
             f"content type {content_type!r} is not supported; only 'photo'",
             code="unsupported_content_type",
         )
-    if url:
-        data = await request.app.state.fetcher.fetch(url)
-    else:
-        upload = await read_upload(request, request.app.state.limits)
-        if upload.field not in (None, "photo"):
-            raise InputError(
-                f"the file field must be named 'photo' (the content type); got {upload.field!r}",
-                code="unsupported_content_type",
-            )
-        data = upload.data
-    hashes: ImageHashes = await request.app.state.hasher.hash(data)
-    return hashes
+    return await hash_request(request, url, field="photo")
 
 
 def _banks_matching(request: Request, key: ApiKey, signal_type: str, signal: str) -> list[str]:

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import AccessError, NotFoundError
-from ..hashing import ImageHashes, bank_entries
+from ..hashing import bank_entries
 from ..matching import Match
 from ..signals import get_signal_type
 from ..store import AddResult, ApiKey, Entry, NewEntry, Store
@@ -26,6 +27,7 @@ from .auth import (
     store_of,
     visible_banks,
 )
+from .uploads import hash_request
 
 __all__ = ["router"]
 
@@ -83,21 +85,6 @@ def _added(key: ApiKey, results: list[AddResult], entries: list[NewEntry]) -> di
 def _match_dicts(matches: list[Match]) -> list[dict[str, Any]]:
     # Entry metadata never travels with a match: the bank may belong to another tenant.
     return [m.to_dict() for m in matches]
-
-
-async def _image(request: Request, url: str | None) -> bytes:
-    if url:
-        data: bytes = await request.app.state.fetcher.fetch(url)
-        return data
-    from .uploads import read_upload
-
-    return (await read_upload(request, request.app.state.limits)).data
-
-
-async def _hash(request: Request, url: str | None, dihedral: bool = False) -> ImageHashes:
-    data = await _image(request, url)
-    hashes: ImageHashes = await request.app.state.hasher.hash(data, dihedral=dihedral)
-    return hashes
 
 
 # status --------------------------------------------------------------------------------------
@@ -218,11 +205,9 @@ async def add_content(
 ) -> dict[str, Any]:
     """Add an image (the request body, raw or multipart, or `url`): it is hashed in memory and
     its bytes are discarded; every signal becomes an entry."""
-    from starlette.concurrency import run_in_threadpool
-
     store = store_of(request)
     bank_for(key, await run_in_threadpool(store.get_bank, bank))
-    hashes = await _hash(request, url)
+    hashes = await hash_request(request, url)
     entries = bank_entries(hashes, source_name=source_name)
     results = await run_in_threadpool(
         lambda: store.add_entries(bank, entries, submitted_by=key.key_id)
@@ -301,7 +286,7 @@ async def lookup_upload(
     """Hash an image (body or `url`) and match it in one call: its hashes and its matches."""
     matcher = matcher_of(request)
     allowed = visible_banks(matcher, key, bank or ())
-    hashes = await _hash(request, url, dihedral)
+    hashes = await hash_request(request, url, dihedral=dihedral)
     result = matcher.match(hashes, banks=allowed)
     out: dict[str, Any] = {"hashes": hashes.to_dict(), "matches": _match_dicts(result.matches)}
     if result.notes:
@@ -314,7 +299,7 @@ async def hash_upload(
     request: Request, key: Hashing, dihedral: bool = False, url: str | None = None
 ) -> dict[str, Any]:
     """Hash an image (body or `url`); nothing is stored."""
-    return (await _hash(request, url, dihedral)).to_dict()
+    return (await hash_request(request, url, dihedral=dihedral)).to_dict()
 
 
 @router.post("/v1/compare", tags=["matching"])

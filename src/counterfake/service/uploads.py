@@ -18,7 +18,7 @@ from ..errors import InputError, MediaError, UnavailableError
 from ..hashing import ImageHashes, hash_bytes
 from ..media import Limits
 
-__all__ = ["ENVELOPE", "Hasher", "Upload", "read_upload"]
+__all__ = ["ENVELOPE", "Hasher", "Upload", "hash_request", "read_upload"]
 
 #: Room for multipart headers and boundaries around the image itself.
 ENVELOPE: Final = 64 * 1024
@@ -140,3 +140,22 @@ class Hasher:
             )
         finally:
             self._waiting -= 1
+
+
+async def hash_request(
+    request: Request, url: str | None, *, dihedral: bool = False, field: str | None = None
+) -> ImageHashes:
+    """The hashes of the request's image: fetched from `url` (if the operator allows it) or
+    read from the body; a multipart file must then be named `field`, when one is given."""
+    if url:
+        data: bytes = await request.app.state.fetcher.fetch(url)
+    else:
+        upload = await read_upload(request, request.app.state.limits)
+        if field is not None and upload.field not in (None, field):
+            raise InputError(
+                f"the file field must be named {field!r} (the content type); got {upload.field!r}",
+                code="unsupported_content_type",
+            )
+        data = upload.data
+    hasher: Hasher = request.app.state.hasher
+    return await hasher.hash(data, dihedral=dihedral)
