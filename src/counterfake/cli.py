@@ -25,7 +25,7 @@ from .errors import CounterfakeError, FormatError
 from .exchange import FORMATS, parse_lines, write_entries
 from .hashing import ImageHashes, bank_entries, hash_bytes, read_input
 from .matching import Match, Matcher
-from .media import Limits, decode_rgb
+from .media import IMAGE_SUFFIXES, Limits, decode_rgb
 from .protect import protect_bytes, read_signatures, write_signatures
 from .settings import Settings, load_settings
 from .signals.keypoints import image_features
@@ -33,9 +33,6 @@ from .store import DEFAULT_TENANT, SCOPES, AddResult, Bank, NewEntry, Store
 
 __all__ = ["main"]
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-)
 _IMPORT_BATCH = 1000
 T = TypeVar("T")
 
@@ -674,6 +671,62 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
         highlight=False,
     )
     run(host, port, workers, log_level)
+
+
+@main.command("investigate")
+@click.argument("archive", type=click.Path(exists=True, path_type=Path))
+@click.option("--bank", "banks", multiple=True, help="Bank to match against (repeatable).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--no-images", is_flag=True, help="Embed no thumbnails or overlays in the report.")
+@click.option("--dask", "use_dask", is_flag=True, help="Hash and match on a Dask LocalCluster.")
+@click.option("--scheduler", help="Address of a Dask scheduler to use instead (implies --dask).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def investigate_command(
+    ctx: click.Context,
+    archive: Path,
+    banks: tuple[str, ...],
+    out_dir: Path,
+    no_images: bool,
+    use_dask: bool,
+    scheduler: str | None,
+    workers: int,
+    as_json: bool,
+) -> None:
+    """Investigate a Telegram Desktop export (its folder or result.json) or a folder of
+    images: clusters per source photo, targets, derivatives, growth; a report in --out."""
+    from .investigate import BankSpec, investigate, write_report
+
+    settings = _settings(ctx)
+    limits = Limits.from_settings(settings)
+    spec = None
+    if banks:
+        with _errors(as_json):
+            store = _store(ctx)
+            for name in banks:
+                store.get_bank(name)
+        spec = BankSpec(settings.resolved_database_url, banks, settings.pdq_min_quality)
+    with _errors(as_json), Progress(console=err, disable=as_json) as progress:
+        result = investigate(
+            archive,
+            spec=spec,
+            limits=limits,
+            dask=use_dask,
+            scheduler=scheduler,
+            workers=workers,
+            progress=progress,
+        )
+        written = write_report(result, out_dir, images=not no_images, limits=limits)
+    summary = result.summary()
+    if as_json:
+        _emit({"summary": summary, "outputs": {k: str(v) for k, v in written.items()}})
+        return
+    table = Table("", "count", title=f"Investigation of {escape(str(archive))}")
+    for name, value in summary.items():
+        table.add_row(name.replace("_", " "), str(value))
+    out.print(table)
+    out.print(f"Report: {escape(str(written['report']))}", highlight=False)
 
 
 def _explain(folder: Path, path: Path, data: bytes, matches: list[Match], limits: Limits) -> None:

@@ -21,10 +21,14 @@ from PIL import Image, ImageOps
 from .errors import MediaError
 from .settings import Settings
 
-__all__ = ["DecodedImage", "Limits", "decode", "decode_gray", "decode_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "DecodedImage", "Limits", "decode", "decode_gray", "decode_rgb"]
 
 pillow_heif.register_heif_opener()
 
+#: File names media can decode (what a folder of images is read for).
+IMAGE_SUFFIXES: Final = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+)
 _FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
 _SIGNATURES: Final = (
     b"\xff\xd8",

@@ -1,0 +1,349 @@
+"""Group an archive's images into one cluster per source photo.
+
+Built on the matching the rest of Counterfake uses:
+1. *Versions*: images within PDQ distance 31 of each other (copies, re-encodes, resizes),
+   split where an image is a derivative of the group's first one (step 3): blurring or
+   smoothing a third of a photo can leave PDQ within 31.
+2. *Links* between versions: the keypoint shortlist proposes, derivative verification fits
+   the transform (24 inliers at least: the same watermark stamped on two unrelated photos
+   gave up to 21). A link is kept only when the similarity is near 1:1 (both are 480-pixel
+   working images, so a resized or cropped copy stays near scale 1, while a whole photo pasted
+   small into another does not) and at least a quarter of the other image is unchanged.
+3. *What changed* along a link: the two 128-pixel grey thumbnails, aligned by the fitted
+   transform, compared cell by cell (8x8) on their fine detail (high-pass correlation). Between
+   two archive images this is far steadier than re-finding 512 signature keypoints: a fill,
+   inpainting or heavy blur removes detail, pasted content does not correlate, re-encoding and
+   resizing keep it.
+
+A cluster holds a manipulated derivative, and is a *target*, when a link in it changed >= 25%
+of the overlap (with >= 20 inliers), when an image in it matches a protected photo as a
+derivative, or when a bot posted an image in it (`via_bot`: in the channels this is for, the
+bot is what makes the fakes; its output counts even when the original never appears).
+Within a target, the *original* is the version that matches a protected photo by PDQ or
+digest, or else the earliest version, unless a bot posted it; the rest are derivatives.
+Two derivatives (or two images of one version) linked by a smaller change (5-25%) are the same
+derivative with and without something stamped on it, when one side has clearly more fine detail
+in the changed cells: that one is *watermarked*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import cv2
+import numpy as np
+
+from ..derivatives import MIN_INLIERS, Evidence, verify
+from ..index import LinearHammingIndex, MultiIndexHammingIndex
+from ..index.keypoints import KeypointShortlist
+from ..signals.keypoints import Features
+from .images import THUMB_SIDE
+
+__all__ = ["Clustering", "ImageFacts", "Link", "cluster_images"]
+
+PDQ_SAME: Final = 31
+PDQ_MIN_QUALITY: Final = 50
+#: A link whose changed fraction reaches this makes its cluster a target.
+DERIVATIVE_CHANGE: Final = 0.25
+#: Fewest inliers for a link that makes a target (12 suffice to join copies).
+DERIVATIVE_INLIERS: Final = 20
+#: Fewest inliers to join two images that PDQ does not already call copies. The same
+#: watermark stamped on unrelated photos gave 14-21 inliers here; true links 27 and up.
+_LINK_INLIERS: Final = 24
+#: From this to DERIVATIVE_CHANGE between two derivatives: the same one, stamped or not.
+STAMP_CHANGE: Final = 0.05
+#: A stamp (text, logo) adds fine detail: the stamped side has this much more in the changed cells.
+_STAMP_DETAIL: Final = 1.3
+_SCALE_RANGE: Final = (0.6, 1.7)
+_MIN_UNCHANGED: Final = 0.25
+_CELLS: Final = 8
+_CHANGED_CELL: Final = 0.5  # 1 - correlation of a cell's fine detail
+_FLAT: Final = 2.0  # grey levels: a cell this flat in both images has no detail to compare
+_SHORTLIST: Final = 6
+_MIN_VOTES: Final = 4.0
+_TABLES_FROM: Final = 20_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFacts:
+    """What clustering needs of one distinct image (None pdq: the image could not be read)."""
+
+    pdq: str | None
+    quality: int
+    features: bytes
+    thumb: bytes
+    first_seen: int  # Unix seconds of its first post
+    first_by_bot: bool  # its first post was a bot's output
+    by_bot: bool  # any post of it was a bot's output
+    protected_copy: bool  # matches a protected or known photo by PDQ or digest
+    protected_derivative: bool  # matches a protected photo as a derivative
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    source: int  # image numbers
+    other: int
+    inliers: int
+    changed_fraction: float  # of the cells both images cover
+    evidence: Evidence = dataclasses.field(compare=False, repr=False)
+    changed_cells: np.ndarray = dataclasses.field(compare=False, repr=False)  # 8x8, other's frame
+    detail: tuple[float, float] = (0.0, 0.0)  # fine detail in the changed cells: source, other
+
+
+@dataclasses.dataclass
+class Clustering:
+    cluster: list[int]  # image number -> cluster number (-1: unreadable image)
+    version: list[int]  # image number -> version number
+    links: list[Link]
+    targets: set[int]  # cluster numbers holding a derivative
+    role: list[str]  # "original", "derivative", "copy" (not in a target) or "unreadable"
+    stamp: list[str]  # "watermarked", "clean" or ""
+
+
+class _Sets:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _words(hexes: Sequence[str]) -> np.ndarray:
+    raw = np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.uint8).reshape(-1, 32)
+    return np.ascontiguousarray(raw[:, ::-1]).view("<u8")
+
+
+def _versions(images: Sequence[ImageFacts]) -> _Sets:
+    sets = _Sets(len(images))
+    usable = [i for i, f in enumerate(images) if f.pdq and f.quality >= PDQ_MIN_QUALITY]
+    if not usable:
+        return sets
+    codes = _words([images[i].pdq or "" for i in usable])
+    index = MultiIndexHammingIndex() if len(usable) >= _TABLES_FROM else LinearHammingIndex()
+    index.add(usable, codes)
+    for i, hits in zip(usable, index.search(codes, PDQ_SAME), strict=True):
+        for j, _ in hits:
+            sets.union(i, j)
+    return sets
+
+
+def _scale_ok(evidence: Evidence) -> bool:
+    low, high = _SCALE_RANGE
+    return low <= evidence.scale <= high
+
+
+def _thumb(facts: ImageFacts) -> np.ndarray:
+    return np.frombuffer(facts.thumb, np.uint8).reshape(THUMB_SIDE, THUMB_SIDE).astype(np.float32)
+
+
+def _to_thumb(width: int, height: int) -> np.ndarray:
+    """Working-image pixels -> thumbnail pixels, as a 3x3 matrix."""
+    t = THUMB_SIDE
+    return np.array(
+        [[t / width, 0, 0.5 * t / width - 0.5], [0, t / height, 0.5 * t / height - 0.5], [0, 0, 1]]
+    )
+
+
+def _compare(
+    source: ImageFacts,
+    other: ImageFacts,
+    source_features: Features,
+    other_features: Features,
+    evidence: Evidence,
+) -> tuple[float, np.ndarray, tuple[float, float]] | None:
+    """Changed fraction, changed cells and detail in them, or None without enough overlap."""
+    t = THUMB_SIDE
+    forward = np.vstack([evidence.transform, [0.0, 0.0, 1.0]])
+    # The other image's thumbnail pixels -> the source's thumbnail pixels.
+    back = (
+        _to_thumb(source_features.width, source_features.height)
+        @ np.linalg.inv(forward)
+        @ np.linalg.inv(_to_thumb(other_features.width, other_features.height))
+    )[:2]
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(_thumb(source), back, (t, t), flags=flags)
+    covered = cv2.warpAffine(np.ones((t, t), np.float32), back, (t, t), flags=flags) > 0.99
+    target = _thumb(other)
+    fine_source = warped - cv2.blur(warped, (5, 5))
+    fine_other = target - cv2.blur(target, (5, 5))
+    side = t // _CELLS
+    changed = np.zeros((_CELLS, _CELLS), bool)
+    valid = np.zeros((_CELLS, _CELLS), bool)
+    for r in range(_CELLS):
+        for c in range(_CELLS):
+            cell = np.s_[r * side : (r + 1) * side, c * side : (c + 1) * side]
+            inside = covered[cell]
+            if inside.mean() < 0.9:
+                continue
+            valid[r, c] = True
+            a, b = fine_source[cell][inside], fine_other[cell][inside]
+            if a.std() < _FLAT and b.std() < _FLAT:
+                continue
+            if a.std() < 1e-3 or b.std() < 1e-3:
+                changed[r, c] = True
+                continue
+            changed[r, c] = 1.0 - float(np.corrcoef(a, b)[0, 1]) > _CHANGED_CELL
+    if (valid & ~changed).mean() < _MIN_UNCHANGED:
+        return None
+    fraction = float(changed.sum() / valid.sum())
+    mask = np.kron(changed, np.ones((side, side), bool)) & covered
+    detail = (
+        (float(np.abs(fine_source[mask]).mean()), float(np.abs(fine_other[mask]).mean()))
+        if mask.any()
+        else (0.0, 0.0)
+    )
+    return fraction, changed, detail
+
+
+def _is_derivative(link: Link) -> bool:
+    return link.changed_fraction >= DERIVATIVE_CHANGE and link.inliers >= DERIVATIVE_INLIERS
+
+
+def cluster_images(
+    images: Sequence[ImageFacts], progress: Callable[[int], None] | None = None
+) -> Clustering:
+    """Versions, links, clusters, targets and roles for the distinct images of an archive.
+    `progress` is called with the number of versions searched so far."""
+    n = len(images)
+    pdq_groups = _versions(images)
+    readable = [i for i, f in enumerate(images) if f.features]
+    features: dict[int, Features] = {}
+    links: list[Link] = []
+
+    def features_of(i: int) -> Features:
+        if i not in features:
+            features[i] = Features.from_bytes(images[i].features)
+        return features[i]
+
+    def link(a: int, b: int, min_inliers: int = MIN_INLIERS) -> Link | None:
+        # The earlier image is the source: an original is usually posted first.
+        source, other = sorted((a, b), key=lambda v: (images[v].first_seen, v))
+        evidence = verify(
+            features_of(source), features_of(other), mirror=False, min_inliers=min_inliers
+        )
+        if evidence is None or not _scale_ok(evidence):
+            return None
+        compared = _compare(
+            images[source], images[other], features_of(source), features_of(other), evidence
+        )
+        if compared is None:
+            return None
+        fraction, cells, detail = compared
+        return Link(source, other, evidence.inliers, fraction, evidence, cells, detail)
+
+    # Versions: PDQ groups, split where an image is a derivative of the group's first image
+    # (a blurred-out or smoothed region can leave PDQ within 31).
+    version = list(range(n))
+    sets = _Sets(n)
+    groups: dict[int, list[int]] = {}
+    for i in readable:
+        groups.setdefault(pdq_groups.find(i), []).append(i)
+    for members in groups.values():
+        members.sort(key=lambda i: (images[i].first_seen, i))
+        heads_here = [members[0]]
+        for member in members[1:]:
+            sets.union(members[0], member)
+            unverified = None
+            for head in heads_here:
+                found = link(head, member)
+                if found is None:
+                    unverified = head if unverified is None else unverified
+                    continue
+                links.append(found)
+                if not _is_derivative(found):
+                    version[member] = head
+                    break
+            else:
+                if unverified is not None:  # PDQ says a copy; nothing says otherwise
+                    version[member] = unverified
+                else:
+                    heads_here.append(member)
+    heads = sorted({version[i] for i in readable})
+
+    shortlist = KeypointShortlist()
+    for h in heads:
+        shortlist.add(h, features_of(h).descriptors)
+    tried: set[tuple[int, int]] = set()
+    for done, h in enumerate(heads, start=1):
+        for other, votes in shortlist.candidates(features_of(h).descriptors, _SHORTLIST + 1):
+            pair = (min(h, other), max(h, other))
+            if other == h or votes < _MIN_VOTES or pair in tried:
+                continue
+            if sets.find(h) == sets.find(other):
+                continue  # joined already, through other links
+            tried.add(pair)
+            found = link(h, other, _LINK_INLIERS)
+            if found is not None:
+                links.append(found)
+                sets.union(h, other)
+        if progress is not None:
+            progress(done)
+
+    cluster = [sets.find(i) if images[i].features else -1 for i in range(n)]
+    targets = {cluster[k.source] for k in links if _is_derivative(k)}
+    targets |= {cluster[i] for i in readable if images[i].by_bot or images[i].protected_derivative}
+    role = ["unreadable" if c < 0 else "copy" for c in cluster]
+    stamp = [""] * n
+    originals: dict[int, int] = {}  # target cluster -> its original version
+    in_target: dict[int, list[int]] = {}
+    for i in readable:
+        if cluster[i] in targets:
+            in_target.setdefault(cluster[i], []).append(i)
+    bot_versions = {version[i] for i in readable if images[i].by_bot}  # never the original
+    for c, images_in in in_target.items():
+        protected = [
+            version[i]
+            for i in images_in
+            if images[i].protected_copy and version[i] not in bot_versions
+        ]
+        first = min(images_in, key=lambda i: (images[i].first_seen, i))
+        if protected:
+            originals[c] = protected[0]
+        elif version[first] not in bot_versions:
+            originals[c] = version[first]
+        for i in images_in:
+            role[i] = "original" if originals.get(c) == version[i] else "derivative"
+
+    for found in links:
+        c = cluster[found.source]
+        if c not in targets or not STAMP_CHANGE <= found.changed_fraction < DERIVATIVE_CHANGE:
+            continue
+        if originals.get(c) in (version[found.source], version[found.other]):
+            continue
+        source_detail, other_detail = found.detail
+        if max(source_detail, other_detail) < _STAMP_DETAIL * min(source_detail, other_detail):
+            continue  # two derivatives that differ, neither stamped
+        marked, clean = (
+            (found.source, found.other)
+            if source_detail > other_detail
+            else (found.other, found.source)
+        )
+        stamp[marked] = "watermarked"
+        if not stamp[clean]:
+            stamp[clean] = "clean"
+    # Cluster and version numbers from 1, in order of first appearance.
+    order = sorted(range(n), key=lambda i: (images[i].first_seen, i))
+    numbers: dict[int, int] = {}
+    vnumbers: dict[int, int] = {}
+    for i in order:
+        if cluster[i] >= 0:
+            numbers.setdefault(cluster[i], len(numbers) + 1)
+        vnumbers.setdefault(version[i], len(vnumbers) + 1)
+    return Clustering(
+        cluster=[numbers.get(c, -1) for c in cluster],
+        version=[vnumbers[v] for v in version],
+        links=links,
+        targets={numbers[c] for c in targets},
+        role=role,
+        stamp=stamp,
+    )

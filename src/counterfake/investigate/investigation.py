@@ -1,0 +1,210 @@
+"""An investigation from start to end: read the archive, analyse each distinct image (here or on
+Dask), cluster, and flag every post. The report module writes what this returns."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from ..errors import FileInputError
+from ..media import Limits
+from .archive import Post, Problem, read_archive
+from .clusters import Clustering, ImageFacts, cluster_images
+from .engines import analyse_here, analyse_on_dask
+from .images import BankSpec, ImageRecord
+
+__all__ = ["Image", "Investigation", "PostFlags", "investigate"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """A distinct image file (by SHA-256) and every post that carries it."""
+
+    sha256: str
+    path: Path
+    record: ImageRecord
+    posts: tuple[int, ...]  # post numbers, in time order
+
+
+@dataclasses.dataclass(frozen=True)
+class PostFlags:
+    image: int
+    cluster: int
+    version: int
+    role: str  # original, derivative, copy, unreadable
+    target: bool
+    repost: bool  # the same image or a near-duplicate was posted earlier
+    bot: bool
+    forward: bool
+    stamp: str  # watermarked, clean or ""
+
+
+@dataclasses.dataclass
+class Investigation:
+    archive: Path
+    format: str
+    posts: list[Post]
+    flags: list[PostFlags]
+    images: list[Image]
+    clustering: Clustering
+    problems: list[Problem]
+    messages: int
+    banks: tuple[str, ...]
+    timings: dict[str, float]
+
+    def summary(self) -> dict[str, Any]:
+        targets = self.clustering.targets
+        derivative_posts = sum(1 for f in self.flags if f.role == "derivative")
+        protected = {
+            c
+            for image, c in zip(self.images, self.clustering.cluster, strict=True)
+            if c in targets and image.record.matches
+        }
+        return {
+            "messages": self.messages,
+            "image_posts": len(self.posts),
+            "distinct_images": len(self.images),
+            "clusters": len({c for c in self.clustering.cluster if c >= 0}),
+            "distinct_targets": len(targets),
+            "derivative_posts": derivative_posts,
+            "bot_posts": sum(1 for f in self.flags if f.bot),
+            "forwards": sum(1 for f in self.flags if f.forward),
+            "reposts": sum(1 for f in self.flags if f.repost),
+            "posters": len({p.sender_id or p.sender or "unknown" for p in self.posts}),
+            "images_matching_banks": sum(1 for i in self.images if i.record.matches),
+            "targets_matching_banks": len(protected),
+            "problems": len(self.problems),
+        }
+
+
+def _sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def investigate(
+    archive: Path,
+    *,
+    spec: BankSpec | None = None,
+    limits: Limits | None = None,
+    dask: bool = False,
+    scheduler: str | None = None,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> Investigation:
+    """Everything `counterfake investigate` reports about one archive."""
+    if not archive.exists():
+        raise FileInputError("no such archive", code="archive_not_found", path=str(archive))
+    limits = limits or Limits()
+    progress = progress or Progress(disable=True)
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    reader = read_archive(archive)
+    posts: list[Post] = []
+    by_digest: dict[str, int] = {}
+    paths: list[Path] = []
+    image_of_post: list[int] = []
+    task = progress.add_task("reading the archive", total=None)
+    for post in reader.posts():
+        digest = _sha256(post.path)
+        if digest is None:
+            reader.problems.append(Problem("unreadable_file", post.key, str(post.path)))
+            continue
+        if digest not in by_digest:
+            by_digest[digest] = len(paths)
+            paths.append(post.path)
+        posts.append(post)
+        image_of_post.append(by_digest[digest])
+        progress.advance(task)
+    progress.update(task, total=len(posts), completed=len(posts))
+    timings["read"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    task = progress.add_task("hashing and matching images", total=len(paths))
+
+    def advance(n: int) -> None:
+        progress.advance(task, n)
+
+    if dask or scheduler:
+        records = analyse_on_dask(paths, spec, limits, advance, scheduler, workers)
+    else:
+        records = analyse_here(paths, spec, limits, advance)
+    timings["analyse"] = time.perf_counter() - started
+
+    order = sorted(range(len(posts)), key=lambda n: (posts[n].timestamp, posts[n].key))
+    posts_of_image: list[list[int]] = [[] for _ in paths]
+    for n in order:
+        posts_of_image[image_of_post[n]].append(n)
+    facts = []
+    for image, record in enumerate(records):
+        first = posts[posts_of_image[image][0]]
+        facts.append(
+            ImageFacts(
+                pdq=record.pdq,
+                quality=record.quality,
+                features=record.features,
+                thumb=record.thumb,
+                first_seen=first.timestamp,
+                first_by_bot=first.via_bot is not None,
+                by_bot=any(posts[n].via_bot is not None for n in posts_of_image[image]),
+                protected_copy=any(m.signal != "derivative" for m in record.matches),
+                protected_derivative=any(m.signal == "derivative" for m in record.matches),
+            )
+        )
+        if record.error:
+            reader.problems.append(
+                Problem(record.error, str(paths[image]), record.error_message[:200])
+            )
+
+    started = time.perf_counter()
+    task = progress.add_task("clustering", total=None)
+    clustering = cluster_images(facts, lambda done: progress.update(task, completed=done))
+    progress.update(task, total=1, completed=1)
+    timings["cluster"] = time.perf_counter() - started
+
+    images = [
+        Image(digest, paths[i], records[i], tuple(posts_of_image[i]))
+        for digest, i in sorted(by_digest.items(), key=lambda kv: kv[1])
+    ]
+    flags: list[PostFlags | None] = [None] * len(posts)
+    seen_versions: set[int] = set()
+    for n in order:
+        image = image_of_post[n]
+        version = clustering.version[image]
+        cluster = clustering.cluster[image]
+        flags[n] = PostFlags(
+            image=image,
+            cluster=cluster,
+            version=version,
+            role=clustering.role[image],
+            target=cluster in clustering.targets,
+            repost=cluster >= 0 and version in seen_versions,
+            bot=posts[n].via_bot is not None,
+            forward=posts[n].forwarded_from is not None,
+            stamp=clustering.stamp[image],
+        )
+        seen_versions.add(version)
+    return Investigation(
+        archive=archive,
+        format=reader.format,
+        posts=posts,
+        flags=[f for f in flags if f is not None],
+        images=images,
+        clustering=clustering,
+        problems=reader.problems,
+        messages=reader.messages,
+        banks=spec.banks if spec else (),
+        timings=timings,
+    )

@@ -1,0 +1,401 @@
+"""An investigation's outputs: `messages.csv`, `clusters.json`, plots and one self-contained
+`report.html`. Thumbnails are blurred until clicked, and `images=False` embeds none (nor any
+overlay): a report can then be shared without carrying a single picture of anyone."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import html
+import io
+import json
+import re
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Final
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from PIL import Image
+
+from ..derivatives import overlay
+from ..errors import CounterfakeError
+from ..media import Limits, decode_rgb
+from .investigation import Investigation
+
+__all__ = ["write_report"]
+
+_THUMB: Final = 160
+_OVERLAY: Final = 360
+_TOP: Final = 10
+_TABLE_CLUSTERS: Final = 200
+_WEEK: Final = 7 * 86400
+_FORMULA: Final = ("=", "+", "-", "@", "\t", "\r")
+_USERNAME: Final = re.compile(r"@\w+")
+
+
+def _iso(timestamp: int) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cell(value: Any) -> Any:
+    """Archive text can start a spreadsheet formula: such cells are quoted (a bare
+    @username cannot be one and stays as it is)."""
+    if isinstance(value, str) and value.startswith(_FORMULA) and not _USERNAME.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _relative(path: Path, archive: Path) -> str:
+    root = archive if archive.is_dir() else archive.parent
+    try:
+        return str(path.relative_to(root.resolve()))
+    except ValueError:
+        return path.name
+
+
+def _protected(inv: Investigation, image: int) -> list[dict[str, Any]]:
+    return [m.to_dict() for m in inv.images[image].record.matches]
+
+
+def _messages_csv(inv: Investigation, path: Path) -> None:
+    columns = [
+        "chat", "chat_id", "message_id", "date", "sender", "sender_id", "via_bot",
+        "forwarded_from", "file", "sha256", "pdq", "cluster", "version", "role", "target",
+        "repost", "stamp", "bank_matches", "error",
+    ]  # fmt: skip
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for post, flags in zip(inv.posts, inv.flags, strict=True):
+            image = inv.images[flags.image]
+            matches = ";".join(f"{m.bank}:{m.entry_id}:{m.signal}" for m in image.record.matches)
+            row = [
+                post.chat, post.chat_id, post.message_id, _iso(post.timestamp), post.sender or "",
+                post.sender_id or "", post.via_bot or "", post.forwarded_from or "",
+                _relative(post.path, inv.archive), image.sha256, image.record.pdq or "",
+                flags.cluster, flags.version, flags.role, int(flags.target), int(flags.repost),
+                flags.stamp, matches, image.record.error or "",
+            ]  # fmt: skip
+            writer.writerow([_cell(v) for v in row])
+
+
+def _clusters(inv: Investigation) -> list[dict[str, Any]]:
+    clustering = inv.clustering
+    members: dict[int, list[int]] = defaultdict(list)
+    for n, flags in enumerate(inv.flags):
+        if flags.cluster >= 0:
+            members[flags.cluster].append(n)
+    links: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for link in clustering.links:
+        links[clustering.cluster[link.source]].append(
+            {
+                "source_sha256": inv.images[link.source].sha256,
+                "other_sha256": inv.images[link.other].sha256,
+                "inliers": link.inliers,
+                "changed_fraction": round(link.changed_fraction, 3),
+            }
+        )
+    out = []
+    for cluster, posts in sorted(members.items()):
+        images = sorted({inv.flags[n].image for n in posts})
+        matches = [
+            {"sha256": inv.images[i].sha256, **m, **_evidence(inv, i, m["entry_id"])}
+            for i in images
+            for m in _protected(inv, i)
+        ]
+        times = [inv.posts[n].timestamp for n in posts]
+        out.append(
+            {
+                "cluster": cluster,
+                "target": cluster in clustering.targets,
+                "posts": len(posts),
+                "images": len(images),
+                "versions": len({clustering.version[i] for i in images}),
+                "derivative_posts": sum(1 for n in posts if inv.flags[n].role == "derivative"),
+                "original_posts": sum(1 for n in posts if inv.flags[n].role == "original"),
+                "bot_posts": sum(1 for n in posts if inv.flags[n].bot),
+                "first_seen": _iso(min(times)),
+                "last_seen": _iso(max(times)),
+                "chats": sorted({inv.posts[n].chat for n in posts}),
+                "messages": [inv.posts[n].key for n in posts],
+                "bank_matches": matches,
+                "links": links.get(cluster, []),
+            }
+        )
+    return out
+
+
+def _evidence(inv: Investigation, image: int, entry_id: int) -> dict[str, Any]:
+    for m in inv.images[image].record.matches:
+        if m.entry_id == entry_id and m.evidence is not None:
+            return {"evidence": m.evidence.to_dict()}
+    return {}
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _plots(inv: Investigation) -> dict[str, bytes]:
+    """Growth per week, top posters and bots, cluster sizes."""
+    week_of = [p.timestamp // _WEEK * _WEEK for p in inv.posts]
+    derivative_weeks: Counter[int] = Counter()
+    new_targets: Counter[int] = Counter()
+    seen: set[int] = set()
+    for n in sorted(range(len(inv.posts)), key=lambda n: inv.posts[n].timestamp):
+        flags = inv.flags[n]
+        if flags.role == "derivative":
+            derivative_weeks[week_of[n]] += 1
+        if flags.target and flags.cluster not in seen:
+            seen.add(flags.cluster)
+            new_targets[week_of[n]] += 1
+    plots: dict[str, bytes] = {}
+    weeks = sorted(set(week_of)) if week_of else []
+    if weeks:
+        span = list(range(weeks[0], weeks[-1] + _WEEK, _WEEK))
+        labels = [dt.datetime.fromtimestamp(w, dt.UTC).strftime("%Y-%m-%d") for w in span]
+        figure, axis = plt.subplots(figsize=(8, 3.5))
+        axis.bar(
+            labels, [derivative_weeks[w] for w in span], color="#c0392b", label="derivative posts"
+        )
+        cumulative, total = [], 0
+        for w in span:
+            total += new_targets[w]
+            cumulative.append(total)
+        twin = axis.twinx()
+        twin.plot(labels, cumulative, color="#2c3e50", marker="o", label="distinct targets (total)")
+        axis.set_ylabel("derivative posts per week")
+        twin.set_ylabel("distinct targets so far")
+        axis.tick_params(axis="x", rotation=60, labelsize=7)
+        figure.legend(loc="upper left")
+        axis.set_title("Growth: derivative posts and distinct targets per week")
+        plots["growth"] = _png(figure)
+
+    posters: Counter[str] = Counter()
+    bots: Counter[str] = Counter()
+    for post, flags in zip(inv.posts, inv.flags, strict=True):
+        if flags.role == "derivative":
+            posters[post.sender or post.sender_id or "unknown"] += 1
+            if post.via_bot:
+                bots[post.via_bot] += 1
+    if posters or bots:
+        figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        for axis, counts, title in (
+            (axes[0], posters, "Top posters of derivatives"),
+            (axes[1], bots, "Bots (via_bot) by derivative posts"),
+        ):
+            top = counts.most_common(_TOP)[::-1]
+            axis.barh([name[:30] for name, _ in top], [c for _, c in top], color="#7f8c8d")
+            axis.set_title(title)
+        plots["posters"] = _png(figure)
+
+    sizes = Counter(f.cluster for f in inv.flags if f.cluster >= 0)
+    if sizes:
+        figure, axis = plt.subplots(figsize=(8, 3.5))
+        target = [s for c, s in sizes.items() if c in inv.clustering.targets]
+        other = [s for c, s in sizes.items() if c not in inv.clustering.targets]
+        largest = max(sizes.values())
+        bins = list(range(1, largest + 2)) if largest <= 40 else 40
+        axis.hist(
+            [other, target],
+            bins=bins,
+            label=["other clusters", "target clusters"],
+            color=["#95a5a6", "#c0392b"],
+            log=True,
+        )
+        axis.set_xlabel("posts per cluster")
+        axis.set_ylabel("clusters")
+        axis.legend()
+        axis.set_title("Cluster sizes")
+        plots["cluster_sizes"] = _png(figure)
+    return plots
+
+
+def _data_uri(data: bytes, kind: str) -> str:
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+
+
+def _thumbnail(image: Image.Image, side: int) -> str:
+    small = image.copy()
+    small.thumbnail((side, side))
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=80)
+    return _data_uri(buffer.getvalue(), "jpeg")
+
+
+def _picture(inv: Investigation, image: int, limits: Limits) -> Image.Image | None:
+    try:
+        return decode_rgb(inv.images[image].path.read_bytes(), limits=limits)
+    except (OSError, CounterfakeError):
+        return None
+
+
+_STYLE: Final = """
+body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
+text-align:left;vertical-align:top}th{background:#f4f4f4}.num{text-align:right}
+img.thumb{filter:blur(14px);cursor:pointer;max-width:160px;max-height:160px;margin:2px}
+img.thumb.revealed{filter:none}.plot{max-width:100%}.note{color:#666}
+.summary td:first-child{font-weight:600}
+"""
+_SCRIPT: Final = (
+    "document.addEventListener('click',e=>{if(e.target.classList.contains('thumb'))"
+    "e.target.classList.toggle('revealed')});"
+)
+
+
+def _html(
+    inv: Investigation,
+    clusters: list[dict[str, Any]],
+    plots: dict[str, bytes],
+    images: bool,
+    limits: Limits,
+) -> str:
+    e = html.escape
+    summary = inv.summary()
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>Counterfake investigation</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>Investigation of {e(inv.archive.name)}</h1>",
+        f"<p class='note'>Archive format: {e(inv.format)}. Banks: "
+        f"{e(', '.join(inv.banks) or 'none')}. Generated {_iso(int(time.time()))}. "
+        "Thumbnails are blurred: click one to reveal it."
+        + ("" if images else " This report embeds no images.")
+        + "</p>",
+        "<h2>Summary</h2><table class='summary'>",
+    ]
+    parts += [
+        f"<tr><td>{e(k.replace('_', ' '))}</td><td class='num'>{v}</td></tr>"
+        for k, v in summary.items()
+    ]
+    parts.append("</table>")
+    titles = {"growth": "Growth", "posters": "Posters and bots", "cluster_sizes": "Clusters"}
+    for name, data in plots.items():
+        parts.append(
+            f"<h2>{titles[name]}</h2><img class='plot' alt='{name}' src='{_data_uri(data, 'png')}'>"
+        )
+
+    targets = [c for c in clusters if c["target"]]
+    targets.sort(key=lambda c: -c["posts"])
+    parts.append(f"<h2>Target clusters ({len(targets)})</h2>")
+    if len(targets) > _TABLE_CLUSTERS:
+        parts.append(f"<p class='note'>The {_TABLE_CLUSTERS} largest; clusters.json has all.</p>")
+    parts.append(
+        "<table><tr><th>cluster</th><th>posts</th><th>derivatives</th><th>versions</th>"
+        "<th>bot posts</th><th>first seen</th><th>chats</th><th>protected</th>"
+        + ("<th>images</th>" if images else "")
+        + "</tr>"
+    )
+    image_of = {inv.images[f.image].sha256: f.image for f in inv.flags}
+    versions_of: dict[int, dict[int, int]] = defaultdict(dict)
+    for f in inv.flags:
+        versions_of[f.cluster].setdefault(f.version, f.image)
+    for c in targets[:_TABLE_CLUSTERS]:
+        protected = ", ".join(sorted({f"{m['bank']}:{m['entry_id']}" for m in c["bank_matches"]}))
+        row = (
+            f"<tr><td class='num'>{c['cluster']}</td><td class='num'>{c['posts']}</td>"
+            f"<td class='num'>{c['derivative_posts']}</td><td class='num'>{c['versions']}</td>"
+            f"<td class='num'>{c['bot_posts']}</td><td>{c['first_seen']}</td>"
+            f"<td>{e(', '.join(c['chats'])[:120])}</td><td>{e(protected)}</td>"
+        )
+        if images:
+            thumbs = []
+            for image in list(versions_of[c["cluster"]].values())[:6]:
+                picture = _picture(inv, image, limits)
+                if picture is not None:
+                    thumbs.append(
+                        f"<img class='thumb' alt='cluster {c['cluster']}' "
+                        f"src='{_thumbnail(picture, _THUMB)}'>"
+                    )
+            row += f"<td>{''.join(thumbs)}</td>"
+        parts.append(row + "</tr>")
+    parts.append("</table>")
+
+    parts.append("<h2>Matches to protected and known photos</h2>")
+    matched = [(c, m) for c in clusters for m in c["bank_matches"]]
+    if not matched:
+        parts.append("<p>None.</p>")
+    else:
+        parts.append(
+            "<table><tr><th>cluster</th><th>bank</th><th>entry</th><th>signal</th><th>score</th>"
+            "<th>changed</th>" + ("<th>evidence</th>" if images else "") + "</tr>"
+        )
+        for c, m in matched[:_TABLE_CLUSTERS]:
+            changed = m.get("changed_fraction")
+            row = (
+                f"<tr><td class='num'>{c['cluster']}</td><td>{e(m['bank'])}</td>"
+                f"<td class='num'>{m['entry_id']}</td><td>{e(m['signal'])}</td>"
+                f"<td class='num'>{m.get('score', '')}</td>"
+                f"<td class='num'>{'' if changed is None else f'{changed:.0%}'}</td>"
+            )
+            if images:
+                image = image_of[m["sha256"]]
+                record = next(
+                    (x for x in inv.images[image].record.matches if x.entry_id == m["entry_id"]),
+                    None,
+                )
+                picture = _picture(inv, image, limits)
+                cell = ""
+                if picture is not None and record is not None:
+                    shown = overlay(picture, record.evidence) if record.evidence else picture
+                    cell = f"<img class='thumb' alt='evidence' src='{_thumbnail(shown, _OVERLAY)}'>"
+                row += f"<td>{cell}</td>"
+            parts.append(row + "</tr>")
+        parts.append("</table>")
+
+    parts.append(f"<h2>Problems ({len(inv.problems)})</h2>")
+    counts = Counter(p.code for p in inv.problems)
+    if counts:
+        parts.append("<table><tr><th>problem</th><th>count</th></tr>")
+        parts += [
+            f"<tr><td>{e(k)}</td><td class='num'>{v}</td></tr>" for k, v in counts.most_common()
+        ]
+        parts.append("</table><table><tr><th>problem</th><th>where</th><th>detail</th></tr>")
+        parts += [
+            f"<tr><td>{e(p.code)}</td><td>{e(p.where)}</td><td>{e(p.detail)}</td></tr>"
+            for p in inv.problems[:500]
+        ]
+        parts.append("</table>")
+    else:
+        parts.append("<p>None.</p>")
+    parts.append(f"<script>{_SCRIPT}</script></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(
+    inv: Investigation, out: Path, *, images: bool = True, limits: Limits | None = None
+) -> dict[str, Path]:
+    """Write every output into `out` (created if needed); returns them by name."""
+    limits = limits or Limits()
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"messages": out / "messages.csv", "clusters": out / "clusters.json"}
+    _messages_csv(inv, written["messages"])
+    clusters = _clusters(inv)
+    document = {
+        "format": 1,
+        "archive": str(inv.archive),
+        "banks": list(inv.banks),
+        "summary": inv.summary(),
+        "timings_seconds": {k: round(v, 3) for k, v in inv.timings.items()},
+        "clusters": clusters,
+        "problems": [{"code": p.code, "where": p.where, "detail": p.detail} for p in inv.problems],
+    }
+    written["clusters"].write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    plots = _plots(inv)
+    plot_dir = out / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    for name, data in plots.items():
+        (plot_dir / f"{name}.png").write_bytes(data)
+        written[f"plot_{name}"] = plot_dir / f"{name}.png"
+    written["report"] = out / "report.html"
+    written["report"].write_text(_html(inv, clusters, plots, images, limits), encoding="utf-8")
+    return written

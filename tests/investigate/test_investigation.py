@@ -1,0 +1,109 @@
+"""From an export to clusters, targets, flags and bank matches, in process and on Dask."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from counterfake.errors import FileInputError
+from counterfake.investigate import BankSpec, Investigation, investigate
+
+from .conftest import Archive
+
+
+@pytest.fixture(scope="module")
+def result(archive: Archive) -> Investigation:
+    return investigate(archive.root, spec=BankSpec(archive.bank_url, ("protected",)))
+
+
+def _by_label(result: Investigation, archive: Archive) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = defaultdict(list)
+    for n, post in enumerate(result.posts):
+        out[archive.truth[post.key]].append(n)
+    return out
+
+
+def test_each_source_photo_is_one_cluster(result: Investigation, archive: Archive) -> None:
+    labels = _by_label(result, archive)
+    clusters = {label: {result.flags[n].cluster for n in posts} for label, posts in labels.items()}
+    assert clusters["A-original"] == clusters["A-derivative"]
+    assert all(len(c) == 1 for c in clusters.values())
+    distinct = [clusters[k] for k in ("A-derivative", "B-derivative", "C", "D")]
+    assert len(set().union(*distinct)) == 4
+
+
+def test_clusters_with_derivatives_are_the_targets(result: Investigation, archive: Archive) -> None:
+    labels = _by_label(result, archive)
+    target = {label: result.flags[posts[0]].target for label, posts in labels.items()}
+    assert target == {
+        "A-original": True, "A-derivative": True, "B-derivative": True, "C": False, "D": False,
+    }  # fmt: skip
+    assert result.summary()["distinct_targets"] == 2
+
+
+def test_roles_and_flags_per_post(result: Investigation, archive: Archive) -> None:
+    labels = _by_label(result, archive)
+    flags = result.flags
+    assert flags[labels["A-original"][0]].role == "original"
+    assert {flags[n].role for n in labels["A-derivative"] + labels["B-derivative"]} == {
+        "derivative"
+    }
+    assert {flags[n].role for n in labels["C"] + labels["D"]} == {"copy"}
+    bot, forward, stamped, repost = labels["A-derivative"]
+    assert flags[bot].bot and not flags[bot].repost
+    assert flags[forward].forward and flags[forward].repost
+    assert flags[forward].image == flags[bot].image  # the same file: one image
+    assert flags[repost].repost
+    assert flags[stamped].stamp == "watermarked"
+    assert flags[labels["C"][1]].repost and not flags[labels["C"][0]].repost
+
+
+def test_a_protected_photo_is_found_through_its_derivatives(
+    result: Investigation, archive: Archive
+) -> None:
+    labels = _by_label(result, archive)
+    signals = []
+    for n in labels["B-derivative"]:
+        matches = result.images[result.flags[n].image].record.matches
+        assert len(matches) == 1 and matches[0].entry_id in archive.protected_entries
+        signals.append(matches[0].signal)
+        if matches[0].signal == "derivative":
+            assert matches[0].changed_fraction is not None and matches[0].changed_fraction > 0.1
+    # The body smoothed over leaves PDQ close (a copy); the corner one needs local features.
+    assert signals == ["pdq", "derivative"]
+    others = labels["A-original"] + labels["A-derivative"] + labels["C"] + labels["D"]
+    assert not any(result.images[result.flags[n].image].record.matches for n in others)
+    assert result.summary()["targets_matching_banks"] == 1
+
+
+def test_dask_gives_the_same_answer(result: Investigation, archive: Archive) -> None:
+    on_dask = investigate(
+        archive.root, spec=BankSpec(archive.bank_url, ("protected",)), dask=True, workers=2
+    )
+    assert [f.cluster for f in on_dask.flags] == [f.cluster for f in result.flags]
+    assert [f.role for f in on_dask.flags] == [f.role for f in result.flags]
+    assert [i.record.pdq for i in on_dask.images] == [i.record.pdq for i in result.images]
+    assert on_dask.summary() == result.summary()
+
+
+def test_undecodable_images_are_problems_not_failures(archive: Archive, tmp_path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for n, path in enumerate(sorted((archive.root / "photos").iterdir())[:3]):
+        (folder / f"{n}.jpg").write_bytes(path.read_bytes())
+    (folder / "broken.jpg").write_bytes(
+        (archive.root / "photos").iterdir().__next__().read_bytes()[:500]
+    )
+    (folder / "empty.png").write_bytes(b"")
+    result = investigate(folder)
+    assert len(result.posts) == 5
+    assert sorted(p.code for p in result.problems) == ["corrupt_image", "empty_input"]
+    unreadable = [f for f in result.flags if f.role == "unreadable"]
+    assert len(unreadable) == 2 and all(f.cluster == -1 for f in unreadable)
+
+
+def test_a_missing_archive_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(FileInputError) as caught:
+        investigate(tmp_path / "nothing")
+    assert caught.value.code == "archive_not_found"

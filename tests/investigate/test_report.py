@@ -1,0 +1,110 @@
+"""The outputs: one row per post, clusters with their evidence, a self-contained report whose
+pictures are blurred (or absent), and the CLI that writes them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from counterfake.cli import main
+from counterfake.investigate import BankSpec, Investigation, investigate, write_report
+
+from .conftest import Archive
+
+
+@pytest.fixture(scope="module")
+def result(archive: Archive) -> Investigation:
+    return investigate(archive.root, spec=BankSpec(archive.bank_url, ("protected",)))
+
+
+def test_messages_csv_has_every_post_with_its_cluster_and_flags(
+    result: Investigation, tmp_path: Path
+) -> None:
+    written = write_report(result, tmp_path)
+    with written["messages"].open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(result.posts) == 10
+    for row, post, flags in zip(rows, result.posts, result.flags, strict=True):
+        assert (row["chat_id"], int(row["message_id"])) == (post.chat_id, post.message_id)
+        assert int(row["cluster"]) == flags.cluster and row["role"] == flags.role
+        assert row["file"].startswith("photos/")
+    assert rows[1]["via_bot"] == "@render_bot" and rows[2]["forwarded_from"] == "Requests"
+    # An archive's text never becomes a spreadsheet formula.
+    assert rows[3]["sender"] == '\'=HYPERLINK("x")'
+    assert rows[9]["sender"] == "" and rows[9]["sender_id"] == "channel7"
+    assert [r for r in rows if r["bank_matches"]] == rows[5:7]
+
+
+def test_clusters_json_holds_targets_evidence_and_problems(
+    result: Investigation, tmp_path: Path
+) -> None:
+    document = json.loads(write_report(result, tmp_path)["clusters"].read_text())
+    assert document["summary"] == json.loads(json.dumps(result.summary()))
+    targets = [c for c in document["clusters"] if c["target"]]
+    assert len(targets) == 2
+    assert sum(c["posts"] for c in document["clusters"]) == 10
+    derivative_matches = [
+        m for c in targets for m in c["bank_matches"] if m["signal"] == "derivative"
+    ]
+    assert len(derivative_matches) == 1
+    assert len(derivative_matches[0]["evidence"]["changed_mask"]) == 12
+    assert any(link["changed_fraction"] >= 0.25 for c in targets for link in c["links"])
+    assert document["problems"] == []
+
+
+def test_the_report_is_self_contained_and_blurred_by_default(
+    result: Investigation, tmp_path: Path
+) -> None:
+    written = write_report(result, tmp_path)
+    page = written["report"].read_text()
+    assert "<script>" in page and "Requests &lt;script&gt;" in page  # escaped chat name
+    assert "Requests <script>" not in page
+    assert page.count("class='thumb'") >= 3  # target thumbnails and the evidence overlay
+    assert "filter:blur(" in page and "data:image/jpeg;base64," in page
+    assert "src='http" not in page and "href=" not in page  # nothing fetched from elsewhere
+    for name in ("growth", "posters", "cluster_sizes"):
+        assert written[f"plot_{name}"].read_bytes().startswith(b"\x89PNG")
+        assert f"alt='{name}'" in page
+
+
+def test_no_images_means_no_picture_of_anyone_in_the_outputs(
+    result: Investigation, archive: Archive, tmp_path: Path
+) -> None:
+    write_report(result, tmp_path, images=False)
+    page = (tmp_path / "report.html").read_text()
+    assert "data:image/jpeg" not in page and "class='thumb'" not in page
+    outputs = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    for photo in (archive.root / "photos").iterdir():
+        data = photo.read_bytes()
+        for start in range(1000, len(data) - 64, len(data) // 5):
+            assert data[start : start + 64] not in outputs
+
+
+def test_the_cli_prints_a_summary_and_writes_the_report(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COUNTERFAKE_DATABASE_URL", archive.bank_url)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        ["investigate", str(archive.root), "--bank", "protected", "--out", str(out), "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["distinct_targets"] == 2 and summary["image_posts"] == 10
+    assert (out / "report.html").is_file() and (out / "messages.csv").is_file()
+
+    human = CliRunner().invoke(main, ["investigate", str(archive.root), "--out", str(out)])
+    assert human.exit_code == 0
+    assert "distinct targets" in human.stdout and "report.html" in human.stdout
+
+    missing = CliRunner().invoke(
+        main, ["investigate", str(archive.root), "--bank", "nope", "--out", str(out), "--json"]
+    )
+    assert missing.exit_code == 1
+    assert json.loads(missing.stdout)["error"]["code"] == "bank_not_found"
