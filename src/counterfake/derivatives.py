@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from .signals.keypoints import Features
 
-__all__ = ["MIN_INLIERS", "Evidence", "overlay", "verify"]
+__all__ = ["MIN_INLIERS", "Alignment", "Evidence", "align", "overlay", "verify"]
 
 #: Fewest RANSAC inliers for a match. Unrelated photo pairs reached at most 6 here
 #: (benchmarks/robustness.py measures the false-positive rate at this threshold).
@@ -30,6 +30,18 @@ _GRID: Final = 12
 _NEAR_PIXELS: Final = 8.0
 _SAME_DESCRIPTOR: Final = 64  # Hamming bits
 _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Alignment:
+    """Where one image's keypoints land in another: the fitted similarity and its support."""
+
+    transform: np.ndarray  # 2x3: source working pixels -> query working pixels
+    inliers: int
+
+    @property
+    def scale(self) -> float:
+        return float(np.sqrt(abs(np.linalg.det(self.transform[:, :2]))))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -98,7 +110,10 @@ def verify(
     return evidence
 
 
-def _verify(source: Features, query: Features, min_inliers: int) -> Evidence | None:
+def align(source: Features, query: Features, *, min_inliers: int = MIN_INLIERS) -> Alignment | None:
+    """The similarity that maps `source` onto `query` (no mirror image), if at least
+    `min_inliers` correspondences agree on it: the geometric half of `verify`, without the
+    changed-region evidence (the investigation measures change its own way)."""
     if len(source) < min_inliers or len(query) < min_inliers:
         return None
     pairs = _matcher.knnMatch(query.descriptors, source.descriptors, k=2)
@@ -128,12 +143,20 @@ def _verify(source: Features, query: Features, min_inliers: int) -> Evidence | N
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if inliers < min_inliers or not 0.2 <= scale <= 5.0:
         return None
+    return Alignment(transform, inliers)
+
+
+def _verify(source: Features, query: Features, min_inliers: int) -> Evidence | None:
+    aligned = align(source, query, min_inliers=min_inliers)
+    if aligned is None:
+        return None
+    transform = aligned.transform
     changed, visible = _changed_region(source, query, transform)
     fraction = float(changed.sum() / visible.sum()) if visible.any() else 0.0
     return Evidence(
         transform=transform,
-        inliers=inliers,
-        score=_score(inliers),
+        inliers=aligned.inliers,
+        score=_score(aligned.inliers),
         changed_mask=changed,
         visible_mask=visible,
         changed_fraction=fraction,
@@ -153,18 +176,19 @@ def _changed_region(
         & (projected[:, 1] < query.height)
     )
     survived = np.zeros(len(source), bool)
-    if len(query):
+    candidates = np.flatnonzero(inside)
+    if len(query) and candidates.size:
         # For each projected source keypoint: any query keypoint near it with a similar
-        # descriptor? (Distances on the working images, a few hundred by a few thousand.)
-        bits = np.unpackbits(query.descriptors, axis=1)
-        for i in np.flatnonzero(inside):
-            near = np.flatnonzero(
-                np.sum((query.points - projected[i]) ** 2, axis=1) <= _NEAR_PIXELS**2
-            )
-            if near.size:
-                mine = np.unpackbits(source.descriptors[i])
-                if int(np.min(np.sum(bits[near] != mine, axis=1))) <= _SAME_DESCRIPTOR:
-                    survived[i] = True
+        # descriptor? (A few hundred by a few thousand distances on the working images.)
+        gaps = projected[candidates, None, :] - query.points[None, :, :]
+        near_source, near_query = np.nonzero(
+            np.einsum("ijk,ijk->ij", gaps, gaps) <= _NEAR_PIXELS**2
+        )
+        if near_source.size:
+            bits = np.bitwise_count(
+                source.descriptors[candidates[near_source]] ^ query.descriptors[near_query]
+            ).sum(axis=1)
+            survived[candidates[near_source[bits <= _SAME_DESCRIPTOR]]] = True
     cells_x = np.minimum((source.points[:, 0] * _GRID / source.width).astype(int), _GRID - 1)
     cells_y = np.minimum((source.points[:, 1] * _GRID / source.height).astype(int), _GRID - 1)
     tested = np.zeros((_GRID, _GRID))

@@ -35,7 +35,7 @@ from typing import Final
 import cv2
 import numpy as np
 
-from ..derivatives import MIN_INLIERS, Evidence, verify
+from ..derivatives import MIN_INLIERS, Alignment, align
 from ..index import LinearHammingIndex, MultiIndexHammingIndex
 from ..index.keypoints import KeypointShortlist
 from ..signals.keypoints import Features
@@ -87,7 +87,7 @@ class Link:
     other: int
     inliers: int
     changed_fraction: float  # of the cells both images cover
-    evidence: Evidence = dataclasses.field(compare=False, repr=False)
+    alignment: Alignment = dataclasses.field(compare=False, repr=False)
     changed_cells: np.ndarray = dataclasses.field(compare=False, repr=False)  # 8x8, other's frame
     detail: tuple[float, float] = (0.0, 0.0)  # fine detail in the changed cells: source, other
 
@@ -137,9 +137,9 @@ def _versions(images: Sequence[ImageFacts]) -> _Sets:
     return sets
 
 
-def _scale_ok(evidence: Evidence) -> bool:
+def _scale_ok(alignment: Alignment) -> bool:
     low, high = _SCALE_RANGE
-    return low <= evidence.scale <= high
+    return low <= alignment.scale <= high
 
 
 def _thumb(facts: ImageFacts) -> np.ndarray:
@@ -159,11 +159,11 @@ def _compare(
     other: ImageFacts,
     source_features: Features,
     other_features: Features,
-    evidence: Evidence,
+    alignment: Alignment,
 ) -> tuple[float, np.ndarray, tuple[float, float]] | None:
     """Changed fraction, changed cells and detail in them, or None without enough overlap."""
     t = THUMB_SIDE
-    forward = np.vstack([evidence.transform, [0.0, 0.0, 1.0]])
+    forward = np.vstack([alignment.transform, [0.0, 0.0, 1.0]])
     # The other image's thumbnail pixels -> the source's thumbnail pixels.
     back = (
         _to_thumb(source_features.width, source_features.height)
@@ -176,26 +176,30 @@ def _compare(
     target = _thumb(other)
     fine_source = warped - cv2.blur(warped, (5, 5))
     fine_other = target - cv2.blur(target, (5, 5))
-    side = t // _CELLS
-    changed = np.zeros((_CELLS, _CELLS), bool)
-    valid = np.zeros((_CELLS, _CELLS), bool)
-    for r in range(_CELLS):
-        for c in range(_CELLS):
-            cell = np.s_[r * side : (r + 1) * side, c * side : (c + 1) * side]
-            inside = covered[cell]
-            if inside.mean() < 0.9:
-                continue
-            valid[r, c] = True
-            a, b = fine_source[cell][inside], fine_other[cell][inside]
-            if a.std() < _FLAT and b.std() < _FLAT:
-                continue
-            if a.std() < 1e-3 or b.std() < 1e-3:
-                changed[r, c] = True
-                continue
-            changed[r, c] = 1.0 - float(np.corrcoef(a, b)[0, 1]) > _CHANGED_CELL
+
+    def cells(a: np.ndarray) -> np.ndarray:  # (t, t) -> (cells, cells, pixels per cell)
+        side = t // _CELLS
+        return (
+            a.reshape(_CELLS, side, _CELLS, side).transpose(0, 2, 1, 3).reshape(_CELLS, _CELLS, -1)
+        )
+
+    weight = cells(covered.astype(np.float64))
+    count = weight.sum(axis=2)
+    valid = count >= 0.9 * weight.shape[2]
+    n = np.maximum(count, 1)
+    a, b = cells(fine_source.astype(np.float64)), cells(fine_other.astype(np.float64))
+    mean_a, mean_b = (a * weight).sum(axis=2) / n, (b * weight).sum(axis=2) / n
+    da, db = (a - mean_a[..., None]) * weight, (b - mean_b[..., None]) * weight
+    var_a, var_b = (da * da).sum(axis=2) / n, (db * db).sum(axis=2) / n
+    std_a, std_b = np.sqrt(var_a), np.sqrt(var_b)
+    flat = (std_a < _FLAT) & (std_b < _FLAT)
+    correlation = (da * db).sum(axis=2) / n / np.maximum(std_a * std_b, 1e-12)
+    blank_one_side = (std_a < 1e-3) | (std_b < 1e-3)
+    changed = valid & ~flat & (blank_one_side | (1.0 - correlation > _CHANGED_CELL))
     if (valid & ~changed).mean() < _MIN_UNCHANGED:
         return None
     fraction = float(changed.sum() / valid.sum())
+    side = t // _CELLS
     mask = np.kron(changed, np.ones((side, side), bool)) & covered
     detail = (
         (float(np.abs(fine_source[mask]).mean()), float(np.abs(fine_other[mask]).mean()))
@@ -228,18 +232,16 @@ def cluster_images(
     def link(a: int, b: int, min_inliers: int = MIN_INLIERS) -> Link | None:
         # The earlier image is the source: an original is usually posted first.
         source, other = sorted((a, b), key=lambda v: (images[v].first_seen, v))
-        evidence = verify(
-            features_of(source), features_of(other), mirror=False, min_inliers=min_inliers
-        )
-        if evidence is None or not _scale_ok(evidence):
+        aligned = align(features_of(source), features_of(other), min_inliers=min_inliers)
+        if aligned is None or not _scale_ok(aligned):
             return None
         compared = _compare(
-            images[source], images[other], features_of(source), features_of(other), evidence
+            images[source], images[other], features_of(source), features_of(other), aligned
         )
         if compared is None:
             return None
         fraction, cells, detail = compared
-        return Link(source, other, evidence.inliers, fraction, evidence, cells, detail)
+        return Link(source, other, aligned.inliers, fraction, aligned, cells, detail)
 
     # Versions: PDQ groups, split where an image is a derivative of the group's first image
     # (a blurred-out or smoothed region can leave PDQ within 31).

@@ -171,11 +171,14 @@ def _plots(inv: Investigation) -> dict[str, bytes]:
             total += new_targets[w]
             cumulative.append(total)
         twin = axis.twinx()
-        twin.plot(labels, cumulative, color="#2c3e50", marker="o", label="distinct targets (total)")
+        twin.plot(labels, [new_targets[w] for w in span], color="#e67e22", marker="s",
+                  linestyle="--", label="new distinct targets")  # fmt: skip
+        twin.plot(labels, cumulative, color="#2c3e50", marker="o", label="distinct targets so far")
         axis.set_ylabel("derivative posts per week")
-        twin.set_ylabel("distinct targets so far")
+        twin.set_ylabel("distinct targets")
         axis.tick_params(axis="x", rotation=60, labelsize=7)
-        figure.legend(loc="upper left")
+        handles = axis.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        axis.legend(handles=handles, loc="upper left", fontsize=8)
         axis.set_title("Growth: derivative posts and distinct targets per week")
         plots["growth"] = _png(figure)
 
