@@ -184,6 +184,9 @@ def test_a_plain_folder_is_read_with_file_times_as_dates(tmp_path: Path) -> None
     second = tmp_path / "two.png"
     second.write_bytes(encode(photo_like(200, 150, 2), "PNG"))
     os.utime(first, (1_700_000_000, 1_700_000_000))
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.jpg"
+    elsewhere.write_bytes(encode(photo_like(200, 150, 3)))
+    (tmp_path / "link.jpg").symlink_to(elsewhere)
     reader = read_archive(tmp_path)
     posts = list(reader.posts())
     assert reader.format == "folder"
@@ -192,6 +195,7 @@ def test_a_plain_folder_is_read_with_file_times_as_dates(tmp_path: Path) -> None
         ("two.png", "two.png"),
     ]
     assert posts[0].timestamp == 1_700_000_000
+    assert [(p.code, p.where) for p in reader.problems] == [("path_outside_archive", "link.jpg")]
 
 
 def test_a_large_export_is_streamed_not_loaded(tmp_path: Path) -> None:

@@ -127,6 +127,9 @@ class ArchiveReader:
         for number, path in enumerate(files, start=1):
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
+            if _inside(root, str(path.relative_to(root))) is None:  # a link to elsewhere
+                self._problem("path_outside_archive", str(path.relative_to(root)))
+                continue
             self.messages += 1
             relative = str(path.relative_to(root))
             yield Post(
