@@ -20,7 +20,7 @@ from ._memory import release_freed_memory
 from .derivatives import Evidence, verify
 from .errors import NotFoundError
 from .hashing import ImageHashes
-from .index import HammingIndex, LinearHammingIndex, MultiIndexHammingIndex
+from .index import HammingIndex, LinearHammingIndex, MultiIndexHammingIndex, codes_from_hex
 from .index.keypoints import KeypointShortlist
 from .signals import get_signal_type
 from .signals.keypoints import Features
@@ -76,12 +76,6 @@ class Match:
 class MatchResult:
     matches: list[Match]
     notes: list[str]
-
-
-def _words_from_hex(values: Sequence[str]) -> np.ndarray:
-    """Many 64-digit hex hashes to (n, 4) little-endian words at once."""
-    raw = np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(-1, 32)
-    return np.ascontiguousarray(raw[:, ::-1]).view("<u8")
 
 
 class Matcher:
@@ -141,7 +135,7 @@ class Matcher:
                     values = [values[i] for i in keep]
                 if chunk_ids:
                     ids[signal_type].append(np.asarray(chunk_ids, dtype=np.int64))
-                    codes[signal_type].append(_words_from_hex(values))
+                    codes[signal_type].append(codes_from_hex(values))
             for signal_type in ids:
                 self._hamming[signal_type][bank] = self._new_index(
                     np.concatenate(ids[signal_type]), np.concatenate(codes[signal_type])
@@ -248,7 +242,7 @@ class Matcher:
             index = self._hamming[signal_type].get(bank)
             if index is None:
                 index = self._hamming[signal_type][bank] = LinearHammingIndex()
-            index.add([entry_id], _words_from_hex([value]))
+            index.add([entry_id], codes_from_hex([value]))
 
     def _remove(self, entry_id: int, bank: str, signal_type: str | None, value: str | None) -> None:
         if signal_type and value:
@@ -407,7 +401,7 @@ class Matcher:
                     found[entry_id] = Match(bank, entry_id, signal_type, 0)
         if pdq:
             names = list(pdq)
-            codes = _words_from_hex([pdq[n] for n in names])
+            codes = codes_from_hex([pdq[n] for n in names])
             for bank, index in self._hamming.get("pdq", {}).items():
                 if banks is not None and bank not in banks:
                     continue

@@ -14,7 +14,13 @@ import numpy as np
 
 from ..errors import UsageError
 
-__all__ = ["HammingIndex", "LinearHammingIndex"]
+__all__ = ["HammingIndex", "LinearHammingIndex", "codes_from_hex"]
+
+
+def codes_from_hex(values: Sequence[str]) -> np.ndarray:
+    """Many 64-digit hex hashes to the (n, 4) little-endian words an index holds, at once."""
+    raw = np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(-1, 32)
+    return np.ascontiguousarray(raw[:, ::-1]).view("<u8")
 
 
 class HammingIndex(Protocol):

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from ..derivatives import MIN_INLIERS, Alignment, align
-from ..index import LinearHammingIndex, MultiIndexHammingIndex
+from ..index import LinearHammingIndex, MultiIndexHammingIndex, codes_from_hex
 from ..index.keypoints import KeypointShortlist
 from ..signals.keypoints import Features
 from .images import THUMB_SIDE
@@ -118,17 +118,12 @@ class _Sets:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _words(hexes: Sequence[str]) -> np.ndarray:
-    raw = np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.uint8).reshape(-1, 32)
-    return np.ascontiguousarray(raw[:, ::-1]).view("<u8")
-
-
 def _versions(images: Sequence[ImageFacts]) -> _Sets:
     sets = _Sets(len(images))
     usable = [i for i, f in enumerate(images) if f.pdq and f.quality >= PDQ_MIN_QUALITY]
     if not usable:
         return sets
-    codes = _words([images[i].pdq or "" for i in usable])
+    codes = codes_from_hex([images[i].pdq or "" for i in usable])
     index = MultiIndexHammingIndex() if len(usable) >= _TABLES_FROM else LinearHammingIndex()
     index.add(usable, codes)
     for i, hits in zip(usable, index.search(codes, PDQ_SAME), strict=True):
