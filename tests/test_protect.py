@@ -127,11 +127,11 @@ def test_signatures_are_stored_on_both_backends_and_follow_their_bank(
     derivative = next(r.entry_id for r in results if r.signal_type == "derivative")
     assert list(store.signatures("p")) == [(derivative, photo.signature)]
     matcher = Matcher(store)
-    assert matcher.protects_photos and matcher.sizes()["derivative"] == 1
+    assert matcher.protects_photos() and matcher.sizes()["derivative"] == 1
     store.withdraw("p", derivative)
     assert list(store.signatures("p")) == []
     matcher.refresh()
-    assert matcher.sizes().get("derivative", 0) == 0 and not matcher.protects_photos
+    assert matcher.sizes().get("derivative", 0) == 0 and not matcher.protects_photos()
     with pytest.raises(InputError) as info:
         store.add_entries("p", [NewEntry("derivative", "0" * 64)])  # no signature with it
     assert info.value.code == "invalid_signature"

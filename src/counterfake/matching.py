@@ -9,6 +9,7 @@ one change; deleting a bank it holds triggers one full reload.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -93,12 +94,18 @@ class Matcher:
         self._bank_names = list(banks) if banks is not None else None
         self._min_quality = min_quality
         self._refresh_interval = refresh_interval
+        # Held while the indexes change, and by `derivatives` while it takes candidates.
+        self._lock = threading.RLock()
         self.reload()
 
     # loading and following the store ---------------------------------------------------------
 
     def reload(self) -> None:
         """Load every active entry of the banks from the store, then catch up on changes."""
+        with self._lock:
+            self._reload()
+
+    def _reload(self) -> None:
         low_water = max(0, self._store.last_change() - _REPLAY)
         banks = {b.name: b for b in self._store.list_banks(counts=False)}
         for name in self._bank_names or ():
@@ -162,6 +169,10 @@ class Matcher:
 
     def refresh(self) -> int:
         """Apply the changes committed since the last refresh; returns how many were new."""
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> int:
         self._last_refresh = time.monotonic()
         self._last_refresh_at = time.time()
         applied = 0
@@ -183,7 +194,7 @@ class Matcher:
             applied += len(batch)
             self._advance()
             if self._needs_reload:
-                self.reload()
+                self._reload()
                 return applied
             if len(batch) < 10_000:
                 return applied
@@ -301,12 +312,9 @@ class Matcher:
         """Active entries held (PDQ entries too low in quality to match are not)."""
         return sum(self.sizes().values())
 
-    @property
-    def protects_photos(self) -> bool:
-        """Whether any bank holds derivative signatures: then pass `features` to `match`."""
-        return self._protects(None)
-
-    def _protects(self, banks: Collection[str] | None) -> bool:
+    def protects_photos(self, banks: Collection[str] | None = None) -> bool:
+        """Whether any of the banks (all by default) holds derivative signatures: then
+        derivatives can be searched (`features` in `match`, or `derivatives`)."""
         return any(
             photos for bank, (_, photos) in self._local.items() if banks is None or bank in banks
         )
@@ -332,50 +340,59 @@ class Matcher:
             pdq = {"original": hashes.signals["pdq"], **(hashes.dihedral or {})}
         exact = {k: v for k, v in hashes.signals.items() if get_signal_type(k).kind == "exact"}
         matches = self._search(exact, pdq, banks)
-        if not matches and features is not None and self._protects(banks):
+        if not matches and features is not None and self.protects_photos(banks):
             query = features() if callable(features) else features
-            matches = self._derivatives(query, banks)
+            matches = self.derivatives(query, banks=banks)
         return MatchResult(matches, notes)
 
-    def _derivatives(self, query: Features, banks: Collection[str] | None) -> list[Match]:
-        found = []
-        for bank, (shortlist, photos) in self._local.items():
-            if banks is not None and bank not in banks:
-                continue
-            views = [(query, False)]
-            if query.mirror is not None:
-                views.append((query.mirror, True))
-            tries: list[tuple[int, bool | None]]
-            if len(photos) <= _VERIFY_ALL_UP_TO:
-                tries = [(entry_id, None) for entry_id in photos]
-            else:  # each shortlisted photo verified against the view that shortlisted it
-                tries = [
-                    (entry_id, mirrored)
-                    for view, mirrored in views
-                    for entry_id, _ in shortlist.candidates(view.descriptors, _SHORTLIST)
-                ]
-            matched: set[int] = set()
-            for entry_id, mirrored in tries:
-                if entry_id in matched:
+    def derivatives(self, query: Features, *, banks: Collection[str] | None = None) -> list[Match]:
+        """Derivatives of protected photos only (what `match` adds when PDQ and digests find
+        nothing). Safe to call from a worker thread while the owning thread matches and
+        refreshes: the candidates are taken under a lock, then verified without it."""
+        tries: list[tuple[str, int, bool | None, Features]] = []
+        with self._lock:
+            for bank, (shortlist, photos) in self._local.items():
+                if banks is not None and bank not in banks:
                     continue
-                width, height, points = photos[entry_id]
-                source = Features(
-                    width, height, points.astype(np.float32), shortlist.descriptors(entry_id)
-                )
-                evidence = verify(source, query, mirror=mirrored)
-                if evidence is not None:
-                    matched.add(entry_id)
-                    found.append(
-                        Match(
-                            bank,
-                            entry_id,
-                            "derivative",
-                            0,
-                            score=evidence.score,
-                            changed_fraction=evidence.changed_fraction,
-                            evidence=evidence,
-                        )
+                views = [(query, False)]
+                if query.mirror is not None:
+                    views.append((query.mirror, True))
+                chosen: list[tuple[int, bool | None]]
+                if len(photos) <= _VERIFY_ALL_UP_TO:
+                    chosen = [(entry_id, None) for entry_id in photos]
+                else:  # each shortlisted photo verified against the view that shortlisted it
+                    chosen = [
+                        (entry_id, mirrored)
+                        for view, mirrored in views
+                        for entry_id, _ in shortlist.candidates(view.descriptors, _SHORTLIST)
+                    ]
+                for entry_id, mirrored in chosen:
+                    width, height, points = photos[entry_id]
+                    # The shortlist's descriptors array is replaced, never changed, on a merge:
+                    # this view stays valid after the lock is released.
+                    source = Features(
+                        width, height, points.astype(np.float32), shortlist.descriptors(entry_id)
                     )
+                    tries.append((bank, entry_id, mirrored, source))
+        found = []
+        matched: set[tuple[str, int]] = set()
+        for bank, entry_id, mirrored, source in tries:
+            if (bank, entry_id) in matched:
+                continue
+            evidence = verify(source, query, mirror=mirrored)
+            if evidence is not None:
+                matched.add((bank, entry_id))
+                found.append(
+                    Match(
+                        bank,
+                        entry_id,
+                        "derivative",
+                        0,
+                        score=evidence.score,
+                        changed_fraction=evidence.changed_fraction,
+                        evidence=evidence,
+                    )
+                )
         return sorted(found, key=lambda m: (-(m.score or 0), m.bank, m.entry_id))
 
     def match_signal(

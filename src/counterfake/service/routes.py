@@ -14,6 +14,7 @@ from ..errors import AccessError, NotFoundError
 from ..hashing import bank_entries
 from ..matching import Match
 from ..signals import get_signal_type
+from ..signals.keypoints import image_features
 from ..store import AddResult, ApiKey, Entry, NewEntry, Store
 from .auth import (
     Admin,
@@ -27,7 +28,7 @@ from .auth import (
     store_of,
     visible_banks,
 )
-from .uploads import hash_request
+from .uploads import Hasher, hash_request, request_image
 
 __all__ = ["router"]
 
@@ -283,12 +284,23 @@ async def lookup_upload(
     dihedral: bool = False,
     url: str | None = None,
 ) -> dict[str, Any]:
-    """Hash an image (body or `url`) and match it in one call: its hashes and its matches."""
+    """Hash an image (body or `url`) and match it in one call: its hashes and its matches.
+    When copies match nothing and a bank protects photos, derivatives of them too."""
     matcher = matcher_of(request)
     allowed = visible_banks(matcher, key, bank or ())
-    hashes = await hash_request(request, url, dihedral=dihedral)
+    data = await request_image(request, url)
+    hasher: Hasher = request.app.state.hasher
+    hashes = await hasher.hash(data, dihedral=dihedral)
     result = matcher.match(hashes, banks=allowed)
-    out: dict[str, Any] = {"hashes": hashes.to_dict(), "matches": _match_dicts(result.matches)}
+    matches = result.matches
+    if not matches and matcher.protects_photos(allowed):
+        limits = request.app.state.limits
+        matches = await hasher.run(
+            lambda: matcher.derivatives(
+                image_features(data, query=True, limits=limits), banks=allowed
+            )
+        )
+    out: dict[str, Any] = {"hashes": hashes.to_dict(), "matches": _match_dicts(matches)}
     if result.notes:
         out["notes"] = result.notes
     return out

@@ -7,7 +7,8 @@ multipart bodies ourselves, into memory, so that image bytes are never written a
 from __future__ import annotations
 
 import dataclasses
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
@@ -18,7 +19,9 @@ from ..errors import InputError, MediaError, UnavailableError
 from ..hashing import ImageHashes, hash_bytes
 from ..media import Limits
 
-__all__ = ["ENVELOPE", "Hasher", "Upload", "hash_request", "read_upload"]
+__all__ = ["ENVELOPE", "Hasher", "Upload", "hash_request", "read_upload", "request_image"]
+
+T = TypeVar("T")
 
 #: Room for multipart headers and boundaries around the image itself.
 ENVELOPE: Final = 64 * 1024
@@ -130,14 +133,15 @@ class Hasher:
         self._waiting = 0
 
     async def hash(self, data: bytes, *, dihedral: bool = False) -> ImageHashes:
+        return await self.run(lambda: hash_bytes(data, dihedral=dihedral, limits=self._limits))
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Any image work (hashing, local features, verification) under the same limits."""
         if self._waiting >= self._queue + self._limiter.total_tokens:
             raise UnavailableError("too many images are being hashed; retry shortly", code="busy")
         self._waiting += 1
         try:
-            return await anyio.to_thread.run_sync(
-                lambda: hash_bytes(data, dihedral=dihedral, limits=self._limits),
-                limiter=self._limiter,
-            )
+            return await anyio.to_thread.run_sync(work, limiter=self._limiter)
         finally:
             self._waiting -= 1
 
@@ -145,8 +149,15 @@ class Hasher:
 async def hash_request(
     request: Request, url: str | None, *, dihedral: bool = False, field: str | None = None
 ) -> ImageHashes:
-    """The hashes of the request's image: fetched from `url` (if the operator allows it) or
-    read from the body; a multipart file must then be named `field`, when one is given."""
+    """The hashes of the request's image (see `request_image`)."""
+    data = await request_image(request, url, field=field)
+    hasher: Hasher = request.app.state.hasher
+    return await hasher.hash(data, dihedral=dihedral)
+
+
+async def request_image(request: Request, url: str | None, *, field: str | None = None) -> bytes:
+    """The request's image: fetched from `url` (if the operator allows it) or read from the
+    body; a multipart file must then be named `field`, when one is given."""
     if url:
         data: bytes = await request.app.state.fetcher.fetch(url)
     else:
@@ -157,5 +168,4 @@ async def hash_request(
                 code="unsupported_content_type",
             )
         data = upload.data
-    hasher: Hasher = request.app.state.hasher
-    return await hasher.hash(data, dihedral=dihedral)
+    return data
