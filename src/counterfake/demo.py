@@ -155,6 +155,8 @@ def run_demo(console: Console | None = None) -> int:
         "                                              an API key for the service\n"
         "  counterfake serve --workers 2               the HTTP matching service;"
         " API docs at http://127.0.0.1:8000/docs\n"
+        "  counterfake investigate EXPORT --bank mine --out report/\n"
+        "                                              a Telegram export: targets, growth, report\n"
         "  make test                                   run the whole test suite",
         highlight=False,
     )
