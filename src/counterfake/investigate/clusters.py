@@ -75,7 +75,6 @@ class ImageFacts:
     features: bytes
     thumb: bytes
     first_seen: int  # Unix seconds of its first post
-    first_by_bot: bool  # its first post was a bot's output
     by_bot: bool  # any post of it was a bot's output
     protected_copy: bool  # matches a protected or known photo by PDQ or digest
     protected_derivative: bool  # matches a protected photo as a derivative
@@ -88,7 +87,6 @@ class Link:
     inliers: int
     changed_fraction: float  # of the cells both images cover
     alignment: Alignment = dataclasses.field(compare=False, repr=False)
-    changed_cells: np.ndarray = dataclasses.field(compare=False, repr=False)  # 8x8, other's frame
     detail: tuple[float, float] = (0.0, 0.0)  # fine detail in the changed cells: source, other
 
 
@@ -155,8 +153,9 @@ def _compare(
     source_features: Features,
     other_features: Features,
     alignment: Alignment,
-) -> tuple[float, np.ndarray, tuple[float, float]] | None:
-    """Changed fraction, changed cells and detail in them, or None without enough overlap."""
+) -> tuple[float, tuple[float, float]] | None:
+    """Changed fraction and the fine detail of each side in the changed cells, or None
+    without enough overlap."""
     t = THUMB_SIDE
     forward = np.vstack([alignment.transform, [0.0, 0.0, 1.0]])
     # The other image's thumbnail pixels -> the source's thumbnail pixels.
@@ -201,7 +200,7 @@ def _compare(
         if mask.any()
         else (0.0, 0.0)
     )
-    return fraction, changed, detail
+    return fraction, detail
 
 
 def _is_derivative(link: Link) -> bool:
@@ -235,8 +234,8 @@ def cluster_images(
         )
         if compared is None:
             return None
-        fraction, cells, detail = compared
-        return Link(source, other, aligned.inliers, fraction, aligned, cells, detail)
+        fraction, detail = compared
+        return Link(source, other, aligned.inliers, fraction, aligned, detail)
 
     # Versions: PDQ groups, split where an image is a derivative of the group's first image
     # (a blurred-out or smoothed region can leave PDQ within 31).

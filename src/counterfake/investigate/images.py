@@ -15,7 +15,7 @@ from ..errors import CounterfakeError
 from ..hashing import hash_bytes, read_input
 from ..matching import Match, Matcher
 from ..media import Limits, decode_gray
-from ..signals.keypoints import WORK_SIDE, Features, query_features, source_features
+from ..signals.keypoints import WORK_SIDE, gray_features
 from ..store import Store
 
 __all__ = ["BankSpec", "ImageRecord", "analyse_image"]
@@ -70,15 +70,10 @@ def analyse_image(path: Path, spec: BankSpec | None, limits: Limits | None = Non
         data = read_input(path, limits=limits)
         hashes = hash_bytes(data, limits=limits)
         gray = decode_gray(data, max_side=WORK_SIDE, limits=limits)
-        features = source_features(gray)
+        features = gray_features(gray, query=False)
         matches: tuple[Match, ...] = ()
         if spec is not None and spec.banks:
-
-            def query() -> Features:
-                mirror = query_features(np.ascontiguousarray(gray[:, ::-1]))
-                return dataclasses.replace(query_features(gray), mirror=mirror)
-
-            result = _matcher(spec).match(hashes, features=query)
+            result = _matcher(spec).match(hashes, features=lambda: gray_features(gray, query=True))
             matches = tuple(result.matches)
         return ImageRecord(
             pdq=hashes.signals["pdq"],

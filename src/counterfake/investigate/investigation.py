@@ -157,7 +157,6 @@ def investigate(
                 features=record.features,
                 thumb=record.thumb,
                 first_seen=first.timestamp,
-                first_by_bot=first.via_bot is not None,
                 by_bot=any(posts[n].via_bot is not None for n in posts_of_image[image]),
                 protected_copy=any(m.signal != "derivative" for m in record.matches),
                 protected_derivative=any(m.signal == "derivative" for m in record.matches),

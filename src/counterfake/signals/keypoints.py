@@ -28,6 +28,7 @@ __all__ = [
     "SOURCE_FEATURES",
     "WORK_SIDE",
     "Features",
+    "gray_features",
     "image_features",
     "query_features",
     "source_features",
@@ -148,7 +149,12 @@ def query_features(gray: np.ndarray, count: int = QUERY_FEATURES) -> Features:
 def image_features(data: bytes, *, query: bool, limits: Limits | None = None) -> Features:
     """An encoded image's features: a query's (`query=True`, with its mirror image's) or a
     protected photo's."""
-    gray = decode_gray(data, max_side=WORK_SIDE, limits=limits)
+    return gray_features(decode_gray(data, max_side=WORK_SIDE, limits=limits), query=query)
+
+
+def gray_features(gray: np.ndarray, *, query: bool) -> Features:
+    """`image_features` of an already decoded working image (for callers that need both
+    kinds, or the grey levels too, from one decode)."""
     if not query:
         return source_features(gray)
     mirror = query_features(np.ascontiguousarray(gray[:, ::-1]))
