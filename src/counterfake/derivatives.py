@@ -28,6 +28,9 @@ _RATIO: Final = 0.8
 _RANSAC_PIXELS: Final = 4.0
 _GRID: Final = 12
 _NEAR_PIXELS: Final = 8.0
+#: Query pixels from the edge where ORB finds no keypoint (its edgeThreshold is 15, more on
+#: coarser levels): source keypoints landing there are not evidence either way.
+_BORDER: Final = 18.0
 _SAME_DESCRIPTOR: Final = 64  # Hamming bits
 _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 
@@ -170,10 +173,10 @@ def _changed_region(
 ) -> tuple[np.ndarray, np.ndarray]:
     projected = source.points @ transform[:, :2].T + transform[:, 2]
     inside = (
-        (projected[:, 0] >= 0)
-        & (projected[:, 0] < query.width)
-        & (projected[:, 1] >= 0)
-        & (projected[:, 1] < query.height)
+        (projected[:, 0] >= _BORDER)
+        & (projected[:, 0] < query.width - _BORDER)
+        & (projected[:, 1] >= _BORDER)
+        & (projected[:, 1] < query.height - _BORDER)
     )
     survived = np.zeros(len(source), bool)
     candidates = np.flatnonzero(inside)

@@ -43,3 +43,28 @@ def test_removed_and_unknown_photos_get_no_votes() -> None:
     assert len(shortlist) == 1
     shortlist.add(3, descriptors.copy())
     assert shortlist.candidates(descriptors, 5)[0][0] == 3
+
+
+def _flipped(descriptors: np.ndarray, bits: int) -> np.ndarray:
+    """The descriptors with `bits` bits flipped, all outside the bytes the bucket keys and
+    check bytes read (bytes 4-7 of each 8), so that only the vote's distance test tells them
+    apart."""
+    out = descriptors.copy()
+    free = [
+        (byte, bit)
+        for base in (0, 8, 16, 24)
+        for byte in range(base + 4, base + 8)
+        for bit in range(8)
+    ]
+    for byte, bit in free[:bits]:
+        out[:, byte] ^= np.uint8(1 << bit)
+    return out
+
+
+def test_only_descriptors_within_40_bits_vote() -> None:
+    rng = np.random.default_rng(1)
+    query = rng.integers(0, 256, (200, 32), dtype=np.uint8)
+    shortlist = KeypointShortlist()
+    shortlist.add(1, _flipped(query, 40))
+    shortlist.add(2, _flipped(query, 41))
+    assert shortlist.candidates(query, 5) == [(1, 200.0)]
