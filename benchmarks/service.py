@@ -3,13 +3,20 @@
     python benchmarks/service.py [--entries 100000] [--duration 20] [--connections 32]
 
 Setup (not measured): a fresh SQLite store with one bank of --entries random PDQ entries, plus
-the hashes of half of the upload images (so uploads both hit and miss), and a match key.
+the hashes of half of the upload images (so uploads both hit and miss), and a match key; a
+second tenant's bank of protected photos and its own match key (so that uploads that miss are
+not searched for derivatives, as for a platform without protected banks).
 
 Workloads, each bounded by --duration seconds and --max-requests requests after a warm-up:
   lookup   GET /v1/lookup?signal=<pdq>: a third exact bank hashes, a third within 8 bits of
            one, a third random (misses)
   upload   POST /v1/lookup with a 1-MP JPEG (made from ../shared/corpus/photos) as the body:
            upload, hash and match in one call
+  derivative
+           POST /v1/lookup with a derivative of a protected photo (a bank of --protected
+           corpus photos with `counterfake protect` signatures; 30% replaced by another photo,
+           JPEG q50, resize 0.6, crop 8%): PDQ finds nothing, the local features are computed
+           and the shortlisted photos verified
 
 Each workload runs against the library in this process without HTTP (the baseline: one core,
 no network, no auth), the service with 1 worker and the service with --workers workers. The load
@@ -43,6 +50,9 @@ import sqlalchemy as sa
 from PIL import Image
 
 from counterfake import Matcher, NewEntry, Store, hash_bytes
+from counterfake.protect import protect_bytes
+from counterfake.signals.keypoints import image_features
+from derivative_scale import _derivative, _jpeg
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COUNTERFAKE = Path(sys.executable).with_name("counterfake")
@@ -189,16 +199,26 @@ def _summary(
 
 
 def _library(
-    url: str, lookups: list[str], uploads: list[bytes], seconds: float
+    url: str, lookups: list[str], uploads: list[bytes], derivatives: list[bytes], seconds: float
 ) -> dict[str, dict[str, Any]]:
     """The baseline: the same work in this process, one call at a time, no HTTP."""
     out = {}
     with Store.open(url) as store:
         matcher = Matcher(store)
         matcher.match_signal("pdq", lookups[0])
+
+        def derivative(data: bytes) -> Any:
+            return matcher.match(
+                hash_bytes(data),
+                features=lambda: image_features(data, query=True),
+                banks=["protected"],
+            )
+
+        assert derivative(derivatives[0]).matches
         for name, items, work in (
             ("lookup", lookups, lambda v: matcher.match_signal("pdq", v)),
             ("upload", uploads, lambda d: matcher.match(hash_bytes(d))),
+            ("derivative", derivatives, derivative),
         ):
             latencies = []
             started = time.perf_counter()
@@ -238,8 +258,10 @@ def _service(
     home: Path,
     workers: int,
     key: str,
+    protected_key: str,
     lookups: list[str],
     uploads: list[bytes],
+    derivatives: list[bytes],
     args: argparse.Namespace,
 ) -> dict[str, dict[str, Any]]:
     port = 18000 + workers
@@ -247,22 +269,38 @@ def _service(
     try:
         headers = f"Host: 127.0.0.1\r\nX-API-Key: {key}\r\n"
         gets = [f"GET /v1/lookup?signal={v} HTTP/1.1\r\n{headers}\r\n".encode() for v in lookups]
-        posts = [
-            (
-                f"POST /v1/lookup HTTP/1.1\r\n{headers}Content-Type: image/jpeg\r\n"
-                f"Content-Length: {len(d)}\r\n\r\n"
-            ).encode()
-            + d
-            for d in uploads
-        ]
+
+        def posts(images: list[bytes], key: str = key) -> list[bytes]:
+            return [
+                (
+                    f"POST /v1/lookup HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
+                    "Content-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(d)}\r\n\r\n"
+                ).encode()
+                + d
+                for d in images
+            ]
+
         # Check one of each before loading: a wrong answer must not pass as throughput.
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as c:
             assert c.get("/v1/lookup", params={"signal": lookups[0]}).json()["matches"]
             assert c.post("/v1/lookup", content=uploads[0]).json()["matches"]
+            found = c.post(
+                "/v1/lookup", content=derivatives[0], headers={"X-API-Key": protected_key}
+            ).json()["matches"]
+            # The photo whose content was pasted in is protected too, and may match as well.
+            assert found and {m["signal"] for m in found} == {"derivative"}, found
         return {
             "lookup": _drive(port, gets, args.connections, args.duration, args.max_requests),
             "upload": _drive(
-                port, posts, args.upload_connections, args.duration, args.max_requests
+                port, posts(uploads), args.upload_connections, args.duration, args.max_requests
+            ),
+            "derivative": _drive(
+                port,
+                posts(derivatives, protected_key),
+                args.upload_connections,
+                args.duration,
+                args.max_requests,
             ),
         }
     finally:
@@ -278,7 +316,7 @@ def _table(results: dict[str, dict[str, dict[str, Any]]], workers: int) -> str:
         "| workload | served by | requests/s | vs library | p50 ms | p99 ms | errors | requests |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for workload in ("lookup", "upload"):
+    for workload in ("lookup", "upload", "derivative"):
         base = results["library"][workload]["per_second"]
         for name in ("library", "service-1", f"service-{workers}"):
             row = results[name][workload]
@@ -300,6 +338,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--upload-connections", type=int, default=8)
     parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--protected", type=int, default=200, help="photos in the protected bank")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -315,12 +354,22 @@ def main() -> int:
         with Store.open(url) as store:
             store.create_bank("bench", tenant="bench")
             _, key = store.keys.create("bench", ["match"], name="benchmark")
+            _, protected_key = store.keys.create("victims", ["match"], name="benchmark")
         values = _fill(url, args.entries, rng)
         with Store.open(url) as store:
             banked = [hash_bytes(d) for d in uploads[::2]]  # half the uploads will match
             store.add_entries(
                 "bench", [NewEntry("pdq", h.signals["pdq"], quality=h.quality) for h in banked]
             )
+            # Protected photos from past the upload images; the first verifies the setup.
+            paths = sorted(args.corpus.glob("*.jpg"))[args.images : args.images + args.protected]
+            photos = [Image.open(path).convert("RGB") for path in paths]
+            store.create_bank("protected", tenant="victims")
+            for photo in photos:
+                store.add_entries("protected", protect_bytes(_jpeg(photo, 95)).entries())
+            derivatives = [
+                _derivative(photo, photos[(i + 7) % len(photos)]) for i, photo in enumerate(photos)
+            ]
         lookups = []
         for i in range(30_000):
             value = pick.choice(values)
@@ -329,10 +378,12 @@ def main() -> int:
 
         results: dict[str, Any] = {}
         print("library, in this process", flush=True)
-        results["library"] = _library(url, lookups, uploads, args.duration)
+        results["library"] = _library(url, lookups, uploads, derivatives, args.duration)
         for workers in sorted({1, args.workers}):
             print(f"service, {workers} worker(s)", flush=True)
-            results[f"service-{workers}"] = _service(home, workers, key, lookups, uploads, args)
+            results[f"service-{workers}"] = _service(
+                home, workers, key, protected_key, lookups, uploads, derivatives, args
+            )
 
     table = _table(results, args.workers)
     print()
@@ -343,6 +394,7 @@ def main() -> int:
         "workers": args.workers,
         "duration_s": args.duration,
         "connections": {"lookup": args.connections, "upload": args.upload_connections},
+        "protected_photos": args.protected,
         "upload_image_bytes_median": statistics.median(len(d) for d in uploads),
         "cpus": os.cpu_count(),
         "results": results,
