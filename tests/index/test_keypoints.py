@@ -68,3 +68,17 @@ def test_only_descriptors_within_40_bits_vote() -> None:
     shortlist.add(1, _flipped(query, 40))
     shortlist.add(2, _flipped(query, 41))
     assert shortlist.candidates(query, 5) == [(1, 200.0)]
+
+
+def test_each_photos_descriptors_read_back_across_merges() -> None:
+    rng = np.random.default_rng(2)
+    added = {e: rng.integers(0, 256, (n, 32), dtype=np.uint8) for e, n in [(5, 7), (6, 0), (7, 3)]}
+    shortlist = KeypointShortlist()
+    for entry_id, descriptors in added.items():
+        shortlist.add(entry_id, descriptors)
+    shortlist.candidates(added[5], 1)  # merges
+    added[8] = rng.integers(0, 256, (4, 32), dtype=np.uint8)
+    shortlist.add(8, added[8])
+    for entry_id, descriptors in added.items():
+        assert np.array_equal(shortlist.descriptors(entry_id), descriptors), entry_id
+    assert [e for e, _ in shortlist.candidates(added[7], 5)] == [7]

@@ -67,14 +67,12 @@ class KeypointShortlist:
         self._removed = bytearray()
         self._pending: list[np.ndarray] = []  # descriptors of photos added since the merge
         self._descriptors = np.zeros((0, 4), np.uint64)  # all rows, 256 bits each
-        self._photo_rows: list[tuple[int, int]] = []  # photo number -> (first row, count)
-        self._first_rows = np.zeros(0, np.int64)  # photo number -> first row (ascending)
+        self._first_rows = np.zeros(0, np.int64)  # photo number -> its first row (ascending)
         # Per table: row numbers grouped by key, and where each key's group starts; beside
         # each row number, the descriptor's check byte.
         self._offsets = np.zeros((_TABLES, 2), np.uint32)  # full size at the first merge
         self._rows = np.zeros((_TABLES, 0), np.uint32)
         self._checks = np.zeros((_TABLES, 0), np.uint8)
-        self._merged_rows = 0
 
     def __len__(self) -> int:
         return len(self._number)
@@ -96,19 +94,24 @@ class KeypointShortlist:
     def descriptors(self, entry_id: int) -> np.ndarray:
         """A photo's descriptors as (n, 32) uint8 (a view: do not modify)."""
         self._merge()
-        first, count = self._photo_rows[self._number[entry_id]]
-        return self._descriptors[first : first + count].view(np.uint8)
+        number = self._number[entry_id]
+        first = int(self._first_rows[number])
+        end = (
+            int(self._first_rows[number + 1])
+            if number + 1 < self._first_rows.size
+            else self._descriptors.shape[0]
+        )
+        return self._descriptors[first:end].view(np.uint8)
 
     def _merge(self) -> None:
         if not self._pending:
             return
         first_row = self._descriptors.shape[0]
         added = np.concatenate(self._pending)
-        row = first_row
-        for descriptors in self._pending:
-            self._photo_rows.append((row, descriptors.shape[0]))
-            row += descriptors.shape[0]
-        self._first_rows = np.array([first for first, _ in self._photo_rows], np.int64)
+        counts = np.array([d.shape[0] for d in self._pending], np.int64)
+        firsts = first_row + np.cumsum(counts) - counts
+        self._first_rows = np.concatenate([self._first_rows, firsts])
+        row = first_row + int(counts.sum())
         self._descriptors = np.concatenate([self._descriptors, added.view(np.uint64)])
         new_keys = _keys(added)
         new_rows = np.arange(first_row, row, dtype=np.uint32)
