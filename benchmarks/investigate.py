@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from counterfake import Store
 from counterfake.investigate import BankSpec, investigate, write_report
 from counterfake.protect import protect_bytes
+from counterfake.settings import load_settings
 from robustness import _crop, _fill, _jpeg, _region, _reload, _text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,6 +58,11 @@ WEEK = 7 * 86400
 START = 1_780_272_000  # 2026-06-01 00:00 UTC
 SKIPPED = "(File not included. Change data exporting settings to download.)"
 FILLS = ("smooth_fill", "inpaint", "heavy_blur", "other_photo")
+
+
+def _spec(url: str) -> BankSpec:
+    """Match against the archive's bank of protected photos, in the store at `url`."""
+    return BankSpec(load_settings(database_url=url), ("protected",))
 
 
 class _Export:
@@ -453,7 +459,7 @@ def main() -> int:
     url = f"sqlite:///{work / 'bank.db'}"
     owner_of = _protect_bank(url, corpus, truth["protected"])
     started = time.perf_counter()
-    result = investigate(archive.parent, spec=BankSpec(url, ("protected",)))
+    result = investigate(archive.parent, spec=_spec(url))
     write_report(result, work / "truth-report")
     evaluation = evaluate(result, truth, owner_of)
     evaluation["wall_s"] = round(time.perf_counter() - started, 1)

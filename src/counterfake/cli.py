@@ -12,32 +12,45 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import Progress
-from rich.table import Table
 
-from .derivatives import overlay
-from .errors import CounterfakeError, FormatError
-from .exchange import FORMATS, parse_lines, write_entries
-from .hashing import ImageHashes, bank_entries, hash_bytes, read_input
-from .matching import Match, Matcher
-from .media import IMAGE_SUFFIXES, Limits, decode_rgb
-from .protect import protect_bytes, read_signatures, write_signatures
-from .settings import Settings, load_settings
-from .signals.keypoints import image_features
-from .store import DEFAULT_TENANT, SCOPES, AddResult, Bank, NewEntry, Store
+from .errors import CounterfakeError, FileInputError, FormatError
+from .model import SCOPES
+
+if TYPE_CHECKING:  # imported where used: `counterfake --version` loads none of them
+    from rich.console import Console
+
+    from .core import Added, Counterfake
+    from .hashing import ImageHashes
+    from .matching import Match
+    from .model import NewEntry
 
 __all__ = ["main"]
 
 _IMPORT_BATCH = 1000
 T = TypeVar("T")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+_consoles: dict[str, Console] = {}
+
+
+def _console(name: str) -> Console:
+    if name not in _consoles:
+        from rich.console import Console
+
+        _consoles[name] = Console(stderr=(name == "err"), soft_wrap=True)
+    return _consoles[name]
+
+
+def _print(*args: Any, stderr: bool = False, **kwargs: Any) -> None:
+    _console("err" if stderr else "out").print(*args, **kwargs)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -48,7 +61,8 @@ def _fail(exc: CounterfakeError, as_json: bool) -> None:
     if as_json:
         _emit({"error": exc.to_dict()})
     else:
-        err.print(f"[red]Error[/red] {escape(f'[{exc.code}] {exc.message}')}", highlight=False)
+        detail = _escape(f"[{exc.code}] {exc.message}")
+        _print(f"[red]Error[/red] {detail}", stderr=True, highlight=False)
     sys.exit(1)
 
 
@@ -60,8 +74,39 @@ def _errors(as_json: bool = False) -> Iterator[None]:
         _fail(exc, as_json)
 
 
+@contextmanager
+def _writing(path: str | Path) -> Iterator[IO[str]]:
+    """A file opened for writing; a missing folder or a refusal is a coded error."""
+    try:
+        fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except FileNotFoundError as exc:
+        raise FileInputError(
+            "its folder does not exist", code="unwritable_file", path=str(path)
+        ) from exc
+    except OSError as exc:
+        raise FileInputError(
+            f"cannot write it ({exc.strerror})", code="unwritable_file", path=str(path)
+        ) from exc
+    with fh:
+        yield fh
+
+
+def _folder(path: str | Path) -> Path:
+    """A folder to write into, made if missing; a file in the way is a coded error."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileInputError(
+            f"cannot make a folder here ({exc.strerror})", code="unwritable_file", path=str(path)
+        ) from exc
+    return folder
+
+
 def expand_paths(paths: Sequence[str]) -> list[Path]:
     """Files as given; folders walked recursively for image files, in sorted order."""
+    from .media import IMAGE_SUFFIXES
+
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -89,6 +134,9 @@ class _Batch:
     def run(
         self, items: Sequence[T], label: str, work: Callable[[T], None], name: Callable[[T], str]
     ) -> None:
+        from rich.progress import Progress
+
+        err = _console("err")
         show = not self.as_json and err.is_terminal and len(items) > 1
         with Progress(console=err, transient=True, disable=not show) as progress:
             task = progress.add_task(label, total=len(items))
@@ -105,30 +153,34 @@ class _Batch:
         if self.as_json:
             _emit({"path": where, "error": exc.to_dict()})
         else:
-            detail = escape(f"{where}: [{exc.code}] {exc.message}")
-            err.print(f"[red]failed[/red] {detail}", highlight=False)
+            detail = _escape(f"{where}: [{exc.code}] {exc.message}")
+            _print(f"[red]failed[/red] {detail}", stderr=True, highlight=False)
 
     def finish(self) -> None:
         if not self.as_json:
             colour = "red" if self.failed else "green"
-            err.print(f"[{colour}]{self.ok} ok, {self.failed} failed[/{colour}]", highlight=False)
+            summary = f"[{colour}]{self.ok} ok, {self.failed} failed[/{colour}]"
+            _print(summary, stderr=True, highlight=False)
         if self.failed:
             sys.exit(1)
 
 
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.obj["settings"]
-    return settings
+def _core(
+    ctx: click.Context, banks: Sequence[str] | None = None, *, as_json: bool = False
+) -> Counterfake:
+    """The core object every command calls (its store opens on first use)."""
+    from .core import Counterfake
 
-
-def _store(ctx: click.Context) -> Store:
-    if "store" not in ctx.obj:
-        settings = _settings(ctx)
-        with _errors():
-            ctx.obj["store"] = Store.open(settings=settings)
-        ctx.call_on_close(ctx.obj["store"].close)
-    store: Store = ctx.obj["store"]
-    return store
+    key = "core" if banks is None else f"core:{','.join(banks)}"
+    if key not in ctx.obj:
+        with _errors(as_json):
+            ctx.obj[key] = core = Counterfake(ctx.obj.get("settings"), banks=banks)
+            if banks is not None:
+                core.matcher  # noqa: B018 (an unknown bank fails here)
+        ctx.call_on_close(ctx.obj[key].close)
+    core = ctx.obj[key]
+    assert isinstance(core, Counterfake)
+    return core
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,9 +193,6 @@ def main(ctx: click.Context) -> None:
     SQLite file under COUNTERFAKE_HOME unless COUNTERFAKE_DATABASE_URL names another.
     """
     ctx.ensure_object(dict)
-    if "settings" not in ctx.obj:
-        with _errors():
-            ctx.obj["settings"] = load_settings()
 
 
 # hash ----------------------------------------------------------------------------------------
@@ -156,25 +205,25 @@ def main(ctx: click.Context) -> None:
 @click.pass_context
 def hash_command(ctx: click.Context, paths: tuple[str, ...], as_json: bool, dihedral: bool) -> None:
     """Hash images (files or folders, recursively). Nothing leaves this machine."""
-    limits = Limits.from_settings(_settings(ctx))
-    min_quality = _settings(ctx).pdq_min_quality
-    files = expand_paths(paths)
+    core = _core(ctx)
     batch = _Batch(as_json)
     rows: list[tuple[str, ImageHashes]] = []
 
     def work(path: Path) -> None:
-        hashes = hash_bytes(read_input(path, limits=limits), dihedral=dihedral, limits=limits)
+        hashes = core.hash(core.read(path), dihedral=dihedral)
         if as_json:
             _emit({"path": str(path), **hashes.to_dict()})
         else:
             rows.append((str(path), hashes))
 
-    batch.run(files, "hashing", work, str)
+    batch.run(expand_paths(paths), "hashing", work, str)
     if not as_json and rows:
+        from rich.table import Table
+
         table = Table("path", "size", "pdq", "quality", "md5")
         for path, hashes in rows:
             quality = str(hashes.quality)
-            if hashes.quality < min_quality:
+            if hashes.quality < core.settings.pdq_min_quality:
                 quality += " (too low to match)"
             table.add_row(
                 path,
@@ -186,7 +235,7 @@ def hash_command(ctx: click.Context, paths: tuple[str, ...], as_json: bool, dihe
             if hashes.dihedral:
                 for variant, value in hashes.dihedral.items():
                     table.add_row("", f"  {variant}", value, "", "")
-        out.print(table)
+        _print(table)
     batch.finish()
 
 
@@ -200,9 +249,14 @@ def bank() -> None:
 
 @bank.command("create")
 @click.argument("name")
-@click.option("--threshold", type=int, default=None, help="PDQ match distance (default 31).")
+@click.option(
+    "--threshold",
+    type=int,
+    default=None,
+    help="PDQ match distance (default: the pdq_threshold setting).",
+)
 @click.option("--description", default="", help="What the bank holds.")
-@click.option("--tenant", default=DEFAULT_TENANT, show_default=True, help="Who owns the bank.")
+@click.option("--tenant", default="default", show_default=True, help="Who owns the bank.")
 @click.option("--share", "shares", multiple=True, help="Tenant that may match against it.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -217,19 +271,13 @@ def bank_create(
 ) -> None:
     """Create an empty bank."""
     with _errors(as_json):
-        created = _store(ctx).create_bank(
+        created = _core(ctx).create_bank(
             name, description=description, threshold=threshold, tenant=tenant, shared_with=shares
         )
     if as_json:
-        _emit(_bank_dict(created))
+        _emit(created.to_dict())
     else:
-        out.print(
-            f"Created bank [bold]{created.name}[/bold] (PDQ threshold {created.pdq_threshold})"
-        )
-
-
-def _bank_dict(b: Bank) -> dict[str, Any]:
-    return b.to_dict()
+        _print(f"Created bank [bold]{created.name}[/bold] (PDQ threshold {created.pdq_threshold})")
 
 
 @bank.command("update")
@@ -254,13 +302,13 @@ def bank_update(
     """Change a bank's threshold, description or the tenants it is shared with."""
     shared_with = () if unshare_all else (shares or None)
     with _errors(as_json):
-        updated = _store(ctx).update_bank(
+        updated = _core(ctx).update_bank(
             name, description=description, threshold=threshold, shared_with=shared_with
         )
     if as_json:
-        _emit(_bank_dict(updated))
+        _emit(updated.to_dict())
     else:
-        out.print(f"Updated bank [bold]{updated.name}[/bold]")
+        _print(f"Updated bank [bold]{updated.name}[/bold]")
 
 
 @bank.command("list")
@@ -269,11 +317,13 @@ def bank_update(
 def bank_list(ctx: click.Context, as_json: bool) -> None:
     """List banks with their entry counts."""
     with _errors(as_json):
-        banks = _store(ctx).list_banks()
+        banks = _core(ctx).banks()
     if as_json:
         for b in banks:
-            _emit(_bank_dict(b))
+            _emit(b.to_dict())
         return
+    from rich.table import Table
+
     table = Table("bank", "threshold", "active", "withdrawn", "description")
     for b in banks:
         table.add_row(
@@ -283,7 +333,7 @@ def bank_list(ctx: click.Context, as_json: bool) -> None:
             str(b.withdrawn_entries),
             b.description,
         )
-    out.print(table if banks else "No banks yet: counterfake bank create NAME")
+    _print(table if banks else "No banks yet: counterfake bank create NAME")
 
 
 @bank.command("show")
@@ -293,12 +343,12 @@ def bank_list(ctx: click.Context, as_json: bool) -> None:
 def bank_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show one bank."""
     with _errors(as_json):
-        b = _store(ctx).get_bank(name)
+        b = _core(ctx).bank(name)
     if as_json:
-        _emit(_bank_dict(b))
+        _emit(b.to_dict())
         return
-    for key, value in _bank_dict(b).items():
-        out.print(f"{key:>18}: {value}", highlight=False)
+    for key, value in b.to_dict().items():
+        _print(f"{key:>18}: {value}", highlight=False)
 
 
 @bank.command("delete")
@@ -307,23 +357,25 @@ def bank_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def bank_delete(ctx: click.Context, name: str, yes: bool) -> None:
     """Delete a bank and every entry in it."""
-    store = _store(ctx)
+    core = _core(ctx)
     with _errors():
-        b = store.get_bank(name)
+        b = core.bank(name)
         if not yes and sys.stdin.isatty():
             click.confirm(f"Delete bank {name} and its {b.active_entries} entries?", abort=True)
-        store.delete_bank(name)
-    out.print(f"Deleted bank [bold]{name}[/bold]")
+        core.delete_bank(name)
+    _print(f"Deleted bank [bold]{name}[/bold]")
 
 
 def _add_parsed(
-    store: Store, bank_name: str, path: str, lines: Iterator[str], batch: _Batch
-) -> list[AddResult]:
-    results: list[AddResult] = []
+    core: Counterfake, bank_name: str, path: str, lines: Iterator[str], batch: _Batch
+) -> list[Added]:
+    from .exchange import parse_lines
+
+    added: list[Added] = []
     pending: list[NewEntry] = []
 
     def flush() -> None:
-        results.extend(store.add_entries(bank_name, pending))
+        added.append(core.add_signals(bank_name, pending))
         batch.ok += len(pending)
         pending.clear()
 
@@ -336,11 +388,11 @@ def _add_parsed(
             flush()
     if pending:
         flush()
-    return results
+    return added
 
 
-def _print_added(results: list[AddResult], where: str, as_json: bool) -> None:
-    for result in results:
+def _print_added(added: Added, where: str, as_json: bool) -> None:
+    for result in added.results:
         if as_json and result.status != "existing":
             _emit(
                 {
@@ -386,56 +438,53 @@ def bank_add(
     """Hash images into a bank, or add hashes (--hashes) or protected photos (--signatures)."""
     if not paths and not hashes_file and not signatures_file:
         raise click.UsageError("give image PATHs, --hashes FILE or --signatures FILE")
-    store = _store(ctx)
-    limits = Limits.from_settings(_settings(ctx))
+    core = _core(ctx)
+    min_quality = core.settings.pdq_min_quality
     with _errors(as_json):
-        store.get_bank(name)
+        core.bank(name, counts=False)
     batch = _Batch(as_json)
     created = 0
 
-    min_quality = _settings(ctx).pdq_min_quality
-
     def work(path: Path) -> None:
         nonlocal created
-        hashes = hash_bytes(read_input(path, limits=limits), limits=limits)
-        if hashes.quality < min_quality and not as_json:
-            err.print(
-                escape(
-                    f"warning: {path}: PDQ quality {hashes.quality} is below {min_quality};"
-                    " its PDQ hash is stored but will not match (exact copies still will)"
-                ),
-                highlight=False,
+        added = core.add_image(name, core.read(path), source_name=path.name if names else None)
+        assert added.hashes is not None
+        if added.hashes.quality < min_quality and not as_json:
+            warning = (
+                f"warning: {path}: PDQ quality {added.hashes.quality} is below {min_quality};"
+                " its PDQ hash is stored but will not match (exact copies still will)"
             )
-        results = store.add_entries(
-            name, bank_entries(hashes, source_name=path.name if names else None)
-        )
-        created += sum(r.status != "existing" for r in results)
-        _print_added(results, str(path), as_json)
+            _print(_escape(warning), stderr=True, highlight=False)
+        created += added.created
+        _print_added(added, str(path), as_json)
 
     batch.run(expand_paths(paths), "adding", work, str)
     if hashes_file:
         with _errors(as_json):
-            text = _read_text(hashes_file)
-            results = _add_parsed(store, name, hashes_file, iter(text.splitlines()), batch)
-        created += sum(r.status != "existing" for r in results)
-        _print_added(results, hashes_file, as_json)
+            text = _read_text(core, hashes_file)
+            for added in _add_parsed(core, name, hashes_file, iter(text.splitlines()), batch):
+                created += added.created
+                _print_added(added, hashes_file, as_json)
     if signatures_file:
         with _errors(as_json):
-            lines = _read_text(signatures_file).splitlines()
-            for number, item in enumerate(read_signatures(lines, path=signatures_file), 1):
+            lines = _read_text(core, signatures_file).splitlines()
+            for number, item in enumerate(core.signature_file(lines, path=signatures_file), 1):
                 if isinstance(item, FormatError):
                     batch.failure(f"{signatures_file}:{item.line}", item)
                     continue
-                results = store.add_entries(name, item.entries())
+                added = core.add_signatures(name, [item])
                 batch.ok += 1
-                created += sum(r.status != "existing" for r in results)
-                _print_added(results, f"{signatures_file}#{number}", as_json)
+                created += added.created
+                _print_added(added, f"{signatures_file}#{number}", as_json)
     if not as_json:
-        out.print(f"Bank [bold]{name}[/bold]: {created} entries added or reinstated")
+        _print(f"Bank [bold]{name}[/bold]: {created} entries added or reinstated")
     batch.finish()
 
 
-def _read_text(path: str) -> str:
+def _read_text(core: Counterfake, path: str) -> str:
+    from .hashing import read_input
+    from .media import Limits
+
     return read_input(Path(path), limits=Limits(max_bytes=2**40)).decode("utf-8", "replace")
 
 
@@ -446,11 +495,11 @@ def _read_text(path: str) -> str:
 @click.pass_context
 def bank_withdraw(ctx: click.Context, name: str, entry_ids: tuple[int, ...], as_json: bool) -> None:
     """Withdraw entries: from now on they never match."""
-    store = _store(ctx)
+    core = _core(ctx)
     batch = _Batch(as_json)
 
     def work(entry_id: int) -> None:
-        entry = store.withdraw(name, entry_id)
+        entry = core.withdraw(name, entry_id)
         if as_json:
             _emit(
                 {
@@ -459,7 +508,7 @@ def bank_withdraw(ctx: click.Context, name: str, entry_ids: tuple[int, ...], as_
                 }
             )
         else:
-            out.print(f"Withdrew entry {entry.id} ({entry.signal_type}) from {name}")
+            _print(f"Withdrew entry {entry.id} ({entry.signal_type}) from {name}")
 
     batch.run(list(entry_ids), "withdrawing", work, str)
     batch.finish()
@@ -467,23 +516,24 @@ def bank_withdraw(ctx: click.Context, name: str, entry_ids: tuple[int, ...], as_
 
 @bank.command("export")
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(("jsonl", "te")), default="jsonl", show_default=True
+)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
 )
 @click.pass_context
 def bank_export(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
     """Export a bank: jsonl (every entry, withdrawals included) or te (active PDQ hashes)."""
-    store = _store(ctx)
+    core = _core(ctx)
     with _errors():
-        store.get_bank(name)
-        entries = store.iter_entries(name, include_withdrawn=(fmt == "jsonl"))
+        core.bank(name, counts=False)
         if output:
-            with open(output, "w", encoding="utf-8") as fh:
-                count = write_entries(entries, fh, format=fmt)  # type: ignore[arg-type]
-            err.print(f"Wrote {count} entries to {output}")
+            with _writing(output) as fh:
+                count = core.export(name, fh, format=fmt)
+            _print(f"Wrote {count} entries to {output}", stderr=True)
         else:
-            write_entries(entries, sys.stdout, format=fmt)  # type: ignore[arg-type]
+            core.export(name, sys.stdout, format=fmt)
 
 
 @bank.command("import")
@@ -493,19 +543,20 @@ def bank_export(ctx: click.Context, name: str, fmt: str, output: str | None) -> 
 @click.pass_context
 def bank_import(ctx: click.Context, name: str, file: str, as_json: bool) -> None:
     """Import a jsonl or te file into a bank (idempotent; withdrawals are honoured)."""
-    store = _store(ctx)
+    core = _core(ctx)
     batch = _Batch(as_json)
     with _errors(as_json):
-        store.get_bank(name)
-        with open(file, encoding="utf-8", errors="replace") as fh:
-            results = _add_parsed(store, name, file, iter(fh), batch)
-    _print_added(results, file, as_json)
-    if not as_json:
-        counts: dict[str, int] = {}
-        for r in results:
+        core.bank(name, counts=False)
+        text = _read_text(core, file)
+        added = _add_parsed(core, name, file, iter(text.splitlines()), batch)
+    counts: dict[str, int] = {}
+    for part in added:
+        _print_added(part, file, as_json)
+        for r in part.results:
             counts[r.status] = counts.get(r.status, 0) + 1
+    if not as_json:
         summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing"
-        out.print(f"Bank [bold]{name}[/bold]: {summary}")
+        _print(f"Bank [bold]{name}[/bold]: {summary}")
     batch.finish()
 
 
@@ -534,51 +585,74 @@ def match_command(
 ) -> None:
     """Match images against banks: copies by PDQ and digests, then derivatives of protected
     photos when nothing else matched."""
-    settings = _settings(ctx)
-    limits = Limits.from_settings(settings)
     with _errors(as_json):
-        matcher = Matcher(_store(ctx), list(banks) or None, min_quality=settings.pdq_min_quality)
+        core = _core(ctx, list(banks) or None, as_json=as_json)
+        if explain_dir:
+            _folder(explain_dir)
     batch = _Batch(as_json)
-    table = Table("path", "bank", "entry", "signal", "distance", "note")
+    rows: list[tuple[str, ...]] = []
 
     def work(path: Path) -> None:
-        data = read_input(path, limits=limits)
-        hashes = hash_bytes(data, dihedral=dihedral, limits=limits)
-        result = matcher.match(
-            hashes, features=lambda: image_features(data, query=True, limits=limits)
-        )
+        data = core.read(path)
+        found = core.lookup(data, dihedral=dihedral)
         if explain_dir:
-            _explain(Path(explain_dir), path, data, result.matches, limits)
+            _explain(core, Path(explain_dir), path, data, found.matches)
         if as_json:
             record: dict[str, Any] = {
                 "path": str(path),
-                "matches": [m.to_dict() for m in result.matches],
-                "quality": hashes.quality,
+                "matches": [m.to_dict() for m in found.matches],
+                "quality": found.hashes.quality,
             }
-            if result.notes:
-                record["notes"] = result.notes
+            if found.notes:
+                record["notes"] = found.notes
             _emit(record)
             return
-        note = "; ".join(result.notes)
-        if not result.matches:
-            table.add_row(str(path), "-", "-", "-", "-", note or "no match")
-        for m in result.matches:
+        note = "; ".join(found.notes)
+        if not found.matches:
+            rows.append((str(path), "-", "-", "-", "-", note or "no match"))
+        for m in found.matches:
             variant = f"as {m.variant}" if m.variant else ""
             if m.changed_fraction is not None:
                 variant = f"score {m.score:.2f}, {m.changed_fraction:.0%} of the photo changed"
-            table.add_row(
-                str(path),
-                m.bank,
-                str(m.entry_id),
-                m.signal,
-                "-" if m.signal == "derivative" else str(m.distance),
-                "; ".join(x for x in (variant, note) if x),
+            rows.append(
+                (
+                    str(path),
+                    m.bank,
+                    str(m.entry_id),
+                    m.signal,
+                    "-" if m.signal == "derivative" else str(m.distance),
+                    "; ".join(x for x in (variant, note) if x),
+                )
             )
 
     batch.run(expand_paths(paths), "matching", work, str)
-    if not as_json and table.row_count:
-        out.print(table)
+    if not as_json and rows:
+        from rich.table import Table
+
+        table = Table("path", "bank", "entry", "signal", "distance", "note")
+        for row in rows:
+            table.add_row(*row)
+        _print(table)
     batch.finish()
+
+
+def _explain(
+    core: Counterfake, folder: Path, path: Path, data: bytes, matches: list[Match]
+) -> None:
+    explained = [m for m in matches if m.evidence is not None]
+    if not explained:
+        return
+    from .derivatives import overlay
+    from .media import decode_rgb
+
+    image = decode_rgb(data, limits=core.limits)
+    for m in explained:
+        assert m.evidence is not None
+        stem = f"{path.stem}-{m.bank}-{m.entry_id}"
+        overlay(image, m.evidence).save(folder / f"{stem}.png")
+        record = {"path": str(path), **m.to_dict(), "evidence": m.evidence.to_dict()}
+        with _writing(folder / f"{stem}.json") as fh:
+            fh.write(json.dumps(record, indent=2) + "\n")
 
 
 # keys and the service ------------------------------------------------------------------------
@@ -607,14 +681,15 @@ def key_create(
 ) -> None:
     """Create a key and print it once: only its hash is stored."""
     with _errors(as_json):
-        created, secret = _store(ctx).keys.create(tenant, scopes, name=name)
+        created, secret = _core(ctx).store.keys.create(tenant, scopes, name=name)
     if as_json:
         _emit({**created.to_dict(), "key": secret})
         return
     click.echo(secret)
-    err.print(
+    _print(
         f"Key {created.key_id} for tenant {created.tenant} ({', '.join(sorted(created.scopes))})."
         " Copy it now: it is not shown again.",
+        stderr=True,
         highlight=False,
     )
 
@@ -625,11 +700,13 @@ def key_create(
 def key_list(ctx: click.Context, as_json: bool) -> None:
     """List keys (never their secrets)."""
     with _errors(as_json):
-        keys = _store(ctx).keys.list()
+        keys = _core(ctx).store.keys.list()
     if as_json:
         for k in keys:
             _emit(k.to_dict())
         return
+    from rich.table import Table
+
     table = Table("key id", "tenant", "scopes", "name", "created", "revoked")
     for k in keys:
         d = k.to_dict()
@@ -641,7 +718,7 @@ def key_list(ctx: click.Context, as_json: bool) -> None:
             d["created_at"],
             d["revoked_at"] or "",
         )
-    out.print(table if keys else "No keys yet: counterfake key create --tenant T --scope S")
+    _print(table if keys else "No keys yet: counterfake key create --tenant T --scope S")
 
 
 @key.command("revoke")
@@ -650,8 +727,8 @@ def key_list(ctx: click.Context, as_json: bool) -> None:
 def key_revoke(ctx: click.Context, key_id: str) -> None:
     """Revoke a key: the service refuses it within a second."""
     with _errors():
-        _store(ctx).keys.revoke(key_id)
-    out.print(f"Revoked key {key_id}")
+        _core(ctx).store.keys.revoke(key_id)
+    _print(f"Revoked key {key_id}")
 
 
 @main.command("serve")
@@ -665,16 +742,17 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
     from .service.serve import run
 
     with _errors():
-        Store.open(settings=_settings(ctx)).close()  # migrate once, before the workers start
-    err.print(
+        _core(ctx).store  # noqa: B018 (migrate once, before the workers start)
+    _print(
         f"Counterfake service on http://{host}:{port} ({workers} worker(s)); API docs at /docs",
+        stderr=True,
         highlight=False,
     )
     run(host, port, workers, log_level)
 
 
 @main.command("investigate")
-@click.argument("archive", type=click.Path(exists=True, path_type=Path))
+@click.argument("archive", type=click.Path(path_type=Path))
 @click.option("--bank", "banks", multiple=True, help="Bank to match against (repeatable).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--no-images", is_flag=True, help="Embed no thumbnails or overlays in the report.")
@@ -696,51 +774,40 @@ def investigate_command(
 ) -> None:
     """Investigate a Telegram Desktop export (its folder or result.json) or a folder of
     images: clusters per source photo, targets, derivatives, growth; a report in --out."""
+    from rich.progress import Progress
+
     from .investigate import BankSpec, investigate, write_report
 
-    settings = _settings(ctx)
-    limits = Limits.from_settings(settings)
-    spec = None
-    if banks:
-        with _errors(as_json):
-            store = _store(ctx)
+    with _errors(as_json):
+        core = _core(ctx)
+        spec = None
+        if banks:
             for name in banks:
-                store.get_bank(name)
-        spec = BankSpec(settings.resolved_database_url, banks, settings.pdq_min_quality)
-    with _errors(as_json), Progress(console=err, disable=as_json) as progress:
+                core.bank(name, counts=False)
+            spec = BankSpec(core.settings, banks)
+        _folder(out_dir)
+    with _errors(as_json), Progress(console=_console("err"), disable=as_json) as progress:
         result = investigate(
             archive,
             spec=spec,
-            limits=limits,
+            limits=core.limits,
             dask=use_dask,
             scheduler=scheduler,
             workers=workers,
             progress=progress,
         )
-        written = write_report(result, out_dir, images=not no_images, limits=limits)
+        written = write_report(result, out_dir, images=not no_images, limits=core.limits)
     summary = result.summary()
     if as_json:
         _emit({"summary": summary, "outputs": {k: str(v) for k, v in written.items()}})
         return
-    table = Table("", "count", title=f"Investigation of {escape(str(archive))}")
+    from rich.table import Table
+
+    table = Table("", "count", title=f"Investigation of {_escape(str(archive))}")
     for name, value in summary.items():
         table.add_row(name.replace("_", " "), str(value))
-    out.print(table)
-    out.print(f"Report: {escape(str(written['report']))}", highlight=False)
-
-
-def _explain(folder: Path, path: Path, data: bytes, matches: list[Match], limits: Limits) -> None:
-    explained = [m for m in matches if m.evidence is not None]
-    if not explained:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    image = decode_rgb(data, limits=limits)
-    for m in explained:
-        assert m.evidence is not None
-        stem = f"{path.stem}-{m.bank}-{m.entry_id}"
-        overlay(image, m.evidence).save(folder / f"{stem}.png")
-        record = {"path": str(path), **m.to_dict(), "evidence": m.evidence.to_dict()}
-        (folder / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    _print(table)
+    _print(f"Report: {_escape(str(written['report']))}", highlight=False)
 
 
 @main.command("protect")
@@ -754,23 +821,23 @@ def protect_command(
 ) -> None:
     """Make signatures of your own photos, here, to protect them against manipulated copies.
     The file holds no pixels (and no file names unless --with-names)."""
-    limits = Limits.from_settings(_settings(ctx))
+    from .protect import write_signatures
+
+    core = _core(ctx)
     batch = _Batch(as_json)
     protected = []
 
     def work(path: Path) -> None:
-        photo = protect_bytes(
-            read_input(path, limits=limits), name=path.name if with_names else None, limits=limits
-        )
+        photo = core.protect(core.read(path), name=path.name if with_names else None)
         protected.append(photo)
         if as_json:
             _emit({"path": str(path), "pdq": photo.pdq, "signature_bytes": len(photo.signature)})
 
-    batch.run(expand_paths(photos), "protecting", work, str)
-    with open(output, "w", encoding="utf-8") as fh:
+    with _errors(as_json), _writing(output) as fh:
+        batch.run(expand_paths(photos), "protecting", work, str)
         write_signatures(protected, fh)
     if not as_json:
-        err.print(f"Wrote {len(protected)} signatures to {output}", highlight=False)
+        _print(f"Wrote {len(protected)} signatures to {output}", stderr=True, highlight=False)
     batch.finish()
 
 
@@ -782,4 +849,4 @@ def demo_command() -> None:
     """Build a bank from the bundled sample photos and match altered copies against it."""
     from .demo import run_demo
 
-    sys.exit(run_demo(out))
+    sys.exit(run_demo(_console("out")))

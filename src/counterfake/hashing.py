@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FileInputError, MediaError
-from .media import Limits, decode
+from .media import DecodedImage, Limits, decode
+from .model import NewEntry
 from .signals import PdqHash, pdq_dihedral, signal_types
-from .store import NewEntry
 
-__all__ = ["ImageHashes", "bank_entries", "hash_bytes", "hash_file", "read_input"]
+__all__ = ["ImageHashes", "bank_entries", "hash_bytes", "hash_decoded", "hash_file", "read_input"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,12 @@ class ImageHashes:
 
 def hash_bytes(data: bytes, *, dihedral: bool = False, limits: Limits | None = None) -> ImageHashes:
     """Hash an image held in memory; the bytes are not kept."""
-    image = decode(data, limits=limits)
+    return hash_decoded(data, decode(data, limits=limits), dihedral=dihedral)
+
+
+def hash_decoded(data: bytes, image: DecodedImage, *, dihedral: bool = False) -> ImageHashes:
+    """`hash_bytes` of an image already decoded (`media.decode`): for callers that need the
+    decoded image for more than hashing."""
     signals: dict[str, str] = {}
     quality = 0
     for name, signal_type in signal_types(per_image=True).items():

@@ -23,7 +23,7 @@ from .errors import NotFoundError
 from .hashing import ImageHashes
 from .index import HammingIndex, LinearHammingIndex, MultiIndexHammingIndex, codes_from_hex
 from .index.keypoints import KeypointShortlist
-from .signals import get_signal_type
+from .signals import get_signal_type, signal_types
 from .signals.keypoints import Features
 from .store import Bank, Change, Store
 
@@ -96,6 +96,10 @@ class Matcher:
         self._refresh_interval = refresh_interval
         # Held while the indexes change, and by `derivatives` while it takes candidates.
         self._lock = threading.RLock()
+        # The signal type whose entries are protected photos' signatures (kind "local").
+        self._local_type = next(
+            (n for n, t in signal_types().items() if t.kind == "local"), "derivative"
+        )
         self.reload()
 
     # loading and following the store ---------------------------------------------------------
@@ -305,7 +309,7 @@ class Matcher:
         for signal_type, by_bank in self._hamming.items():
             out[signal_type] += sum(len(i) for i in by_bank.values())
         for _, features in self._local.values():
-            out["derivative"] += len(features)
+            out[self._local_type] += len(features)
         return dict(out)
 
     def __len__(self) -> int:
@@ -331,15 +335,22 @@ class Matcher:
         are given, derivatives of protected photos. Pass `features` as a function to have them
         computed only then: they cost more than hashing. `banks` narrows the search."""
         notes: list[str] = []
-        pdq: dict[str, str] = {}
+        exact: dict[str, str] = {}
+        hamming: dict[str, dict[str, str]] = {}
+        for name, value in hashes.signals.items():
+            kind = get_signal_type(name).kind
+            if kind == "exact":
+                exact[name] = value
+            elif kind == "hamming256" and name != "pdq":
+                hamming[name] = {"original": value}
+        # PDQ's own quality and dihedral variants travel in ImageHashes.
         if hashes.quality < self._min_quality:
             notes.append(
                 f"pdq quality {hashes.quality} is below {self._min_quality}: not matched on PDQ"
             )
-        else:
-            pdq = {"original": hashes.signals["pdq"], **(hashes.dihedral or {})}
-        exact = {k: v for k, v in hashes.signals.items() if get_signal_type(k).kind == "exact"}
-        matches = self._search(exact, pdq, banks)
+        elif "pdq" in hashes.signals:
+            hamming["pdq"] = {"original": hashes.signals["pdq"], **(hashes.dihedral or {})}
+        matches = self._search(exact, hamming, banks)
         if not matches and features is not None and self.protects_photos(banks):
             query = features() if callable(features) else features
             matches = self.derivatives(query, banks=banks)
@@ -386,7 +397,7 @@ class Matcher:
                     Match(
                         bank,
                         entry_id,
-                        "derivative",
+                        self._local_type,
                         0,
                         score=evidence.score,
                         changed_fraction=evidence.changed_fraction,
@@ -403,30 +414,41 @@ class Matcher:
         value = kind.normalize(value)
         if kind.kind == "exact":
             return self._search({signal_type: value}, {}, banks)
-        if signal_type != "pdq":
-            return []
-        return self._search({}, {"original": value}, banks)
+        if kind.kind == "hamming256":
+            return self._search({}, {signal_type: {"original": value}}, banks)
+        return []  # a signature is found by verification, not by its value
+
+    def _threshold(self, bank: str, signal_type: str) -> int:
+        if signal_type == "pdq":
+            return self._banks[bank].pdq_threshold
+        return get_signal_type(signal_type).threshold
 
     def _search(
-        self, exact: dict[str, str], pdq: dict[str, str], banks: Collection[str] | None
+        self,
+        exact: dict[str, str],
+        hamming: dict[str, dict[str, str]],
+        banks: Collection[str] | None,
     ) -> list[Match]:
         self.refresh_if_due()
         found: dict[int, Match] = {}
-        for signal_type, value in exact.items():
-            for entry_id, bank in self._exact.get((signal_type, value), {}).items():
-                if banks is None or bank in banks:
-                    found[entry_id] = Match(bank, entry_id, signal_type, 0)
-        if pdq:
-            names = list(pdq)
-            codes = codes_from_hex([pdq[n] for n in names])
-            for bank, index in self._hamming.get("pdq", {}).items():
-                if banks is not None and bank not in banks:
-                    continue
-                results = index.search(codes, self._banks[bank].pdq_threshold)
-                for name, hits in zip(names, results, strict=True):
-                    for entry_id, distance in hits:
-                        previous = found.get(entry_id)
-                        if previous is None or distance < previous.distance:
-                            variant = None if name == "original" else name
-                            found[entry_id] = Match(bank, entry_id, "pdq", distance, variant)
+        with self._lock:  # lookups may run on several threads while one of them refreshes
+            for signal_type, value in exact.items():
+                for entry_id, bank in self._exact.get((signal_type, value), {}).items():
+                    if banks is None or bank in banks:
+                        found[entry_id] = Match(bank, entry_id, signal_type, 0)
+            for signal_type, variants in hamming.items():
+                names = list(variants)
+                codes = codes_from_hex([variants[n] for n in names])
+                for bank, index in self._hamming.get(signal_type, {}).items():
+                    if banks is not None and bank not in banks:
+                        continue
+                    results = index.search(codes, self._threshold(bank, signal_type))
+                    for name, hits in zip(names, results, strict=True):
+                        for entry_id, distance in hits:
+                            previous = found.get(entry_id)
+                            if previous is None or distance < previous.distance:
+                                variant = None if name == "original" else name
+                                found[entry_id] = Match(
+                                    bank, entry_id, signal_type, distance, variant
+                                )
         return sorted(found.values(), key=lambda m: (m.distance, m.bank, m.entry_id))

@@ -67,6 +67,9 @@ class DecodedImage:
     stored_size: tuple[int, int]
     scale: int
     orientation: int
+    #: Upright grey levels with the longer side at most `gray_side`, when `decode` was asked
+    #: for them (what local features are computed on), from the same decode.
+    gray: np.ndarray | None = None
 
 
 def _looks_supported(data: bytes) -> bool:
@@ -183,12 +186,19 @@ def _load(image: Image.Image) -> None:
         raise MediaError(f"the image data is corrupt or truncated ({exc})") from exc
 
 
-def decode(data: bytes, *, limits: Limits | None = None, exact_luma: bool = False) -> DecodedImage:
+def decode(
+    data: bytes,
+    *,
+    limits: Limits | None = None,
+    exact_luma: bool = False,
+    gray_side: int | None = None,
+) -> DecodedImage:
     """Decode just enough of an image to hash it: luma, reduced where that is safe.
 
     JPEG luma is the decoder's Y channel, which skips colour conversion; `exact_luma`
     instead decodes RGB and weighs it as PDQ does (float), for the rare images whose hash
-    is unstable enough for the difference to matter.
+    is unstable enough for the difference to matter. With `gray_side`, the same decode also
+    gives `gray`, as `decode_gray` would: a lookup that may search derivatives decodes once.
     """
     limits = limits or Limits()
     image = _open(data, limits)
@@ -196,13 +206,29 @@ def decode(data: bytes, *, limits: Limits | None = None, exact_luma: bool = Fals
     orientation = _orientation(image)
     fmt = image.format or "unknown"
     scale = _scale_for(width, height)
+    gray = None
     try:
         if fmt in ("JPEG", "MPO") and image.mode in ("RGB", "L", "YCbCr"):
-            image.draft("RGB" if exact_luma else "L", (-(-width // scale), -(-height // scale)))
+            wanted = (-(-width // scale), -(-height // scale))
+            if gray_side is not None and not exact_luma:
+                # The finer of the two decodes; PDQ's luma is then box-reduced from it, which
+                # is what the DCT-reduced decode gives up to rounding.
+                wanted = (max(wanted[0], gray_side), max(wanted[1], gray_side))
+            image.draft("RGB" if exact_luma else "L", wanted)
             _load(image)
-            scale = round(width / image.size[0])
+            decoded = round(width / image.size[0])
+            if gray_side is not None and not exact_luma:
+                gray = _working_gray(image, gray_side)
+                if scale > decoded:
+                    image = image.reduce(scale // decoded)
+                else:
+                    scale = decoded
+            else:
+                scale = decoded
         else:
             _load(image)
+            if gray_side is not None and not exact_luma:
+                gray = _working_gray(image, gray_side)
             if scale > 1 and not exact_luma:
                 image = (image if image.mode == "L" else _to_rgb(image).convert("L")).reduce(scale)
             elif scale > 1:
@@ -227,7 +253,18 @@ def decode(data: bytes, *, limits: Limits | None = None, exact_luma: bool = Fals
         stored_size=stored_size,
         scale=scale,
         orientation=orientation,
+        gray=gray,
     )
+
+
+def _working_gray(image: Image.Image, max_side: int) -> np.ndarray:
+    gray = ImageOps.exif_transpose(image)
+    gray = gray if gray.mode == "L" else _to_rgb(gray).convert("L")
+    if max(gray.size) > max_side:
+        ratio = max_side / max(gray.size)
+        size = (max(1, round(gray.width * ratio)), max(1, round(gray.height * ratio)))
+        gray = gray.resize(size, Image.Resampling.BOX)
+    return np.asarray(gray)
 
 
 def decode_gray(data: bytes, *, max_side: int, limits: Limits | None = None) -> np.ndarray:
@@ -239,13 +276,7 @@ def decode_gray(data: bytes, *, max_side: int, limits: Limits | None = None) -> 
         if image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L", "YCbCr", "CMYK"):
             image.draft("L", (max_side, max_side))
         _load(image)
-        gray = ImageOps.exif_transpose(image)
-        gray = gray if gray.mode == "L" else _to_rgb(gray).convert("L")
-        if max(gray.size) > max_side:
-            ratio = max_side / max(gray.size)
-            size = (max(1, round(gray.width * ratio)), max(1, round(gray.height * ratio)))
-            gray = gray.resize(size, Image.Resampling.BOX)
-        return np.asarray(gray)
+        return _working_gray(image, max_side)
     except MediaError:
         raise
     except Exception as exc:

@@ -21,8 +21,8 @@ from typing import IO, Any, Final
 from .errors import FormatError, SignalError
 from .hashing import hash_bytes
 from .media import Limits
+from .model import NewEntry
 from .signals.keypoints import SOURCE_FEATURES, WORK_SIDE, Features, image_features
-from .store import NewEntry
 
 __all__ = ["FORMAT", "ProtectedPhoto", "protect_bytes", "read_signatures", "write_signatures"]
 

@@ -8,13 +8,19 @@ import pytest
 
 from counterfake.errors import FileInputError
 from counterfake.investigate import BankSpec, Investigation, investigate
+from counterfake.settings import load_settings
 
 from .conftest import Archive
 
 
+def _spec(url: str) -> BankSpec:
+    """Match against the archive's bank of protected photos, in the store at `url`."""
+    return BankSpec(load_settings(database_url=url), ("protected",))
+
+
 @pytest.fixture(scope="module")
 def result(archive: Archive) -> Investigation:
-    return investigate(archive.root, spec=BankSpec(archive.bank_url, ("protected",)))
+    return investigate(archive.root, spec=_spec(archive.bank_url))
 
 
 def _by_label(result: Investigation, archive: Archive) -> dict[str, list[int]]:
@@ -79,7 +85,10 @@ def test_a_protected_photo_is_found_through_its_derivatives(
 
 def test_dask_gives_the_same_answer(result: Investigation, archive: Archive) -> None:
     on_dask = investigate(
-        archive.root, spec=BankSpec(archive.bank_url, ("protected",)), dask=True, workers=2
+        archive.root,
+        spec=_spec(archive.bank_url),
+        dask=True,
+        workers=2,
     )
     assert [f.cluster for f in on_dask.flags] == [f.cluster for f in result.flags]
     assert [f.role for f in on_dask.flags] == [f.role for f in result.flags]

@@ -12,13 +12,19 @@ from click.testing import CliRunner
 
 from counterfake.cli import main
 from counterfake.investigate import BankSpec, Investigation, investigate, write_report
+from counterfake.settings import load_settings
 
 from .conftest import Archive
 
 
+def _spec(url: str) -> BankSpec:
+    """Match against the archive's bank of protected photos, in the store at `url`."""
+    return BankSpec(load_settings(database_url=url), ("protected",))
+
+
 @pytest.fixture(scope="module")
 def result(archive: Archive) -> Investigation:
-    return investigate(archive.root, spec=BankSpec(archive.bank_url, ("protected",)))
+    return investigate(archive.root, spec=_spec(archive.bank_url))
 
 
 def test_messages_csv_has_every_post_with_its_cluster_and_flags(

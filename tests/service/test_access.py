@@ -93,6 +93,13 @@ ROUTES = [
         "owned",
         lambda s, b: {"json": {"value": _pdq()}},
     ),
+    Route(
+        "POST",
+        "/v1/banks/{bank}/signals/batch",
+        frozenset({S, C}),
+        "owned",
+        lambda s, b: {"json": {"signals": [{"value": _pdq()}, {"value": _pdq()}]}},
+    ),
     Route("GET", "/v1/banks/{bank}/entries/{entry_id}", frozenset({C}), "owned"),
     Route("DELETE", "/v1/banks/{bank}/entries/{entry_id}", frozenset({S, C}), "owned"),
     Route(

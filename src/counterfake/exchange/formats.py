@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import IO, Literal
 
 from ..errors import CounterfakeError, FormatError
-from ..store import Entry, NewEntry
+from ..model import Entry, NewEntry
 
 __all__ = ["FORMATS", "parse_lines", "write_entries"]
 

@@ -11,12 +11,13 @@ from typing import Final
 import cv2
 import numpy as np
 
+from ..core import Counterfake
 from ..errors import CounterfakeError
-from ..hashing import hash_bytes, read_input
-from ..matching import Match, Matcher
-from ..media import Limits, decode_gray
+from ..hashing import hash_decoded, read_input
+from ..matching import Match
+from ..media import Limits, decode
+from ..settings import Settings
 from ..signals.keypoints import WORK_SIDE, gray_features
-from ..store import Store
 
 __all__ = ["BankSpec", "ImageRecord", "analyse_image"]
 
@@ -26,11 +27,11 @@ THUMB_SIDE: Final = 128
 
 @dataclasses.dataclass(frozen=True)
 class BankSpec:
-    """Which banks to match against, by database URL: a worker opens its own store."""
+    """Which banks to match against, and the settings (the database's URL among them) with
+    which a worker opens its own core object."""
 
-    database_url: str
+    settings: Settings
     banks: tuple[str, ...]
-    min_quality: int = 50
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -46,15 +47,14 @@ class ImageRecord:
     error_message: str = ""
 
 
-_matchers: dict[BankSpec, Matcher] = {}
+_cores: dict[BankSpec, Counterfake] = {}
 
 
-def _matcher(spec: BankSpec) -> Matcher:
-    """One matcher per process and bank set (a Dask worker keeps it between tasks)."""
-    if spec not in _matchers:
-        store = Store.open(spec.database_url)
-        _matchers[spec] = Matcher(store, list(spec.banks), min_quality=spec.min_quality)
-    return _matchers[spec]
+def _core(spec: BankSpec) -> Counterfake:
+    """One core object per process and bank set (a Dask worker keeps it between tasks)."""
+    if spec not in _cores:
+        _cores[spec] = Counterfake(spec.settings, banks=spec.banks)
+    return _cores[spec]
 
 
 def _thumb(gray: np.ndarray) -> bytes:
@@ -68,13 +68,16 @@ def analyse_image(path: Path, spec: BankSpec | None, limits: Limits | None = Non
     limits = limits or Limits()
     try:
         data = read_input(path, limits=limits)
-        hashes = hash_bytes(data, limits=limits)
-        gray = decode_gray(data, max_side=WORK_SIDE, limits=limits)
+        image = decode(data, limits=limits, gray_side=WORK_SIDE)  # once, for all of it
+        assert image.gray is not None
+        gray = image.gray
         features = gray_features(gray, query=False)
         matches: tuple[Match, ...] = ()
         if spec is not None and spec.banks:
-            result = _matcher(spec).match(hashes, features=lambda: gray_features(gray, query=True))
-            matches = tuple(result.matches)
+            found = _core(spec).lookup(data, image=image)
+            hashes, matches = found.hashes, tuple(found.matches)
+        else:
+            hashes = hash_decoded(data, image)
         return ImageRecord(
             pdq=hashes.signals["pdq"],
             quality=hashes.quality,

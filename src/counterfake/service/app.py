@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..core import Counterfake
 from ..errors import (
     AccessError,
     ConflictError,
@@ -28,10 +29,7 @@ from ..errors import (
     NotFoundError,
     UnavailableError,
 )
-from ..matching import Matcher
-from ..media import Limits
 from ..settings import Settings, load_settings
-from ..store import Store
 from .auth import KeyCache
 from .fetch import Fetcher, parse_networks
 from .uploads import ENVELOPE, Hasher
@@ -145,17 +143,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store.open(settings=settings)
-        limits = Limits.from_settings(settings)
-        app.state.settings = settings
-        app.state.store = store
-        app.state.limits = limits
-        app.state.keys = KeyCache(store)
-        app.state.matcher = Matcher(store, min_quality=settings.pdq_min_quality)
-        app.state.matcher.match_signal("pdq", "0" * 64)  # compiles the index kernels now
-        app.state.hasher = Hasher(
-            limits, concurrency=settings.hash_concurrency, queue=settings.hash_queue
-        )
+        core = Counterfake(settings)
+        app.state.core = core
+        app.state.keys = KeyCache(core.store)
+        core.lookup_signal("pdq", "0" * 64)  # loads the index and compiles its kernels now
+        app.state.hasher = Hasher(concurrency=settings.hash_concurrency, queue=settings.hash_queue)
         app.state.fetcher = Fetcher(
             enabled=settings.fetch_urls,
             allow=parse_networks(settings.fetch_allow),
@@ -166,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            store.close()
+            core.close()
 
     from . import omm, routes
 

@@ -1,22 +1,22 @@
 """Who is calling and what they may touch: API keys, scopes and tenants.
 
-Every route declares the scopes that admit it (`admin` admits everything). A tenant sees only
-banks it owns; for matching, also banks shared with it. A bank a key's tenant may not see is
-answered as if it did not exist (404), so that names do not leak across tenants.
+Every route declares the scopes that admit it (`admin` admits everything). Which banks a key's
+tenant may see is the core object's rule (`Counterfake.bank`, `Counterfake.searchable`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Final
 
 from fastapi import Depends, Request
 
-from ..errors import AccessError, NotFoundError
-from ..matching import Matcher
-from ..store import ApiKey, Bank, Store
+from ..core import Counterfake
+from ..errors import AccessError
+from ..model import ApiKey
+from ..store import Store
 
 __all__ = [
     "Admin",
@@ -26,11 +26,8 @@ __all__ = [
     "KeyCache",
     "MatchKey",
     "Submit",
-    "bank_for",
-    "matcher_of",
+    "core_of",
     "require",
-    "store_of",
-    "visible_banks",
 ]
 
 #: A revoked key is refused at most this long after its revocation.
@@ -90,34 +87,10 @@ def require(*scopes: str) -> Callable[[Request], Awaitable[ApiKey]]:
     return dependency
 
 
-def bank_for(key: ApiKey, bank: Bank) -> Bank:
-    """The bank, if the key's tenant owns it (or the key is admin); else bank_not_found."""
-    if "admin" in key.scopes or bank.tenant == key.tenant:
-        return bank
-    raise NotFoundError(f"no bank named {bank.name!r}", code="bank_not_found", bank=bank.name)
-
-
-def visible_banks(matcher: Matcher, key: ApiKey, requested: Collection[str] = ()) -> set[str]:
-    """Banks the key may match against: all it can see, or those requested, each visible."""
-    matcher.refresh_if_due()
-    if set(requested) - set(matcher.banks):
-        matcher.refresh()  # a bank created a moment ago is not unknown
-    banks = [matcher.bank(name) for name in matcher.banks]
-    visible = {b.name for b in banks if "admin" in key.scopes or b.visible_to(key.tenant)}
-    for name in requested:
-        if name not in visible:
-            raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
-    return set(requested) if requested else visible
-
-
-def store_of(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def matcher_of(request: Request) -> Matcher:
-    matcher: Matcher = request.app.state.matcher
-    return matcher
+def core_of(request: Request) -> Counterfake:
+    """The worker's core object: every route calls it and holds no rule of its own."""
+    core: Counterfake = request.app.state.core
+    return core
 
 
 # The scopes each kind of route admits, as parameter types: `key: Curate`.

@@ -13,21 +13,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..core import Added
 from ..errors import InputError
-from ..hashing import ImageHashes, bank_entries
+from ..hashing import ImageHashes
+from ..model import ApiKey, NewEntry
 from ..signals import get_signal_type, signal_types
-from ..store import ApiKey, NewEntry
-from .auth import (
-    Curate,
-    Hashing,
-    MatchKey,
-    Submit,
-    bank_for,
-    matcher_of,
-    store_of,
-    visible_banks,
-)
-from .uploads import hash_request
+from .auth import Curate, Hashing, MatchKey, Submit, core_of
+from .uploads import hash_request, request_image, run_image_work
 
 __all__ = ["router"]
 
@@ -59,9 +51,7 @@ async def _hash_request(request: Request, url: str | None, content_type: str | N
 
 
 def _banks_matching(request: Request, key: ApiKey, signal_type: str, signal: str) -> list[str]:
-    matcher = matcher_of(request)
-    allowed = visible_banks(matcher, key)
-    matches = matcher.match_signal(signal_type, signal, banks=allowed)
+    matches = core_of(request).lookup_signal(signal_type, signal, principal=key)
     return sorted({m.bank for m in matches})
 
 
@@ -70,9 +60,7 @@ async def raw_lookup(
     request: Request, key: MatchKey, signal: str, signal_type: str
 ) -> dict[str, list[int]]:
     """OMM: ids of the entries the signal matches."""
-    matcher = matcher_of(request)
-    allowed = visible_banks(matcher, key)
-    matches = matcher.match_signal(signal_type, signal, banks=allowed)
+    matches = core_of(request).lookup_signal(signal_type, signal, principal=key)
     return {"matches": [m.entry_id for m in matches]}
 
 
@@ -106,7 +94,7 @@ async def index_status(
     request: Request, key: MatchKey, signal_type: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """OMM: per signal type, whether an index is loaded, up to when, and its size."""
-    matcher = matcher_of(request)
+    matcher = core_of(request).matcher
     matcher.refresh_if_due()
     sizes = matcher.sizes()
     names = _types(signal_type)
@@ -143,8 +131,7 @@ def _bank_config(name: str) -> dict[str, Any]:
 @router.get("/c/banks")
 def banks_index(request: Request, key: Curate) -> list[dict[str, Any]]:
     """OMM: the banks (of the key's tenant) as OMM bank configs."""
-    tenant = None if "admin" in key.scopes else key.tenant
-    return [_bank_config(b.name) for b in store_of(request).list_banks(counts=False, tenant=tenant)]
+    return [_bank_config(b.name) for b in core_of(request).banks(principal=key, counts=False)]
 
 
 @router.post("/c/banks", status_code=201)
@@ -163,12 +150,12 @@ def bank_create(
             "partly or wholly disabled banks (enabled_ratio < 1) are not supported",
             code="unsupported_option",
         )
-    bank = store_of(request).create_bank(name, tenant=key.tenant)
-    matcher_of(request).expire()
+    bank = core_of(request).create_bank(name, principal=key)
     return _bank_config(bank.name)
 
 
-def _content_answer(hashes: dict[str, str], ids: dict[str, int]) -> dict[str, Any]:
+def _content_answer(hashes: dict[str, str], added: Added) -> dict[str, Any]:
+    ids = {r.signal_type: r.entry_id for r in added.results}
     content_id = ids.get("pdq", next(iter(ids.values()), 0))
     return {"id": content_id, "signals": hashes}
 
@@ -178,15 +165,12 @@ async def bank_add_file(
     request: Request, key: Submit, bank_name: str, url: str | None = None
 ) -> dict[str, Any]:
     """OMM: add an uploaded file (field `photo`) or `url` to a bank."""
-    store = store_of(request)
-    bank_for(key, await run_in_threadpool(store.get_bank, bank_name))
-    hashes = await _hash_request(request, url, None)
-    entries = bank_entries(hashes)
-    results = await run_in_threadpool(
-        lambda: store.add_entries(bank_name, entries, submitted_by=key.key_id)
-    )
-    matcher_of(request).expire()
-    return _content_answer(dict(hashes.signals), {r.signal_type: r.entry_id for r in results})
+    core = core_of(request)
+    await run_in_threadpool(core.bank, bank_name, principal=key, counts=False)
+    data = await request_image(request, url, field="photo")
+    added = await run_image_work(request, lambda: core.add_image(bank_name, data, principal=key))
+    assert added.hashes is not None
+    return _content_answer(dict(added.hashes.signals), added)
 
 
 @router.post("/c/bank/{bank_name}/signal")
@@ -196,10 +180,7 @@ def bank_add_as_signals(
     """OMM: add signals `{"pdq": "<hex>", ...}` directly."""
     if not body:
         raise InputError("No signals given", code="invalid_request")
-    store = store_of(request)
-    bank_for(key, store.get_bank(bank_name))
     entries = [NewEntry(t, v, source="hashes") for t, v in body.items()]
-    results = store.add_entries(bank_name, entries, submitted_by=key.key_id)
-    matcher_of(request).expire()
+    added = core_of(request).add_signals(bank_name, entries, principal=key)
     stored = {t: get_signal_type(t).normalize(v) for t, v in body.items()}
-    return _content_answer(stored, {r.signal_type: r.entry_id for r in results})
+    return _content_answer(stored, added)

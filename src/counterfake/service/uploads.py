@@ -16,10 +16,18 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from ..errors import InputError, MediaError, UnavailableError
-from ..hashing import ImageHashes, hash_bytes
+from ..hashing import ImageHashes
 from ..media import Limits
 
-__all__ = ["ENVELOPE", "Hasher", "Upload", "hash_request", "read_upload", "request_image"]
+__all__ = [
+    "ENVELOPE",
+    "Hasher",
+    "Upload",
+    "hash_request",
+    "read_upload",
+    "request_image",
+    "run_image_work",
+]
 
 T = TypeVar("T")
 
@@ -123,17 +131,14 @@ async def read_upload(request: Request, limits: Limits) -> Upload:
 
 
 class Hasher:
-    """Hashes uploads on worker threads, at most `concurrency` at once; beyond `queue` waiting
-    uploads a request is refused with `busy` rather than left to time out."""
+    """Runs image work (hashing, lookups, adds) on worker threads, at most `concurrency` at
+    once; beyond `queue` waiting uploads a request is refused with `busy` rather than left to
+    time out."""
 
-    def __init__(self, limits: Limits, *, concurrency: int, queue: int) -> None:
-        self._limits = limits
+    def __init__(self, *, concurrency: int, queue: int) -> None:
         self._limiter = anyio.CapacityLimiter(max(1, concurrency))
         self._queue = max(0, queue)
         self._waiting = 0
-
-    async def hash(self, data: bytes, *, dihedral: bool = False) -> ImageHashes:
-        return await self.run(lambda: hash_bytes(data, dihedral=dihedral, limits=self._limits))
 
     async def run(self, work: Callable[[], T]) -> T:
         """Any image work (hashing, local features, verification) under the same limits."""
@@ -151,8 +156,14 @@ async def hash_request(
 ) -> ImageHashes:
     """The hashes of the request's image (see `request_image`)."""
     data = await request_image(request, url, field=field)
+    core = request.app.state.core
+    return await run_image_work(request, lambda: core.hash(data, dihedral=dihedral))
+
+
+async def run_image_work(request: Request, work: Callable[[], T]) -> T:
+    """Run CPU work on an image on the worker's hashing threads (see `Hasher`)."""
     hasher: Hasher = request.app.state.hasher
-    return await hasher.hash(data, dihedral=dihedral)
+    return await hasher.run(work)
 
 
 async def request_image(request: Request, url: str | None, *, field: str | None = None) -> bytes:
@@ -161,7 +172,7 @@ async def request_image(request: Request, url: str | None, *, field: str | None 
     if url:
         data: bytes = await request.app.state.fetcher.fetch(url)
     else:
-        upload = await read_upload(request, request.app.state.limits)
+        upload = await read_upload(request, request.app.state.core.limits)
         if field is not None and upload.field not in (None, field):
             raise InputError(
                 f"the file field must be named {field!r} (the content type); got {upload.field!r}",

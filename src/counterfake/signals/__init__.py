@@ -12,10 +12,11 @@ from typing import ClassVar, Literal
 from ..errors import SignalError
 from ..media import DecodedImage, Limits, decode
 from . import digests
-from .pdq import DIHEDRAL_NAMES, PdqHash, pdq, pdq_dihedral, pdq_reference
+from .pdq import DIHEDRAL_NAMES, PDQ_THRESHOLD, PdqHash, pdq, pdq_dihedral, pdq_reference
 
 __all__ = [
     "DIHEDRAL_NAMES",
+    "PDQ_THRESHOLD",
     "PdqHash",
     "SignalType",
     "get_signal_type",
@@ -36,6 +37,8 @@ class SignalType:
     kind: ClassVar[Kind]
     #: Computed for every image by `hash_bytes`; False for signals made on request.
     per_image: ClassVar[bool] = True
+    #: Hamming kinds: the largest distance that is a match (PDQ's comes from its bank).
+    threshold: ClassVar[int] = 0
 
     def compute(self, data: bytes, image: DecodedImage) -> tuple[str, int | None]:
         """The serialised value and, where the type has one, its quality (0-100)."""
@@ -84,6 +87,7 @@ class Sha256Signal(_HexDigest):
 class PdqSignal(SignalType):
     name = "pdq"
     kind: ClassVar[Kind] = "hamming256"
+    threshold: ClassVar[int] = PDQ_THRESHOLD
 
     #: Below this quality the hash of a near-flat image swings with rounding, so we decode
     #: again with PDQ's exact luma to stay within tolerance of other implementations.

@@ -24,7 +24,7 @@ import pdqhash
 from ..errors import SignalError
 from ..media import DecodedImage, Limits, decode_rgb
 
-__all__ = ["DIHEDRAL_NAMES", "PdqHash", "pdq", "pdq_dihedral", "pdq_reference"]
+__all__ = ["DIHEDRAL_NAMES", "PDQ_THRESHOLD", "PdqHash", "pdq", "pdq_dihedral", "pdq_reference"]
 
 #: pdqhash's order and names for the eight dihedral variants.
 DIHEDRAL_NAMES: Final = (
@@ -38,6 +38,8 @@ DIHEDRAL_NAMES: Final = (
     "flipminus1",
 )
 _HEX_DIGITS: Final = 64
+#: The distance within which two PDQ hashes are the same image: PDQ's recommended 31 bits.
+PDQ_THRESHOLD: Final = 31
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,385 @@
+"""The core object: one `Counterfake` behind every face (CLI, /v1, the HMA routes, the demo,
+`investigate`).
+
+It owns the settings, the store, the matcher and the limits, and it holds the rules the faces
+share: what an image or a signature file adds to a bank, how an image is looked up (decoded
+once; digests and PDQ first, derivatives only when nothing matched and a searched bank
+protects photos), that a write is matched by this process at once, and who may see which bank.
+A face translates its protocol (arguments, HTTP, HMA shapes) into these calls and back.
+
+A `principal` is the API key a service request carries; `None` is the local operator (the
+CLI, the demo, an investigation), who sees every bank.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import AccessError, FormatError, InputError, NotFoundError
+from .hashing import ImageHashes, bank_entries, hash_decoded, read_input
+from .matching import Match, Matcher
+from .media import DecodedImage, Limits, decode
+from .model import DEFAULT_TENANT, AddResult, ApiKey, Bank, Entry, NewEntry
+from .protect import ProtectedPhoto, protect_bytes, read_signatures
+from .settings import Settings, load_settings
+from .signals import get_signal_type
+from .signals.keypoints import WORK_SIDE, Features, gray_features
+from .store import Store
+
+__all__ = ["Added", "Counterfake", "Lookup"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Lookup:
+    """What a lookup of an image found: its hashes, its matches, and notes (for example that
+    its PDQ quality is too low to match on PDQ)."""
+
+    hashes: ImageHashes
+    matches: list[Match]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "hashes": self.hashes.to_dict(),
+            "matches": [m.to_dict() for m in self.matches],
+        }
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Added:
+    """What an add did: one result per entry, and the image's hashes when it was an image."""
+
+    results: list[AddResult]
+    hashes: ImageHashes | None = None
+
+    @property
+    def created(self) -> int:
+        """Entries created or reinstated (not those that were there already)."""
+        return sum(r.status != "existing" for r in self.results)
+
+
+class Counterfake:
+    """The application. `Counterfake()` reads the settings (COUNTERFAKE_* variables, the TOML
+    file); the store opens on first use. `banks` narrows what its matcher holds (an
+    investigation matching against two banks need not load the others)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        banks: Sequence[str] | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.limits = Limits.from_settings(self.settings)
+        self._store = store
+        self._owns_store = store is None
+        self._matcher_banks = list(banks) if banks is not None else None
+        self._matcher: Matcher | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(settings=self.settings)
+        return self._store
+
+    @property
+    def matcher(self) -> Matcher:
+        """The in-memory indexes, loaded on first use and following the store's change log."""
+        if self._matcher is None:
+            self._matcher = Matcher(
+                self.store, self._matcher_banks, min_quality=self.settings.pdq_min_quality
+            )
+        return self._matcher
+
+    def close(self) -> None:
+        if self._store is not None and self._owns_store:
+            self._store.close()
+        self._store = None
+        self._matcher = None
+
+    def __enter__(self) -> Counterfake:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # hashing -----------------------------------------------------------------------------------
+
+    def read(self, path: str | Path) -> bytes:
+        """A file's bytes under the size limit; FileInputError with a code otherwise."""
+        return read_input(Path(path), limits=self.limits)
+
+    def hash(self, data: bytes, *, dihedral: bool = False) -> ImageHashes:
+        """Every per-image signal of an image held in memory; nothing is kept."""
+        return hash_decoded(data, decode(data, limits=self.limits), dihedral=dihedral)
+
+    def protect(self, data: bytes, *, name: str | None = None) -> ProtectedPhoto:
+        """A photo's PDQ hash and derivative signature, made here; the bytes are not kept."""
+        return protect_bytes(data, name=name, limits=self.limits)
+
+    # banks -------------------------------------------------------------------------------------
+
+    def create_bank(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        threshold: int | None = None,
+        tenant: str | None = None,
+        shared_with: Iterable[str] = (),
+        principal: ApiKey | None = None,
+    ) -> Bank:
+        """A new bank, owned by `tenant` (default: the principal's, or `default`). Only the
+        operator or an admin key creates banks for another tenant."""
+        own = principal.tenant if principal is not None else DEFAULT_TENANT
+        if (
+            principal is not None
+            and tenant not in (None, principal.tenant)
+            and not principal.is_admin
+        ):
+            raise AccessError("only an admin key creates banks for another tenant")
+        bank = self.store.create_bank(
+            name,
+            description=description,
+            threshold=threshold,
+            tenant=tenant or own,
+            shared_with=shared_with,
+        )
+        self._wrote()
+        return bank
+
+    def update_bank(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        threshold: int | None = None,
+        shared_with: Iterable[str] | None = None,
+        principal: ApiKey | None = None,
+    ) -> Bank:
+        """Change a bank's description, PDQ threshold, or the tenants it is shared with."""
+        self.bank(name, principal=principal, counts=False)
+        bank = self.store.update_bank(
+            name, description=description, threshold=threshold, shared_with=shared_with
+        )
+        self._wrote()
+        return bank
+
+    def delete_bank(self, name: str, *, principal: ApiKey | None = None) -> None:
+        """Delete a bank and every entry in it."""
+        self.bank(name, principal=principal, counts=False)
+        self.store.delete_bank(name)
+        self._wrote()
+
+    def bank(self, name: str, *, principal: ApiKey | None = None, counts: bool = True) -> Bank:
+        """A bank the principal's tenant owns (any, for the operator or an admin key); any
+        other is answered as if it did not exist, so that names do not leak across tenants.
+        `counts=False` skips counting its entries (a scan of the bank)."""
+        bank = self.store.get_bank(name, counts=counts)
+        if principal is None or principal.is_admin or bank.tenant == principal.tenant:
+            return bank
+        raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
+
+    def banks(self, *, principal: ApiKey | None = None, counts: bool = True) -> list[Bank]:
+        """The banks the principal's tenant owns (every bank for the operator or an admin)."""
+        tenant = None if principal is None or principal.is_admin else principal.tenant
+        return self.store.list_banks(counts=counts, tenant=tenant)
+
+    # entries -----------------------------------------------------------------------------------
+
+    def add_image(
+        self,
+        bank: str,
+        data: bytes,
+        *,
+        source_name: str | None = None,
+        dihedral: bool = False,
+        principal: ApiKey | None = None,
+    ) -> Added:
+        """Hash an image and add every signal of it to a bank; the bytes are not kept."""
+        self.bank(bank, principal=principal, counts=False)
+        hashes = self.hash(data, dihedral=dihedral)
+        results = self._add(bank, bank_entries(hashes, source_name=source_name), principal)
+        return Added(results, hashes)
+
+    def add_signals(
+        self, bank: str, entries: Iterable[NewEntry], *, principal: ApiKey | None = None
+    ) -> Added:
+        """Add signal values computed elsewhere (one transaction; idempotent per value)."""
+        self.bank(bank, principal=principal, counts=False)
+        return Added(self._add(bank, list(entries), principal))
+
+    def add_signatures(
+        self, bank: str, photos: Iterable[ProtectedPhoto], *, principal: ApiKey | None = None
+    ) -> Added:
+        """Add protected photos (from a signature file): a PDQ and a derivative entry each."""
+        self.bank(bank, principal=principal, counts=False)
+        entries = [entry for photo in photos for entry in photo.entries()]
+        return Added(self._add(bank, entries, principal))
+
+    def signature_file(
+        self, lines: Iterable[str], *, path: str | None = None
+    ) -> Iterator[ProtectedPhoto | FormatError]:
+        """The photos of a signature file, a bad line as a FormatError in its place."""
+        return read_signatures(lines, path=path)
+
+    def withdraw(self, bank: str, entry_id: int, *, principal: ApiKey | None = None) -> Entry:
+        """Withdraw an entry: it stops matching here at once, and in every other process
+        within its refresh interval. A submit-only key withdraws only what it submitted."""
+        self.entry(bank, entry_id, principal=principal)
+        entry = self.store.withdraw(bank, entry_id)
+        self._wrote()
+        return entry
+
+    def entry(self, bank: str, entry_id: int, *, principal: ApiKey | None = None) -> Entry:
+        """An entry of a bank the principal may curate, or one the principal submitted."""
+        self.bank(bank, principal=principal, counts=False)
+        try:
+            entry: Entry | None = self.store.get_entry(entry_id)
+        except NotFoundError:
+            entry = None
+        mine = (
+            principal is None
+            or bool(principal.scopes & {"curate", "admin"})
+            or (entry is not None and entry.submitted_by == principal.key_id)
+        )
+        if entry is None or entry.bank != bank or not mine:
+            raise NotFoundError(f"bank {bank!r} has no entry {entry_id}", code="entry_not_found")
+        return entry
+
+    def entries(
+        self,
+        bank: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        signal_type: str | None = None,
+        source: str | None = None,
+        withdrawn: bool | None = None,
+        principal: ApiKey | None = None,
+    ) -> list[Entry]:
+        """A page of a bank's entries in id order after entry id `after`."""
+        self.bank(bank, principal=principal, counts=False)
+        return self.store.list_entries(
+            bank,
+            after=after,
+            limit=limit,
+            signal_type=signal_type,
+            source=source,
+            withdrawn=withdrawn,
+        )
+
+    def export(
+        self, bank: str, out: IO[str], *, format: str = "jsonl", principal: ApiKey | None = None
+    ) -> int:
+        """Write a bank to `out`: jsonl (every entry, withdrawals included, signatures too) or
+        te (active PDQ hashes). Returns how many entries were written."""
+        from .exchange import FORMATS, write_entries
+
+        if format not in FORMATS:
+            raise InputError(
+                f"formats are {', '.join(FORMATS)}; not {format[:40]!r}", code="unknown_format"
+            )
+        self.bank(bank, principal=principal, counts=False)
+        entries = self.store.iter_entries(bank, include_withdrawn=(format == "jsonl"))
+        return write_entries(entries, out, format=format)
+
+    def _add(self, bank: str, entries: list[NewEntry], principal: ApiKey | None) -> list[AddResult]:
+        submitted_by = principal.key_id if principal is not None else None
+        results = self.store.add_entries(bank, entries, submitted_by=submitted_by)
+        self._wrote()
+        return results
+
+    def _wrote(self) -> None:
+        # This process reads its own writes: the next match applies the change log first.
+        if self._matcher is not None:
+            self._matcher.expire()
+
+    # lookups -----------------------------------------------------------------------------------
+
+    def searchable(
+        self, requested: Collection[str] = (), *, principal: ApiKey | None = None
+    ) -> set[str] | None:
+        """The banks a lookup searches: those requested (each must be visible), else all the
+        principal may match (owned or shared with its tenant). None: every bank."""
+        matcher = self.matcher
+        matcher.refresh_if_due()
+        if set(requested) - set(matcher.banks):
+            matcher.refresh()  # a bank created a moment ago is not unknown
+        visible = {
+            name
+            for name in matcher.banks
+            if principal is None
+            or principal.is_admin
+            or matcher.bank(name).visible_to(principal.tenant)
+        }
+        for name in requested:
+            if name not in visible:
+                raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
+        if requested:
+            return set(requested)
+        return None if principal is None else visible
+
+    def lookup(
+        self,
+        data: bytes,
+        *,
+        banks: Collection[str] = (),
+        dihedral: bool = False,
+        principal: ApiKey | None = None,
+        image: DecodedImage | None = None,
+    ) -> Lookup:
+        """Hash an image and match it: exact digests and PDQ first; only when they find
+        nothing and a searched bank protects photos, derivatives of those photos. The image
+        is decoded once (pass `image` if the caller decoded it already, with `gray`). CPU
+        work: run it on the caller's executor."""
+        searched = self.searchable(banks, principal=principal)
+        matcher = self.matcher
+        protects = matcher.protects_photos(searched)
+        if image is None:
+            image = decode(data, limits=self.limits, gray_side=WORK_SIDE if protects else None)
+        hashes = hash_decoded(data, image, dihedral=dihedral)
+
+        def features() -> Features:
+            gray = image.gray
+            if gray is None:  # a caller's image decoded without it
+                from .media import decode_gray
+
+                gray = decode_gray(data, max_side=WORK_SIDE, limits=self.limits)
+            return gray_features(gray, query=True)
+
+        result = matcher.match(hashes, banks=searched, features=features if protects else None)
+        return Lookup(hashes, result.matches, result.notes)
+
+    def lookup_signal(
+        self,
+        signal_type: str,
+        value: str,
+        *,
+        banks: Collection[str] = (),
+        principal: ApiKey | None = None,
+    ) -> list[Match]:
+        """Entries matching one signal value (normalised first; SignalError if invalid)."""
+        searched = self.searchable(banks, principal=principal)
+        return self.matcher.match_signal(signal_type, value, banks=searched)
+
+    def compare(self, signal_type: str, a: str, b: str) -> dict[str, Any]:
+        """The distance between two values of a signal type, and whether it is a match at the
+        default threshold (PDQ's setting; a plug-in's own; 0 for exact signals)."""
+        kind = get_signal_type(signal_type)
+        a, b = kind.normalize(a), kind.normalize(b)
+        distance = kind.distance(a, b)
+        if kind.kind == "exact":
+            threshold = 0
+        elif signal_type == "pdq":
+            threshold = self.settings.pdq_threshold
+        else:
+            threshold = kind.threshold
+        return {"distance": distance, "threshold": threshold, "match": distance <= threshold}

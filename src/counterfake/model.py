@@ -1,0 +1,167 @@
+"""The values every layer passes around: banks, entries, changes, audit events and API keys.
+
+Plain frozen dataclasses, no database: hashing, matching, exchange formats and the faces use
+them without loading the store (SQLAlchemy, Alembic).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from datetime import datetime
+from typing import Any, Final, Literal
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "SCOPES",
+    "AddResult",
+    "ApiKey",
+    "AuditEvent",
+    "Bank",
+    "Change",
+    "Entry",
+    "NewEntry",
+]
+
+DEFAULT_TENANT: Final = "default"
+#: submit: add to its tenant's banks and withdraw its own submissions, nothing else.
+#: match: look up against banks its tenant owns or that are shared with it.
+#: curate: manage its tenant's banks and their entries.  admin: everything, every tenant.
+SCOPES: Final = ("submit", "match", "curate", "admin")
+
+
+@dataclasses.dataclass(frozen=True)
+class Bank:
+    id: int
+    name: str
+    description: str
+    pdq_threshold: int
+    created_at: datetime
+    active_entries: int = 0
+    withdrawn_entries: int = 0
+    tenant: str = DEFAULT_TENANT
+    #: Other tenants whose match keys may match against this bank.
+    shared_with: tuple[str, ...] = ()
+
+    def visible_to(self, tenant: str) -> bool:
+        return tenant == self.tenant or tenant in self.shared_with
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "pdq_threshold": self.pdq_threshold,
+            "tenant": self.tenant,
+            "shared_with": list(self.shared_with),
+            "active_entries": self.active_entries,
+            "withdrawn_entries": self.withdrawn_entries,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    id: int
+    bank: str
+    signal_type: str
+    value: str
+    quality: int | None
+    source: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    withdrawn_at: datetime | None
+    submitted_by: str | None = None
+    #: A derivative entry's signature (signals.keypoints); None for every other signal.
+    payload: bytes | None = dataclasses.field(default=None, repr=False)
+
+    def to_dict(self, *, with_payload: bool = False) -> dict[str, Any]:
+        out = {
+            "entry_id": self.id,
+            "bank": self.bank,
+            "signal": self.signal_type,
+            "value": self.value,
+            "quality": self.quality,
+            "source": self.source,
+            "metadata": self.metadata,
+            "created_at": self.created_at.isoformat(),
+            "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
+            "submitted_by": self.submitted_by,
+        }
+        if with_payload and self.payload is not None:
+            out["signature"] = base64.b64encode(self.payload).decode("ascii")
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class NewEntry:
+    signal_type: str
+    value: str
+    quality: int | None = None
+    source: str = "hashes"
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    withdrawn_at: datetime | None = None
+    #: The binary signature of a `derivative` entry (its value is the signature's SHA-256).
+    payload: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AddResult:
+    entry_id: int
+    signal_type: str
+    status: Literal["created", "existing", "reinstated", "withdrawn"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One change to what can match. `op` is add, withdraw, bank_create, bank_update or
+    bank_delete; for an add, the entry's signal as it is now (None if it is gone since)."""
+
+    seq: int
+    op: str
+    bank: str
+    entry_id: int | None
+    signal_type: str | None = None
+    value: str | None = None
+    quality: int | None = None
+    withdrawn: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    action: str
+    bank: str | None
+    entry_id: int | None
+    detail: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiKey:
+    """Who calls the service: a tenant and scopes. The core takes it as the principal."""
+
+    key_id: str
+    tenant: str
+    scopes: frozenset[str]
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+    @property
+    def submit_only(self) -> bool:
+        """A key that may add and withdraw its own entries, and read nothing back."""
+        return self.scopes <= {"submit"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "tenant": self.tenant,
+            "scopes": sorted(self.scopes, key=SCOPES.index),
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }

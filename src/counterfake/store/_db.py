@@ -1,0 +1,158 @@
+"""The one small database handle every part of the store works through: engine set-up for
+SQLite and PostgreSQL, transactions, driver errors translated, and the two writes every change
+makes in its own transaction (the change log and the audit log)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import DatabaseError, InputError, NotFoundError
+from .schema import audit_log, banks, changes
+
+_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_MIGRATIONS: Final = Path(__file__).parent / "migrations"
+
+
+def utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_name(name: str, *, what: str, code: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InputError(
+            f"a {what} name is 1-100 letters, digits, '.', '_' or '-', starting with a letter"
+            f" or digit; got {str(name)[:120]!r}",
+            code=code,
+        )
+    return name
+
+
+def check_tenants(tenants: list[str]) -> list[str]:
+    for tenant in tenants:
+        check_name(tenant, what="tenant", code="invalid_tenant")
+    return list(dict.fromkeys(tenants))
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Driver errors become DatabaseError at the store's boundary."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        raise DatabaseError(f"the store failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _engine_for(url: str) -> Engine:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            try:
+                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(f"cannot create the store's folder: {exc}") from exc
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE: two writers then queue on
+            # the busy timeout instead of failing with "database is locked" on upgrade.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            read_only = connection.get_execution_options().get("counterfake_read_only")
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class Database:
+    """An engine and the few things every concern of the store does with it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def connect(cls, url: str) -> Database:
+        return cls(_engine_for(url))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        with translated(), self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724011)")
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One transaction (BEGIN IMMEDIATE on SQLite), driver errors translated."""
+        with translated(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with translated(), self.engine.connect() as conn:
+            conn.execution_options(counterfake_read_only=True)
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @staticmethod
+    def bank_id(conn: Connection, name: str) -> int:
+        bank_id = conn.execute(sa.select(banks.c.id).where(banks.c.name == name)).scalar()
+        if bank_id is None:
+            raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
+        return int(bank_id)
+
+    @staticmethod
+    def change(conn: Connection, op: str, bank: str, entry_id: int | None = None) -> None:
+        """Append to the change log that every index follows."""
+        conn.execute(changes.insert().values(at=now(), op=op, bank=bank, entry_id=entry_id))
+
+    @staticmethod
+    def audit(
+        conn: Connection,
+        action: str,
+        *,
+        bank: str | None = None,
+        entry_id: int | None = None,
+        detail: dict[str, Any],
+    ) -> None:
+        conn.execute(
+            audit_log.insert().values(
+                at=now(), action=action, bank=bank, entry_id=entry_id, detail=detail
+            )
+        )
