@@ -134,19 +134,25 @@ class _Batch:
     def run(
         self, items: Sequence[T], label: str, work: Callable[[T], None], name: Callable[[T], str]
     ) -> None:
+        show = not self.as_json and len(items) > 1 and sys.stderr.isatty()
+        if not show:
+            for item in items:
+                self._one(item, work, name)
+            return
         from rich.progress import Progress
 
-        err = _console("err")
-        show = not self.as_json and err.is_terminal and len(items) > 1
-        with Progress(console=err, transient=True, disable=not show) as progress:
+        with Progress(console=_console("err"), transient=True) as progress:
             task = progress.add_task(label, total=len(items))
             for item in items:
-                try:
-                    work(item)
-                    self.ok += 1
-                except CounterfakeError as exc:
-                    self.failure(name(item), exc)
+                self._one(item, work, name)
                 progress.advance(task)
+
+    def _one(self, item: T, work: Callable[[T], None], name: Callable[[T], str]) -> None:
+        try:
+            work(item)
+            self.ok += 1
+        except CounterfakeError as exc:
+            self.failure(name(item), exc)
 
     def failure(self, where: str, exc: CounterfakeError) -> None:
         self.failed += 1
@@ -208,15 +214,19 @@ def hash_command(ctx: click.Context, paths: tuple[str, ...], as_json: bool, dihe
     core = _core(ctx)
     batch = _Batch(as_json)
     rows: list[tuple[str, ImageHashes]] = []
+    files = expand_paths(paths)
+    hashed = core.hash_files(files, dihedral=dihedral)
 
     def work(path: Path) -> None:
-        hashes = core.hash(core.read(path), dihedral=dihedral)
+        _, hashes = next(hashed)  # in the order of `files`
+        if isinstance(hashes, CounterfakeError):
+            raise hashes
         if as_json:
             _emit({"path": str(path), **hashes.to_dict()})
         else:
             rows.append((str(path), hashes))
 
-    batch.run(expand_paths(paths), "hashing", work, str)
+    batch.run(files, "hashing", work, str)
     if not as_json and rows:
         from rich.table import Table
 
@@ -410,13 +420,13 @@ def _print_added(added: Added, where: str, as_json: bool) -> None:
 @click.option(
     "--hashes",
     "hashes_file",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="A file of hashes, one per line: 'pdq <hex>' or bare hex.",
 )
 @click.option(
     "--signatures",
     "signatures_file",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="A signature file from `counterfake protect`: protected photos.",
 )
 @click.option(
@@ -519,9 +529,7 @@ def bank_withdraw(ctx: click.Context, name: str, entry_ids: tuple[int, ...], as_
 @click.option(
     "--format", "fmt", type=click.Choice(("jsonl", "te")), default="jsonl", show_default=True
 )
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="File to write (default stdout)."
-)
+@click.option("-o", "--output", type=click.Path(), help="File to write (default stdout).")
 @click.pass_context
 def bank_export(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
     """Export a bank: jsonl (every entry, withdrawals included) or te (active PDQ hashes)."""
@@ -538,7 +546,7 @@ def bank_export(ctx: click.Context, name: str, fmt: str, output: str | None) -> 
 
 @bank.command("import")
 @click.argument("name")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def bank_import(ctx: click.Context, name: str, file: str, as_json: bool) -> None:
@@ -570,7 +578,7 @@ def bank_import(ctx: click.Context, name: str, file: str, as_json: bool) -> None
 @click.option(
     "--explain",
     "explain_dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="Write, per derivative match, an overlay PNG and its evidence JSON here.",
 )
 @click.option("--json", "as_json", is_flag=True)
@@ -611,19 +619,8 @@ def match_command(
         if not found.matches:
             rows.append((str(path), "-", "-", "-", "-", note or "no match"))
         for m in found.matches:
-            variant = f"as {m.variant}" if m.variant else ""
-            if m.changed_fraction is not None:
-                variant = f"score {m.score:.2f}, {m.changed_fraction:.0%} of the photo changed"
-            rows.append(
-                (
-                    str(path),
-                    m.bank,
-                    str(m.entry_id),
-                    m.signal,
-                    "-" if m.signal == "derivative" else str(m.distance),
-                    "; ".join(x for x in (variant, note) if x),
-                )
-            )
+            how = "; ".join(x for x in (m.how, note) if x)
+            rows.append((str(path), m.bank, str(m.entry_id), m.signal, m.shown_distance, how))
 
     batch.run(expand_paths(paths), "matching", work, str)
     if not as_json and rows:
@@ -754,7 +751,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
 @main.command("investigate")
 @click.argument("archive", type=click.Path(path_type=Path))
 @click.option("--bank", "banks", multiple=True, help="Bank to match against (repeatable).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--no-images", is_flag=True, help="Embed no thumbnails or overlays in the report.")
 @click.option("--dask", "use_dask", is_flag=True, help="Hash and match on a Dask LocalCluster.")
 @click.option("--scheduler", help="Address of a Dask scheduler to use instead (implies --dask).")
@@ -812,7 +809,7 @@ def investigate_command(
 
 @main.command("protect")
 @click.argument("photos", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path())
 @click.option("--with-names", is_flag=True, help="Record each file's name (stored as source_name).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

@@ -14,20 +14,44 @@ CLI, the demo, an investigation), who sees every bank.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Final
 
-from .errors import AccessError, FormatError, InputError, NotFoundError
+from .errors import AccessError, CounterfakeError, FormatError, InputError, NotFoundError
 from .hashing import ImageHashes, bank_entries, hash_decoded, read_input
-from .matching import Match, Matcher
 from .media import DecodedImage, Limits, decode
 from .model import DEFAULT_TENANT, AddResult, ApiKey, Bank, Entry, NewEntry
-from .protect import ProtectedPhoto, protect_bytes, read_signatures
 from .settings import Settings, load_settings
 from .signals import get_signal_type
-from .signals.keypoints import WORK_SIDE, Features, gray_features
-from .store import Store
+
+if TYPE_CHECKING:  # the store, the matcher and OpenCV load only when an operation needs them
+    from .matching import Match, Matcher
+    from .protect import ProtectedPhoto
+    from .signals.keypoints import Features
+    from .store import Store
+
+#: The side of the working image local features are computed on (signals.keypoints.WORK_SIDE).
+_WORK_SIDE: Final = 480
+#: Batches of at least this many files are hashed on several processes, this many per task.
+_POOL_FROM: Final = 32
+_CHUNK: Final = 8
+
+
+def _hash_path(path: Path, limits: Limits, dihedral: bool) -> ImageHashes | CounterfakeError:
+    try:
+        data = read_input(path, limits=limits)
+        return hash_decoded(data, decode(data, limits=limits), dihedral=dihedral)
+    except CounterfakeError as exc:
+        return exc
+
+
+def _hash_chunk(
+    paths: list[Path], limits: Limits, dihedral: bool
+) -> list[tuple[Path, ImageHashes | CounterfakeError]]:
+    return [(path, _hash_path(path, limits, dihedral)) for path in paths]
+
 
 __all__ = ["Added", "Counterfake", "Lookup"]
 
@@ -86,6 +110,8 @@ class Counterfake:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from .store import Store
+
             self._store = Store.open(settings=self.settings)
         return self._store
 
@@ -93,6 +119,8 @@ class Counterfake:
     def matcher(self) -> Matcher:
         """The in-memory indexes, loaded on first use and following the store's change log."""
         if self._matcher is None:
+            from .matching import Matcher
+
             self._matcher = Matcher(
                 self.store, self._matcher_banks, min_quality=self.settings.pdq_min_quality
             )
@@ -120,8 +148,33 @@ class Counterfake:
         """Every per-image signal of an image held in memory; nothing is kept."""
         return hash_decoded(data, decode(data, limits=self.limits), dihedral=dihedral)
 
+    def hash_files(
+        self, paths: Sequence[Path], *, dihedral: bool = False
+    ) -> Iterator[tuple[Path, ImageHashes | CounterfakeError]]:
+        """Hash files in order, each with its hashes or its error; a batch large enough is
+        hashed on `hash_processes` processes (one per core by default)."""
+        processes = self.settings.hash_processes or os.cpu_count() or 1
+        if processes <= 1 or len(paths) < _POOL_FROM:
+            for path in paths:
+                yield path, _hash_path(path, self.limits, dihedral)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        chunks = [list(paths[i : i + _CHUNK]) for i in range(0, len(paths), _CHUNK)]
+        with ProcessPoolExecutor(min(processes, len(chunks)), mp_context=context) as pool:
+            jobs = pool.map(
+                _hash_chunk, chunks, [self.limits] * len(chunks), [dihedral] * len(chunks)
+            )
+            for done in jobs:
+                yield from done
+
     def protect(self, data: bytes, *, name: str | None = None) -> ProtectedPhoto:
         """A photo's PDQ hash and derivative signature, made here; the bytes are not kept."""
+        from .protect import protect_bytes
+
         return protect_bytes(data, name=name, limits=self.limits)
 
     # banks -------------------------------------------------------------------------------------
@@ -228,6 +281,8 @@ class Counterfake:
         self, lines: Iterable[str], *, path: str | None = None
     ) -> Iterator[ProtectedPhoto | FormatError]:
         """The photos of a signature file, a bad line as a FormatError in its place."""
+        from .protect import read_signatures
+
         return read_signatures(lines, path=path)
 
     def withdraw(self, bank: str, entry_id: int, *, principal: ApiKey | None = None) -> Entry:
@@ -344,15 +399,16 @@ class Counterfake:
         matcher = self.matcher
         protects = matcher.protects_photos(searched)
         if image is None:
-            image = decode(data, limits=self.limits, gray_side=WORK_SIDE if protects else None)
+            image = decode(data, limits=self.limits, gray_side=_WORK_SIDE if protects else None)
         hashes = hash_decoded(data, image, dihedral=dihedral)
 
         def features() -> Features:
+            from .media import decode_gray
+            from .signals.keypoints import gray_features
+
             gray = image.gray
             if gray is None:  # a caller's image decoded without it
-                from .media import decode_gray
-
-                gray = decode_gray(data, max_side=WORK_SIDE, limits=self.limits)
+                gray = decode_gray(data, max_side=_WORK_SIDE, limits=self.limits)
             return gray_features(gray, query=True)
 
         result = matcher.match(hashes, banks=searched, features=features if protects else None)

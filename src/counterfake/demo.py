@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import tempfile
 from collections.abc import Callable
@@ -13,11 +12,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 from rich.console import Console
 from rich.table import Table
 
-from .hashing import bank_entries, hash_bytes
-from .matching import Matcher
-from .protect import protect_bytes
-from .signals.keypoints import image_features
-from .store import Store
+from .core import Counterfake
+from .settings import load_settings
 
 __all__ = ["alterations", "run_demo", "sample_photos"]
 
@@ -87,50 +83,42 @@ def run_demo(console: Console | None = None) -> int:
     console = console or Console()
     photos = sample_photos()
     with tempfile.TemporaryDirectory(prefix="counterfake-demo-") as home:
-        store = Store.open(f"sqlite:///{Path(home) / 'demo.db'}")
+        core = Counterfake(load_settings(database_url=f"sqlite:///{Path(home) / 'demo.db'}"))
         try:
-            store.create_bank(BANK, description="bundled sample photos")
+            core.create_bank(BANK, description="bundled sample photos")
             for name, data in photos.items():
                 if name != CONTROL:
-                    store.add_entries(BANK, bank_entries(hash_bytes(data), source_name=name))
-                    store.add_entries(BANK, protect_bytes(data, name=name).entries())
-            bank = store.get_bank(BANK)
+                    core.add_image(BANK, data, source_name=name)
+                    core.add_signatures(BANK, [core.protect(data, name=name)])
+            bank = core.bank(BANK)
             console.print(
                 f"Built bank [bold]{BANK}[/bold] from {len(photos) - 1} sample photos"
                 f" ({bank.active_entries} entries: PDQ, MD5, SHA-256 and a derivative"
                 " signature each, as `counterfake protect` makes it) in a temporary store.\n"
             )
-            names = {e.id: e.metadata.get("source_name", "?") for e in store.iter_entries(BANK)}
-            matcher = Matcher(store, [BANK])
+            names = {
+                e.id: e.metadata.get("source_name", "?") for e in core.entries(BANK, limit=1000)
+            }
             table = Table("photo", "alteration", "matched", "PDQ dist", "via")
             matched = expected = 0
             for name, data in photos.items():
                 original = Image.open(io.BytesIO(data))
                 original.load()
                 for label, alter in alterations().items():
-                    altered = alter(original)
-                    hashes = hash_bytes(altered, dihedral=True)
-                    result = matcher.match(
-                        hashes, features=functools.partial(image_features, altered, query=True)
-                    )
-                    best = result.matches[0] if result.matches else None
+                    found = core.lookup(alter(original), banks=[BANK], dihedral=True)
+                    best = found.matches[0] if found.matches else None
                     if name != CONTROL:
                         expected += 1
                         matched += best is not None and names.get(best.entry_id) == name
                     if best is None:
                         table.add_row(name, label, "[yellow]no[/yellow]", "-", "-")
                     else:
-                        how = f"pdq {best.variant}" if best.variant else best.signal
-                        distance = str(best.distance)
-                        if best.changed_fraction is not None:
-                            how = f"derivative, {best.changed_fraction:.0%} changed"
-                            distance = "-"
                         table.add_row(
                             name,
                             label,
                             f"[green]{names.get(best.entry_id)}[/green]",
-                            distance,
-                            how,
+                            best.shown_distance,
+                            f"{best.signal} {best.how}".strip(),
                         )
             console.print(table)
             console.print(
@@ -140,7 +128,7 @@ def run_demo(console: Console | None = None) -> int:
                 " signatures find them (with the share of the photo that was changed).\n"
             )
         finally:
-            store.close()
+            core.close()
     console.print(
         "[bold]Try next[/bold] (your store: $COUNTERFAKE_HOME, or set COUNTERFAKE_DATABASE_URL):\n"
         "  counterfake hash --json PHOTO...            hash photos on this machine\n"

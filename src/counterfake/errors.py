@@ -55,8 +55,19 @@ class CounterfakeError(Exception):
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled whole (class, code, context) when it crosses a process: a hashing pool, Dask.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+def _rebuild(cls: type[CounterfakeError], message: str, state: dict[str, object]) -> Exception:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class InputError(CounterfakeError):

@@ -21,8 +21,9 @@ from ._memory import release_freed_memory
 from .derivatives import Evidence, verify
 from .errors import NotFoundError
 from .hashing import ImageHashes
-from .index import HammingIndex, LinearHammingIndex, MultiIndexHammingIndex, codes_from_hex
+from .index import HammingIndex, LinearHammingIndex, codes_from_hex
 from .index.keypoints import KeypointShortlist
+from .settings import DEFAULTS
 from .signals import get_signal_type, signal_types
 from .signals.keypoints import Features
 from .store import Bank, Change, Store
@@ -57,6 +58,18 @@ class Match:
     changed_fraction: float | None = None
     evidence: Evidence | None = dataclasses.field(default=None, compare=False, repr=False)
 
+    @property
+    def how(self) -> str:
+        """How it matched, for people: a variant, or a derivative's score and changed share."""
+        if self.changed_fraction is not None:
+            return f"score {self.score or 0:.2f}, {self.changed_fraction:.0%} of the photo changed"
+        return f"as {self.variant}" if self.variant else ""
+
+    @property
+    def shown_distance(self) -> str:
+        """The distance as a table shows it: '-' where the signal has none (derivatives)."""
+        return "-" if self.evidence is not None or self.score is not None else str(self.distance)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "bank": self.bank,
@@ -87,7 +100,7 @@ class Matcher:
         store: Store,
         banks: Sequence[str] | None = None,
         *,
-        min_quality: int = 50,
+        min_quality: int = DEFAULTS["pdq_min_quality"],
         refresh_interval: float = 0.5,
     ) -> None:
         self._store = store
@@ -165,6 +178,8 @@ class Matcher:
     @staticmethod
     def _new_index(ids: np.ndarray, codes: np.ndarray) -> HammingIndex:
         if ids.shape[0] >= TABLES_FROM:
+            from .index.mih import MultiIndexHammingIndex
+
             return MultiIndexHammingIndex(ids, codes)
         index = LinearHammingIndex()
         if ids.shape[0]:

@@ -15,15 +15,25 @@ import zlib
 from typing import Final
 
 import numpy as np
-import pillow_heif
 from PIL import Image, ImageOps
 
 from .errors import MediaError
-from .settings import Settings
+from .settings import DEFAULTS, Settings
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedImage", "Limits", "decode", "decode_gray", "decode_rgb"]
 
-pillow_heif.register_heif_opener()
+_heif_registered = False
+
+
+def _register_heif() -> None:
+    # pillow-heif costs 25 ms to load: only when an image says it is HEIF/AVIF-like.
+    global _heif_registered
+    if not _heif_registered:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        _heif_registered = True
+
 
 #: File names media can decode (what a folder of images is read for).
 IMAGE_SUFFIXES: Final = frozenset(
@@ -47,9 +57,9 @@ MIN_HASH_SIDE: Final = 192
 class Limits:
     """What an input may cost before we refuse it."""
 
-    max_bytes: int = 50_000_000
-    max_pixels: int = 100_000_000
-    max_frames: int = 1000
+    max_bytes: int = DEFAULTS["max_bytes"]
+    max_pixels: int = DEFAULTS["max_pixels"]
+    max_frames: int = DEFAULTS["max_frames"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -105,6 +115,8 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
             f"the input is {len(data)} bytes; the limit is {limits.max_bytes}",
             code="input_too_large",
         )
+    if data[4:8] == b"ftyp":
+        _register_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

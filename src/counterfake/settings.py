@@ -18,7 +18,7 @@ import platformdirs
 
 from .errors import UsageError
 
-__all__ = ["SETTINGS", "Setting", "Settings", "load_settings"]
+__all__ = ["DEFAULTS", "SETTINGS", "Setting", "Settings", "load_settings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +45,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_bytes", int, 50_000_000, "Largest image file accepted, in bytes."),
     Setting("max_pixels", int, 100_000_000, "Largest image accepted, in pixels (width x height)."),
     Setting("max_frames", int, 1000, "Most frames accepted in an animated image."),
-    Setting("pdq_threshold", int, 31, "Default PDQ match distance for new banks."),
+    Setting(
+        "pdq_threshold",
+        int,
+        31,
+        "Default PDQ match distance for new banks (PDQ's recommended 31 bits).",
+    ),
     Setting("pdq_min_quality", int, 50, "PDQ hashes below this quality never match."),
     Setting("hash_concurrency", int, 2, "Service: images hashed at once per worker."),
+    Setting(
+        "hash_processes",
+        int,
+        0,
+        "CLI: processes that hash a batch of files (0: one per core; 1: this one only).",
+    ),
     Setting(
         "hash_queue", int, 64, "Service: uploads waiting to be hashed per worker before 503 busy."
     ),
@@ -63,22 +74,27 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+#: Each setting's default, by name: what every other module takes a default from.
+DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Resolved configuration; build it with `load_settings()`."""
+    """Resolved configuration; build it with `load_settings()`. Defaults come from SETTINGS."""
 
     home: Path
-    database_url: str | None = None
-    max_bytes: int = 50_000_000
-    max_pixels: int = 100_000_000
-    max_frames: int = 1000
-    pdq_threshold: int = 31
-    pdq_min_quality: int = 50
-    hash_concurrency: int = 2
-    hash_queue: int = 64
-    fetch_urls: bool = False
-    fetch_allow: str = ""
-    fetch_timeout: float = 10.0
+    database_url: str | None = DEFAULTS["database_url"]
+    max_bytes: int = DEFAULTS["max_bytes"]
+    max_pixels: int = DEFAULTS["max_pixels"]
+    max_frames: int = DEFAULTS["max_frames"]
+    pdq_threshold: int = DEFAULTS["pdq_threshold"]
+    pdq_min_quality: int = DEFAULTS["pdq_min_quality"]
+    hash_concurrency: int = DEFAULTS["hash_concurrency"]
+    hash_processes: int = DEFAULTS["hash_processes"]
+    hash_queue: int = DEFAULTS["hash_queue"]
+    fetch_urls: bool = DEFAULTS["fetch_urls"]
+    fetch_allow: str = DEFAULTS["fetch_allow"]
+    fetch_timeout: float = DEFAULTS["fetch_timeout"]
 
     @property
     def resolved_database_url(self) -> str:

@@ -60,3 +60,10 @@ def test_a_signature_spreads_its_keypoints_over_the_photo(corpus_dir: Path) -> N
         spread_cells += cells(spread)
         strongest_cells += cells(strongest)
     assert spread_cells >= 1.3 * strongest_cells
+
+
+def test_the_core_decodes_at_the_features_working_side() -> None:
+    from counterfake import core
+    from counterfake.signals.keypoints import WORK_SIDE
+
+    assert core._WORK_SIDE == WORK_SIDE

@@ -38,12 +38,13 @@ import numpy as np
 from ..derivatives import MIN_INLIERS, Alignment, align
 from ..index import LinearHammingIndex, MultiIndexHammingIndex, codes_from_hex
 from ..index.keypoints import KeypointShortlist
+from ..signals import PDQ_THRESHOLD
 from ..signals.keypoints import Features
 from .images import THUMB_SIDE
 
 __all__ = ["Clustering", "ImageFacts", "Link", "cluster_images"]
 
-PDQ_SAME: Final = 31
+PDQ_SAME: Final = PDQ_THRESHOLD
 PDQ_MIN_QUALITY: Final = 50
 #: A link whose changed fraction reaches this makes its cluster a target.
 DERIVATIVE_CHANGE: Final = 0.25

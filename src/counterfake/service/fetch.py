@@ -18,6 +18,7 @@ import anyio
 import httpx
 
 from ..errors import AccessError, FetchError, MediaError
+from ..settings import DEFAULTS
 
 __all__ = ["Fetcher", "parse_networks"]
 
@@ -49,7 +50,7 @@ class Fetcher:
         enabled: bool,
         allow: Sequence[Network] = (),
         timeout: float = 10.0,
-        max_bytes: int = 50_000_000,
+        max_bytes: int = DEFAULTS["max_bytes"],
         resolver: Resolver = _resolve,
     ) -> None:
         self.enabled = enabled

@@ -1,7 +1,9 @@
 """Signal types as plug-ins: each knows its name, how to compute, parse and compare itself.
 
-Built-in PDQ and digests register exactly as an outside plug-in would, through `register`.
-Matching asks only for `kind`: "hamming256" values go to a Hamming index, "exact" to a set.
+Built-in PDQ and digests register exactly as an outside plug-in would, through `register`;
+outside packages are found through the `counterfake.signals` entry-point group. Matching asks
+only for `kind`: "hamming256" values go to a Hamming index (searched within the type's
+`threshold`), "exact" to a set, "local" to the derivative shortlist.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from .pdq import DIHEDRAL_NAMES, PDQ_THRESHOLD, PdqHash, pdq, pdq_dihedral, pdq_
 
 __all__ = [
     "DIHEDRAL_NAMES",
+    "ENTRY_POINT_GROUP",
     "PDQ_THRESHOLD",
+    "Kind",
     "PdqHash",
     "SignalType",
     "get_signal_type",
@@ -144,5 +148,29 @@ def signal_types(*, per_image: bool = False) -> dict[str, SignalType]:
     return {n: t for n, t in _REGISTRY.items() if t.per_image or not per_image}
 
 
+#: Outside packages register signal types under this entry-point group: the object named is a
+#: SignalType subclass or instance, e.g. `ahash = my_package.signals:AverageHash`.
+ENTRY_POINT_GROUP = "counterfake.signals"
+
+
+def _load_plugins() -> None:
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = point.load()
+            signal_type = loaded() if isinstance(loaded, type) else loaded
+        except Exception as exc:  # a broken plug-in must not stop hashing
+            import logging
+
+            logging.getLogger("counterfake").warning(
+                "signal plug-in %s could not be loaded: %s", point.name, exc
+            )
+            continue
+        if isinstance(signal_type, SignalType) and signal_type.name not in _REGISTRY:
+            register(signal_type)
+
+
 for _builtin in (PdqSignal(), Md5Signal(), Sha256Signal(), DerivativeSignal()):
     register(_builtin)
+_load_plugins()

@@ -19,10 +19,10 @@ import functools
 from typing import Final
 
 import numpy as np
-import pdqhash
 
 from ..errors import SignalError
 from ..media import DecodedImage, Limits, decode_rgb
+from ..settings import DEFAULTS
 
 __all__ = ["DIHEDRAL_NAMES", "PDQ_THRESHOLD", "PdqHash", "pdq", "pdq_dihedral", "pdq_reference"]
 
@@ -38,8 +38,8 @@ DIHEDRAL_NAMES: Final = (
     "flipminus1",
 )
 _HEX_DIGITS: Final = 64
-#: The distance within which two PDQ hashes are the same image: PDQ's recommended 31 bits.
-PDQ_THRESHOLD: Final = 31
+#: The distance within which two PDQ hashes are the same image (the setting's default).
+PDQ_THRESHOLD: Final[int] = DEFAULTS["pdq_threshold"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +180,8 @@ def pdq_dihedral(image: DecodedImage) -> dict[str, PdqHash]:
 def pdq_reference(data: bytes, *, limits: Limits | None = None) -> PdqHash:
     """pdqhash on a full-size decode: the path python-threatexchange takes. Slow; for checks."""
     rgb = np.asarray(decode_rgb(data, limits=limits), dtype=np.uint8)
+    import pdqhash  # the reference only; the fast path does not need it
+
     vector, quality = pdqhash.compute(rgb)
     value = 0
     for bit in vector:
