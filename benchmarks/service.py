@@ -19,7 +19,14 @@ Workloads, each bounded by --duration seconds and --max-requests requests after 
            and the shortlisted photos verified
 
 Each workload runs against the library in this process without HTTP (the baseline: one core,
-no network, no auth), the service with 1 worker and the service with --workers workers. The load
+no network, no auth), the service with 1 worker and the service with --workers workers.
+
+    python benchmarks/service.py --adds-at 10000,100000,1000000 [--duration 20]
+
+Adds instead: single-signal adds through HTTP at each bank size (the bank filled in bulk to
+that size, the service restarted): POST /v1/banks/bench/signals {"value"} and the HMA route
+POST /c/bank/bench/signal {"pdq"}, each request a new value, with a submit key, against the
+core object's `add_signals` in this process (the baseline) and --workers workers. The load
 generator (an asyncio client with keep-alive connections) runs on the same machine and takes
 CPU from the server, so service figures are a floor. Prints a table; writes JSON and the table.
 """
@@ -49,7 +56,7 @@ import numpy as np
 import sqlalchemy as sa
 from PIL import Image
 
-from counterfake import Matcher, NewEntry, Store, hash_bytes
+from counterfake import Counterfake, Matcher, NewEntry, Store, hash_bytes, load_settings
 from counterfake.protect import protect_bytes
 from counterfake.signals.keypoints import image_features
 from derivative_scale import _derivative, _jpeg
@@ -76,19 +83,22 @@ def _one_megapixel_jpegs(corpus: Path, count: int) -> list[bytes]:
 
 def _fill(url: str, n: int, rng: np.random.Generator) -> list[str]:
     """n random PDQ entries in bank 'bench', written in bulk; returns their hex values."""
-    codes = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
-    values = [bytes(row).hex() for row in codes]
+    values = []
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         bank_id = conn.exec_driver_sql("SELECT id FROM banks WHERE name = 'bench'").scalar()
-        conn.execute(
-            sa.text(
-                "INSERT INTO entries (bank_id, signal_type, value, quality, source, metadata,"
-                " created_at) VALUES (:bank_id, 'pdq', :value, 100, 'bench', '{}',"
-                " '2026-01-01T00:00:00+00:00')"
-            ),
-            [{"bank_id": bank_id, "value": v} for v in values],
-        )
+        for start in range(0, n, 200_000):
+            codes = rng.integers(0, 256, size=(min(200_000, n - start), 32), dtype=np.uint8)
+            part = [bytes(row).hex() for row in codes]
+            conn.execute(
+                sa.text(
+                    "INSERT INTO entries (bank_id, signal_type, value, quality, source, metadata,"
+                    " created_at) VALUES (:bank_id, 'pdq', :value, 100, 'bench', '{}',"
+                    " '2026-01-01T00:00:00+00:00')"
+                ),
+                [{"bank_id": bank_id, "value": v} for v in part],
+            )
+            values += part
     engine.dispose()
     return values
 
@@ -328,6 +338,87 @@ def _table(results: dict[str, dict[str, dict[str, Any]]], workers: int) -> str:
     return "\n".join(lines)
 
 
+def _adds(args: argparse.Namespace) -> int:
+    """Single-signal adds at growing bank sizes: the library, then the service."""
+    sizes = [int(x) for x in args.adds_at.split(",")]
+    rng = np.random.default_rng(2026)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="counterfake-adds-") as tmp:
+        home = Path(tmp)
+        url = f"sqlite:///{home / 'counterfake.db'}"
+        with Store.open(url) as store:
+            store.create_bank("bench", tenant="bench")
+            _, key = store.keys.create("bench", ["submit"], name="benchmark")
+        filled = 0
+        for size in sizes:
+            print(f"filling the bank to {size:,} entries", flush=True)
+            _fill(url, size - filled, rng)
+            filled = size
+            row: dict[str, Any] = {}
+            with Counterfake(load_settings(home=home)) as app:
+                latencies = []
+                started = time.perf_counter()
+                while time.perf_counter() - started < args.duration / 2:
+                    entry = NewEntry("pdq", rng.bytes(32).hex())
+                    t0 = time.perf_counter()
+                    app.add_signals("bench", [entry])
+                    latencies.append(time.perf_counter() - t0)
+                row["library"] = _summary(latencies, time.perf_counter() - started, 0)
+            process = _serve(home, 18100, args.workers)
+            try:
+                head = f"Host: 127.0.0.1\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\n"
+                for route, make in (
+                    ("v1", lambda v: ("/v1/banks/bench/signals", {"value": v})),
+                    ("hma", lambda v: ("/c/bank/bench/signal", {"pdq": v})),
+                ):
+                    requests = []
+                    for _ in range(min(args.max_requests, 60_000)):
+                        path, body = make(rng.bytes(32).hex())
+                        data = json.dumps(body).encode()
+                        line = f"POST {path} HTTP/1.1\r\n{head}Content-Length: {len(data)}\r\n\r\n"
+                        requests.append(line.encode() + data)
+                    row[route] = _drive(
+                        18100, requests, args.upload_connections, args.duration, len(requests)
+                    )
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+            results[str(size)] = row
+            print(
+                f"{size:>9,} entries: library {row['library']['per_second']:.0f}/s,"
+                f" /v1 {row['v1']['per_second']:.0f}/s, HMA {row['hma']['per_second']:.0f}/s",
+                flush=True,
+            )
+    lines = [
+        f"| bank entries | library adds/s | /v1 adds/s ({args.workers} workers) | p50 ms |"
+        " HMA adds/s | p50 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size, row in results.items():
+        lines.append(
+            f"| {int(size):,} | {row['library']['per_second']:.0f} | {row['v1']['per_second']:.0f}"
+            f" | {row['v1']['p50_ms']:.2f} | {row['hma']['per_second']:.0f}"
+            f" | {row['hma']['p50_ms']:.2f} | {row['v1']['errors'] + row['hma']['errors']} |"
+        )
+    table = "\n".join(lines)
+    print()
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    out = args.out or RESULTS / f"service-adds-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    report = {
+        "benchmark": "service-adds",
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "connections": args.upload_connections,
+        "duration_s": args.duration,
+        "results": results,
+    }
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(table + "\n")
+    print(f"\nJSON: {out}\ntable: {out.with_suffix('.md')}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
@@ -340,7 +431,10 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--protected", type=int, default=200, help="photos in the protected bank")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--adds-at", default=None, help="bank sizes for the adds workload")
     args = parser.parse_args()
+    if args.adds_at:
+        return _adds(args)
 
     rng = np.random.default_rng(2026)
     pick = random.Random(2026)

@@ -178,7 +178,9 @@ def test_large_banks_use_the_multi_index(store: Store, monkeypatch: pytest.Monke
     store.create_bank("big")
     store.add_entries("big", bank_entries(hash_bytes(ORIGINAL)))
     matcher = Matcher(store, refresh_interval=0)
-    assert isinstance(matcher._hamming["pdq"]["big"], matching.MultiIndexHammingIndex)
+    from counterfake.index.mih import MultiIndexHammingIndex
+
+    assert isinstance(matcher._hamming["pdq"]["big"], MultiIndexHammingIndex)
     [entry] = [e for e in store.iter_entries("big") if e.signal_type == "pdq"]
     copy = encode(IMAGE, "JPEG", quality=60)
     assert [m.entry_id for m in matcher.match(hash_bytes(copy)).matches] == [entry.id]

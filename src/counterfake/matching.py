@@ -9,6 +9,7 @@ one change; deleting a bank it holds triggers one full reload.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -19,7 +20,7 @@ import numpy as np
 
 from ._memory import release_freed_memory
 from .derivatives import Evidence, verify
-from .errors import NotFoundError
+from .errors import NotFoundError, SignalError
 from .hashing import ImageHashes
 from .index import HammingIndex, LinearHammingIndex, codes_from_hex
 from .index.keypoints import KeypointShortlist
@@ -86,6 +87,24 @@ class Match:
         return out
 
 
+def _kind(signal_type: str) -> str | None:
+    """The kind of a stored signal type; None (and a warning, once) for a type this process
+    does not know: a plug-in installed where the entry was added but not here."""
+    try:
+        return get_signal_type(signal_type).kind
+    except SignalError:
+        if signal_type not in _unknown_types:
+            _unknown_types.add(signal_type)
+            logging.getLogger("counterfake").warning(
+                "entries of signal type %r are not matched here: no plug-in registers it",
+                signal_type[:40],
+            )
+        return None
+
+
+_unknown_types: set[str] = set()
+
+
 @dataclasses.dataclass(frozen=True)
 class MatchResult:
     matches: list[Match]
@@ -145,7 +164,9 @@ class Matcher:
             codes: dict[str, list[np.ndarray]] = defaultdict(list)
             protects = False
             for signal_type, chunk_ids, values, qualities in self._store.active_columns(bank):
-                kind = get_signal_type(signal_type).kind
+                kind = _kind(signal_type)
+                if kind is None:
+                    continue
                 if kind == "exact":
                     for entry_id, value in zip(chunk_ids, values, strict=True):
                         self._exact[(signal_type, value)][entry_id] = bank
@@ -263,7 +284,9 @@ class Matcher:
     def _add(
         self, entry_id: int, bank: str, signal_type: str, value: str, quality: int | None
     ) -> None:
-        kind = get_signal_type(signal_type).kind
+        kind = _kind(signal_type)
+        if kind is None:
+            return
         if kind == "local":
             self._add_signatures(bank, self._store.signatures(bank, [entry_id]))
         elif kind == "exact":
