@@ -30,3 +30,20 @@ def test_every_error_class_is_drawn_in_the_tree() -> None:
     doc = errors.__doc__ or ""
     for name in errors.__all__:
         assert name in doc, name
+
+
+def test_hashing_loads_no_store_and_the_version_no_numpy() -> None:
+    """What each entry point costs to start: `hash` needs no database, `--version` no NumPy."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, counterfake.hashing, counterfake.core;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic', 'cv2',"
+        " 'numba', 'fastapi'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    probe = "import sys, counterfake.cli; print('numpy' in sys.modules, 'rich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"

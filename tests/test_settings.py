@@ -37,3 +37,29 @@ def test_bad_values_and_unknown_keys_are_refused(tmp_path: Path) -> None:
     (tmp_path / "counterfake.toml").write_text("colour = 'blue'\n")
     with pytest.raises(UsageError):
         load_settings({"COUNTERFAKE_HOME": str(tmp_path)})
+
+
+def test_every_default_is_declared_once() -> None:
+    """The settings table is the only place a default lives: Settings, Limits, the matcher and
+    PDQ's threshold read it, and no other module writes the limits' numbers."""
+    import ast
+    from pathlib import Path
+
+    from counterfake.matching import Matcher
+    from counterfake.media import Limits
+    from counterfake.settings import DEFAULTS, Settings
+    from counterfake.signals import PDQ_THRESHOLD, get_signal_type
+
+    settings = Settings(home=Path("."))
+    assert all(getattr(settings, name) == value for name, value in DEFAULTS.items() if value)
+    assert Limits() == Limits(DEFAULTS["max_bytes"], DEFAULTS["max_pixels"], DEFAULTS["max_frames"])
+    assert PDQ_THRESHOLD == get_signal_type("pdq").threshold == DEFAULTS["pdq_threshold"]
+    assert Matcher.__init__.__kwdefaults__["min_quality"] == DEFAULTS["pdq_min_quality"]
+    distinctive = {v for v in DEFAULTS.values() if isinstance(v, int) and v >= 1_000_000}
+    src = Path(__file__).resolve().parent.parent / "src" / "counterfake"
+    for path in src.rglob("*.py"):
+        if path.name == "settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in distinctive:
+                raise AssertionError(f"{path.name}:{node.lineno} repeats a default: {node.value}")

@@ -243,3 +243,28 @@ def test_the_api_documents_itself(service: Service) -> None:
     spec = client.get("/openapi.json").json()
     assert spec["info"]["title"] == "Counterfake"
     assert "/v1/lookup" in spec["paths"] and "/m/raw_lookup" in spec["paths"]
+
+
+def test_a_batch_of_signals_is_added_in_one_call(service: Service, match: httpx.Client) -> None:
+    curate = service.client("acme", "curate")
+    name = _bank(curate, shared_with=[])
+    values = [secrets.token_hex(32) for _ in range(3)]
+    body = {"signals": [{"value": v} for v in values] + [{"value": values[0]}]}
+    added = curate.post(f"/v1/banks/{name}/signals/batch", json=body)
+    assert added.status_code == 201, added.text
+    statuses = [e["status"] for e in added.json()["entries"]]
+    assert statuses == ["created", "created", "created", "existing"]
+    found = match.get("/v1/lookup", params={"signal": values[2], "bank": name}).json()
+    assert [m["entry_id"] for m in found["matches"]] == [added.json()["entries"][2]["entry_id"]]
+    too_many = {"signals": [{"value": values[0]}] * 10_001}
+    assert _error(curate.post(f"/v1/banks/{name}/signals/batch", json=too_many)) == (
+        422,
+        "invalid_request",
+    )
+    bad = {"signals": [{"value": values[0]}, {"value": "nope"}]}
+    assert _error(curate.post(f"/v1/banks/{name}/signals/batch", json=bad)) == (
+        400,
+        "invalid_signal",
+    )
+    listed = curate.get(f"/v1/banks/{name}/entries").json()["entries"]
+    assert len(listed) == 3  # the refused batch added nothing
