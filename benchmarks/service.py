@@ -26,7 +26,8 @@ no network, no auth), the service with 1 worker and the service with --workers w
 Adds instead: single-signal adds through HTTP at each bank size (the bank filled in bulk to
 that size, the service restarted): POST /v1/banks/bench/signals {"value"} and the HMA route
 POST /c/bank/bench/signal {"pdq"}, each request a new value, with a submit key, against the
-core object's `add_signals` in this process (the baseline) and --workers workers. The load
+store's `add_entries` in this process, one signal per call (the baseline), and --workers
+workers. The load
 generator (an asyncio client with keep-alive connections) runs on the same machine and takes
 CPU from the server, so service figures are a floor. Prints a table; writes JSON and the table.
 """
@@ -56,7 +57,7 @@ import numpy as np
 import sqlalchemy as sa
 from PIL import Image
 
-from counterfake import Counterfake, Matcher, NewEntry, Store, hash_bytes, load_settings
+from counterfake import Matcher, NewEntry, Store, hash_bytes
 from counterfake.protect import protect_bytes
 from counterfake.signals.keypoints import image_features
 from derivative_scale import _derivative, _jpeg
@@ -355,13 +356,13 @@ def _adds(args: argparse.Namespace) -> int:
             _fill(url, size - filled, rng)
             filled = size
             row: dict[str, Any] = {}
-            with Counterfake(load_settings(home=home)) as app:
+            with Store.open(url) as store:
                 latencies = []
                 started = time.perf_counter()
                 while time.perf_counter() - started < args.duration / 2:
                     entry = NewEntry("pdq", rng.bytes(32).hex())
                     t0 = time.perf_counter()
-                    app.add_signals("bench", [entry])
+                    store.add_entries("bench", [entry])
                     latencies.append(time.perf_counter() - t0)
                 row["library"] = _summary(latencies, time.perf_counter() - started, 0)
             process = _serve(home, 18100, args.workers)

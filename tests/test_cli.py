@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from counterfake import Store, hash_file, load_settings
+from counterfake import NotFoundError, Store, hash_file, load_settings
 from counterfake.cli import main
 from tests.images import encode, photo_like
 
@@ -208,3 +208,39 @@ def test_banks_have_tenants_and_shares_from_the_cli(home: Path) -> None:
     assert (updated[0]["pdq_threshold"], updated[0]["shared_with"]) == (12, ["gamma"])
     cleared = lines(run("bank", "update", "s", "--unshare-all", "--json"))
     assert (cleared[0]["pdq_threshold"], cleared[0]["shared_with"]) == (12, [])
+
+
+def test_bank_delete_without_yes_and_without_a_terminal_refuses(home: Path) -> None:
+    run("bank", "create", "keep")
+    for stdin in ("n\n", "", "y\n"):
+        result = CliRunner().invoke(main, ["bank", "delete", "keep"], input=stdin)
+        assert result.exit_code == 2
+        assert "[confirmation_required]" in result.stderr
+    assert open_store().get_bank("keep").name == "keep"
+
+
+def test_bank_delete_at_a_terminal_asks_and_n_keeps_the_bank(home: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    run("bank", "create", "asked")
+    command = [str(Path(sys.executable).with_name("counterfake")), "bank", "delete", "asked"]
+    for answer, code in ((b"n\n", 1), (b"y\n", 0)):
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            command, stdin=follower, stdout=follower, stderr=follower, env=dict(os.environ)
+        )
+        os.close(follower)
+        seen = b""
+        while b"?" not in seen:
+            seen += os.read(leader, 1024)
+        os.write(leader, answer)
+        assert process.wait(timeout=60) == code
+        os.close(leader)
+        assert b"Delete bank asked" in seen
+        if code:
+            assert open_store().get_bank("asked").name == "asked"
+    with pytest.raises(NotFoundError):
+        open_store().get_bank("asked")

@@ -366,12 +366,22 @@ def bank_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def bank_delete(ctx: click.Context, name: str, yes: bool) -> None:
-    """Delete a bank and every entry in it."""
+    """Delete a bank and every entry in it. Asks first, at a terminal; elsewhere needs --yes."""
     core = _core(ctx)
     with _errors():
         b = core.bank(name)
-        if not yes and sys.stdin.isatty():
-            click.confirm(f"Delete bank {name} and its {b.active_entries} entries?", abort=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            message = _escape(
+                f"[confirmation_required] deleting bank {name} and its {b.active_entries}"
+                " entries needs --yes when no terminal can answer the question"
+            )
+            _print(f"[red]Error[/red] {message}", stderr=True, highlight=False)
+            sys.exit(2)
+        if not click.confirm(f"Delete bank {name} and its {b.active_entries} entries?"):
+            _print(f"Kept bank [bold]{name}[/bold]")
+            sys.exit(1)
+    with _errors():
         core.delete_bank(name)
     _print(f"Deleted bank [bold]{name}[/bold]")
 

@@ -296,10 +296,12 @@ class Counterfake:
     def entry(self, bank: str, entry_id: int, *, principal: ApiKey | None = None) -> Entry:
         """An entry of a bank the principal may curate, or one the principal submitted."""
         self.bank(bank, principal=principal, counts=False)
-        try:
-            entry: Entry | None = self.store.get_entry(entry_id)
-        except NotFoundError:
-            entry = None
+        entry: Entry | None = None
+        if 0 < entry_id < 2**63:  # a database integer; anything else names no entry
+            try:
+                entry = self.store.get_entry(entry_id)
+            except NotFoundError:
+                entry = None
         mine = (
             principal is None
             or bool(principal.scopes & {"curate", "admin"})
@@ -380,7 +382,7 @@ class Counterfake:
                 raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
         if requested:
             return set(requested)
-        return None if principal is None else visible
+        return None if principal is None or principal.is_admin else visible
 
     def lookup(
         self,

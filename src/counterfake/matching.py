@@ -339,15 +339,21 @@ class Matcher:
         if time.monotonic() - self._last_refresh >= self._refresh_interval:
             self.refresh()
 
-    def sizes(self) -> dict[str, int]:
-        """Active entries held per signal type."""
+    def sizes(self, banks: Collection[str] | None = None) -> dict[str, int]:
+        """Active entries held per signal type (in `banks` only, if given)."""
         out: dict[str, int] = defaultdict(int)
         for (signal_type, _), holders in self._exact.items():
-            out[signal_type] += len(holders)
+            if banks is None:
+                out[signal_type] += len(holders)
+            else:
+                out[signal_type] += sum(bank in banks for bank in holders.values())
         for signal_type, by_bank in self._hamming.items():
-            out[signal_type] += sum(len(i) for i in by_bank.values())
-        for _, features in self._local.values():
-            out[self._local_type] += len(features)
+            out[signal_type] += sum(
+                len(i) for b, i in by_bank.items() if banks is None or b in banks
+            )
+        for bank, (_, features) in self._local.items():
+            if banks is None or bank in banks:
+                out[self._local_type] += len(features)
         return dict(out)
 
     def __len__(self) -> int:

@@ -122,10 +122,13 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise MediaError(str(exc), code="image_too_large") from exc
+        raise MediaError(
+            "the image declares so many pixels that decoding it would exhaust memory",
+            code="image_too_large",
+        ) from exc
     except Exception as exc:
         if _looks_supported(data):
-            raise MediaError(f"the image header cannot be read ({exc})") from exc
+            raise MediaError("the image header cannot be read") from exc
         raise MediaError(
             "not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC)",
             code="unsupported_format",
@@ -145,7 +148,7 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
         frames = int(getattr(image, "n_frames", 1))
         image.seek(0)
     except Exception as exc:
-        raise MediaError(f"the image frames cannot be read ({exc})") from exc
+        raise MediaError("the image frames cannot be read") from exc
     if frames > limits.max_frames:
         raise MediaError(
             f"the image has {frames} frames; the limit is {limits.max_frames}",
@@ -195,7 +198,7 @@ def _load(image: Image.Image) -> None:
     except MediaError:
         raise
     except Exception as exc:
-        raise MediaError(f"the image data is corrupt or truncated ({exc})") from exc
+        raise MediaError("the image data is corrupt or truncated") from exc
 
 
 def decode(
@@ -253,7 +256,7 @@ def decode(
     except MediaError:
         raise
     except Exception as exc:
-        raise MediaError(f"the image cannot be decoded ({exc})") from exc
+        raise MediaError("the image cannot be decoded") from exc
     stored_size = (width, height)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
@@ -292,7 +295,7 @@ def decode_gray(data: bytes, *, max_side: int, limits: Limits | None = None) -> 
     except MediaError:
         raise
     except Exception as exc:
-        raise MediaError(f"the image cannot be decoded ({exc})") from exc
+        raise MediaError("the image cannot be decoded") from exc
 
 
 def decode_rgb(data: bytes, *, limits: Limits | None = None) -> Image.Image:
@@ -304,4 +307,4 @@ def decode_rgb(data: bytes, *, limits: Limits | None = None) -> Image.Image:
         rotated = ImageOps.exif_transpose(image)
         return _to_rgb(rotated)
     except Exception as exc:
-        raise MediaError(f"the image cannot be decoded ({exc})") from exc
+        raise MediaError("the image cannot be decoded") from exc

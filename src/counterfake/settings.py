@@ -62,6 +62,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "hash_queue", int, 64, "Service: uploads waiting to be hashed per worker before 503 busy."
     ),
+    Setting(
+        "json_max_bytes",
+        int,
+        256 * 1024,
+        "Service: largest JSON body (a batch of signals may be 32 times this).",
+    ),
+    Setting("body_timeout", float, 30.0, "Service: seconds allowed to receive a request body."),
+    Setting(
+        "client_uploads",
+        int,
+        16,
+        "Service: bodies one client address may be sending at once, per worker.",
+    ),
     Setting("fetch_urls", bool, False, "Service: let clients submit an image by URL (off)."),
     Setting(
         "fetch_allow",
@@ -92,6 +105,9 @@ class Settings:
     hash_concurrency: int = DEFAULTS["hash_concurrency"]
     hash_processes: int = DEFAULTS["hash_processes"]
     hash_queue: int = DEFAULTS["hash_queue"]
+    json_max_bytes: int = DEFAULTS["json_max_bytes"]
+    body_timeout: float = DEFAULTS["body_timeout"]
+    client_uploads: int = DEFAULTS["client_uploads"]
     fetch_urls: bool = DEFAULTS["fetch_urls"]
     fetch_allow: str = DEFAULTS["fetch_allow"]
     fetch_timeout: float = DEFAULTS["fetch_timeout"]

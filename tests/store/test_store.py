@@ -52,7 +52,7 @@ def test_duplicate_bank_is_a_conflict(store: Store) -> None:
     assert (info.value.code, info.value.bank) == ("bank_exists", "one")
 
 
-@pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 101, "bad/name", "é"])
+@pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 101, "bad/name", "é", "ok\n", "ok\r"])
 def test_bad_bank_names_are_refused(store: Store, name: str) -> None:
     with pytest.raises(InputError) as info:
         store.create_bank(name)
@@ -141,6 +141,18 @@ def test_an_imported_withdrawal_withdraws(store: Store) -> None:
     )
     assert (result.entry_id, result.status) == (entry.entry_id, "withdrawn")
     assert _active_ids(store, "b") == []
+
+
+def test_entry_ids_are_never_given_out_again(store: Store) -> None:
+    """An id kept in an audit note or a partner's records must not come to name another entry,
+    even after the newest entries went with their bank."""
+    store.create_bank("first")
+    added = store.add_entries("first", [NewEntry("pdq", PDQ_A), NewEntry("md5", "0" * 32)])
+    highest = max(r.entry_id for r in added)
+    store.delete_bank("first")
+    store.create_bank("second")
+    (again,) = store.add_entries("second", [NewEntry("pdq", PDQ_A)])
+    assert again.entry_id > highest
 
 
 def test_deleting_a_bank_deletes_its_entries(store: Store) -> None:

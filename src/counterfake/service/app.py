@@ -14,23 +14,27 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .._memory import release_freed_memory
 from ..core import Counterfake
 from ..errors import (
     AccessError,
     ConflictError,
     CounterfakeError,
     DatabaseError,
+    InputError,
     MediaError,
     NotFoundError,
     UnavailableError,
 )
 from ..settings import Settings, load_settings
-from .auth import KeyCache
+from .auth import KeyCache, authenticate, secret_of
 from .fetch import Fetcher, parse_networks
 from .uploads import ENVELOPE, Hasher
 
@@ -46,6 +50,9 @@ _STATUS: Final = {
     "input_too_large": 413,
     "image_too_large": 413,
     "unsupported_format": 415,
+    "body_timeout": 408,
+    "too_many_uploads": 429,
+    "client_disconnected": 499,
 }
 
 
@@ -72,15 +79,45 @@ def _error(request: Request | str, status: int, code: str, message: str) -> JSON
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class _Edge:
-    """Where requests come in: caps every body (JSON too) at `limit` bytes, counted while it
-    streams; logs method, path (never the query string: it can hold signals), status and time;
-    tags responses with the worker that served them."""
+#: Routes that take an image body (up to max_bytes); every other body is JSON.
+_IMAGE_ROUTES: Final = ("/v1/lookup", "/v1/hash", "/m/lookup", "/h/hash")
+#: Answered without a key: liveness and the API's own documentation.
+_PUBLIC: Final = ("/status/live", "/docs", "/redoc", "/openapi.json", "/static-offline-docs/")
 
-    def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
+
+def _printable(text: str) -> str:
+    """Control characters (a newline in a decoded path) escaped, so that no client can forge
+    a log line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class _Edge:
+    """Where requests come in, before anything reads a body:
+    - the API key is checked first (a keyless or unknown key costs no body read);
+    - bodies are capped per route (images at `limit`, JSON far lower), counted while they
+      stream, and must arrive within `body_timeout`; one client address may send at most
+      `client_uploads` bodies at once;
+    - a path with a trailing slash is served as the path without it (no redirect that would
+      echo the client's Host);
+    - a client that goes away mid-body is one log line (status 499), not a server error;
+    - logs method, path (escaped; never the query string: it can hold signals), status and
+      time, and tags responses with the worker that served them."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], settings: Settings) -> None:
         self._app = app
-        self._limit = limit
+        self._image_limit = settings.max_bytes + ENVELOPE
+        self._json_limit = settings.json_max_bytes
+        self._timeout = settings.body_timeout
+        self._per_client = settings.client_uploads
+        self._sending: dict[str, int] = {}
         self._worker = str(os.getpid()).encode()
+
+    def _limit(self, method: str, path: str) -> int:
+        if method == "POST" and (path in _IMAGE_ROUTES or path.endswith("/content")):
+            return self._image_limit
+        if path.endswith("/signals/batch"):
+            return self._json_limit * 32
+        return self._json_limit
 
     async def __call__(
         self, scope: MutableMapping[str, Any], receive: Any, send: Callable[..., Awaitable[None]]
@@ -91,15 +128,35 @@ class _Edge:
         started = time.perf_counter()
         status = 500
         received = 0
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/") or "/"
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        limit = self._limit(scope["method"], path)
+        deadline = time.monotonic() + self._timeout
+        client = (scope.get("client") or ("?", 0))[0]
 
         async def counted() -> MutableMapping[str, Any]:
             nonlocal received
-            message: MutableMapping[str, Any] = await receive()
-            received += len(message.get("body", b""))
-            if received > self._limit:
-                raise MediaError(
-                    f"the request body exceeds {self._limit} bytes", code="input_too_large"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise InputError(
+                    f"the request body did not arrive within {self._timeout:g} s",
+                    code="body_timeout",
                 )
+            try:
+                with anyio.fail_after(remaining):
+                    message: MutableMapping[str, Any] = await receive()
+            except TimeoutError:
+                raise InputError(
+                    f"the request body did not arrive within {self._timeout:g} s",
+                    code="body_timeout",
+                ) from None
+            if message["type"] == "http.disconnect":
+                raise InputError("the client went away", code="client_disconnected")
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise MediaError(f"the request body exceeds {limit} bytes", code="input_too_large")
             return message
 
         async def tagged(message: MutableMapping[str, Any]) -> None:
@@ -112,23 +169,57 @@ class _Edge:
                 ]
             await send(message)
 
+        sending = False
         try:
-            declared = dict(scope["headers"]).get(b"content-length", b"")
-            if declared.isdigit() and int(declared) > self._limit:
-                message = f"the request body is {int(declared)} bytes; the limit is {self._limit}"
-                refusal = _error(scope["path"], 413, "input_too_large", message)
+            refusal = self._refusal(scope, path, limit, client)
+            if refusal is not None:
                 await refusal(scope, receive, tagged)
-            else:
-                await self._app(scope, counted, tagged)
+                return
+            sending = _has_body(scope)
+            if sending:
+                self._sending[client] = self._sending.get(client, 0) + 1
+            await self._app(scope, counted, tagged)
         finally:
+            if sending:
+                self._sending[client] -= 1
+                if not self._sending[client]:
+                    del self._sending[client]
+            if received > 4 * 1024 * 1024:
+                release_freed_memory()  # a large body's buffers go back to the system
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "%s %s %d %.1fms",
-                    scope["method"],
-                    scope["path"],
+                    _printable(scope["method"]),
+                    _printable(path),
                     status,
                     (time.perf_counter() - started) * 1000,
                 )
+
+    def _refusal(
+        self, scope: MutableMapping[str, Any], path: str, limit: int, client: str
+    ) -> JSONResponse | None:
+        """An answer given before the body is read: no key, too large, too many at once."""
+        headers = dict(scope["headers"])
+        if not path.startswith(_PUBLIC) and path != "/":
+            try:
+                key = authenticate(scope["app"].state.keys, secret_of(headers))
+            except CounterfakeError as exc:
+                return _error(path, _status_for(exc), exc.code, exc.message)
+            scope.setdefault("state", {})["api_key"] = key
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            message = f"the request body is {int(declared)} bytes; the limit is {limit}"
+            return _error(path, 413, "input_too_large", message)
+        if _has_body(scope) and self._sending.get(client, 0) >= self._per_client:
+            message = f"this address is sending {self._per_client} bodies already; retry"
+            return _error(path, 429, "too_many_uploads", message)
+        return None
+
+
+def _has_body(scope: MutableMapping[str, Any]) -> bool:
+    headers = dict(scope["headers"])
+    declared = headers.get(b"content-length", b"0")
+    return (declared.isdigit() and int(declared) > 0) or b"transfer-encoding" in headers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -162,7 +253,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from . import omm, routes
 
-    app = FastAPI(
+    app = FastAPIOffline(  # Swagger UI served from the package: /docs works offline
         title="Counterfake",
         summary="Hash banks and matching for non-consensual intimate images and their fakes.",
         version=_version(),
@@ -197,7 +288,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
         return _error(request, 500, "internal_error", "unexpected server error; see the log")
 
-    app.add_middleware(_Edge, limit=settings.max_bytes + ENVELOPE)
+    app.add_middleware(_Edge, settings=settings)
     return app
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Final
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core import Counterfake
 from ..errors import AccessError
@@ -26,8 +27,10 @@ __all__ = [
     "KeyCache",
     "MatchKey",
     "Submit",
+    "authenticate",
     "core_of",
     "require",
+    "secret_of",
 ]
 
 #: A revoked key is refused at most this long after its revocation.
@@ -54,27 +57,44 @@ class KeyCache:
         return key
 
 
-def _secret(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+def secret_of(headers: Mapping[bytes, bytes]) -> str:
+    """The key a request carries: `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
+    header = headers.get(b"authorization", b"").decode("latin-1")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
-    return request.headers.get("x-api-key", "").strip()
+    return headers.get(b"x-api-key", b"").decode("latin-1").strip()
 
 
-def require(*scopes: str) -> Callable[[Request], Awaitable[ApiKey]]:
+def authenticate(cache: KeyCache, secret: str) -> ApiKey:
+    """The live key behind `secret`; AccessError missing_key or invalid_key otherwise."""
+    if not secret:
+        raise AccessError(
+            "send an API key: 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            code="missing_key",
+        )
+    return cache.authenticate(secret)
+
+
+# Declared so that the OpenAPI document names both ways of sending a key (and /docs offers
+# "Authorize"); the key itself is checked in `require`, before the body is read (app._Edge).
+_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
+_BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
+
+
+def require(*scopes: str) -> Callable[..., Awaitable[ApiKey]]:
     """A FastAPI dependency: the caller's key, if it holds one of `scopes` (or admin)."""
     admitted = frozenset(scopes) | {"admin"}
 
-    async def dependency(request: Request) -> ApiKey:
+    async def dependency(
+        request: Request,
+        _header: Annotated[str | None, Security(_KEY_HEADER)],
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+    ) -> ApiKey:
         # async: FastAPI would run a plain function on a thread, one hop per request.
-        secret = _secret(request)
-        if not secret:
-            raise AccessError(
-                "send an API key: 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-                code="missing_key",
-            )
-        cache: KeyCache = request.app.state.keys
-        key = cache.authenticate(secret)
+        key = getattr(request.state, "api_key", None)
+        if not isinstance(key, ApiKey):
+            cache: KeyCache = request.app.state.keys
+            key = authenticate(cache, secret_of(dict(request.scope["headers"])))
         if not key.scopes & admitted:
             raise AccessError(
                 f"this key's scopes ({', '.join(sorted(key.scopes))}) do not allow this;"

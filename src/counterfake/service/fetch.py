@@ -33,6 +33,30 @@ _METADATA: Final = frozenset(
 _MAX_REDIRECTS: Final = 3
 
 
+_NAT64: Final = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+)
+_IPV4_COMPATIBLE: Final = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and reaches: IPv4-mapped, IPv4-compatible
+    (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in network for network in _NAT64):
+        return low
+    if address in _IPV4_COMPATIBLE and int(address) > 1:
+        return low
+    return None
+
+
 def parse_networks(text: str) -> list[Network]:
     """`10.0.0.0/8, 192.168.1.7` -> networks; an operator setting, so errors are loud."""
     return [ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part]
@@ -60,6 +84,9 @@ class Fetcher:
         self._resolver = resolver
 
     def allowed(self, address: Address) -> bool:
+        embedded = _embedded_ipv4(address)
+        if embedded is not None and not self.allowed(embedded):
+            return False  # an IPv6 form of a private IPv4 address reaches that address
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
         if address in _METADATA:
@@ -90,7 +117,7 @@ class Fetcher:
         try:
             url = httpx.URL(raw_url)
         except (httpx.InvalidURL, TypeError) as exc:
-            raise FetchError(f"not a URL: {exc}", code="url_refused") from None
+            raise FetchError("not a URL", code="url_refused") from exc
         for _ in range(_MAX_REDIRECTS + 1):
             if url.scheme not in ("http", "https") or not url.host:
                 raise FetchError("only http and https URLs are fetched", code="url_refused")

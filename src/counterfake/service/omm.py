@@ -94,9 +94,9 @@ async def index_status(
     request: Request, key: MatchKey, signal_type: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """OMM: per signal type, whether an index is loaded, up to when, and its size."""
-    matcher = core_of(request).matcher
-    matcher.refresh_if_due()
-    sizes = matcher.sizes()
+    core = core_of(request)
+    matcher = core.matcher
+    sizes = matcher.sizes(core.searchable(principal=key))
     names = _types(signal_type)
     built_to = int(matcher.refreshed_at)
     return {
@@ -154,9 +154,14 @@ def bank_create(
     return _bank_config(bank.name)
 
 
-def _content_answer(hashes: dict[str, str], added: Added) -> dict[str, Any]:
-    ids = {r.signal_type: r.entry_id for r in added.results}
-    content_id = ids.get("pdq", next(iter(ids.values()), 0))
+def _content_answer(hashes: dict[str, str], added: Added, key: ApiKey) -> dict[str, Any]:
+    """OMM's answer. A submit-only key learns only the ids of entries this call created (as on
+    /v1): otherwise it could probe a bank for what it holds (`id` is then null)."""
+    results = added.results
+    if key.submit_only:
+        results = [r for r in results if r.status == "created"]
+    ids = {r.signal_type: r.entry_id for r in results}
+    content_id = ids.get("pdq", next(iter(ids.values()), None))
     return {"id": content_id, "signals": hashes}
 
 
@@ -170,7 +175,7 @@ async def bank_add_file(
     data = await request_image(request, url, field="photo")
     added = await run_image_work(request, lambda: core.add_image(bank_name, data, principal=key))
     assert added.hashes is not None
-    return _content_answer(dict(added.hashes.signals), added)
+    return _content_answer(dict(added.hashes.signals), added, key)
 
 
 @router.post("/c/bank/{bank_name}/signal")
@@ -183,4 +188,4 @@ def bank_add_as_signals(
     entries = [NewEntry(t, v, source="hashes") for t, v in body.items()]
     added = core_of(request).add_signals(bank_name, entries, principal=key)
     stored = {t: get_signal_type(t).normalize(v) for t, v in body.items()}
-    return _content_answer(stored, added)
+    return _content_answer(stored, added, key)

@@ -91,18 +91,22 @@ async def live() -> dict[str, str]:
 
 @router.get("/status", tags=["status"])
 async def status(request: Request, key: AnyKey) -> dict[str, Any]:
-    """The index this worker holds and how fresh it is."""
-    matcher = core_of(request).matcher
-    matcher.refresh_if_due()
-    return {
+    """The index this worker holds and how fresh it is: for a tenant's key, the banks it may
+    match and their entries; for an admin key, everything and the change log's position."""
+    core = core_of(request)
+    matcher = core.matcher
+    visible = core.searchable(principal=key)
+    out: dict[str, Any] = {
         "status": "ok",
         "worker": os.getpid(),
-        "entries": len(matcher),
-        "banks": len(matcher.banks),
-        "change_seq": matcher.change_seq,
+        "entries": sum(matcher.sizes(visible).values()),
+        "banks": len(matcher.banks) if visible is None else len(visible),
         "refreshed_seconds_ago": round(time.time() - matcher.refreshed_at, 3),
         "uptime_seconds": round(time.time() - request.app.state.started_at, 1),
     }
+    if key.is_admin:
+        out["change_seq"] = matcher.change_seq
+    return out
 
 
 # banks ---------------------------------------------------------------------------------------

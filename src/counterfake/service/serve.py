@@ -48,7 +48,10 @@ def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
         uvicorn.run(APP, host=host, port=port, workers=workers, **_options(log_level))
         return
     with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
-        probe.bind((host, port))  # fails now, clearly, if the port is taken
+        # Fails now, clearly, if something listens on the port; SO_REUSEADDR lets a restart
+        # bind over the previous run's connections in TIME_WAIT, as the workers do.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
 
     context = multiprocessing.get_context("spawn")
     stopping = False

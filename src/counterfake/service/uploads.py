@@ -101,7 +101,10 @@ def _parse_multipart(body: bytes, boundary: bytes) -> list[Upload]:
         parser.write(body)
         parser.finalize()
     except MultipartParseError as exc:
-        raise InputError(f"malformed multipart body: {exc}", code="invalid_multipart") from None
+        raise InputError(
+            "malformed multipart body: its boundaries or part headers cannot be read",
+            code="invalid_multipart",
+        ) from exc
     return parts
 
 

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,11 +16,40 @@ from ..model import AddResult, Entry, NewEntry
 from ..signals import get_signal_type
 from ._db import now, utc
 from ._part import Part
-from .schema import banks, entries, signatures
+from .schema import banks, entries, id_floors, signatures
 
 __all__ = ["Entries"]
 
 _Status = Literal["created", "existing", "reinstated", "withdrawn"]
+#: What an entry's metadata may be: nested at most this deep, this large as JSON.
+METADATA_DEPTH: Final = 8
+METADATA_BYTES: Final = 16 * 1024
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deep `value` nests (stopping past `limit`, so a hostile value costs little)."""
+    if limit < 0 or not isinstance(value, dict | list):
+        return 0
+    children = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(child, limit - 1) for child in children), default=0)
+
+
+def _check_metadata(metadata: dict[str, Any]) -> None:
+    if not isinstance(metadata, dict):
+        raise InputError("metadata is a JSON object", code="invalid_metadata")
+    if _depth(metadata, METADATA_DEPTH + 1) > METADATA_DEPTH:
+        raise InputError(
+            f"metadata may nest at most {METADATA_DEPTH} levels", code="invalid_metadata"
+        )
+    try:
+        size = len(json.dumps(metadata, separators=(",", ":")))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"metadata is not JSON ({exc})", code="invalid_metadata") from None
+    if size > METADATA_BYTES:
+        raise InputError(
+            f"metadata is {size} bytes as JSON; the limit is {METADATA_BYTES}",
+            code="invalid_metadata",
+        )
 
 
 class Entries(Part):
@@ -37,6 +67,7 @@ class Entries(Part):
             for e in new_entries
         ]
         for entry in prepared:
+            _check_metadata(entry.metadata)
             if (get_signal_type(entry.signal_type).kind == "local") != (entry.payload is not None):
                 raise InputError(
                     f"a {entry.signal_type} entry {'needs' if entry.payload is None else 'has no'}"
@@ -48,10 +79,13 @@ class Entries(Part):
         insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
         with db.write() as conn:
             bank_id = db.bank_id(conn, bank)
+            floor = self._id_floor(conn) if db.dialect == "sqlite" else None
             for entry in prepared:
+                explicit = {} if floor is None else {"id": floor + 1}
                 row = conn.execute(
                     insert(entries)
                     .values(
+                        **explicit,
                         bank_id=bank_id,
                         signal_type=entry.signal_type,
                         value=entry.value,
@@ -66,6 +100,8 @@ class Entries(Part):
                     .returning(entries.c.id)
                 ).first()
                 if row is not None:
+                    if floor is not None:
+                        floor = int(row.id)
                     status: _Status = "withdrawn" if entry.withdrawn_at else "created"
                     if entry.payload is not None:
                         conn.execute(
@@ -100,6 +136,10 @@ class Entries(Part):
                     db.change(conn, "withdraw", bank, existing.id)
                 else:
                     results.append(AddResult(existing.id, entry.signal_type, "existing"))
+            if floor is not None:
+                conn.execute(
+                    id_floors.update().where(id_floors.c.name == "entries").values(floor=floor)
+                )
             counts: dict[str, Any] = {}
             for result in results:
                 counts[result.status] = counts.get(result.status, 0) + 1
@@ -107,6 +147,16 @@ class Entries(Part):
                 counts["submitted_by"] = submitted_by
             db.audit(conn, "entries_added", bank=bank, detail=counts)
         return results
+
+    @staticmethod
+    def _id_floor(conn: Any) -> int:
+        """SQLite: the highest entry id ever given out (a deleted bank's too), or a higher one
+        written around the store."""
+        recorded = conn.execute(
+            sa.select(id_floors.c.floor).where(id_floors.c.name == "entries")
+        ).scalar()
+        present = conn.execute(sa.select(sa.func.max(entries.c.id))).scalar()
+        return max(int(recorded or 0), int(present or 0))
 
     def withdraw(self, bank: str, entry_id: int) -> Entry:
         """Withdraw an entry: from this commit on it never matches. Withdrawing twice is a no-op."""
@@ -237,9 +287,19 @@ def _entry(row: Any) -> Entry:
         value=row.value,
         quality=row.quality,
         source=row.source,
-        metadata=dict(row.metadata or {}),
+        metadata=_readable(row.metadata),
         created_at=utc(row.created_at) or row.created_at,
         withdrawn_at=utc(row.withdrawn_at),
         submitted_by=row.submitted_by,
         payload=bytes(row.payload) if row.payload is not None else None,
     )
+
+
+def _readable(metadata: Any) -> dict[str, Any]:
+    # Written before its limits existed, an entry's metadata may not serialise: one entry must
+    # not break a listing.
+    if not isinstance(metadata, dict):
+        return {}
+    if _depth(metadata, METADATA_DEPTH + 1) > METADATA_DEPTH:
+        return {"unreadable": f"metadata nested deeper than {METADATA_DEPTH} levels"}
+    return dict(metadata)

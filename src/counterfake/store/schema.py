@@ -96,3 +96,11 @@ signatures = Table(
     Column("entry_id", _Id, ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True),
     Column("data", LargeBinary, nullable=False),
 )
+
+#: SQLite only: the highest id ever given out per table, so that ids are never reused.
+id_floors = Table(
+    "id_floors",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("floor", BigInteger, nullable=False),
+)
