@@ -116,6 +116,11 @@ def test_bank_add_hashes_file(home: Path, tmp_path: Path) -> None:
     assert records[0]["error"]["code"] == "invalid_signal"
     assert records[0]["path"] == f"{hashes}:3"
     assert sorted(e.value for e in open_store().iter_entries("known")) == ["a" * 64, "b" * 64]
+    again = lines(run("bank", "add", "--json", "known", "--hashes", str(hashes)))
+    assert [r.get("status") for r in again if "error" not in r] == ["existing", "existing"]
+    one = tmp_path / "one.txt"
+    one.write_text(f"pdq {'c' * 64}\n")
+    assert "1 entry added" in run("bank", "add", "known", "--hashes", str(one)).stdout
 
 
 def test_withdraw_then_match_finds_nothing(home: Path, photos: Path) -> None:

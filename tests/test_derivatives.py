@@ -63,12 +63,34 @@ def test_the_overlay_marks_the_changed_region_in_red(photos: list[Image.Image]) 
             break
     assert evidence is not None and evidence.changed_mask.any()
     query = Image.open(io.BytesIO(data)).convert("RGB")
-    drawn = np.asarray(overlay(query, evidence)).astype(int)
+    image = overlay(query, evidence)
+    assert image.width == query.width and image.height > query.height  # a legend below
+    drawn = np.asarray(image.crop((0, 0, query.width, query.height))).astype(int)
+    legend = np.asarray(image.crop((0, query.height, image.width, image.height)))
+    assert (legend < 100).any() and (legend == 255).mean() > 0.5  # text on white
     plain = np.asarray(query).astype(int)
     redder = (drawn[..., 0] - plain[..., 0]) > 10
     assert 0.1 < redder.mean() < 0.6  # the changed part of the upload is tinted, not all of it
     rows = evidence.to_dict()["changed_mask"]
     assert sum(r.count("#") for r in rows[6:]) > sum(r.count("#") for r in rows[:6])  # lower
+
+
+def test_the_legend_says_when_the_protected_photo_runs_past_the_image(
+    photos: list[Image.Image],
+) -> None:
+    photo = photos[4]
+    w, h = photo.size
+    cropped = encode(photo.crop((int(w * 0.2), int(h * 0.2), w, h)), "JPEG", quality=85)
+    evidence = verify(_source(photo), image_features(cropped, query=True))
+    assert evidence is not None
+    query = Image.open(io.BytesIO(cropped)).convert("RGB")
+    whole = encode(photo, "JPEG", quality=85)
+    same = verify(_source(photo), image_features(whole, query=True))
+    assert same is not None
+    with_crop = overlay(query, evidence)
+    without = overlay(Image.open(io.BytesIO(whole)).convert("RGB"), same)
+    # One more legend line for the crop: the outline runs past the image's edges.
+    assert with_crop.height - query.height > without.height - photo.height
 
 
 def test_a_mirrored_and_cropped_copy_is_matched_and_drawn_the_right_way_round(

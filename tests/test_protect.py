@@ -100,6 +100,7 @@ def test_a_protected_photo_is_found_behind_a_replaced_region(
         match = record["matches"][0]
         assert match["signal"] == "derivative"
         assert 0.1 < match["changed_fraction"] < 0.6 and 0 < match["score"] <= 1
+        assert "distance" not in match  # a score, not a distance (the table shows '-')
         entry = store.get_entry(match["entry_id"])
         expected = sources[int(Path(record["path"]).stem[4:])].name
         assert entry.metadata == {"source_name": expected}

@@ -412,8 +412,8 @@ def _add_parsed(
 
 
 def _print_added(added: Added, where: str, as_json: bool) -> None:
-    for result in added.results:
-        if as_json and result.status != "existing":
+    for result in added.results:  # "existing" too: --json says what happened to every input
+        if as_json:
             _emit(
                 {
                     "path": where,
@@ -497,7 +497,8 @@ def bank_add(
                 created += added.created
                 _print_added(added, f"{signatures_file}#{number}", as_json)
     if not as_json:
-        _print(f"Bank [bold]{name}[/bold]: {created} entries added or reinstated")
+        noun = "entry" if created == 1 else "entries"
+        _print(f"Bank [bold]{name}[/bold]: {created} {noun} added or reinstated")
     batch.finish()
 
 

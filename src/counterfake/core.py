@@ -429,15 +429,13 @@ class Counterfake:
         return self.matcher.match_signal(signal_type, value, banks=searched)
 
     def compare(self, signal_type: str, a: str, b: str) -> dict[str, Any]:
-        """The distance between two values of a signal type, and whether it is a match at the
-        default threshold (PDQ's setting; a plug-in's own; 0 for exact signals)."""
+        """The distance between two values of a Hamming signal type, and whether it is a match
+        at the default threshold (PDQ's setting; a plug-in's own); for other types only
+        whether they are equal (distance and threshold null)."""
         kind = get_signal_type(signal_type)
         a, b = kind.normalize(a), kind.normalize(b)
+        if kind.kind != "hamming256":  # equal or not: no distance to speak of
+            return {"distance": None, "threshold": None, "match": a == b}
         distance = kind.distance(a, b)
-        if kind.kind == "exact":
-            threshold = 0
-        elif signal_type == "pdq":
-            threshold = self.settings.pdq_threshold
-        else:
-            threshold = kind.threshold
+        threshold = self.settings.pdq_threshold if signal_type == "pdq" else kind.threshold
         return {"distance": distance, "threshold": threshold, "match": distance <= threshold}

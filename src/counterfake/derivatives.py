@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .signals.keypoints import Features
 
@@ -252,11 +252,46 @@ def overlay(query: Image.Image, evidence: Evidence) -> Image.Image:
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     cell_w, cell_h = width / _GRID, height / _GRID
+    line = max(2, round(min(base.size) / 150))
     for row, col in zip(*np.nonzero(evidence.changed_mask), strict=True):
         x0, y0 = col * cell_w, row * cell_h
         corners = [(x0, y0), (x0 + cell_w, y0), (x0 + cell_w, y0 + cell_h), (x0, y0 + cell_h)]
         draw.polygon([to_query(x, y) for x, y in corners], fill=(255, 0, 0, 90))
+        # A hatch as well as the colour: the region reads without telling red from green.
+        draw.line([to_query(x0, y0 + cell_h), to_query(x0 + cell_w, y0)], fill=(255, 0, 0, 200))
     outline = [to_query(x, y) for x, y in [(0, 0), (width, 0), (width, height), (0, height)]]
-    line = max(2, round(min(base.size) / 150))
     draw.line([*outline, outline[0]], fill=(0, 255, 0, 255), width=line)
-    return Image.alpha_composite(base.convert("RGBA"), layer).convert("RGB")
+    drawn = Image.alpha_composite(base.convert("RGBA"), layer).convert("RGB")
+    outside = any(
+        not (-1 <= x <= base.width + 1 and -1 <= y <= base.height + 1) for x, y in outline
+    )
+    return _with_legend(drawn, line, outside)
+
+
+def _with_legend(image: Image.Image, line: int, outside: bool) -> Image.Image:
+    """The overlay with a legend strip below it: what each mark means, and whether the
+    protected photo's outline runs past this image's edges (the image is a crop of it)."""
+    size = max(12, min(28, image.width // 40))
+    font = ImageFont.load_default(size=size)
+    notes = [
+        "green line: where the protected photo lies in this image",
+        "red, hatched: changed from the protected photo",
+    ]
+    if outside:
+        notes.append("the protected photo extends past this image's edges (a crop of it)")
+    row = size + size // 2
+    out = Image.new("RGB", (image.width, image.height + row * len(notes) + size // 2), "white")
+    out.paste(image, (0, 0))
+    draw = ImageDraw.Draw(out)
+    swatch = size * 2
+    for i, note in enumerate(notes):
+        y = image.height + size // 4 + i * row
+        middle = y + size // 2
+        if i == 0:
+            draw.line([(size // 2, middle), (size // 2 + swatch, middle)], (0, 160, 0), line)
+        elif i == 1:
+            box = (size // 2, y, size // 2 + swatch, y + size)
+            draw.rectangle(box, fill=(255, 170, 170), outline=(200, 0, 0))
+            draw.line([(box[0], box[3]), (box[2], box[1])], fill=(200, 0, 0))
+        draw.text((size + swatch, y), note, fill="black", font=font)
+    return out

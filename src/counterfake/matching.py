@@ -76,8 +76,9 @@ class Match:
             "bank": self.bank,
             "entry_id": self.entry_id,
             "signal": self.signal,
-            "distance": self.distance,
         }
+        if self.score is None:  # a derivative has a score, not a distance
+            out["distance"] = self.distance
         if self.variant:
             out["variant"] = self.variant
         if self.score is not None:

@@ -114,3 +114,29 @@ def test_the_cli_prints_a_summary_and_writes_the_report(
     )
     assert missing.exit_code == 1
     assert json.loads(missing.stdout)["error"]["code"] == "bank_not_found"
+
+
+def test_the_report_explains_its_terms_and_counts_in_whole_numbers(
+    result: Investigation, tmp_path: Path
+) -> None:
+    from counterfake.investigate.report import _monday
+
+    page = write_report(result, tmp_path)["report"].read_text()
+    for term in ("target", "derivative post", "original", "version", "role <code>copy</code>"):
+        assert f"<dt>{term}</dt>" in page
+    # Weeks start on Monday: 2020-07-01 was a Wednesday, its week began on 2020-06-29.
+    wednesday = 1593561600  # 2020-07-01T00:00:00Z
+    assert _monday(wednesday) == 1593388800  # 2020-06-29T00:00:00Z
+    assert _monday(1593388800) == 1593388800
+
+
+def test_a_derivative_of_a_protected_photo_is_one_whenever_it_was_posted(
+    result: Investigation,
+) -> None:
+    matched = [
+        n
+        for n, flags in enumerate(result.flags)
+        if any(m.signal == "derivative" for m in result.images[flags.image].record.matches)
+    ]
+    assert matched
+    assert all(result.flags[n].role == "derivative" for n in matched)

@@ -279,7 +279,9 @@ def test_a_submit_key_adds_and_withdraws_only_its_own_and_reads_nothing(
     assert submit.get("/v1/lookup", params={"signal": mine}).status_code == 403
 
     withdrawn = submit.delete(f"/v1/banks/{bank}/entries/{entry['entry_id']}")
-    assert withdrawn.json() == {"entry_id": entry["entry_id"], "withdrawn": True}
+    answer = withdrawn.json()
+    assert (answer["entry_id"], answer["withdrawn"]) == (entry["entry_id"], True)
+    assert set(answer) == {"entry_id", "withdrawn", "withdrawn_at"}  # as for every scope
     curate = service.client("acme", "curate")
     active = curate.get(f"/v1/banks/{bank}/entries", params={"withdrawn": "false"}).json()
     assert [e["entry_id"] for e in active["entries"]] == [other_entry]

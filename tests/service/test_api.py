@@ -90,6 +90,10 @@ def test_an_upload_is_added_and_its_copies_found_with_their_hashes(
         "/v1/compare", json={"a": hashed["pdq"], "b": body["hashes"]["pdq"]}
     ).json()
     assert compared == {"distance": pdq["distance"], "threshold": 31, "match": True}
+    digests = match.post(
+        "/v1/compare", json={"signal_type": "md5", "a": "0" * 32, "b": "1" * 32}
+    ).json()
+    assert digests == {"distance": None, "threshold": None, "match": False}  # no Hamming
 
 
 def test_a_threshold_change_applies_to_the_next_lookup(

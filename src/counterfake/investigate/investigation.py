@@ -187,7 +187,9 @@ def investigate(
             image=image,
             cluster=cluster,
             version=version,
-            role=clustering.role[image],
+            # A derivative of a protected photo is one whenever it was posted (even before the
+            # photo itself appeared in the archive).
+            role="derivative" if facts[image].protected_derivative else clustering.role[image],
             target=cluster in clustering.targets,
             repost=cluster >= 0 and version in seen_versions,
             bot=posts[n].via_bot is not None,

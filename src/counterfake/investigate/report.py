@@ -34,6 +34,7 @@ _OVERLAY: Final = 360
 _TOP: Final = 10
 _TABLE_CLUSTERS: Final = 200
 _WEEK: Final = 7 * 86400
+_FIRST_MONDAY: Final = 4 * 86400  # 1970-01-05, the first Monday after the Unix epoch
 _FORMULA: Final = ("=", "+", "-", "@", "\t", "\r")
 _USERNAME: Final = re.compile(r"@\w+")
 
@@ -144,9 +145,21 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _monday(timestamp: int) -> int:
+    """The Monday 00:00 UTC that starts the (ISO) week of `timestamp`; 1970-01-05 was one."""
+    return (timestamp - _FIRST_MONDAY) // _WEEK * _WEEK + _FIRST_MONDAY
+
+
+def _counts(axis: Any, which: str = "y") -> None:
+    """Counts are whole numbers: no 0.5 posts on an axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    getattr(axis, f"{which}axis").set_major_locator(MaxNLocator(integer=True))
+
+
 def _plots(inv: Investigation) -> dict[str, bytes]:
     """Growth per week, top posters and bots, cluster sizes."""
-    week_of = [p.timestamp // _WEEK * _WEEK for p in inv.posts]
+    week_of = [_monday(p.timestamp) for p in inv.posts]
     derivative_weeks: Counter[int] = Counter()
     new_targets: Counter[int] = Counter()
     seen: set[int] = set()
@@ -176,6 +189,9 @@ def _plots(inv: Investigation) -> dict[str, bytes]:
         twin.plot(labels, cumulative, color="#2c3e50", marker="o", label="distinct targets so far")
         axis.set_ylabel("derivative posts per week")
         twin.set_ylabel("distinct targets")
+        axis.set_xlabel("week starting Monday (UTC)")
+        _counts(axis)
+        _counts(twin)
         axis.tick_params(axis="x", rotation=60, labelsize=7)
         handles = axis.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         axis.legend(handles=handles, loc="upper left", fontsize=8)
@@ -198,6 +214,8 @@ def _plots(inv: Investigation) -> dict[str, bytes]:
             top = counts.most_common(_TOP)[::-1]
             axis.barh([name[:30] for name, _ in top], [c for _, c in top], color="#7f8c8d")
             axis.set_title(title)
+            axis.set_xlabel("derivative posts")
+            _counts(axis, "x")
         plots["posters"] = _png(figure)
 
     sizes = Counter(f.cluster for f in inv.flags if f.cluster >= 0)
@@ -207,15 +225,22 @@ def _plots(inv: Investigation) -> dict[str, bytes]:
         other = [s for c, s in sizes.items() if c not in inv.clustering.targets]
         largest = max(sizes.values())
         bins = list(range(1, largest + 2)) if largest <= 40 else 40
+        # A log scale only where counts span orders of magnitude: a small archive's few
+        # clusters read better as plain bars.
+        many = Counter(sizes.values()).most_common(1)[0][1] > 50
         axis.hist(
             [other, target],
             bins=bins,
             label=["other clusters", "target clusters"],
             color=["#95a5a6", "#c0392b"],
-            log=True,
+            log=many,
+            align="left" if largest <= 40 else "mid",
         )
         axis.set_xlabel("posts per cluster")
-        axis.set_ylabel("clusters")
+        axis.set_ylabel("clusters (log scale)" if many else "clusters")
+        _counts(axis, "x")
+        if not many:
+            _counts(axis)
         axis.legend()
         axis.set_title("Cluster sizes")
         plots["cluster_sizes"] = _png(figure)
@@ -276,11 +301,30 @@ def _html(
         + "</p>",
         "<h2>Summary</h2><table class='summary'>",
     ]
+    glossary = [
+        "<h2>Terms</h2><dl class='terms'>",
+        "<dt>target</dt><dd>a person whose photo was manipulated: a cluster that holds a"
+        " derivative (a link in it changed a quarter or more of the photo, an image in it"
+        " matched a protected photo as a derivative, or a bot posted in it).</dd>",
+        "<dt>derivative post</dt><dd>a post of a manipulated version of a photo: part of the"
+        " photo replaced, stamped or re-rendered; a match to a protected photo as a"
+        " derivative makes a post one whenever it was posted.</dd>",
+        "<dt>original</dt><dd>in a target, the version that matches a protected photo as a"
+        " copy, or else the earliest one that no bot posted: usually the request post.</dd>",
+        "<dt>version</dt><dd>images within PDQ distance 31 of each other: the same picture"
+        " re-encoded, resized or lightly cropped.</dd>",
+        "<dt>role <code>copy</code></dt><dd>a post in a cluster that is not a target's: an"
+        " unrelated photo, or reposts of one.</dd>",
+        "<dt>repost</dt><dd>a post of a version already seen earlier in the archive.</dd>",
+        "<dt>cluster</dt><dd>posts of one source photo: its versions, derivatives and"
+        " reposts, linked by local features.</dd></dl>",
+    ]
     parts += [
         f"<tr><td>{e(k.replace('_', ' '))}</td><td class='num'>{v}</td></tr>"
         for k, v in summary.items()
     ]
     parts.append("</table>")
+    parts += glossary
     titles = {"growth": "Growth", "posters": "Posters and bots", "cluster_sizes": "Clusters"}
     for name, data in plots.items():
         parts.append(

@@ -232,11 +232,10 @@ def get_entry(request: Request, key: Curate, bank: str, entry_id: int) -> dict[s
 @router.delete("/v1/banks/{bank}/entries/{entry_id}", tags=["entries"])
 def withdraw_entry(request: Request, key: Submit, bank: str, entry_id: int) -> dict[str, Any]:
     """Withdraw an entry: it stops matching everywhere within a second. A submit key may
-    withdraw only what it submitted."""
+    withdraw only what it submitted. The answer is the same for every scope."""
     entry = core_of(request).withdraw(bank, entry_id, principal=key)
-    if key.submit_only:
-        return {"entry_id": entry.id, "withdrawn": True}
-    return entry.to_dict()
+    withdrawn_at = entry.withdrawn_at.isoformat() if entry.withdrawn_at else None
+    return {"entry_id": entry.id, "withdrawn": True, "withdrawn_at": withdrawn_at}
 
 
 # matching ------------------------------------------------------------------------------------
