@@ -149,7 +149,7 @@ async def _connection(
             await reader.readexactly(length)
             stats.latencies.append(time.perf_counter() - started)
             stats.statuses[status] = stats.statuses.get(status, 0) + 1
-            if status != 200:
+            if not 200 <= status < 300:
                 stats.errors += 1
         except (OSError, asyncio.IncompleteReadError, ValueError):
             stats.errors += 1

@@ -126,3 +126,45 @@ def test_errors_keep_their_class_code_and_context_across_processes() -> None:
         "x",
         error.message,
     )
+
+
+def test_concurrent_adds_share_transactions_and_keep_their_own_outcomes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from counterfake import NewEntry, SignalError
+    from counterfake.store import entries as entries_module
+
+    batches: list[int] = []
+    real = entries_module.Entries.add_many
+
+    def counting(self: object, requests: list[object]) -> object:
+        batches.append(len(requests))
+        return real(self, requests)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(entries_module.Entries, "add_many", counting)
+    with _app(tmp_path) as app:
+        app.create_bank("b")
+        outcomes: dict[tuple[int, int], object] = {}
+
+        def add(thread: int) -> None:
+            for i in range(40):
+                value = "nope" if (thread, i) == (3, 7) else f"{thread:02x}{i:02x}" * 16
+                try:
+                    outcomes[thread, i] = app.add_signals("b", [NewEntry("pdq", value)]).results
+                except SignalError as exc:
+                    outcomes[thread, i] = exc
+
+        threads = [threading.Thread(target=add, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert isinstance(outcomes[3, 7], SignalError)  # its own error, nobody else's
+        created = [o for o in outcomes.values() if not isinstance(o, Exception)]
+        assert len(created) == 8 * 40 - 1
+        assert all(r[0].status == "created" for r in created)  # type: ignore[index]
+        assert len({r[0].entry_id for r in created}) == len(created)  # type: ignore[index]
+        assert app.bank("b").active_entries == len(created)
+    assert sum(batches) == 8 * 40 and max(batches) > 1  # some commits carried several adds

@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from .errors import AccessError, CounterfakeError, FormatError, InputError, NotFoundError
+from .errors import (
+    AccessError,
+    CounterfakeError,
+    FormatError,
+    InputError,
+    NotFoundError,
+    StoreError,
+)
 from .hashing import ImageHashes, bank_entries, hash_decoded, read_input
 from .media import DecodedImage, Limits, decode
 from .model import DEFAULT_TENANT, AddResult, ApiKey, Bank, Entry, NewEntry
@@ -37,6 +45,66 @@ _WORK_SIDE: Final = 480
 #: Batches of at least this many files are hashed on several processes, this many per task.
 _POOL_FROM: Final = 32
 _CHUNK: Final = 8
+
+
+_AddRequest = tuple[str, Sequence[NewEntry], str | None]
+_AddOutcome = list[AddResult] | StoreError | InputError
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+class _Slot(Generic[_In, _Out]):
+    def __init__(self, item: _In) -> None:
+        self.item = item
+        self.done = threading.Event()
+        self.lead = False
+        self.outcome: _Out | BaseException | None = None
+
+
+class _Group(Generic[_In, _Out]):
+    """Group commit: callers on several threads hand in work; one of them (the leader) runs
+    everything waiting as one batch, then passes the lead to the first caller that arrived
+    meanwhile. Alone, a caller runs its own work at once; under load each transaction carries
+    as many requests as arrived while the previous one ran, so SQLite's single writer and
+    PostgreSQL's commits are shared instead of queued for."""
+
+    def __init__(self, run: Callable[[list[_In]], Sequence[_Out]]) -> None:
+        self._run = run
+        self._lock = threading.Lock()
+        self._waiting: list[_Slot[_In, _Out]] = []
+        self._busy = False
+
+    def submit(self, item: _In) -> _Out:
+        slot: _Slot[_In, _Out] = _Slot(item)
+        with self._lock:
+            self._waiting.append(slot)
+            slot.lead = not self._busy
+            self._busy = True
+        if not slot.lead:
+            slot.done.wait()
+        if slot.lead:
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+            try:
+                outcomes: Sequence[_Out | BaseException] = self._run([s.item for s in batch])
+            except BaseException as exc:  # the whole batch failed: every caller hears of it
+                outcomes = [exc] * len(batch)
+            for member, outcome in zip(batch, outcomes, strict=True):
+                member.outcome = outcome
+            with self._lock:
+                following = self._waiting[0] if self._waiting else None
+                if following is None:
+                    self._busy = False
+                else:
+                    following.lead = True
+            for member in batch:
+                if member is not slot:
+                    member.done.set()
+            if following is not None:
+                following.done.set()
+        if isinstance(slot.outcome, BaseException):
+            raise slot.outcome
+        return slot.outcome  # type: ignore[return-value]
 
 
 def _hash_path(path: Path, limits: Limits, dihedral: bool) -> ImageHashes | CounterfakeError:
@@ -106,6 +174,10 @@ class Counterfake:
         self._owns_store = store is None
         self._matcher_banks = list(banks) if banks is not None else None
         self._matcher: Matcher | None = None
+        # Adds from concurrent threads (a service worker's requests) share transactions.
+        self._adds: _Group[_AddRequest, _AddOutcome] = _Group(
+            lambda requests: self.store.add_many(requests)
+        )
 
     @property
     def store(self) -> Store:
@@ -234,8 +306,11 @@ class Counterfake:
     def bank(self, name: str, *, principal: ApiKey | None = None, counts: bool = True) -> Bank:
         """A bank the principal's tenant owns (any, for the operator or an admin key); any
         other is answered as if it did not exist, so that names do not leak across tenants.
-        `counts=False` skips counting its entries (a scan of the bank)."""
-        bank = self.store.get_bank(name, counts=counts)
+        `counts=False` skips counting its entries (a scan of the bank), and answers from the
+        matcher's copy when it holds the bank (refreshed every 0.5 s: owners never change, and
+        a bank deleted meanwhile fails the write that follows)."""
+        held = self._matcher.held_bank(name) if self._matcher is not None and not counts else None
+        bank = held or self.store.get_bank(name, counts=counts)
         if principal is None or principal.is_admin or bank.tenant == principal.tenant:
             return bank
         raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
@@ -350,9 +425,11 @@ class Counterfake:
 
     def _add(self, bank: str, entries: list[NewEntry], principal: ApiKey | None) -> list[AddResult]:
         submitted_by = principal.key_id if principal is not None else None
-        results = self.store.add_entries(bank, entries, submitted_by=submitted_by)
+        outcome = self._adds.submit((bank, entries, submitted_by))
         self._wrote()
-        return results
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def _wrote(self) -> None:
         # This process reads its own writes: the next match applies the change log first.

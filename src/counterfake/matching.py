@@ -321,6 +321,10 @@ class Matcher:
         except KeyError:
             raise NotFoundError(f"no bank named {name!r}", code="bank_not_found") from None
 
+    def held_bank(self, name: str) -> Bank | None:
+        """The bank as of the last refresh, if this matcher holds it (safe from any thread)."""
+        return self._banks.get(name)
+
     @property
     def change_seq(self) -> int:
         """The newest change applied: how fresh the indexes are."""

@@ -136,8 +136,15 @@ class _Edge:
         deadline = time.monotonic() + self._timeout
         client = (scope.get("client") or ("?", 0))[0]
 
+        body_done = False
+
         async def counted() -> MutableMapping[str, Any]:
-            nonlocal received
+            # While the body arrives: its deadline, its cap, and a client gone is an abort.
+            # After it (a streamed response listening for a disconnect): pass through.
+            nonlocal received, body_done
+            if body_done:
+                done: MutableMapping[str, Any] = await receive()
+                return done
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise InputError(
@@ -157,6 +164,7 @@ class _Edge:
             received += len(message.get("body", b""))
             if received > limit:
                 raise MediaError(f"the request body exceeds {limit} bytes", code="input_too_large")
+            body_done = not message.get("more_body", False)
             return message
 
         async def tagged(message: MutableMapping[str, Any]) -> None:

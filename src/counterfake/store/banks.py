@@ -12,7 +12,7 @@ from ..errors import ConflictError, InputError, NotFoundError
 from ..model import DEFAULT_TENANT, Bank
 from ._db import check_name, check_tenants, now, utc
 from ._part import Part
-from .schema import bank_shares, banks, entries
+from .schema import bank_shares, banks, entries, id_floors
 
 __all__ = ["Banks"]
 
@@ -124,6 +124,19 @@ class Banks(Part):
             count = conn.execute(
                 sa.select(sa.func.count()).where(entries.c.bank_id == bank_id)
             ).scalar_one()
+            if self._db.dialect == "sqlite":  # its ids are never given out again (entries.py)
+                conn.execute(
+                    id_floors.update()
+                    .where(id_floors.c.name == "entries")
+                    .values(
+                        floor=sa.func.max(
+                            id_floors.c.floor,
+                            sa.select(
+                                sa.func.coalesce(sa.func.max(entries.c.id), 0)
+                            ).scalar_subquery(),
+                        )
+                    )
+                )
             conn.execute(entries.delete().where(entries.c.bank_id == bank_id))
             conn.execute(banks.delete().where(banks.c.id == bank_id))
             self._db.audit(conn, "bank_deleted", bank=name, detail={"entries": count})

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..errors import InputError, NotFoundError
+from ..errors import InputError, NotFoundError, StoreError
 from ..model import AddResult, Entry, NewEntry
 from ..signals import get_signal_type
 from ._db import now, utc
@@ -32,6 +32,55 @@ def _depth(value: Any, limit: int) -> int:
         return 0
     children = value.values() if isinstance(value, dict) else value
     return 1 + max((_depth(child, limit - 1) for child in children), default=0)
+
+
+_COLUMNS: Final = (
+    "bank_id",
+    "signal_type",
+    "value",
+    "quality",
+    "source",
+    "metadata",
+    "created_at",
+    "withdrawn_at",
+    "submitted_by",
+)
+_INSERTS: dict[str, Any] = {}
+_FLOOR: Final = sa.select(
+    sa.select(id_floors.c.floor).where(id_floors.c.name == "entries").scalar_subquery(),
+    sa.select(sa.func.max(entries.c.id)).scalar_subquery(),
+)
+
+
+def _statements(dialect: str) -> Any:
+    """The entry insert, built once per dialect (SQLite names the id: see `_id_floor`)."""
+    if dialect not in _INSERTS:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        columns = (*_COLUMNS, "id") if dialect == "sqlite" else _COLUMNS
+        _INSERTS[dialect] = (
+            insert(entries)
+            .values({c: sa.bindparam(c) for c in columns})
+            .on_conflict_do_nothing(index_elements=["bank_id", "signal_type", "value"])
+            .returning(entries.c.id)
+        )
+    return _INSERTS[dialect]
+
+
+def _prepare(new_entries: Iterable[NewEntry]) -> list[NewEntry]:
+    """Entries with canonical values, checked before anything is written."""
+    prepared = [
+        dataclasses.replace(e, value=get_signal_type(e.signal_type).normalize(e.value))
+        for e in new_entries
+    ]
+    for entry in prepared:
+        _check_metadata(entry.metadata)
+        if (get_signal_type(entry.signal_type).kind == "local") != (entry.payload is not None):
+            raise InputError(
+                f"a {entry.signal_type} entry {'needs' if entry.payload is None else 'has no'}"
+                " signature payload",
+                code="invalid_signature",
+            )
+    return prepared
 
 
 def _check_metadata(metadata: dict[str, Any]) -> None:
@@ -62,100 +111,107 @@ class Entries(Part):
         adding a withdrawn value again reinstates it (unless the new entry is itself withdrawn).
         `submitted_by` (an API key id) is kept on new entries: who may withdraw them.
         """
-        prepared = [
-            dataclasses.replace(e, value=get_signal_type(e.signal_type).normalize(e.value))
-            for e in new_entries
-        ]
-        for entry in prepared:
-            _check_metadata(entry.metadata)
-            if (get_signal_type(entry.signal_type).kind == "local") != (entry.payload is not None):
-                raise InputError(
-                    f"a {entry.signal_type} entry {'needs' if entry.payload is None else 'has no'}"
-                    " signature payload",
-                    code="invalid_signature",
-                )
-        results: list[AddResult] = []
+        (outcome,) = self.add_many([(bank, list(new_entries), submitted_by)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def add_many(
+        self, requests: Sequence[tuple[str, Sequence[NewEntry], str | None]]
+    ) -> list[list[AddResult] | StoreError | InputError]:
+        """Several `add_entries` calls (bank, entries, submitted_by) in one transaction: how
+        concurrent adds share a commit. Each gets its results, or its own error (a bad value,
+        a bank that is gone) without failing the others; a database failure fails them all."""
+        outcomes: list[list[AddResult] | StoreError | InputError] = []
+        prepared: list[list[NewEntry] | None] = []
+        for _, entries_, _ in requests:
+            try:
+                prepared.append(_prepare(entries_))
+                outcomes.append([])
+            except InputError as exc:
+                prepared.append(None)
+                outcomes.append(exc)
         db = self._db
-        insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+        insert = _statements(db.dialect)
         with db.write() as conn:
-            bank_id = db.bank_id(conn, bank)
             floor = self._id_floor(conn) if db.dialect == "sqlite" else None
-            for entry in prepared:
-                explicit = {} if floor is None else {"id": floor + 1}
-                row = conn.execute(
-                    insert(entries)
-                    .values(
-                        **explicit,
-                        bank_id=bank_id,
-                        signal_type=entry.signal_type,
-                        value=entry.value,
-                        quality=entry.quality,
-                        source=entry.source,
-                        metadata=entry.metadata,
-                        created_at=now(),
-                        withdrawn_at=entry.withdrawn_at,
-                        submitted_by=submitted_by,
-                    )
-                    .on_conflict_do_nothing(index_elements=["bank_id", "signal_type", "value"])
-                    .returning(entries.c.id)
-                ).first()
-                if row is not None:
-                    if floor is not None:
-                        floor = int(row.id)
-                    status: _Status = "withdrawn" if entry.withdrawn_at else "created"
-                    if entry.payload is not None:
-                        conn.execute(
-                            signatures.insert().values(entry_id=row.id, data=entry.payload)
-                        )
-                    results.append(AddResult(row.id, entry.signal_type, status))
-                    if status == "created":
-                        db.change(conn, "add", bank, row.id)
+            for number, (bank, _, submitted_by) in enumerate(requests):
+                ready = prepared[number]
+                if ready is None:
                     continue
-                existing = conn.execute(
-                    sa.select(entries.c.id, entries.c.withdrawn_at).where(
-                        entries.c.bank_id == bank_id,
-                        entries.c.signal_type == entry.signal_type,
-                        entries.c.value == entry.value,
-                    )
-                ).one()
-                if existing.withdrawn_at is not None and entry.withdrawn_at is None:
-                    conn.execute(
-                        entries.update()
-                        .where(entries.c.id == existing.id)
-                        .values(withdrawn_at=None)
-                    )
-                    results.append(AddResult(existing.id, entry.signal_type, "reinstated"))
-                    db.change(conn, "add", bank, existing.id)
-                elif existing.withdrawn_at is None and entry.withdrawn_at is not None:
-                    conn.execute(
-                        entries.update()
-                        .where(entries.c.id == existing.id)
-                        .values(withdrawn_at=entry.withdrawn_at)
-                    )
-                    results.append(AddResult(existing.id, entry.signal_type, "withdrawn"))
-                    db.change(conn, "withdraw", bank, existing.id)
-                else:
-                    results.append(AddResult(existing.id, entry.signal_type, "existing"))
-            if floor is not None:
-                conn.execute(
-                    id_floors.update().where(id_floors.c.name == "entries").values(floor=floor)
-                )
-            counts: dict[str, Any] = {}
-            for result in results:
-                counts[result.status] = counts.get(result.status, 0) + 1
-            if submitted_by:
-                counts["submitted_by"] = submitted_by
-            db.audit(conn, "entries_added", bank=bank, detail=counts)
-        return results
+                try:
+                    bank_id = db.bank_id(conn, bank)
+                except StoreError as exc:
+                    outcomes[number] = exc
+                    continue
+                results: list[AddResult] = []
+                for entry in ready:
+                    values = {
+                        "bank_id": bank_id,
+                        "signal_type": entry.signal_type,
+                        "value": entry.value,
+                        "quality": entry.quality,
+                        "source": entry.source,
+                        "metadata": entry.metadata,
+                        "created_at": now(),
+                        "withdrawn_at": entry.withdrawn_at,
+                        "submitted_by": submitted_by,
+                    }
+                    if floor is not None:
+                        values["id"] = floor + 1
+                    row = conn.execute(insert, values).first()
+                    if row is not None:
+                        if floor is not None:
+                            floor = int(row.id)
+                        status: _Status = "withdrawn" if entry.withdrawn_at else "created"
+                        if entry.payload is not None:
+                            conn.execute(
+                                signatures.insert().values(entry_id=row.id, data=entry.payload)
+                            )
+                        results.append(AddResult(row.id, entry.signal_type, status))
+                        if status == "created":
+                            db.change(conn, "add", bank, row.id)
+                        continue
+                    results.append(self._again(conn, bank, bank_id, entry))
+                counts: dict[str, Any] = {}
+                for result in results:
+                    counts[result.status] = counts.get(result.status, 0) + 1
+                if submitted_by:
+                    counts["submitted_by"] = submitted_by
+                db.audit(conn, "entries_added", bank=bank, detail=counts)
+                outcomes[number] = results
+        return outcomes
+
+    def _again(self, conn: Any, bank: str, bank_id: int, entry: NewEntry) -> AddResult:
+        """A value the bank holds already: reinstated, withdrawn, or left as it is."""
+        existing = conn.execute(
+            sa.select(entries.c.id, entries.c.withdrawn_at).where(
+                entries.c.bank_id == bank_id,
+                entries.c.signal_type == entry.signal_type,
+                entries.c.value == entry.value,
+            )
+        ).one()
+        if existing.withdrawn_at is not None and entry.withdrawn_at is None:
+            conn.execute(
+                entries.update().where(entries.c.id == existing.id).values(withdrawn_at=None)
+            )
+            self._db.change(conn, "add", bank, existing.id)
+            return AddResult(existing.id, entry.signal_type, "reinstated")
+        if existing.withdrawn_at is None and entry.withdrawn_at is not None:
+            conn.execute(
+                entries.update()
+                .where(entries.c.id == existing.id)
+                .values(withdrawn_at=entry.withdrawn_at)
+            )
+            self._db.change(conn, "withdraw", bank, existing.id)
+            return AddResult(existing.id, entry.signal_type, "withdrawn")
+        return AddResult(existing.id, entry.signal_type, "existing")
 
     @staticmethod
     def _id_floor(conn: Any) -> int:
-        """SQLite: the highest entry id ever given out (a deleted bank's too), or a higher one
-        written around the store."""
-        recorded = conn.execute(
-            sa.select(id_floors.c.floor).where(id_floors.c.name == "entries")
-        ).scalar()
-        present = conn.execute(sa.select(sa.func.max(entries.c.id))).scalar()
+        """SQLite: the highest entry id ever given out: the newest entry's, or a deleted
+        bank's (recorded by `delete_bank`)."""
+        recorded, present = conn.execute(_FLOOR).one()
         return max(int(recorded or 0), int(present or 0))
 
     def withdraw(self, bank: str, entry_id: int) -> Entry:

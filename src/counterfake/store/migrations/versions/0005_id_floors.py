@@ -1,4 +1,4 @@
-"""The highest entry id ever given out, so that SQLite never gives one out again.
+"""The highest id of a deleted bank's entries, so that SQLite never gives one out again.
 
 SQLite's rowids without AUTOINCREMENT reuse the ids of the newest rows once they are deleted
 (a deleted bank's entries); an id kept in an audit note, a withdrawal list or a partner's
