@@ -229,3 +229,17 @@ def test_an_unwritable_sqlite_folder_is_a_database_error(tmp_path: Path) -> None
     blocker.write_text("a file where a folder should be")
     with pytest.raises(DatabaseError):
         Store.open(f"sqlite:///{blocker / 'sub' / 'store.db'}")
+
+
+def test_a_store_at_the_newest_schema_opens_without_loading_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    Store.open(url).close()  # created and migrated
+    probe = (
+        f"import sys; from counterfake import Store; Store.open({url!r});"
+        " print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
