@@ -68,7 +68,7 @@ SETTINGS: tuple[Setting, ...] = (
         256 * 1024,
         "Service: largest JSON body (a batch of signals may be 32 times this).",
     ),
-    Setting("body_timeout", float, 30.0, "Service: seconds allowed to receive a request body."),
+    Setting("body_timeout", float, 60.0, "Service: seconds allowed to receive a request body."),
     Setting(
         "client_uploads",
         int,
