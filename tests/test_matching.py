@@ -283,3 +283,32 @@ def test_derivative_features_are_asked_for_only_when_nothing_else_matched(
     assert asked == []
     assert matcher.match(other, features=features).matches == []
     assert asked == [1]
+
+
+def test_a_bank_that_grows_while_followed_gets_the_multi_index_and_the_last_word_wins(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes are applied a batch at a time: a withdrawal and a reinstatement of one entry in
+    the same batch leave it matching, and a bank that grows past TABLES_FROM while followed
+    gets the index it would have had on a restart."""
+    import numpy as np
+
+    import counterfake.matching as matching
+    from counterfake.index.mih import MultiIndexHammingIndex
+
+    monkeypatch.setattr(matching, "TABLES_FROM", 200)
+    store.create_bank("grows")
+    matcher = Matcher(store, refresh_interval=0)
+    rng = np.random.default_rng(7)
+    values = [rng.bytes(32).hex() for _ in range(300)]
+    added = store.add_entries("grows", [NewEntry("pdq", v) for v in values])
+    first, second = added[0].entry_id, added[1].entry_id
+    store.withdraw("grows", first)
+    store.add_entries("grows", [NewEntry("pdq", values[0])])  # reinstated
+    store.withdraw("grows", second)  # withdrawn for good
+    assert "grows" not in matcher._hamming.get("pdq", {})  # empty when loaded; not yet read
+    assert [m.entry_id for m in matcher.match_signal("pdq", values[0])] == [first]
+    assert isinstance(matcher._hamming["pdq"]["grows"], MultiIndexHammingIndex)
+    assert matcher.match_signal("pdq", values[1]) == []
+    assert [m.entry_id for m in matcher.match_signal("pdq", values[299])] == [added[299].entry_id]
+    assert matcher.sizes()["pdq"] == 299

@@ -160,6 +160,10 @@ class Matcher:
         # Local features: per bank, each protected photo's keypoints and a shortlist.
         # (The shortlist holds the descriptors; here, each photo's size and keypoint positions.)
         self._local: dict[str, tuple[KeypointShortlist, dict[int, _Photo]]] = {}
+        # Hamming changes of one batch of the change log, applied together (`_flush`): one
+        # pass over an index per batch, not one per change.
+        self._adding: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
+        self._removing: dict[tuple[str, str], set[int]] = defaultdict(set)
         for bank in self._banks:
             ids: dict[str, list[np.ndarray]] = defaultdict(list)
             codes: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -226,12 +230,14 @@ class Matcher:
                     self._apply(change)
                     self._seen.add(change.seq)
                     applied += 1
+            self._flush()
         while True:
             batch = self._store.changes_since(self._high_water)
             for change in batch:
                 self._apply(change)
                 self._seen.add(change.seq)
                 self._high_water = change.seq
+            self._flush()
             applied += len(batch)
             self._advance()
             if self._needs_reload:
@@ -293,10 +299,28 @@ class Matcher:
         elif kind == "exact":
             self._exact[(signal_type, value)][entry_id] = bank
         elif quality is None or quality >= self._min_quality:
+            self._adding[(signal_type, bank)][entry_id] = value
+
+    def _flush(self) -> None:
+        """Apply the batch's Hamming changes: removals, then adds (so that the batch's last
+        word on an entry wins); a linear index that grew past TABLES_FROM becomes a
+        multi-index, as it would be had the matcher started on the bank."""
+        for (signal_type, bank), gone in self._removing.items():
+            index = self._hamming.get(signal_type, {}).get(bank)
+            if index is not None and gone:
+                index.remove(gone)
+        for (signal_type, bank), values in self._adding.items():
+            if not values:
+                continue
             index = self._hamming[signal_type].get(bank)
             if index is None:
                 index = self._hamming[signal_type][bank] = LinearHammingIndex()
-            index.add([entry_id], codes_from_hex([value]))
+            index.add(list(values), codes_from_hex(list(values.values())))
+            if isinstance(index, LinearHammingIndex) and len(index) >= TABLES_FROM:
+                ids, codes = index.arrays()
+                self._hamming[signal_type][bank] = self._new_index(ids, codes)
+        self._removing.clear()
+        self._adding.clear()
 
     def _remove(self, entry_id: int, bank: str, signal_type: str | None, value: str | None) -> None:
         if signal_type and value:
@@ -304,9 +328,9 @@ class Matcher:
             if bank in self._local:
                 self._local[bank][0].remove([entry_id])
                 self._local[bank][1].pop(entry_id, None)
-            index = self._hamming.get(signal_type, {}).get(bank)
-            if index is not None:
-                index.remove([entry_id])
+            self._adding.get((signal_type, bank), {}).pop(entry_id, None)
+            if bank in self._hamming.get(signal_type, {}):
+                self._removing[(signal_type, bank)].add(entry_id)
 
     # matching ----------------------------------------------------------------------------------
 

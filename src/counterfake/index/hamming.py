@@ -55,6 +55,10 @@ class LinearHammingIndex:
         self._ids = np.concatenate([self._ids, new_ids])
         self._codes = np.concatenate([self._codes, codes])
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Its ids and (n, 4) codes, to build another index from."""
+        return self._ids, self._codes
+
     def remove(self, ids: Iterable[int]) -> None:
         gone = np.fromiter(ids, dtype=np.int64)
         if gone.size and self._ids.size:
