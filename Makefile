@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivative-scale bench-investigate bench-startup clean
+.PHONY: demo test lint bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivative-scale bench-investigate bench-startup bench-catch-up clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-robustness: $(STAMP)
 
 bench-derivative-scale: $(STAMP)
 	$(BIN)/python benchmarks/derivative_scale.py --corpus ../shared/corpus/photos --photos 100000
+
+bench-catch-up: $(STAMP)
+	$(BIN)/python benchmarks/catch_up.py --entries 100000
 
 bench-startup: $(STAMP)
 	$(BIN)/python benchmarks/startup.py --corpus ../shared/corpus/photos
