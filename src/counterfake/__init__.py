@@ -43,28 +43,12 @@ if _TYPE_CHECKING:
     from .signals import PdqHash, SignalType, pdq, pdq_dihedral, pdq_reference, register
     from .store import Store
 
+from . import errors as _errors  # no imports of its own: cheap to load at once
+
 # Each public name is imported from its module on first use, so that `counterfake --version`
 # or hashing one photo does not load the store, the matcher or OpenCV.
 _HOMES = {
-    **dict.fromkeys(
-        (
-            "AccessError",
-            "ConflictError",
-            "CounterfakeError",
-            "DatabaseError",
-            "FetchError",
-            "FileInputError",
-            "FormatError",
-            "InputError",
-            "MediaError",
-            "NotFoundError",
-            "SignalError",
-            "StoreError",
-            "UnavailableError",
-            "UsageError",
-        ),
-        "errors",
-    ),
+    **dict.fromkeys(_errors.__all__, "errors"),
     **dict.fromkeys(("Counterfake", "Lookup"), "core"),
     **dict.fromkeys(("ImageHashes", "bank_entries", "hash_bytes", "hash_file"), "hashing"),
     **dict.fromkeys(("Match", "Matcher", "MatchResult"), "matching"),

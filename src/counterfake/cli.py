@@ -481,13 +481,13 @@ def bank_add(
     batch.run(expand_paths(paths), "adding", work, str)
     if hashes_file:
         with _errors(as_json):
-            text = _read_text(core, hashes_file)
+            text = _read_text(hashes_file)
             for added in _add_parsed(core, name, hashes_file, iter(text.splitlines()), batch):
                 created += added.created
                 _print_added(added, hashes_file, as_json)
     if signatures_file:
         with _errors(as_json):
-            lines = _read_text(core, signatures_file).splitlines()
+            lines = _read_text(signatures_file).splitlines()
             for number, item in enumerate(core.signature_file(lines, path=signatures_file), 1):
                 if isinstance(item, FormatError):
                     batch.failure(f"{signatures_file}:{item.line}", item)
@@ -502,7 +502,7 @@ def bank_add(
     batch.finish()
 
 
-def _read_text(core: Counterfake, path: str) -> str:
+def _read_text(path: str) -> str:
     from .hashing import read_input
     from .media import Limits
 
@@ -566,7 +566,7 @@ def bank_import(ctx: click.Context, name: str, file: str, as_json: bool) -> None
     batch = _Batch(as_json)
     with _errors(as_json):
         core.bank(name, counts=False)
-        text = _read_text(core, file)
+        text = _read_text(file)
         added = _add_parsed(core, name, file, iter(text.splitlines()), batch)
     counts: dict[str, int] = {}
     for part in added:

@@ -28,7 +28,7 @@ from .errors import (
     NotFoundError,
     StoreError,
 )
-from .hashing import ImageHashes, bank_entries, hash_decoded, read_input
+from .hashing import ImageHashes, bank_entries, hash_bytes, hash_decoded, hash_file, read_input
 from .media import DecodedImage, Limits, decode
 from .model import DEFAULT_TENANT, AddResult, ApiKey, Bank, Entry, NewEntry
 from .settings import Settings, load_settings
@@ -109,8 +109,7 @@ class _Group(Generic[_In, _Out]):
 
 def _hash_path(path: Path, limits: Limits, dihedral: bool) -> ImageHashes | CounterfakeError:
     try:
-        data = read_input(path, limits=limits)
-        return hash_decoded(data, decode(data, limits=limits), dihedral=dihedral)
+        return hash_file(path, dihedral=dihedral, limits=limits)
     except CounterfakeError as exc:
         return exc
 
@@ -218,7 +217,7 @@ class Counterfake:
 
     def hash(self, data: bytes, *, dihedral: bool = False) -> ImageHashes:
         """Every per-image signal of an image held in memory; nothing is kept."""
-        return hash_decoded(data, decode(data, limits=self.limits), dihedral=dihedral)
+        return hash_bytes(data, dihedral=dihedral, limits=self.limits)
 
     def hash_files(
         self, paths: Sequence[Path], *, dihedral: bool = False

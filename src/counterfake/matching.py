@@ -69,7 +69,7 @@ class Match:
     @property
     def shown_distance(self) -> str:
         """The distance as a table shows it: '-' where the signal has none (derivatives)."""
-        return "-" if self.evidence is not None or self.score is not None else str(self.distance)
+        return "-" if self.score is not None else str(self.distance)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -183,7 +183,7 @@ class _Edge:
             if refusal is not None:
                 await refusal(scope, receive, tagged)
                 return
-            sending = _has_body(scope)
+            sending = _has_body(dict(scope["headers"]))
             if sending:
                 self._sending[client] = self._sending.get(client, 0) + 1
             await self._app(scope, counted, tagged)
@@ -218,14 +218,13 @@ class _Edge:
         if declared.isdigit() and int(declared) > limit:
             message = f"the request body is {int(declared)} bytes; the limit is {limit}"
             return _error(path, 413, "input_too_large", message)
-        if _has_body(scope) and self._sending.get(client, 0) >= self._per_client:
+        if _has_body(headers) and self._sending.get(client, 0) >= self._per_client:
             message = f"this address is sending {self._per_client} bodies already; retry"
             return _error(path, 429, "too_many_uploads", message)
         return None
 
 
-def _has_body(scope: MutableMapping[str, Any]) -> bool:
-    headers = dict(scope["headers"])
+def _has_body(headers: dict[bytes, bytes]) -> bool:
     declared = headers.get(b"content-length", b"0")
     return (declared.isdigit() and int(declared) > 0) or b"transfer-encoding" in headers
 
