@@ -209,9 +209,14 @@ def test_keys_are_created_listed_and_revoked(home: Path) -> None:
 def test_banks_have_tenants_and_shares_from_the_cli(home: Path) -> None:
     made = lines(run("bank", "create", "s", "--tenant", "acme", "--share", "beta", "--json"))
     assert (made[0]["tenant"], made[0]["shared_with"]) == ("acme", ["beta"])
-    updated = lines(run("bank", "update", "s", "--threshold", "12", "--share", "gamma", "--json"))
+    # The operator names another tenant's bank by its owner; the default tenant may have its own.
+    assert made[0]["name"] == "acme:s"
+    assert lines(run("bank", "create", "s", "--json"))[0]["name"] == "s"
+    updated = lines(
+        run("bank", "update", "acme:s", "--threshold", "12", "--share", "gamma", "--json")
+    )
     assert (updated[0]["pdq_threshold"], updated[0]["shared_with"]) == (12, ["gamma"])
-    cleared = lines(run("bank", "update", "s", "--unshare-all", "--json"))
+    cleared = lines(run("bank", "update", "acme:s", "--unshare-all", "--json"))
     assert (cleared[0]["pdq_threshold"], cleared[0]["shared_with"]) == (12, [])
 
 

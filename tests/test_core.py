@@ -80,12 +80,16 @@ def test_tenants_see_their_own_banks_and_match_what_is_shared_with_them(tmp_path
         with pytest.raises(NotFoundError) as info:
             app.bank("acme-bank", principal=beta)
         assert info.value.code == "bank_not_found"
-        assert app.searchable(principal=beta) == {"acme-bank"}
+        assert app.searchable(principal=beta) == {"acme:acme-bank"}  # by stored name
         with pytest.raises(NotFoundError):
             app.searchable(["acme-private"], principal=beta)
         with pytest.raises(AccessError):
             app.create_bank("for-beta", tenant="beta", principal=acme)
-        assert app.bank("acme-private").tenant == "acme"  # the operator sees every bank
+        assert app.bank("acme:acme-private").tenant == "acme"  # the operator sees every bank
+        # Names are per tenant: beta may have its own acme-bank, and names acme's by owner.
+        assert app.create_bank("acme-bank", principal=beta).name == "acme-bank"
+        assert {b.name for b in app.banks(principal=beta)} == {"acme-bank"}
+        assert app.searchable(["acme:acme-bank"], principal=beta) == {"acme:acme-bank"}
 
 
 def test_a_submit_key_withdraws_only_what_it_submitted(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from .errors import (
 )
 from .hashing import ImageHashes, bank_entries, hash_bytes, hash_decoded, hash_file, read_input
 from .media import DecodedImage, Limits, decode
-from .model import DEFAULT_TENANT, AddResult, ApiKey, Bank, Entry, NewEntry
+from .model import DEFAULT_TENANT, AddResult, ApiKey, Bank, Entry, NewEntry, bank_key, shown_bank
 from .settings import Settings, load_settings
 from .signals import get_signal_type
 
@@ -121,6 +121,24 @@ def _hash_chunk(
 
 
 __all__ = ["Added", "Counterfake", "Lookup"]
+
+_Filed = TypeVar("_Filed", "Entry", "Match")
+
+
+def _tenant(principal: ApiKey | None) -> str:
+    return principal.tenant if principal is not None else DEFAULT_TENANT
+
+
+def _shown(bank: Bank, viewer: str) -> Bank:
+    """A bank with its stored name as `viewer` names it."""
+    shown = shown_bank(bank.name, viewer)
+    return bank if shown == bank.name else dataclasses.replace(bank, name=shown)
+
+
+def _filed(item: _Filed, viewer: str) -> _Filed:
+    """An entry or a match with its bank's stored name as `viewer` names it."""
+    shown = shown_bank(item.bank, viewer)
+    return item if shown == item.bank else dataclasses.replace(item, bank=shown)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +267,11 @@ class Counterfake:
         return protect_bytes(data, name=name, limits=self.limits)
 
     # banks -------------------------------------------------------------------------------------
+    #
+    # Each tenant names its banks independently: a bank is stored under `bank_key` (`tenant:name`
+    # outside the default tenant). A principal names its own tenant's banks plainly and any
+    # other as `owner:name`, and sees names the same way (`shown_bank`); the operator's tenant
+    # is the default one.
 
     def create_bank(
         self,
@@ -260,9 +283,17 @@ class Counterfake:
         shared_with: Iterable[str] = (),
         principal: ApiKey | None = None,
     ) -> Bank:
-        """A new bank, owned by `tenant` (default: the principal's, or `default`). Only the
-        operator or an admin key creates banks for another tenant."""
-        own = principal.tenant if principal is not None else DEFAULT_TENANT
+        """A new bank, owned by `tenant` (default: the one a qualified `owner:name` gives, else
+        the principal's, else `default`). Only the operator or an admin key creates banks for
+        another tenant. Names are unique within a tenant only."""
+        own = _tenant(principal)
+        owner, qualified, plain = name.partition(":")
+        if qualified:
+            if tenant not in (None, owner):
+                raise InputError(
+                    f"bank {name!r} cannot belong to tenant {tenant!r}", code="invalid_tenant"
+                )
+            tenant, name = owner, plain
         if (
             principal is not None
             and tenant not in (None, principal.tenant)
@@ -277,7 +308,7 @@ class Counterfake:
             shared_with=shared_with,
         )
         self._wrote()
-        return bank
+        return _shown(bank, own)
 
     def update_bank(
         self,
@@ -289,35 +320,46 @@ class Counterfake:
         principal: ApiKey | None = None,
     ) -> Bank:
         """Change a bank's description, PDQ threshold, or the tenants it is shared with."""
-        self.bank(name, principal=principal, counts=False)
+        key = self._own(name, principal).name
         bank = self.store.update_bank(
-            name, description=description, threshold=threshold, shared_with=shared_with
+            key, description=description, threshold=threshold, shared_with=shared_with
         )
         self._wrote()
-        return bank
+        return _shown(bank, _tenant(principal))
 
     def delete_bank(self, name: str, *, principal: ApiKey | None = None) -> None:
         """Delete a bank and every entry in it."""
-        self.bank(name, principal=principal, counts=False)
-        self.store.delete_bank(name)
+        self.store.delete_bank(self._own(name, principal).name)
         self._wrote()
 
     def bank(self, name: str, *, principal: ApiKey | None = None, counts: bool = True) -> Bank:
         """A bank the principal's tenant owns (any, for the operator or an admin key); any
         other is answered as if it did not exist, so that names do not leak across tenants.
-        `counts=False` skips counting its entries (a scan of the bank), and answers from the
-        matcher's copy when it holds the bank (refreshed every 0.5 s: owners never change, and
-        a bank deleted meanwhile fails the write that follows)."""
-        held = self._matcher.held_bank(name) if self._matcher is not None and not counts else None
-        bank = held or self.store.get_bank(name, counts=counts)
-        if principal is None or principal.is_admin or bank.tenant == principal.tenant:
-            return bank
-        raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
+        `counts=False` skips counting its entries (a scan of the bank)."""
+        return _shown(self._own(name, principal, counts=counts), _tenant(principal))
 
     def banks(self, *, principal: ApiKey | None = None, counts: bool = True) -> list[Bank]:
         """The banks the principal's tenant owns (every bank for the operator or an admin)."""
         tenant = None if principal is None or principal.is_admin else principal.tenant
-        return self.store.list_banks(counts=counts, tenant=tenant)
+        viewer = _tenant(principal)
+        return [_shown(b, viewer) for b in self.store.list_banks(counts=counts, tenant=tenant)]
+
+    def _own(self, name: str, principal: ApiKey | None, *, counts: bool = False) -> Bank:
+        """The stored bank a principal names, if it may curate it (its `name` is the stored
+        key). Without counts, answered from the matcher's copy when it holds the bank
+        (refreshed every 0.5 s: owners never change, and a bank deleted meanwhile fails the
+        write that follows)."""
+        key = bank_key(name, _tenant(principal))
+        held = self._matcher.held_bank(key) if self._matcher is not None and not counts else None
+        try:
+            bank = held or self.store.get_bank(key, counts=counts)
+        except NotFoundError:
+            bank = None
+        if bank is not None and (
+            principal is None or principal.is_admin or bank.tenant == principal.tenant
+        ):
+            return bank
+        raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
 
     # entries -----------------------------------------------------------------------------------
 
@@ -331,25 +373,25 @@ class Counterfake:
         principal: ApiKey | None = None,
     ) -> Added:
         """Hash an image and add every signal of it to a bank; the bytes are not kept."""
-        self.bank(bank, principal=principal, counts=False)
+        key = self._own(bank, principal).name
         hashes = self.hash(data, dihedral=dihedral)
-        results = self._add(bank, bank_entries(hashes, source_name=source_name), principal)
+        results = self._add(key, bank_entries(hashes, source_name=source_name), principal)
         return Added(results, hashes)
 
     def add_signals(
         self, bank: str, entries: Iterable[NewEntry], *, principal: ApiKey | None = None
     ) -> Added:
         """Add signal values computed elsewhere (one transaction; idempotent per value)."""
-        self.bank(bank, principal=principal, counts=False)
-        return Added(self._add(bank, list(entries), principal))
+        key = self._own(bank, principal).name
+        return Added(self._add(key, list(entries), principal))
 
     def add_signatures(
         self, bank: str, photos: Iterable[ProtectedPhoto], *, principal: ApiKey | None = None
     ) -> Added:
         """Add protected photos (from a signature file): a PDQ and a derivative entry each."""
-        self.bank(bank, principal=principal, counts=False)
+        key = self._own(bank, principal).name
         entries = [entry for photo in photos for entry in photo.entries()]
-        return Added(self._add(bank, entries, principal))
+        return Added(self._add(key, entries, principal))
 
     def signature_file(
         self, lines: Iterable[str], *, path: str | None = None
@@ -362,14 +404,17 @@ class Counterfake:
     def withdraw(self, bank: str, entry_id: int, *, principal: ApiKey | None = None) -> Entry:
         """Withdraw an entry: it stops matching here at once, and in every other process
         within its refresh interval. A submit-only key withdraws only what it submitted."""
-        self.entry(bank, entry_id, principal=principal)
-        entry = self.store.withdraw(bank, entry_id)
+        found = self._entry(bank, entry_id, principal)
+        entry = self.store.withdraw(found.bank, entry_id)
         self._wrote()
-        return entry
+        return _filed(entry, _tenant(principal))
 
     def entry(self, bank: str, entry_id: int, *, principal: ApiKey | None = None) -> Entry:
         """An entry of a bank the principal may curate, or one the principal submitted."""
-        self.bank(bank, principal=principal, counts=False)
+        return _filed(self._entry(bank, entry_id, principal), _tenant(principal))
+
+    def _entry(self, bank: str, entry_id: int, principal: ApiKey | None) -> Entry:
+        key = self._own(bank, principal).name
         entry: Entry | None = None
         if 0 < entry_id < 2**63:  # a database integer; anything else names no entry
             try:
@@ -381,7 +426,7 @@ class Counterfake:
             or bool(principal.scopes & {"curate", "admin"})
             or (entry is not None and entry.submitted_by == principal.key_id)
         )
-        if entry is None or entry.bank != bank or not mine:
+        if entry is None or entry.bank != key or not mine:
             raise NotFoundError(f"bank {bank!r} has no entry {entry_id}", code="entry_not_found")
         return entry
 
@@ -397,15 +442,17 @@ class Counterfake:
         principal: ApiKey | None = None,
     ) -> list[Entry]:
         """A page of a bank's entries in id order after entry id `after`."""
-        self.bank(bank, principal=principal, counts=False)
-        return self.store.list_entries(
-            bank,
+        key = self._own(bank, principal).name
+        found = self.store.list_entries(
+            key,
             after=after,
             limit=limit,
             signal_type=signal_type,
             source=source,
             withdrawn=withdrawn,
         )
+        viewer = _tenant(principal)
+        return [_filed(entry, viewer) for entry in found]
 
     def export(
         self, bank: str, out: IO[str], *, format: str = "jsonl", principal: ApiKey | None = None
@@ -418,9 +465,10 @@ class Counterfake:
             raise InputError(
                 f"formats are {', '.join(FORMATS)}; not {format[:40]!r}", code="unknown_format"
             )
-        self.bank(bank, principal=principal, counts=False)
-        entries = self.store.iter_entries(bank, include_withdrawn=(format == "jsonl"))
-        return write_entries(entries, out, format=format)
+        key = self._own(bank, principal).name
+        viewer = _tenant(principal)
+        entries = self.store.iter_entries(key, include_withdrawn=(format == "jsonl"))
+        return write_entries((_filed(e, viewer) for e in entries), out, format=format)
 
     def _add(self, bank: str, entries: list[NewEntry], principal: ApiKey | None) -> list[AddResult]:
         submitted_by = principal.key_id if principal is not None else None
@@ -440,11 +488,14 @@ class Counterfake:
     def searchable(
         self, requested: Collection[str] = (), *, principal: ApiKey | None = None
     ) -> set[str] | None:
-        """The banks a lookup searches: those requested (each must be visible), else all the
-        principal may match (owned or shared with its tenant). None: every bank."""
+        """The banks a lookup searches, by stored name: those requested (each must be
+        visible), else all the principal may match (owned or shared with its tenant). None:
+        every bank."""
         matcher = self.matcher
         matcher.refresh_if_due()
-        if set(requested) - set(matcher.banks):
+        viewer = _tenant(principal)
+        keys = {bank_key(name, viewer): name for name in requested}
+        if set(keys) - set(matcher.banks):
             matcher.refresh()  # a bank created a moment ago is not unknown
         visible = {
             name
@@ -453,11 +504,11 @@ class Counterfake:
             or principal.is_admin
             or matcher.bank(name).visible_to(principal.tenant)
         }
-        for name in requested:
-            if name not in visible:
+        for key, name in keys.items():
+            if key not in visible:
                 raise NotFoundError(f"no bank named {name!r}", code="bank_not_found", bank=name)
-        if requested:
-            return set(requested)
+        if keys:
+            return set(keys)
         return None if principal is None or principal.is_admin else visible
 
     def lookup(
@@ -490,7 +541,8 @@ class Counterfake:
             return gray_features(gray, query=True)
 
         result = matcher.match(hashes, banks=searched, features=features if protects else None)
-        return Lookup(hashes, result.matches, result.notes)
+        viewer = _tenant(principal)
+        return Lookup(hashes, [_filed(m, viewer) for m in result.matches], result.notes)
 
     def lookup_signal(
         self,
@@ -502,7 +554,9 @@ class Counterfake:
     ) -> list[Match]:
         """Entries matching one signal value (normalised first; SignalError if invalid)."""
         searched = self.searchable(banks, principal=principal)
-        return self.matcher.match_signal(signal_type, value, banks=searched)
+        found = self.matcher.match_signal(signal_type, value, banks=searched)
+        viewer = _tenant(principal)
+        return [_filed(m, viewer) for m in found]
 
     def compare(self, signal_type: str, a: str, b: str) -> dict[str, Any]:
         """The distance between two values of a Hamming signal type, and whether it is a match

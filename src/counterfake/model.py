@@ -21,6 +21,8 @@ __all__ = [
     "Change",
     "Entry",
     "NewEntry",
+    "bank_key",
+    "shown_bank",
 ]
 
 DEFAULT_TENANT: Final = "default"
@@ -28,6 +30,25 @@ DEFAULT_TENANT: Final = "default"
 #: match: look up against banks its tenant owns or that are shared with it.
 #: curate: manage its tenant's banks and their entries.  admin: everything, every tenant.
 SCOPES: Final = ("submit", "match", "curate", "admin")
+
+
+def bank_key(name: str, tenant: str = DEFAULT_TENANT) -> str:
+    """The name a bank is stored, matched and logged under. Each tenant names its banks
+    independently: `name` in the default tenant, `tenant:name` in any other (':' is never part
+    of a name). `name` may itself be qualified (`acme:x`), which overrides `tenant`."""
+    owner, sep, own_name = name.partition(":")
+    if sep:
+        tenant, name = owner, own_name
+    return name if tenant == DEFAULT_TENANT else f"{tenant}:{name}"
+
+
+def shown_bank(key: str, viewer: str) -> str:
+    """A bank's name as a tenant sees it: its own banks plainly, any other tenant's (one shared
+    with it, or every bank for an admin) qualified as `owner:name`."""
+    owner, sep, name = key.partition(":")
+    if not sep:
+        owner, name = DEFAULT_TENANT, key
+    return name if owner == viewer else f"{owner}:{name}"
 
 
 @dataclasses.dataclass(frozen=True)

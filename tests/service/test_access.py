@@ -221,10 +221,38 @@ def test_another_tenant_cannot_see_a_bank_it_was_not_given(service: Service, rou
         client = service.client("beta", scope)
         response = client.request(route.method, path, **route.build(setup, bank))
         assert (response.status_code, _code(response)) == (404, "bank_not_found"), scope
-    # ... while beta's admin sees every bank.
+    # ... while beta's admin sees every bank, naming another tenant's as owner:name.
     admin = service.client("beta", "admin")
-    response = _call(service, setup, route, admin)
-    assert _code(response) != "bank_not_found"
+    bank = setup.bank(shared_with=("beta",) if route.bank == "match" else ())
+    entry_id, _ = setup.entry(bank)
+    qualified = f"acme:{bank}"
+    path = route.path.format(bank=qualified, bank_name=qualified, entry_id=entry_id)
+    response = admin.request(route.method, path, **route.build(setup, qualified))
+    assert response.status_code < 400, response.text
+
+
+def test_bank_names_are_per_tenant_so_a_taken_name_reveals_nothing(service: Service) -> None:
+    taken = Setup(service).bank()  # acme's
+    beta = service.client("beta", "curate")
+    created = beta.post("/v1/banks", json={"name": taken})
+    assert created.status_code == 201 and created.json()["name"] == taken
+    assert beta.post("/c/banks", json={"name": taken}).status_code == 409  # its own now
+    hma = beta.post("/c/banks", json={"name": taken + "-hma"})
+    assert hma.status_code == 201, hma.text
+    value = _pdq()
+    beta.post(f"/v1/banks/{taken}/signals", json={"value": value}).raise_for_status()
+
+    found = service.client("beta", "match").get("/v1/lookup", params={"signal": value})
+    assert [m["bank"] for m in found.json()["matches"]] == [taken]
+    assert (
+        service.client("acme", "match")
+        .get("/v1/lookup", params={"signal": value})
+        .json()["matches"]
+        == []
+    )
+    # An admin names its own tenant's banks plainly and every other by owner.
+    listed = service.client("beta", "admin").get("/v1/banks").json()["banks"]
+    assert {f"acme:{taken}", taken, f"{taken}-hma"} <= {b["name"] for b in listed}
 
 
 def test_a_shared_bank_matches_for_the_other_tenant_without_its_metadata(
@@ -237,7 +265,10 @@ def test_a_shared_bank_matches_for_the_other_tenant_without_its_metadata(
 
     found = beta.get("/v1/lookup", params={"signal": value})
     assert found.status_code == 200
-    assert [(m["bank"], m["entry_id"]) for m in found.json()["matches"]] == [(shared, entry_id)]
+    # beta names acme's bank by its owner (beta may have a bank of the same name).
+    assert [(m["bank"], m["entry_id"]) for m in found.json()["matches"]] == [
+        (f"acme:{shared}", entry_id)
+    ]
     for text in ("acme-private-name", "metadata", "submitted_by", "tenant"):
         assert text not in found.text
 
@@ -246,13 +277,17 @@ def test_a_shared_bank_matches_for_the_other_tenant_without_its_metadata(
     # The owner's curate key reads the metadata; beta's curate key cannot.
     own = service.client("acme", "curate").get(f"/v1/banks/{shared}/entries/{entry_id}")
     assert own.json()["metadata"] == {"source_name": "acme-private-name.jpg"}
-    other = service.client("beta", "curate").get(f"/v1/banks/{shared}/entries/{entry_id}")
+    beta_curate = service.client("beta", "curate")
+    other = beta_curate.get(f"/v1/banks/acme:{shared}/entries/{entry_id}")
     assert other.status_code == 404
+
+    named = beta.get("/v1/lookup", params={"signal": value, "bank": f"acme:{shared}"})
+    assert [m["entry_id"] for m in named.json()["matches"]] == [entry_id]
 
     # Unsharing takes it away from beta's lookups.
     curate = service.client("acme", "curate")
     curate.patch(f"/v1/banks/{shared}", json={"shared_with": []}).raise_for_status()
-    gone = beta.get("/v1/lookup", params={"signal": value, "bank": shared})
+    gone = beta.get("/v1/lookup", params={"signal": value, "bank": f"acme:{shared}"})
     assert (gone.status_code, _code(gone)) == (404, "bank_not_found")
     assert beta.get("/v1/lookup", params={"signal": value}).json()["matches"] == []
 

@@ -32,7 +32,10 @@ def test_a_derivative_of_a_protected_photo_is_matched_by_upload(
     bank = f"protected-{secrets.token_hex(4)}"
     assert curate.post("/v1/banks", json={"name": bank}).status_code == 201
     with Store.open(f"sqlite:///{service.server.home / 'counterfake.db'}") as store:
-        added = store.add_entries(bank, protect_bytes(encode(protected, quality=95)).entries())
+        # The store names acme's bank by its owner (another process: the CLI, say).
+        added = store.add_entries(
+            f"acme:{bank}", protect_bytes(encode(protected, quality=95)).entries()
+        )
     derivative_id = next(r.entry_id for r in added if r.signal_type == "derivative")
     fake, _ = replace_region(protected, filler, 0.4)
     upload = reencode(fake)

@@ -243,3 +243,33 @@ def test_a_store_at_the_newest_schema_opens_without_loading_alembic(tmp_path: Pa
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_older_store_keeps_its_banks_when_names_become_per_tenant(store_url: str) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from counterfake.store import _db
+
+    engine = sa.create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
+    config = Config()
+    config.set_main_option("script_location", str(_db._MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")  # names were global then
+        for name, tenant in (("x", "acme"), ("y", "default")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO banks (name, description, pdq_threshold, created_at, tenant)"
+                    " VALUES (:name, '', 31, CURRENT_TIMESTAMP, :tenant)"
+                ),
+                {"name": name, "tenant": tenant},
+            )
+    engine.dispose()
+    with Store.open(store_url) as store:
+        assert [(b.name, b.tenant) for b in store.list_banks()] == [
+            ("acme:x", "acme"),
+            ("y", "default"),
+        ]
+        assert store.create_bank("x").name == "x"  # the default tenant's own x is free

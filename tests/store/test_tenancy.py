@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from counterfake import AccessError, InputError, NewEntry, NotFoundError, Store
+from counterfake import AccessError, ConflictError, InputError, NewEntry, NotFoundError, Store
 
 
 def test_a_bank_has_an_owner_and_the_tenants_it_is_shared_with(store: Store) -> None:
@@ -14,10 +14,23 @@ def test_a_bank_has_an_owner_and_the_tenants_it_is_shared_with(store: Store) -> 
     assert not bank.visible_to("delta")
     store.create_bank("plain")
     assert store.get_bank("plain").tenant == "default"
-    assert [b.name for b in store.list_banks(tenant="acme")] == ["shared"]
+    assert [b.name for b in store.list_banks(tenant="acme")] == ["acme:shared"]
     with pytest.raises(InputError) as info:
         store.create_bank("x", tenant="no spaces")
     assert info.value.code == "invalid_tenant"
+
+
+def test_bank_names_are_unique_within_a_tenant_only(store: Store) -> None:
+    store.create_bank("same")
+    for tenant in ("acme", "beta"):
+        assert store.create_bank("same", tenant=tenant).name == f"{tenant}:same"
+    assert [b.name for b in store.list_banks()] == ["acme:same", "beta:same", "same"]
+    with pytest.raises(ConflictError) as info:
+        store.create_bank("same", tenant="acme")
+    assert (info.value.code, info.value.bank) == ("bank_exists", "same")
+    with pytest.raises(InputError) as bad:
+        store.create_bank("acme:other")
+    assert bad.value.code == "invalid_bank_name"
 
 
 def test_a_bank_update_changes_only_what_is_given_and_is_in_the_change_log(

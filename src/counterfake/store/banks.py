@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import ConflictError, InputError, NotFoundError
-from ..model import DEFAULT_TENANT, Bank
+from ..model import DEFAULT_TENANT, Bank, bank_key
 from ._db import check_name, check_tenants, now, utc
 from ._part import Part
 from .schema import bank_shares, banks, entries, id_floors
@@ -39,19 +39,21 @@ class Banks(Part):
         tenant: str = DEFAULT_TENANT,
         shared_with: Iterable[str] = (),
     ) -> Bank:
-        """A new empty bank owned by `tenant`, matchable by the tenants in `shared_with`."""
+        """A new empty bank owned by `tenant`, matchable by the tenants in `shared_with`. It is
+        stored under `bank_key(name, tenant)`: names are unique within a tenant."""
         check_name(name, what="bank", code="invalid_bank_name")
         threshold = self._default_threshold if threshold is None else threshold
         _check_threshold(threshold)
         shares = check_tenants([tenant, *shared_with])[1:]
+        key = bank_key(name, tenant)
         with self._db.write() as conn:
-            exists = conn.execute(sa.select(banks.c.id).where(banks.c.name == name)).first()
+            exists = conn.execute(sa.select(banks.c.id).where(banks.c.name == key)).first()
             if exists:
                 raise ConflictError(f"bank {name!r} already exists", code="bank_exists", bank=name)
             bank_id = conn.execute(
                 banks.insert()
                 .values(
-                    name=name,
+                    name=key,
                     description=description,
                     pdq_threshold=threshold,
                     created_at=now(),
@@ -64,11 +66,11 @@ class Banks(Part):
             self._db.audit(
                 conn,
                 "bank_created",
-                bank=name,
+                bank=key,
                 detail={"pdq_threshold": threshold, "tenant": tenant, "shared_with": shares},
             )
-            self._db.change(conn, "bank_create", name)
-        return self.get_bank(name)
+            self._db.change(conn, "bank_create", key)
+        return self.get_bank(key)
 
     def update_bank(
         self,

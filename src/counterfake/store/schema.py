@@ -26,7 +26,7 @@ banks = Table(
     "banks",
     metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("name", String(200), nullable=False, unique=True),
+    Column("name", String(201), nullable=False, unique=True),
     Column("description", Text, nullable=False, default=""),
     Column("pdq_threshold", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -63,7 +63,7 @@ audit_log = Table(
     Column("id", _Id, primary_key=True, autoincrement=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("action", String(64), nullable=False),
-    Column("bank", String(200), nullable=True),
+    Column("bank", String(201), nullable=True),
     Column("entry_id", BigInteger, nullable=True),
     Column("detail", JSON, nullable=False),
 )
@@ -74,7 +74,7 @@ changes = Table(
     Column("seq", _Id, primary_key=True, autoincrement=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("op", String(16), nullable=False),
-    Column("bank", String(200), nullable=False),
+    Column("bank", String(201), nullable=False),
     Column("entry_id", BigInteger, nullable=True),
 )
 
