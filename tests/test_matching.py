@@ -312,3 +312,149 @@ def test_a_bank_that_grows_while_followed_gets_the_multi_index_and_the_last_word
     assert matcher.match_signal("pdq", values[1]) == []
     assert [m.entry_id for m in matcher.match_signal("pdq", values[299])] == [added[299].entry_id]
     assert matcher.sizes()["pdq"] == 299
+
+
+def _random_values(n: int, seed: int) -> list[str]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [rng.bytes(32).hex() for _ in range(n)]
+
+
+def _until(condition: Any, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_follower_applies_other_writers_changes_without_any_request(store: Store) -> None:
+    store.create_bank("b")
+    matcher = Matcher(store, refresh_interval=0.05)
+    matcher.follow()
+    try:
+        value = _random_values(1, seed=3)[0]
+        (added,) = store.add_entries("b", [NewEntry("pdq", value)])  # as another process would
+        # Nothing asks the matcher to refresh: its held index changes by itself.
+        assert _until(lambda: matcher.sizes().get("pdq") == 1)
+        assert matcher.caught_up
+        assert [m.entry_id for m in matcher.match_signal("pdq", value)] == [added.entry_id]
+        store.withdraw("b", added.entry_id)
+        assert _until(lambda: matcher.sizes().get("pdq", 0) == 0)
+    finally:
+        matcher.stop()
+
+
+def test_with_a_follower_a_write_here_is_matched_by_the_next_lookup(store: Store) -> None:
+    """Read-your-writes: after this process's own write, the next match waits for the
+    follower's next pass (not for the refresh interval)."""
+    store.create_bank("b")
+    matcher = Matcher(store, refresh_interval=30)  # the follower would not look for 30 s
+    matcher.follow()
+    try:
+        time.sleep(0.1)  # its first pass is done; the next is 30 s away
+        value = _random_values(1, seed=4)[0]
+        (added,) = store.add_entries("b", [NewEntry("pdq", value)])
+        matcher.expire()
+        started = time.monotonic()
+        assert [m.entry_id for m in matcher.match_signal("pdq", value)] == [added.entry_id]
+        assert time.monotonic() - started < 5
+    finally:
+        matcher.stop()
+
+
+def test_a_rebuild_in_the_background_keeps_what_changed_while_it_ran(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A followed bank that outgrows its index gets a new one built off the lock; searches use
+    the old one meanwhile, and adds and withdrawals made during the build are in the new one."""
+    import threading
+
+    import counterfake.matching as matching
+    from counterfake.index.mih import MultiIndexHammingIndex
+
+    monkeypatch.setattr(matching, "TABLES_FROM", 200)
+    release, building = threading.Event(), threading.Event()
+    new_index = Matcher._new_index
+
+    def slow_new_index(ids: Any, codes: Any) -> Any:
+        if threading.current_thread().name == "counterfake-index-build":
+            building.set()
+            release.wait(30)
+        return new_index(ids, codes)
+
+    monkeypatch.setattr(Matcher, "_new_index", staticmethod(slow_new_index))
+    store.create_bank("grows")
+    matcher = Matcher(store, refresh_interval=0.05)
+    matcher.follow()
+    try:
+        values = _random_values(400, seed=5)
+        first = store.add_entries("grows", [NewEntry("pdq", v) for v in values[:250]])
+        assert building.wait(10)  # past TABLES_FROM: the build started and is held
+        # Meanwhile the follower keeps applying changes and searches keep answering.
+        during = store.add_entries("grows", [NewEntry("pdq", v) for v in values[250:]])
+        store.withdraw("grows", first[0].entry_id)
+        assert _until(lambda: matcher.sizes().get("pdq") == 399)
+        assert [m.entry_id for m in matcher.match_signal("pdq", values[399])] == [
+            during[-1].entry_id
+        ]
+        assert not isinstance(matcher._hamming["pdq"]["grows"], MultiIndexHammingIndex)
+        release.set()
+        assert _until(lambda: isinstance(matcher._hamming["pdq"]["grows"], MultiIndexHammingIndex))
+        assert matcher.sizes()["pdq"] == 399
+        assert matcher.match_signal("pdq", values[0]) == []  # withdrawn during the build
+        for value, result in zip(values[1:], [*first[1:], *during], strict=True):
+            assert [m.entry_id for m in matcher.match_signal("pdq", value)] == [result.entry_id]
+    finally:
+        release.set()
+        matcher.stop()
+
+
+def test_a_followed_index_ends_as_a_restarted_one_would_be(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a quiet spell the follower folds what is left in the linear delta into the
+    tables, so a worker that took the adds while running searches like a restarted one."""
+    import counterfake.matching as matching
+
+    monkeypatch.setattr(matching, "TABLES_FROM", 200)
+    monkeypatch.setattr(matching, "_TIDY_AFTER", 0.2)
+    monkeypatch.setattr(matching, "_TIDY_FROM", 1)
+    store.create_bank("grows")
+    matcher = Matcher(store, refresh_interval=0.05)
+    matcher.follow()
+    try:
+        values = _random_values(600, seed=6)
+        for start in range(0, 600, 50):
+            store.add_entries("grows", [NewEntry("pdq", v) for v in values[start : start + 50]])
+        assert _until(lambda: getattr(matcher._hamming["pdq"]["grows"], "pending", 1) == 0)
+        restarted = Matcher(store)
+        assert matcher.sizes() == restarted.sizes() == {"pdq": 600}
+        for value in values[::37]:
+            assert matcher.match_signal("pdq", value) == restarted.match_signal("pdq", value)
+    finally:
+        matcher.stop()
+
+
+def test_a_follower_that_cannot_read_the_store_is_not_caught_up(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from counterfake.errors import DatabaseError
+
+    store.create_bank("b")
+    matcher = Matcher(store, refresh_interval=0.05)
+    matcher.follow()
+    try:
+        assert _until(lambda: matcher.caught_up)
+
+        def unreachable(*_: Any, **__: Any) -> Any:
+            raise DatabaseError("the store failed: OperationalError")
+
+        monkeypatch.setattr(store, "changes_since", unreachable)
+        assert _until(lambda: not matcher.caught_up, seconds=10)
+        monkeypatch.undo()
+        assert _until(lambda: matcher.caught_up)
+    finally:
+        matcher.stop()

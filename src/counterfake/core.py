@@ -216,6 +216,8 @@ class Counterfake:
         return self._matcher
 
     def close(self) -> None:
+        if self._matcher is not None:
+            self._matcher.stop()
         if self._store is not None and self._owns_store:
             self._store.close()
         self._store = None
@@ -496,7 +498,7 @@ class Counterfake:
         viewer = _tenant(principal)
         keys = {bank_key(name, viewer): name for name in requested}
         if set(keys) - set(matcher.banks):
-            matcher.refresh()  # a bank created a moment ago is not unknown
+            matcher.sync()  # a bank created a moment ago is not unknown
         visible = {
             name
             for name in matcher.banks

@@ -1,9 +1,14 @@
 """Query signals -> candidates from the indexes -> matches with their evidence.
 
 A `Matcher` loads the active entries of its banks from the store once, then follows the store's
-change log: at most every `refresh_interval` seconds a match first applies the adds and
-withdrawals committed since, by any process, to its in-memory indexes. Nothing is rebuilt for
-one change; deleting a bank it holds triggers one full reload.
+change log, applying the adds and withdrawals committed since, by any process, to its in-memory
+indexes. Nothing is rebuilt for one change; deleting a bank it holds triggers one full reload.
+
+Two ways to follow. By default (the CLI, a library caller) a match first applies what is new,
+at most every `refresh_interval` seconds. A long-running process (a service worker) calls
+`follow()`: a background thread then reads the log and rebuilds grown indexes off the lock
+(searches use the old index meanwhile, then the new one is swapped in), so no request waits
+for catch-up; a request after this process's own write waits only for the follower's next pass.
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ TABLES_FROM: Final = 50_000
 _REPLAY: Final = 1000
 #: A sequence number still missing after this long was rolled back, not delayed.
 _GAP_TIMEOUT: Final = 30.0
+#: A change-log read returns at most this many changes; a shorter one means caught up.
+_BATCH: Final = 10_000
+#: A multi-index is rebuilt (its delta folded into its tables) once its delta holds this many
+#: codes and an eighth of its tables' ...
+_REBUILD_FROM: Final = 16_384
+#: ... or, after this many seconds without changes, once it holds this many.
+_TIDY_AFTER: Final = 2.0
+_TIDY_FROM: Final = 1024
 #: Banks with at most this many protected photos are verified against every one of them.
 _VERIFY_ALL_UP_TO: Final = 32
 #: Otherwise the shortlist's best candidates are verified.
@@ -104,6 +117,18 @@ def _kind(signal_type: str) -> str | None:
 
 
 _unknown_types: set[str] = set()
+log = logging.getLogger("counterfake")
+
+
+def _due(index: HammingIndex, *, idle: bool) -> bool:
+    """Whether an index should be rebuilt: a linear one that reached TABLES_FROM codes, a
+    multi-index whose linearly scanned delta grew (a little, in a quiet spell)."""
+    if isinstance(index, LinearHammingIndex):
+        return len(index) >= TABLES_FROM
+    pending = getattr(index, "pending", 0)
+    if idle:
+        return bool(pending >= _TIDY_FROM)
+    return bool(pending >= max(_REBUILD_FROM, getattr(index, "tabled", 0) // 8))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,22 +152,35 @@ class Matcher:
         self._bank_names = list(banks) if banks is not None else None
         self._min_quality = min_quality
         self._refresh_interval = refresh_interval
-        # Held while the indexes change, and by `derivatives` while it takes candidates.
+        # Lock order: _following (one reader of the change log at a time), then _lock (held
+        # while the indexes change, by searches, and by `derivatives` taking candidates).
+        self._following = threading.Lock()
         self._lock = threading.RLock()
+        self._passed = threading.Condition(threading.Lock())
         # The signal type whose entries are protected photos' signatures (kind "local").
         self._local_type = next(
             (n for n, t in signal_types().items() if t.kind == "local"), "derivative"
         )
+        self._follower: threading.Thread | None = None
+        self._builder: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._expired = False
+        self._behind = False
+        self._pass_began = self._drained_at = float("-inf")
+        self._last_refresh = self._last_refresh_at = 0.0
         self.reload()
 
     # loading and following the store ---------------------------------------------------------
 
     def reload(self) -> None:
         """Load every active entry of the banks from the store, then catch up on changes."""
-        with self._lock:
-            self._reload()
+        with self._following:
+            with self._lock:
+                self._load()
+            self._catch_up()
 
-    def _reload(self) -> None:
+    def _load(self) -> None:
         low_water = max(0, self._store.last_change() - _REPLAY)
         banks = {b.name: b for b in self._store.list_banks(counts=False)}
         for name in self._bank_names or ():
@@ -160,10 +198,14 @@ class Matcher:
         # Local features: per bank, each protected photo's keypoints and a shortlist.
         # (The shortlist holds the descriptors; here, each photo's size and keypoint positions.)
         self._local: dict[str, tuple[KeypointShortlist, dict[int, _Photo]]] = {}
-        # Hamming changes of one batch of the change log, applied together (`_flush`): one
-        # pass over an index per batch, not one per change.
+        # One batch of the change log, read without the lock and applied under it (`_flush`):
+        # Hamming changes in one pass over an index; other changes in order.
         self._adding: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
         self._removing: dict[tuple[str, str], set[int]] = defaultdict(set)
+        self._staged: list[Callable[[], None]] = []
+        self._incoming: dict[str, Bank] = {}  # banks created or updated in the batch
+        # Indexes being rebuilt in the background: what was applied to the old one meanwhile.
+        self._journal: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray | None]]] = {}
         for bank in self._banks:
             ids: dict[str, list[np.ndarray]] = defaultdict(list)
             codes: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -199,52 +241,65 @@ class Matcher:
         self._seen: set[int] = set()
         self._gap_since: dict[int, float] = {}
         self._needs_reload = False
-        self.refresh()
 
     @staticmethod
     def _new_index(ids: np.ndarray, codes: np.ndarray) -> HammingIndex:
         if ids.shape[0] >= TABLES_FROM:
             from .index.mih import MultiIndexHammingIndex
 
-            return MultiIndexHammingIndex(ids, codes)
+            return MultiIndexHammingIndex(ids, codes, merge=False)  # the matcher rebuilds
         index = LinearHammingIndex()
         if ids.shape[0]:
             index.add(ids.tolist(), codes)
         return index
 
     def refresh(self) -> int:
-        """Apply the changes committed since the last refresh; returns how many were new."""
-        with self._lock:
-            return self._refresh()
+        """Apply the changes committed since the last refresh; returns how many were new.
+        Searches wait only while a batch is applied, not while the log is read."""
+        with self._following:
+            return self._catch_up()
 
-    def _refresh(self) -> int:
-        self._last_refresh = time.monotonic()
+    def _catch_up(self) -> int:
+        began = time.monotonic()
+        self._last_refresh = began
         self._last_refresh_at = time.time()
         applied = 0
         if self._seen:
             # Changes above a hole were applied; look again for the hole's late commits.
-            for change in self._store.changes_since(self._low_water):
-                if change.seq > self._high_water:
-                    break
-                if change.seq not in self._seen:
-                    self._apply(change)
-                    self._seen.add(change.seq)
-                    applied += 1
-            self._flush()
+            late = [
+                c
+                for c in self._store.changes_since(self._low_water)
+                if c.seq <= self._high_water and c.seq not in self._seen
+            ]
+            for change in late:
+                self._apply(change)
+            with self._lock:
+                self._flush()
+                self._seen.update(c.seq for c in late)
+            applied += len(late)
         while True:
-            batch = self._store.changes_since(self._high_water)
+            batch = self._store.changes_since(self._high_water, limit=_BATCH)
             for change in batch:
                 self._apply(change)
-                self._seen.add(change.seq)
-                self._high_water = change.seq
-            self._flush()
+            with self._lock:
+                self._flush()
+                for change in batch:
+                    self._seen.add(change.seq)
+                    self._high_water = change.seq
+                self._advance()
+                if self._needs_reload:
+                    self._load()
+                    continue
             applied += len(batch)
-            self._advance()
-            if self._needs_reload:
-                self._reload()
-                return applied
-            if len(batch) < 10_000:
-                return applied
+            if len(batch) < _BATCH:
+                break
+            self._behind = True  # a backlog: not ready until it is read to the end
+        with self._passed:
+            self._behind = False
+            self._pass_began = began
+            self._drained_at = time.monotonic()
+            self._passed.notify_all()
+        return applied
 
     def _advance(self) -> None:
         now = time.monotonic()
@@ -262,17 +317,19 @@ class Matcher:
             self._low_water = following
 
     def _apply(self, change: Change) -> None:
+        """Stage one change (without the lock: the indexes are not touched until `_flush`)."""
         if change.op in ("bank_create", "bank_update"):
             if self._bank_names is None or change.bank in self._banks:
                 try:
-                    self._banks[change.bank] = self._store.get_bank(change.bank)
+                    bank = self._store.get_bank(change.bank)
                 except NotFoundError:
                     return  # deleted since; its bank_delete change follows
+                self._incoming[change.bank] = bank
             return
-        if change.bank not in self._banks:
+        if change.bank not in self._banks and change.bank not in self._incoming:
             return
         if change.op == "bank_delete":
-            self._needs_reload = True
+            self._staged.append(lambda: setattr(self, "_needs_reload", True))
         elif change.op == "add" and change.value is not None and change.signal_type:
             if not change.withdrawn and change.entry_id is not None:
                 self._add(
@@ -295,42 +352,201 @@ class Matcher:
         if kind is None:
             return
         if kind == "local":
-            self._add_signatures(bank, self._store.signatures(bank, [entry_id]))
+            found = list(self._store.signatures(bank, [entry_id]))
+            self._staged.append(lambda: self._add_signatures(bank, found))
         elif kind == "exact":
-            self._exact[(signal_type, value)][entry_id] = bank
+            self._staged.append(
+                lambda: self._exact[(signal_type, value)].__setitem__(entry_id, bank)
+            )
         elif quality is None or quality >= self._min_quality:
+            self._removing.get((signal_type, bank), set()).discard(entry_id)
             self._adding[(signal_type, bank)][entry_id] = value
 
-    def _flush(self) -> None:
-        """Apply the batch's Hamming changes: removals, then adds (so that the batch's last
-        word on an entry wins); a linear index that grew past TABLES_FROM becomes a
-        multi-index, as it would be had the matcher started on the bank."""
-        for (signal_type, bank), gone in self._removing.items():
-            index = self._hamming.get(signal_type, {}).get(bank)
-            if index is not None and gone:
-                index.remove(gone)
-        for (signal_type, bank), values in self._adding.items():
-            if not values:
-                continue
-            index = self._hamming[signal_type].get(bank)
-            if index is None:
-                index = self._hamming[signal_type][bank] = LinearHammingIndex()
-            index.add(list(values), codes_from_hex(list(values.values())))
-            if isinstance(index, LinearHammingIndex) and len(index) >= TABLES_FROM:
-                ids, codes = index.arrays()
-                self._hamming[signal_type][bank] = self._new_index(ids, codes)
-        self._removing.clear()
-        self._adding.clear()
-
     def _remove(self, entry_id: int, bank: str, signal_type: str | None, value: str | None) -> None:
-        if signal_type and value:
+        if not (signal_type and value):
+            return
+
+        def remove_now() -> None:
             self._exact.get((signal_type, value), {}).pop(entry_id, None)
             if bank in self._local:
                 self._local[bank][0].remove([entry_id])
                 self._local[bank][1].pop(entry_id, None)
-            self._adding.get((signal_type, bank), {}).pop(entry_id, None)
-            if bank in self._hamming.get(signal_type, {}):
-                self._removing[(signal_type, bank)].add(entry_id)
+
+        self._staged.append(remove_now)
+        self._adding.get((signal_type, bank), {}).pop(entry_id, None)
+        self._removing[(signal_type, bank)].add(entry_id)
+
+    def _flush(self) -> None:
+        """Apply the staged batch (under the lock): other changes in order, then the Hamming
+        removals and adds (so that the batch's last word on an entry wins). An index that
+        grew enough is rebuilt: at once without a follower, else in the background."""
+        self._banks.update(self._incoming)
+        self._incoming.clear()
+        for step in self._staged:
+            step()
+        self._staged.clear()
+        for (signal_type, bank), gone in self._removing.items():
+            index = self._hamming.get(signal_type, {}).get(bank)
+            if index is not None and gone:
+                removed = np.fromiter(gone, dtype=np.int64, count=len(gone))
+                index.remove(removed.tolist())
+                if (signal_type, bank) in self._journal:
+                    self._journal[(signal_type, bank)].append((removed, None))
+        for (signal_type, bank), values in self._adding.items():
+            if not values or bank not in self._banks:
+                continue
+            index = self._hamming[signal_type].get(bank)
+            if index is None:
+                index = self._hamming[signal_type][bank] = LinearHammingIndex()
+            ids = np.fromiter(values, dtype=np.int64, count=len(values))
+            codes = codes_from_hex(list(values.values()))
+            index.add(ids.tolist(), codes)
+            if (signal_type, bank) in self._journal:
+                self._journal[(signal_type, bank)].append((ids, codes))
+            if _due(index, idle=False):
+                self._rebuild(signal_type, bank)
+        self._removing.clear()
+        self._adding.clear()
+
+    def _rebuild(self, signal_type: str, bank: str) -> None:
+        """Replace an index by one built afresh from its live codes (under the lock)."""
+        index = self._hamming[signal_type][bank]
+        if self._follower is None:
+            self._hamming[signal_type][bank] = self._new_index(*index.arrays())
+            return
+        if self._builder is not None or (signal_type, bank) in self._journal:
+            return  # one build at a time; asked again at the next change or quiet spell
+        ids, codes = index.arrays()  # copies (a linear index's arrays are never changed)
+        self._journal[(signal_type, bank)] = []
+        self._builder = threading.Thread(
+            target=self._build_and_swap,
+            args=(signal_type, bank, index, ids, codes),
+            name="counterfake-index-build",
+            daemon=True,
+        )
+        self._builder.start()
+
+    def _build_and_swap(
+        self, signal_type: str, bank: str, old: HammingIndex, ids: np.ndarray, codes: np.ndarray
+    ) -> None:
+        try:
+            built = self._new_index(ids, codes)
+            del ids, codes
+            with self._lock:
+                journal = self._journal.pop((signal_type, bank), [])
+                if self._hamming.get(signal_type, {}).get(bank) is old:  # not reloaded since
+                    for changed, added in journal:
+                        if added is None:
+                            built.remove(changed.tolist())
+                        else:
+                            built.add(changed.tolist(), added)
+                    self._hamming[signal_type][bank] = built
+        except Exception:  # the old index keeps serving; the next change asks again
+            log.exception("rebuilding the %s index of bank %r failed", signal_type, bank)
+            with self._lock:
+                self._journal.pop((signal_type, bank), None)
+        finally:
+            self._builder = None
+            release_freed_memory()
+
+    # the background follower -------------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Follow the change log on a background thread from now on (a long-running process):
+        every `refresh_interval`, or at once after `expire`. Requests then never catch up."""
+        if self._follower is not None:
+            return
+        self._stop.clear()
+        self._follower = threading.Thread(
+            target=self._follow, name="counterfake-follower", daemon=True
+        )
+        self._follower.start()
+
+    def stop(self) -> None:
+        """Stop the follower (and wait for it and for an index build in progress)."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            self._stop.set()
+            self._wake.set()
+            follower.join()
+        builder = self._builder
+        if builder is not None:
+            builder.join()
+
+    def _follow(self) -> None:
+        quiet_since = time.monotonic()
+        failing = False
+        while not self._stop.is_set():
+            self._wake.wait(self._refresh_interval)
+            self._wake.clear()
+            try:
+                applied = self.refresh()
+            except Exception as exc:  # the store is unreachable: serve what is held
+                if not failing:
+                    log.warning("following the change log failed: %s", exc)
+                failing = True
+                continue
+            failing = False
+            now = time.monotonic()
+            if applied:
+                quiet_since = now
+            elif now - quiet_since >= _TIDY_AFTER:
+                self._tidy()
+
+    def _tidy(self) -> None:
+        """In a quiet spell, fold remaining deltas into the tables, as a restart would."""
+        with self._lock:
+            for signal_type, by_bank in self._hamming.items():
+                for bank, index in by_bank.items():
+                    if _due(index, idle=True):
+                        self._rebuild(signal_type, bank)
+                        return
+
+    @property
+    def following(self) -> bool:
+        return self._follower is not None
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether this matcher has read the change log to its end recently and is not working
+        through a backlog: with a follower, within four refresh intervals (at least 2 s);
+        without one, always."""
+        if self._follower is None:
+            return True
+        recent = time.monotonic() - self._drained_at <= max(2.0, 4 * self._refresh_interval)
+        return recent and not self._behind
+
+    def expire(self) -> None:
+        """Make the next match read the change log first: after a write in this process, so
+        that it reads its own writes. Safe to call from any thread."""
+        self._expired = True
+        if self._follower is not None:
+            self._wake.set()
+        else:
+            self._last_refresh = float("-inf")
+
+    def refresh_if_due(self) -> None:
+        """Before a match: without a follower, catch up if the interval passed; with one,
+        only after this process's own write, wait (up to a refresh interval) for the
+        follower's next pass."""
+        if self._follower is None:
+            if time.monotonic() - self._last_refresh >= self._refresh_interval:
+                self._expired = False
+                self.refresh()
+        elif self._expired:
+            self._expired = False
+            self.sync()
+
+    def sync(self) -> None:
+        """Apply everything committed before now: directly, or with a follower by waiting
+        (at most a refresh interval) for a pass that began after now."""
+        if self._follower is None:
+            self.refresh()
+            return
+        asked = time.monotonic()
+        self._wake.set()
+        with self._passed:
+            self._passed.wait_for(lambda: self._pass_began >= asked, self._refresh_interval)
 
     # matching ----------------------------------------------------------------------------------
 
@@ -358,15 +574,6 @@ class Matcher:
     def refreshed_at(self) -> float:
         """Unix time of the last look at the change log."""
         return self._last_refresh_at
-
-    def expire(self) -> None:
-        """Make the next match read the change log first: after a write in this process, so
-        that it reads its own writes. Safe to call from any thread."""
-        self._last_refresh = float("-inf")
-
-    def refresh_if_due(self) -> None:
-        if time.monotonic() - self._last_refresh >= self._refresh_interval:
-            self.refresh()
 
     def sizes(self, banks: Collection[str] | None = None) -> dict[str, int]:
         """Active entries held per signal type (in `banks` only, if given)."""

@@ -76,6 +76,7 @@ S, M, C = "submit", "match", "curate"
 
 ROUTES = [
     Route("GET", "/status/live", frozenset()),
+    Route("GET", "/status/ready", frozenset()),
     Route("GET", "/status", frozenset({S, M, C})),
     Route("GET", "/v1/banks", frozenset({C})),
     Route(
@@ -161,7 +162,7 @@ ROUTES = [
     ),
 ]
 ADMIN_ONLY = {"/v1/keys", "/v1/keys/{key_id}"}
-PUBLIC = {"/status/live"}
+PUBLIC = {"/status/live", "/status/ready"}
 DENIED = {"missing_key", "invalid_key", "forbidden"}
 
 

@@ -78,3 +78,38 @@ def test_the_status_route_says_how_fresh_the_index_is(tmp_path: Path) -> None:
         assert status["status"] == "ok" and status["entries"] == 0
         assert 0 <= status["refreshed_seconds_ago"] < 60
         assert httpx.get(f"{server.url}/status/live").json() == {"status": "ok"}
+        ready = httpx.get(f"{server.url}/status/ready")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        assert status["caught_up"] is True
+
+
+def test_every_worker_follows_a_bulk_import_by_itself_and_reports_ready(tmp_path: Path) -> None:
+    """A bulk import from another process (past the size where a bank gets the multi-index):
+    each worker catches up in the background, with no request asking it to, and says so on
+    /status/ready, which answers without a key for each worker separately."""
+    from counterfake import NewEntry
+
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'counterfake.db'}"
+    with Store.open(url) as store:
+        store.create_bank("bulk", tenant="t")
+        _, key = store.keys.create("t", ["match"])
+    values = [secrets.token_hex(32) for _ in range(60_000)]
+    with Server(home, workers=2, database_url=url) as server:
+        with Store.open(url) as store:
+            for start in range(0, len(values), 10_000):
+                chunk = values[start : start + 10_000]
+                store.add_entries("t:bulk", [NewEntry("pdq", v) for v in chunk])
+        deadline = time.monotonic() + 60
+        ready: dict[str, bool] = {}
+        while time.monotonic() < deadline and not (len(ready) == 2 and all(ready.values())):
+            with httpx.Client(base_url=server.url) as client:
+                answer = client.get("/status/ready")
+                ready[str(answer.json()["worker"])] = answer.status_code == 200
+            time.sleep(0.05)
+        assert len(ready) == 2 and all(ready.values()), ready
+        time.sleep(VISIBLE_WITHIN)
+        for value in (values[0], values[-1]):
+            answers = _lookups(server, key, value, 12)
+            assert len({worker for worker, _ in answers}) == 2
+            assert all(matched for _, matched in answers), answers

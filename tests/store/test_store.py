@@ -273,3 +273,46 @@ def test_an_older_store_keeps_its_banks_when_names_become_per_tenant(store_url: 
             ("y", "default"),
         ]
         assert store.create_bank("x").name == "x"  # the default tenant's own x is free
+
+
+def test_the_write_ahead_log_stays_bounded_while_readers_never_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own checkpoints cannot restart the log while reads overlap without a break (a
+    busy service's workers); the writer then checkpoints and truncates it past WAL_LIMIT."""
+    import sqlite3
+    import threading
+    import time
+
+    from counterfake.store import _db
+
+    monkeypatch.setattr(_db, "WAL_LIMIT", 1_000_000)
+    monkeypatch.setattr(_db, "WAL_CHECK_EVERY", 5)
+    path = tmp_path / "store.db"
+    store = Store.open(f"sqlite:///{path}")
+    store.create_bank("b")
+    stop = threading.Event()
+
+    def overlapping_reader() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        while not stop.is_set():
+            conn.execute("BEGIN")
+            conn.execute("SELECT max(seq) FROM changes").fetchall()
+            time.sleep(0.002)
+            conn.execute("COMMIT")
+        conn.close()
+
+    readers = [threading.Thread(target=overlapping_reader) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    peak = 0
+    try:
+        for batch in range(400):
+            store.add_entries("b", [NewEntry("pdq", f"{batch:04x}{i:060x}") for i in range(50)])
+            peak = max(peak, (tmp_path / "store.db-wal").stat().st_size)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+        store.close()
+    assert peak < 4_000_000, peak  # without the writer's checkpoints: tens of megabytes

@@ -1,7 +1,7 @@
 """Exact Hamming range search over 256-bit codes, behind a small interface.
 
 `LinearHammingIndex` scans every code (XOR and popcount over four uint64 words): simple and
-exact, and the baseline a faster index must agree with. Anything with the same four methods
+exact, and the baseline a faster index must agree with. Anything with the same five methods
 can replace it in matching.
 """
 
@@ -27,6 +27,10 @@ class HammingIndex(Protocol):
     def add(self, ids: Sequence[int], codes: np.ndarray) -> None: ...
 
     def remove(self, ids: Iterable[int]) -> None: ...
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The live ids and (n, 4) codes, not to be changed later: what a rebuild starts from."""
+        ...
 
     def search(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
         """For each query row, every (id, distance) with distance <= radius, nearest first."""

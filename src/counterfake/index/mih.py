@@ -14,7 +14,8 @@ Which bits form a substring is chosen from the data: PDQ bits are correlated and
 and substrings of correlated bits pile codes into a few buckets.
 
 New codes go to a delta buffer scanned linearly; removals are tombstones that searches skip at
-once; when the delta outgrows an eighth of the main part, both are merged into new tables.
+once; when the delta outgrows an eighth of the main part, both are merged into new tables
+(unless `merge=False`: then the owner rebuilds from `arrays()` when it chooses, off its lock).
 """
 
 from __future__ import annotations
@@ -99,8 +100,15 @@ def _set(bitmap: np.ndarray, slots: np.ndarray) -> None:
 class MultiIndexHammingIndex:
     """Exact range search; `add` and `remove` take effect for the next search, no rebuild."""
 
-    def __init__(self, ids: Sequence[int] | np.ndarray = (), codes: np.ndarray | None = None):
+    def __init__(
+        self,
+        ids: Sequence[int] | np.ndarray = (),
+        codes: np.ndarray | None = None,
+        *,
+        merge: bool = True,
+    ):
         codes = np.zeros((0, 4), np.uint64) if codes is None else codes
+        self._merge_on_add = merge
         self._build(np.asarray(ids, dtype=np.int64), np.asarray(codes, dtype=np.uint64))
         release_freed_memory()  # after _build's scratch arrays are gone
 
@@ -160,10 +168,7 @@ class MultiIndexHammingIndex:
         return np.asarray(self._ids[slots], dtype=np.int64) + self._id_base
 
     def _merge(self) -> None:
-        keep_main = np.flatnonzero(_alive(self._alive, np.arange(self._ids.size)))
-        keep_delta = np.flatnonzero(_alive(self._delta_alive, np.arange(self._delta_n)))
-        ids = np.concatenate([self._main_ids(keep_main), self._delta_ids[keep_delta]])
-        codes = np.concatenate([self._codes[keep_main], self._delta_codes[keep_delta]])
+        ids, codes = self.arrays()
         self._build(ids, codes)
         del ids, codes
         release_freed_memory()
@@ -172,6 +177,24 @@ class MultiIndexHammingIndex:
 
     def __len__(self) -> int:
         return int(self._live_main + self._live_delta)
+
+    @property
+    def pending(self) -> int:
+        """Live codes in the delta buffer (scanned linearly), not yet in the tables."""
+        return int(self._live_delta)
+
+    @property
+    def tabled(self) -> int:
+        """Live codes in the tables."""
+        return int(self._live_main)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the live ids and codes, to build a fresh index from (reads only)."""
+        keep_main = np.flatnonzero(_alive(self._alive, np.arange(self._ids.size)))
+        keep_delta = np.flatnonzero(_alive(self._delta_alive, np.arange(self._delta_n)))
+        ids = np.concatenate([self._main_ids(keep_main), self._delta_ids[keep_delta]])
+        codes = np.concatenate([self._codes[keep_main], self._delta_codes[keep_delta]])
+        return ids, codes
 
     @property
     def nbytes(self) -> int:
@@ -212,7 +235,7 @@ class MultiIndexHammingIndex:
         _set(self._delta_alive, np.arange(self._delta_n, end))
         self._delta_n = end
         self._live_delta += new_ids.shape[0]
-        if self._live_delta > max(_MIN_DELTA, self._live_main // 8):
+        if self._merge_on_add and self._live_delta > max(_MIN_DELTA, self._live_main // 8):
             self._merge()
 
     def remove(self, ids: Iterable[int]) -> None:

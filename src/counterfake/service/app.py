@@ -81,8 +81,15 @@ def _error(request: Request | str, status: int, code: str, message: str) -> JSON
 
 #: Routes that take an image body (up to max_bytes); every other body is JSON.
 _IMAGE_ROUTES: Final = ("/v1/lookup", "/v1/hash", "/m/lookup", "/h/hash")
-#: Answered without a key: liveness and the API's own documentation.
-_PUBLIC: Final = ("/status/live", "/docs", "/redoc", "/openapi.json", "/static-offline-docs/")
+#: Answered without a key: liveness, readiness and the API's own documentation.
+_PUBLIC: Final = (
+    "/status/live",
+    "/status/ready",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/static-offline-docs/",
+)
 
 
 def _printable(text: str) -> str:
@@ -245,6 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.core = core
         app.state.keys = KeyCache(core.store)
         core.lookup_signal("pdq", "0" * 64)  # loads the index and compiles its kernels now
+        core.matcher.follow()  # catch-up and index rebuilds off the request path
         app.state.hasher = Hasher(concurrency=settings.hash_concurrency, queue=settings.hash_queue)
         app.state.fetcher = Fetcher(
             enabled=settings.fetch_urls,

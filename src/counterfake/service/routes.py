@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -89,6 +90,17 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/status/ready", tags=["status"], responses={503: {"description": "not ready"}})
+async def ready(request: Request) -> JSONResponse:
+    """Readiness for load balancers, per worker: 200 once this worker's indexes are loaded
+    and it has caught up with the change log (within a few refresh intervals); 503 while it
+    is behind (a bulk import) or cannot read the store. No key needed."""
+    matcher = core_of(request).matcher
+    caught_up = matcher.caught_up
+    body = {"ready": caught_up, "worker": os.getpid()}
+    return JSONResponse(body, status_code=200 if caught_up else 503)
+
+
 @router.get("/status", tags=["status"])
 async def status(request: Request, key: AnyKey) -> dict[str, Any]:
     """The index this worker holds and how fresh it is: for a tenant's key, the banks it may
@@ -102,6 +114,7 @@ async def status(request: Request, key: AnyKey) -> dict[str, Any]:
         "entries": sum(matcher.sizes(visible).values()),
         "banks": len(matcher.banks) if visible is None else len(visible),
         "refreshed_seconds_ago": round(time.time() - matcher.refreshed_at, 3),
+        "caught_up": matcher.caught_up,
         "uptime_seconds": round(time.time() - request.app.state.started_at, 1),
     }
     if key.is_admin:

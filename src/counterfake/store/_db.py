@@ -5,6 +5,7 @@ makes in its own transaction (the change log and the audit log)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ _AUDIT: Final = audit_log.insert().values(
 )
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _MIGRATIONS: Final = Path(__file__).parent / "migrations"
+log = logging.getLogger("counterfake")
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -93,6 +95,7 @@ def _engine_for(url: str) -> Engine:
             cursor.execute("PRAGMA busy_timeout=60000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
@@ -102,6 +105,13 @@ def _engine_for(url: str) -> Engine:
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+#: SQLite: past this size the write-ahead log is checkpointed and truncated by a writer (every
+#: WAL_CHECK_EVERY write transactions it looks). SQLite's own checkpoints cannot restart the log
+#: while readers overlap without a break (a busy service), and it then grows without bound.
+WAL_LIMIT = 64 * 1024 * 1024
+WAL_CHECK_EVERY = 200
 
 
 class _WriterLock:
@@ -140,9 +150,13 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer: _WriterLock | None = None
+        self._wal: Path | None = None
+        self._writes = 0
         path = engine.url.database if engine.dialect.name == "sqlite" else None
-        if path and path != ":memory:" and fcntl is not None:
-            self._writer = _WriterLock(Path(path).expanduser())
+        if path and path != ":memory:":
+            self._wal = Path(path).expanduser().with_name(Path(path).name + "-wal")
+            if fcntl is not None:
+                self._writer = _WriterLock(Path(path).expanduser())
 
     @classmethod
     def connect(cls, url: str) -> Database:
@@ -185,8 +199,33 @@ class Database:
             with translated(), self.engine.begin() as conn:
                 yield conn
             return
-        with self._writer.held(), translated(), self.engine.begin() as conn:
-            yield conn
+        with self._writer.held():
+            with translated(), self.engine.begin() as conn:
+                yield conn
+            self._writes += 1
+            if self._writes % WAL_CHECK_EVERY == 0:
+                self._bound_wal()
+
+    def _bound_wal(self) -> None:
+        """Checkpoint and truncate an oversized write-ahead log (between writes: the writer
+        lock is held). Readers are waited for a second at most; if they outlast it, the next
+        look tries again."""
+        try:
+            if self._wal is None or self._wal.stat().st_size <= WAL_LIMIT:
+                return
+            raw = self.engine.raw_connection()
+        except (OSError, sa.exc.SQLAlchemyError):
+            return
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA busy_timeout=1000")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+        except Exception as exc:  # the next look tries again
+            log.warning("checkpointing the write-ahead log failed: %s", exc)
+        finally:
+            raw.close()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
