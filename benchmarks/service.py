@@ -27,9 +27,27 @@ Adds instead: single-signal adds through HTTP at each bank size (the bank filled
 that size, the service restarted): POST /v1/banks/bench/signals {"value"} and the HMA route
 POST /c/bank/bench/signal {"pdq"}, each request a new value, with a submit key, against the
 store's `add_entries` in this process, one signal per call (the baseline), and --workers
-workers. The load
-generator (an asyncio client with keep-alive connections) runs on the same machine and takes
-CPU from the server, so service figures are a floor. Prints a table; writes JSON and the table.
+workers.
+
+    python benchmarks/service.py --grown 100000 [--duration 20]
+
+A bank filled while serving (issue 20's scenario, after HMA's way of seeding a bank): an empty
+bank, --grown random PDQ values added through the HMA route POST /c/bank/bench/signal
+{"pdq"} by --upload-connections clients while the service (--workers workers) runs, plus the
+hashes of half the upload images. Then raw lookups (GET /m/raw_lookup, 1 and 8 connections)
+and uploads (POST /v1/lookup with a 1-MP JPEG, 1 and 8 connections) against that service, and
+against a service restarted on the same store: the restarted one is the baseline.
+
+    python benchmarks/service.py --bulk-import 1000000
+
+A bulk import while serving: `counterfake bank add --hashes` (another process) adds
+--bulk-import entries while one connection sends raw lookups without pause. Reports lookup
+latency before, during and after the import, and how long after the import's end each worker
+reports ready (caught up) on /status/ready.
+
+The load generator (an asyncio client with keep-alive connections) runs on the same machine
+and takes CPU from the server, so service figures are a floor; its own CPU time is reported
+beside each figure. Prints a table; writes JSON and the table.
 """
 
 from __future__ import annotations
@@ -87,7 +105,7 @@ def _fill(url: str, n: int, rng: np.random.Generator) -> list[str]:
     values = []
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        bank_id = conn.exec_driver_sql("SELECT id FROM banks WHERE name = 'bench'").scalar()
+        bank_id = conn.exec_driver_sql("SELECT id FROM banks WHERE name = 'bench:bench'").scalar()
         for start in range(0, n, 200_000):
             codes = rng.integers(0, 256, size=(min(200_000, n - start), 32), dtype=np.uint8)
             part = [bytes(row).hex() for row in codes]
@@ -128,11 +146,17 @@ async def _connection(
     budget: list[int],
     stats: _Stats,
     offset: int,
+    shared: list[int] | None = None,
 ) -> None:
+    """One keep-alive connection sending requests from `offset` on; with `shared`, the
+    connections take the next request in turn instead, so that each is sent once."""
     reader = writer = None
     i = offset
     while time.perf_counter() < deadline and budget[0] > 0:
         budget[0] -= 1
+        if shared is not None:
+            i = shared[0]
+            shared[0] += 1
         request = requests[i % len(requests)]
         i += 1
         try:
@@ -161,15 +185,22 @@ async def _connection(
 
 
 async def _load(
-    port: int, requests: list[bytes], connections: int, seconds: float, max_requests: int
+    port: int,
+    requests: list[bytes],
+    connections: int,
+    seconds: float,
+    max_requests: int,
+    *,
+    each_once: bool = False,
 ) -> tuple[_Stats, float]:
     stats = _Stats()
     budget = [max_requests]
+    shared = [0] if each_once else None
     started = time.perf_counter()
     deadline = started + seconds
     await asyncio.gather(
         *(
-            _connection(port, requests, deadline, budget, stats, k * 7919)
+            _connection(port, requests, deadline, budget, stats, k * 7919, shared)
             for k in range(connections)
         )
     )
@@ -222,7 +253,7 @@ def _library(
             return matcher.match(
                 hash_bytes(data),
                 features=lambda: image_features(data, query=True),
-                banks=["protected"],
+                banks=["victims:protected"],
             )
 
         assert derivative(derivatives[0]).matches
@@ -362,7 +393,7 @@ def _adds(args: argparse.Namespace) -> int:
                 while time.perf_counter() - started < args.duration / 2:
                     entry = NewEntry("pdq", rng.bytes(32).hex())
                     t0 = time.perf_counter()
-                    store.add_entries("bench", [entry])
+                    store.add_entries("bench:bench", [entry])
                     latencies.append(time.perf_counter() - t0)
                 row["library"] = _summary(latencies, time.perf_counter() - started, 0)
             process = _serve(home, 18100, args.workers)
@@ -420,6 +451,259 @@ def _adds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _requests_get(paths: list[str], key: str) -> list[bytes]:
+    head = f"Host: 127.0.0.1\r\nX-API-Key: {key}\r\n"
+    return [f"GET {p} HTTP/1.1\r\n{head}\r\n".encode() for p in paths]
+
+
+def _requests_post(path: str, bodies: list[bytes], key: str, content_type: str) -> list[bytes]:
+    return [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(b)}\r\n\r\n"
+        ).encode()
+        + b
+        for b in bodies
+    ]
+
+
+def _measured(
+    port: int, requests: list[bytes], connections: int, seconds: float, max_requests: int
+) -> dict[str, Any]:
+    """`_drive`, with the load generator's own CPU use beside it (CPU seconds per second)."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    row = _drive(port, requests, connections, seconds, max_requests)
+    row["client_cpu"] = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    return row
+
+
+def _wait_ready(port: int, workers: int, timeout: float = 600) -> float:
+    """Seconds until /status/ready answered 200 from `workers` different workers in a row."""
+    started = time.monotonic()
+    ready: dict[str, bool] = {}
+    while time.monotonic() - started < timeout:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            answer = client.get("/status/ready")
+        ready[str(answer.json()["worker"])] = answer.status_code == 200
+        if len(ready) >= workers and all(ready.values()):
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise RuntimeError(f"workers not ready after {timeout} s: {ready}")
+
+
+def _grown(args: argparse.Namespace) -> int:
+    """A bank filled through HTTP while serving, against a restart on the same bank."""
+    rng = np.random.default_rng(2026)
+    pick = random.Random(2026)
+    uploads = _one_megapixel_jpegs(args.corpus, args.images)
+    port = 18200
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="counterfake-grown-") as tmp:
+        home = Path(tmp)
+        url = f"sqlite:///{home / 'counterfake.db'}"
+        with Store.open(url) as store:
+            store.create_bank("bench", tenant="bench")
+            _, submit = store.keys.create("bench", ["submit"], name="seeding")
+            _, key = store.keys.create("bench", ["match"], name="benchmark")
+        values = [rng.bytes(32).hex() for _ in range(args.grown)]
+        banked = [hash_bytes(d) for d in uploads[::2]]  # half the uploads will match
+        bodies = [json.dumps({"pdq": v}).encode() for v in values]
+        bodies += [json.dumps({"pdq": h.signals["pdq"]}).encode() for h in banked]
+        seeding = _requests_post("/c/bank/bench/signal", bodies, submit, "application/json")
+        lookups = []
+        for i in range(30_000):
+            value = pick.choice(values)
+            lookups.append([value, _flip(value, 8, pick), rng.bytes(32).hex()][i % 3])
+        raw = _requests_get([f"/m/raw_lookup?signal_type=pdq&signal={v}" for v in lookups], key)
+        posts = _requests_post("/v1/lookup", uploads, key, "image/jpeg")
+
+        def measure(label: str) -> dict[str, Any]:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as c:
+                hit = c.get("/m/raw_lookup", params={"signal": values[-1], "signal_type": "pdq"})
+                assert hit.json()["matches"], hit.text  # a wrong answer is not throughput
+                assert c.post("/v1/lookup", content=uploads[0]).json()["matches"]
+            row = {}
+            for name, requests, connections in (
+                ("raw_lookup_1", raw, 1),
+                ("raw_lookup_8", raw, 8),
+                ("upload_1", posts, 1),
+                ("upload_8", posts, 8),
+            ):
+                row[name] = _measured(port, requests, connections, args.duration, args.max_requests)
+                print(
+                    f"  {label} {name}: {row[name]['per_second']:.0f}/s"
+                    f" (client CPU {row[name]['client_cpu']:.2f})",
+                    flush=True,
+                )
+            return row
+
+        process = _serve(home, port, args.workers)
+        try:
+            print(f"seeding {len(bodies):,} entries through the HMA route", flush=True)
+            cpu, wall = time.process_time(), time.perf_counter()
+            stats, elapsed = asyncio.run(
+                _load(
+                    port,
+                    seeding,
+                    args.upload_connections,
+                    24 * 3600,
+                    len(seeding),
+                    each_once=True,
+                )
+            )
+            seed = _summary(stats.latencies, elapsed, stats.errors, stats.statuses)
+            seed["client_cpu"] = (time.process_time() - cpu) / (time.perf_counter() - wall)
+            seed["ready_after_s"] = _wait_ready(port, args.workers)
+            with Store.open(url) as store:
+                held = store.get_bank("bench:bench").active_entries
+            if held != len(set(bodies)):
+                raise RuntimeError(f"seeded {held} entries, not {len(set(bodies))}")
+            results["seeding"] = seed
+            print(
+                f"  {seed['per_second']:.0f} adds/s, errors {seed['errors']},"
+                f" ready {seed['ready_after_s']:.2f} s after",
+                flush=True,
+            )
+            results["filled_while_serving"] = measure("filled while serving")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        wal = home / "counterfake.db-wal"
+        results["wal_bytes_after_seeding"] = wal.stat().st_size if wal.exists() else 0
+        process = _serve(home, port, args.workers)
+        try:
+            _wait_ready(port, args.workers)
+            results["restarted"] = measure("restarted")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    lines = [
+        "| workload | filled while serving /s | restarted /s | ratio | p50 ms (filled / restarted)"
+        " | p99 ms (filled / restarted) | client CPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("raw_lookup_1", "raw_lookup_8", "upload_1", "upload_8"):
+        grown, restarted = results["filled_while_serving"][name], results["restarted"][name]
+        lines.append(
+            f"| {name} | {grown['per_second']:.0f} | {restarted['per_second']:.0f} |"
+            f" {grown['per_second'] / restarted['per_second']:.2f}x |"
+            f" {grown['p50_ms']:.2f} / {restarted['p50_ms']:.2f} |"
+            f" {grown['p99_ms']:.2f} / {restarted['p99_ms']:.2f} |"
+            f" {grown['client_cpu']:.2f} / {restarted['client_cpu']:.2f} |"
+        )
+    seed = results["seeding"]
+    lines.append("")
+    lines.append(
+        f"Seeding: {seed['requests']:,} adds at {seed['per_second']:.0f}/s through the HMA route"
+        f" ({args.upload_connections} connections, p50 {seed['p50_ms']:.2f} ms, p99"
+        f" {seed['p99_ms']:.2f} ms, {seed['errors']} errors); every worker ready"
+        f" {seed['ready_after_s']:.2f} s after the last add; WAL"
+        f" {results['wal_bytes_after_seeding'] / 1e6:.1f} MB after."
+    )
+    return _report(args, "service-grown", results, "\n".join(lines))
+
+
+def _bulk_import(args: argparse.Namespace) -> int:
+    """Raw lookups without pause while another process imports a bulk of hashes."""
+    rng = np.random.default_rng(2026)
+    port = 18300
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="counterfake-bulk-") as tmp:
+        home = Path(tmp)
+        url = f"sqlite:///{home / 'counterfake.db'}"
+        with Store.open(url) as store:
+            store.create_bank("bench", tenant="bench")
+            _, key = store.keys.create("bench", ["match"], name="benchmark")
+        values = _fill(url, 100_000, rng)  # the bank before the import
+        imported = home / "import.txt"
+        new_values = [rng.bytes(32).hex() for _ in range(args.bulk_import)]
+        imported.write_text("".join(f"pdq {v}\n" for v in new_values))
+        raw = _requests_get(
+            [f"/m/raw_lookup?signal_type=pdq&signal={v}" for v in values[:30_000]], key
+        )
+        process = _serve(home, port, args.workers)
+        try:
+            _wait_ready(port, args.workers)
+            print("lookups before the import", flush=True)
+            results["before"] = _measured(port, raw, 1, args.duration, args.max_requests)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTERFAKE_")}
+            env["COUNTERFAKE_HOME"] = str(home)
+            print(f"importing {args.bulk_import:,} hashes with the CLI", flush=True)
+            started = time.perf_counter()
+            importer = subprocess.Popen(
+                [str(COUNTERFAKE), "bank", "add", "bench:bench", "--hashes", str(imported)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            during = _Stats()
+            cpu = time.process_time()
+
+            async def look_until_done() -> float:
+                loop_started = time.perf_counter()
+                while importer.poll() is None:
+                    await _connection(port, raw, time.perf_counter() + 1.0, [10**9], during, 0)
+                return time.perf_counter() - loop_started
+
+            elapsed = asyncio.run(look_until_done())
+            ended = time.perf_counter()
+            if importer.returncode != 0:
+                raise RuntimeError(importer.stderr.read().decode() if importer.stderr else "")
+            row = _summary(during.latencies, elapsed, during.errors, during.statuses)
+            row["client_cpu"] = (time.process_time() - cpu) / elapsed
+            row["max_ms"] = max(during.latencies, default=0.0) * 1000
+            results["during"] = row
+            results["import_seconds"] = ended - started
+            results["ready_after_import_s"] = _wait_ready(port, args.workers)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as c:
+                hit = c.get(
+                    "/m/raw_lookup", params={"signal": new_values[-1], "signal_type": "pdq"}
+                )
+                assert hit.json()["matches"], hit.text
+            print("lookups after the import", flush=True)
+            results["after"] = _measured(port, raw, 1, args.duration, args.max_requests)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    lines = [
+        "| lookups (1 connection) | requests/s | p50 ms | p99 ms | max ms | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("before", "during", "after"):
+        row = results[name]
+        top = f"{row['max_ms']:.1f}" if "max_ms" in row else "-"
+        lines.append(
+            f"| {name} the import | {row['per_second']:.0f} | {row['p50_ms']:.2f} |"
+            f" {row['p99_ms']:.2f} | {top} | {row['errors']} |"
+        )
+    lines.append("")
+    lines.append(
+        f"The import of {args.bulk_import:,} hashes (`counterfake bank add --hashes`, another"
+        f" process) took {results['import_seconds']:.1f} s; every worker reported ready"
+        f" {results['ready_after_import_s']:.2f} s after it ended."
+    )
+    return _report(args, "service-bulk-import", results, "\n".join(lines))
+
+
+def _report(args: argparse.Namespace, name: str, results: dict[str, Any], table: str) -> int:
+    print()
+    print(table)
+    report = {
+        "benchmark": name,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "duration_s": args.duration,
+        "results": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = args.out or RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(table + "\n")
+    print(f"\nJSON: {out}\ntable: {out.with_suffix('.md')}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
@@ -433,9 +717,15 @@ def main() -> int:
     parser.add_argument("--protected", type=int, default=200, help="photos in the protected bank")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--adds-at", default=None, help="bank sizes for the adds workload")
+    parser.add_argument("--grown", type=int, default=0, help="entries seeded while serving")
+    parser.add_argument("--bulk-import", type=int, default=0, help="entries imported meanwhile")
     args = parser.parse_args()
     if args.adds_at:
         return _adds(args)
+    if args.grown:
+        return _grown(args)
+    if args.bulk_import:
+        return _bulk_import(args)
 
     rng = np.random.default_rng(2026)
     pick = random.Random(2026)
@@ -454,14 +744,15 @@ def main() -> int:
         with Store.open(url) as store:
             banked = [hash_bytes(d) for d in uploads[::2]]  # half the uploads will match
             store.add_entries(
-                "bench", [NewEntry("pdq", h.signals["pdq"], quality=h.quality) for h in banked]
+                "bench:bench",
+                [NewEntry("pdq", h.signals["pdq"], quality=h.quality) for h in banked],
             )
             # Protected photos from past the upload images; the first verifies the setup.
             paths = sorted(args.corpus.glob("*.jpg"))[args.images : args.images + args.protected]
             photos = [Image.open(path).convert("RGB") for path in paths]
             store.create_bank("protected", tenant="victims")
             for photo in photos:
-                store.add_entries("protected", protect_bytes(_jpeg(photo, 95)).entries())
+                store.add_entries("victims:protected", protect_bytes(_jpeg(photo, 95)).entries())
             derivatives = [
                 _derivative(photo, photos[(i + 7) % len(photos)]) for i, photo in enumerate(photos)
             ]

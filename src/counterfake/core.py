@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -283,6 +284,7 @@ class Counterfake:
         threshold: int | None = None,
         tenant: str | None = None,
         shared_with: Iterable[str] = (),
+        enabled_ratio: float = 1.0,
         principal: ApiKey | None = None,
     ) -> Bank:
         """A new bank, owned by `tenant` (default: the one a qualified `owner:name` gives, else
@@ -308,6 +310,7 @@ class Counterfake:
             threshold=threshold,
             tenant=tenant or own,
             shared_with=shared_with,
+            enabled_ratio=enabled_ratio,
         )
         self._wrote()
         return _shown(bank, own)
@@ -319,12 +322,18 @@ class Counterfake:
         description: str | None = None,
         threshold: int | None = None,
         shared_with: Iterable[str] | None = None,
+        enabled_ratio: float | None = None,
         principal: ApiKey | None = None,
     ) -> Bank:
-        """Change a bank's description, PDQ threshold, or the tenants it is shared with."""
+        """Change a bank's description, PDQ threshold, the tenants it is shared with, or the
+        share of lookups that search it."""
         key = self._own(name, principal).name
         bank = self.store.update_bank(
-            key, description=description, threshold=threshold, shared_with=shared_with
+            key,
+            description=description,
+            threshold=threshold,
+            shared_with=shared_with,
+            enabled_ratio=enabled_ratio,
         )
         self._wrote()
         return _shown(bank, _tenant(principal))
@@ -372,12 +381,17 @@ class Counterfake:
         *,
         source_name: str | None = None,
         dihedral: bool = False,
+        metadata: dict[str, Any] | None = None,
         principal: ApiKey | None = None,
     ) -> Added:
-        """Hash an image and add every signal of it to a bank; the bytes are not kept."""
+        """Hash an image and add every signal of it to a bank (each with `metadata`, if
+        given); the bytes are not kept."""
         key = self._own(bank, principal).name
         hashes = self.hash(data, dihedral=dihedral)
-        results = self._add(key, bank_entries(hashes, source_name=source_name), principal)
+        entries = bank_entries(hashes, source_name=source_name)
+        if metadata:
+            entries = [dataclasses.replace(e, metadata={**e.metadata, **metadata}) for e in entries]
+        results = self._add(key, entries, principal)
         return Added(results, hashes)
 
     def add_signals(
@@ -521,12 +535,16 @@ class Counterfake:
         dihedral: bool = False,
         principal: ApiKey | None = None,
         image: DecodedImage | None = None,
+        seed: str | None = None,
+        bypass_coinflip: bool = False,
     ) -> Lookup:
         """Hash an image and match it: exact digests and PDQ first; only when they find
         nothing and a searched bank protects photos, derivatives of those photos. The image
         is decoded once (pass `image` if the caller decoded it already, with `gray`). CPU
-        work: run it on the caller's executor."""
-        searched = self.searchable(banks, principal=principal)
+        work: run it on the caller's executor. A bank with an enabled ratio below 1 is searched
+        by that share of lookups (`seed` makes the draw repeatable, as in HMA;
+        `bypass_coinflip` searches it regardless)."""
+        searched = self._drawn(self.searchable(banks, principal=principal), seed, bypass_coinflip)
         matcher = self.matcher
         protects = matcher.protects_photos(searched)
         if image is None:
@@ -553,12 +571,28 @@ class Counterfake:
         *,
         banks: Collection[str] = (),
         principal: ApiKey | None = None,
+        seed: str | None = None,
+        bypass_coinflip: bool = False,
     ) -> list[Match]:
-        """Entries matching one signal value (normalised first; SignalError if invalid)."""
-        searched = self.searchable(banks, principal=principal)
+        """Entries matching one signal value (normalised first; SignalError if invalid), in
+        the banks this lookup's draw enables (see `lookup`)."""
+        searched = self._drawn(self.searchable(banks, principal=principal), seed, bypass_coinflip)
         found = self.matcher.match_signal(signal_type, value, banks=searched)
         viewer = _tenant(principal)
         return [_filed(m, viewer) for m in found]
+
+    def _drawn(self, searched: set[str] | None, seed: str | None, bypass: bool) -> set[str] | None:
+        """The searched banks that this lookup's draw enables: HMA's coin flip, one draw per
+        lookup, a bank kept when its enabled ratio is at least the draw."""
+        if bypass:
+            return searched
+        matcher = self.matcher
+        names = matcher.banks if searched is None else searched
+        partial = [n for n in names if matcher.bank(n).enabled_ratio < 1.0]
+        if not partial:
+            return searched  # the usual case: nothing to draw for
+        draw = random.Random(seed).random()
+        return {n for n in names if n not in partial or matcher.bank(n).enabled_ratio >= draw}
 
     def compare(self, signal_type: str, a: str, b: str) -> dict[str, Any]:
         """The distance between two values of a Hamming signal type, and whether it is a match

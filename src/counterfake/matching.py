@@ -519,10 +519,8 @@ class Matcher:
     def expire(self) -> None:
         """Make the next match read the change log first: after a write in this process, so
         that it reads its own writes. Safe to call from any thread."""
-        self._expired = True
-        if self._follower is not None:
-            self._wake.set()
-        else:
+        self._expired = True  # a follower is woken by the lookup that needs it (`sync`)
+        if self._follower is None:
             self._last_refresh = float("-inf")
 
     def refresh_if_due(self) -> None:
@@ -562,8 +560,9 @@ class Matcher:
             raise NotFoundError(f"no bank named {name!r}", code="bank_not_found") from None
 
     def held_bank(self, name: str) -> Bank | None:
-        """The bank as of the last refresh, if this matcher holds it (safe from any thread)."""
-        return self._banks.get(name)
+        """The bank as of the last refresh, if this matcher holds it (safe from any thread);
+        None after a write in this process that it has not read yet (`expire`)."""
+        return None if self._expired else self._banks.get(name)
 
     @property
     def change_seq(self) -> int:

@@ -63,6 +63,9 @@ class Bank:
     tenant: str = DEFAULT_TENANT
     #: Other tenants whose match keys may match against this bank.
     shared_with: tuple[str, ...] = ()
+    #: The share of lookups that search this bank (HMA's matching_enabled_ratio): 1.0 all,
+    #: 0.0 none (matching disabled); a lookup's seed decides which ones.
+    enabled_ratio: float = 1.0
 
     def visible_to(self, tenant: str) -> bool:
         return tenant == self.tenant or tenant in self.shared_with
@@ -74,6 +77,7 @@ class Bank:
             "pdq_threshold": self.pdq_threshold,
             "tenant": self.tenant,
             "shared_with": list(self.shared_with),
+            "enabled_ratio": self.enabled_ratio,
             "active_entries": self.active_entries,
             "withdrawn_entries": self.withdrawn_entries,
             "created_at": self.created_at.isoformat(),

@@ -84,6 +84,20 @@ SETTINGS: tuple[Setting, ...] = (
         " private, e.g. an internal CDN. Nothing by default.",
     ),
     Setting("fetch_timeout", float, 10.0, "Service: seconds allowed for one URL fetch."),
+    Setting(
+        "hma_anonymous_tenant",
+        str,
+        "",
+        "Service: serve the HMA routes (/m, /h, /c) without a key, as this tenant with the"
+        " match and curate scopes, to clients in hma_anonymous_networks (HMA clients such as"
+        " ROOST Coop send no key). Off when empty (the default).",
+    ),
+    Setting(
+        "hma_anonymous_networks",
+        str,
+        "127.0.0.0/8,::1/128",
+        "Service: comma-separated networks (CIDR) keyless HMA calls may come from.",
+    ),
 )
 
 
@@ -111,6 +125,8 @@ class Settings:
     fetch_urls: bool = DEFAULTS["fetch_urls"]
     fetch_allow: str = DEFAULTS["fetch_allow"]
     fetch_timeout: float = DEFAULTS["fetch_timeout"]
+    hma_anonymous_tenant: str = DEFAULTS["hma_anonymous_tenant"]
+    hma_anonymous_networks: str = DEFAULTS["hma_anonymous_networks"]
 
     @property
     def resolved_database_url(self) -> str:

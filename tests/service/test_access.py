@@ -146,6 +146,12 @@ ROUTES = [
     ),
     Route("POST", "/m/lookup", frozenset({M}), build=_multipart),
     Route("GET", "/m/index/status", frozenset({M})),
+    Route(
+        "POST",
+        "/m/compare",
+        frozenset({M, C}),
+        build=lambda s, b: {"json": {"pdq": [_pdq(), _pdq()]}},
+    ),
     Route("GET", "/h/hash", frozenset({M, C}), build=lambda s, b: {"params": {"url": "http://x/"}}),
     Route("POST", "/h/hash", frozenset({M, C}), build=_multipart),
     Route("GET", "/c/banks", frozenset({C})),
@@ -160,6 +166,44 @@ ROUTES = [
         "owned",
         lambda s, b: {"json": {"pdq": _pdq()}},
     ),
+    Route("GET", "/c/bank/{bank_name}", frozenset({C}), "owned"),
+    Route(
+        "PUT", "/c/bank/{bank_name}", frozenset({C}), "owned", lambda s, b: {"json": {"enabled": 1}}
+    ),
+    Route("DELETE", "/c/bank/{bank_name}", frozenset({C}), "owned"),
+    Route("GET", "/c/bank/{bank_name}/content/{content_id}", frozenset({C}), "owned"),
+    Route(
+        "PUT",
+        "/c/bank/{bank_name}/content/{content_id}",
+        frozenset({C}),
+        "owned",
+        lambda s, b: {"json": {"disable_until_ts": 0}},
+    ),
+    Route("DELETE", "/c/bank/{bank_name}/content/{content_id}", frozenset({C}), "owned"),
+    Route("GET", "/c/signal_type", frozenset({C})),
+    Route("PUT", "/c/signal_type/{signal_type_name}", frozenset({C}), build=lambda s, b: {}),
+    Route("GET", "/c/signal_type/index", frozenset({C})),
+    Route("GET", "/c/content_type", frozenset({C})),
+    Route("GET", "/c/exchanges/apis", frozenset({C})),
+    Route("GET", "/c/exchanges/api/{api_name}", frozenset({C})),
+    Route(
+        "POST",
+        "/c/exchanges/api/{api_name}",
+        frozenset({C}),
+        build=lambda s, b: {"json": {"credential_json": {}}},
+    ),
+    Route("GET", "/c/exchanges/api/{api_name}/schema", frozenset({C})),
+    Route("GET", "/c/exchanges", frozenset({C})),
+    Route(
+        "POST",
+        "/c/exchanges",
+        frozenset({C}),
+        build=lambda s, b: {"json": {"bank": "X_SHARED", "api": "stop_ncii", "api_json": {}}},
+    ),
+    Route("GET", "/c/exchange/{exchange_name}", frozenset({C})),
+    Route("GET", "/c/exchange/{exchange_name}/status", frozenset({C})),
+    Route("PUT", "/c/exchange/{exchange_name}", frozenset({C}), build=lambda s, b: {"json": {}}),
+    Route("DELETE", "/c/exchange/{exchange_name}", frozenset({C})),
 ]
 ADMIN_ONLY = {"/v1/keys", "/v1/keys/{key_id}"}
 PUBLIC = {"/status/live", "/status/ready"}
@@ -169,8 +213,21 @@ DENIED = {"missing_key", "invalid_key", "forbidden"}
 def _call(service: Service, setup: Setup, route: Route, client: httpx.Client) -> httpx.Response:
     bank = setup.bank(shared_with=("beta",) if route.bank == "match" else ())
     entry_id, _ = setup.entry(bank)
-    path = route.path.format(bank=bank, bank_name=bank, entry_id=entry_id, key_id=setup.key_id())
+    path = _path(route, bank, entry_id, setup.key_id())
     return client.request(route.method, path, **route.build(setup, bank))
+
+
+def _path(route: Route, bank: str, entry_id: int, key_id: str = "") -> str:
+    return route.path.format(
+        bank=bank,
+        bank_name=bank,
+        entry_id=entry_id,
+        content_id=entry_id,
+        key_id=key_id,
+        signal_type_name="pdq",
+        api_name="stop_ncii",
+        exchange_name="X_SHARED",
+    )
 
 
 def _code(response: httpx.Response) -> str | None:
@@ -218,7 +275,7 @@ def test_another_tenant_cannot_see_a_bank_it_was_not_given(service: Service, rou
     for scope in route.scopes:
         bank = setup.bank()  # acme's, shared with nobody
         entry_id, _ = setup.entry(bank)
-        path = route.path.format(bank=bank, bank_name=bank, entry_id=entry_id)
+        path = _path(route, bank, entry_id)
         client = service.client("beta", scope)
         response = client.request(route.method, path, **route.build(setup, bank))
         assert (response.status_code, _code(response)) == (404, "bank_not_found"), scope
@@ -227,7 +284,7 @@ def test_another_tenant_cannot_see_a_bank_it_was_not_given(service: Service, rou
     bank = setup.bank(shared_with=("beta",) if route.bank == "match" else ())
     entry_id, _ = setup.entry(bank)
     qualified = f"acme:{bank}"
-    path = route.path.format(bank=qualified, bank_name=qualified, entry_id=entry_id)
+    path = _path(route, qualified, entry_id)
     response = admin.request(route.method, path, **route.build(setup, qualified))
     assert response.status_code < 400, response.text
 
@@ -237,7 +294,7 @@ def test_bank_names_are_per_tenant_so_a_taken_name_reveals_nothing(service: Serv
     beta = service.client("beta", "curate")
     created = beta.post("/v1/banks", json={"name": taken})
     assert created.status_code == 201 and created.json()["name"] == taken
-    assert beta.post("/c/banks", json={"name": taken}).status_code == 409  # its own now
+    assert beta.post("/c/banks", json={"name": taken}).status_code == 403  # its own now (HMA)
     hma = beta.post("/c/banks", json={"name": taken + "-hma"})
     assert hma.status_code == 201, hma.text
     value = _pdq()

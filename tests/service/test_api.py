@@ -149,8 +149,8 @@ def test_openmediamatch_routes_keep_its_shapes(service: Service) -> None:
         {"name": name, "matching_enabled_ratio": 1.0},
     )
     assert {"name": name, "matching_enabled_ratio": 1.0} in curate.get("/c/banks").json()
-    refused = curate.post("/c/banks", json={"name": name + "X", "enabled_ratio": 0.5})
-    assert refused.status_code == 400 and "message" in refused.json()
+    again = curate.post("/c/banks", json={"name": name})
+    assert again.status_code == 403 and "message" in again.json()  # HMA: bank already exists
 
     content = curate.post(
         f"/c/bank/{name}/content", files={"photo": ("p.jpg", OMM_JPEG, "image/jpeg")}
@@ -165,10 +165,21 @@ def test_openmediamatch_routes_keep_its_shapes(service: Service) -> None:
 
     raw = match.get("/m/raw_lookup", params={"signal_type": "pdq", "signal": pdq}).json()
     assert raw == {"matches": [content["id"]]}
-    banks = match.get("/m/lookup", params={"signal_type": "pdq", "signal": pdq}).json()
-    assert banks == [name]
+    with_distance = match.get(
+        "/m/raw_lookup", params={"signal_type": "pdq", "signal": pdq, "include_distance": "true"}
+    ).json()
+    assert with_distance == {"matches": [{"bank_content_id": content["id"], "distance": "0"}]}
+    other_bank = match.get(
+        "/m/raw_lookup", params={"signal_type": "pdq", "signal": pdq, "banks": "ELSEWHERE"}
+    )
+    assert other_bank.json() == {"matches": []}
+
+    by_bank = match.get("/m/lookup", params={"signal_type": "pdq", "signal": pdq}).json()
+    assert by_bank == {name: [{"bank_content_id": content["id"], "distance": "0"}]}
     per_type = match.post("/m/lookup", files={"photo": ("p.jpg", OMM_JPEG, "image/jpeg")}).json()
-    assert per_type == {"pdq": [name], "md5": [name], "sha256": [name]}
+    assert set(per_type) == {"pdq", "md5", "sha256"}
+    assert per_type["pdq"] == by_bank
+    assert [len(per_type[t][name]) for t in ("md5", "sha256")] == [1, 1]
     hashed = match.post(
         "/h/hash", params={"types": "pdq"}, files={"photo": ("p.jpg", OMM_JPEG, "image/jpeg")}
     )
@@ -177,11 +188,71 @@ def test_openmediamatch_routes_keep_its_shapes(service: Service) -> None:
     assert set(status) == {"pdq"}
     assert status["pdq"]["present"] is True and status["pdq"]["size"] >= 2
     assert isinstance(status["pdq"]["built_to"], int)
+    compared = match.post("/m/compare", json={"pdq": [pdq, pdq]}).json()
+    assert compared == {"pdq": [True, {"distance": 0}]}
 
     missing = match.get("/m/raw_lookup", params={"signal_type": "nope", "signal": "00"})
     assert missing.status_code == 400 and missing.json()["error"]["code"] == "unknown_signal_type"
     wrong_field = match.post("/h/hash", files={"video": ("v.mp4", b"xx", "video/mp4")})
     assert _error(wrong_field) == (400, "unsupported_content_type")
+
+
+def test_hma_banks_content_and_enabled_ratio(service: Service) -> None:
+    """GET, PUT and DELETE of a bank and of its content, as HMA answers them; a bank's
+    enabled ratio decides which lookups search it (raw lookups ignore it, as in HMA)."""
+    curate = service.client("acme", "curate")
+    match = service.client("acme", "match")
+    name = f"HMA_{secrets.token_hex(3).upper()}"
+    assert curate.post("/c/banks", json={"name": name, "enabled_ratio": "0.5"}).status_code == 201
+    assert curate.get(f"/c/bank/{name}").json() == {"name": name, "matching_enabled_ratio": 0.5}
+    assert curate.get(f"/c/bank/{name}X").status_code == 404
+    value = secrets.token_hex(32)
+    added = curate.post(f"/c/bank/{name}/signal", json={"pdq": value, "note": "seen twice"})
+    content_id = added.json()["id"]
+
+    def found(seed: str) -> bool:
+        params = {"signal_type": "pdq", "signal": value, "seed": seed}
+        return name in match.get("/m/lookup", params=params).json()
+
+    # Half the lookups search the bank, the same ones for the same seed.
+    draws = [found(str(seed)) for seed in range(40)]
+    assert 5 < sum(draws) < 35 and draws == [found(str(seed)) for seed in range(40)]
+    bypass = {"signal_type": "pdq", "signal": value, "bypass_coinflip": "true", "seed": "1"}
+    assert name in match.get("/m/lookup", params=bypass).json()
+    disabled = curate.put(f"/c/bank/{name}", json={"enabled": False})
+    assert disabled.json() == {"name": name, "matching_enabled_ratio": 0.0}
+    assert not any(found(str(seed)) for seed in range(10))
+    raw = match.get("/m/raw_lookup", params={"signal_type": "pdq", "signal": value})
+    assert raw.json() == {"matches": [content_id]}
+    curate.put(f"/c/bank/{name}", json={"enabled_ratio": 1}).raise_for_status()
+    rename = curate.put(f"/c/bank/{name}", json={"name": name + "_NEW"})
+    assert rename.status_code == 400 and "message" in rename.json()
+
+    item = curate.get(f"/c/bank/{name}/content/{content_id}", params={"include_signals": "true"})
+    assert item.json() == {
+        "id": content_id,
+        "disable_until_ts": 1,
+        "original_media_uri": None,
+        "bank": {"name": name, "matching_enabled_ratio": 1.0},
+        "signals": {"pdq": value},
+        "note": "seen twice",
+    }
+    off = curate.put(f"/c/bank/{name}/content/{content_id}", json={"disable_until_ts": 0})
+    assert off.json()["disable_until_ts"] == 0
+    assert found("1") is False
+    on = curate.put(f"/c/bank/{name}/content/{content_id}", json={"disable_until_ts": 1})
+    assert on.json()["disable_until_ts"] == 1
+    assert found("1") is True
+    later = curate.put(
+        f"/c/bank/{name}/content/{content_id}", json={"disable_until_ts": 4_000_000_000}
+    )
+    assert later.status_code == 400 and "message" in later.json()
+    assert curate.delete(f"/c/bank/{name}/content/{content_id}").json() == {"deleted": 1}
+    assert curate.delete(f"/c/bank/{name}/content/{content_id}").json() == {"deleted": 0}
+    assert found("1") is False
+
+    assert curate.delete(f"/c/bank/{name}").json() == {"message": "Done"}
+    assert curate.get(f"/c/bank/{name}").status_code == 404
 
 
 # errors ----------------------------------------------------------------------------------------

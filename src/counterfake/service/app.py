@@ -8,10 +8,12 @@ added through one worker is matched by every worker within the matcher's refresh
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import anyio
@@ -33,6 +35,7 @@ from ..errors import (
     NotFoundError,
     UnavailableError,
 )
+from ..model import ApiKey
 from ..settings import Settings, load_settings
 from .auth import KeyCache, authenticate, secret_of
 from .fetch import Fetcher, parse_networks
@@ -56,7 +59,9 @@ _STATUS: Final = {
 }
 
 
-def _status_for(exc: CounterfakeError) -> int:
+def _status_for(exc: CounterfakeError, path: str = "") -> int:
+    if exc.code == "bank_exists" and path.startswith(_OMM_PREFIXES):
+        return 403  # HMA answers a duplicate bank with 403
     if exc.code in _STATUS:
         return _STATUS[exc.code]
     if isinstance(exc, AccessError):
@@ -118,6 +123,16 @@ class _Edge:
         self._per_client = settings.client_uploads
         self._sending: dict[str, int] = {}
         self._worker = str(os.getpid()).encode()
+        self._anonymous: ApiKey | None = None
+        self._anonymous_from = parse_networks(settings.hma_anonymous_networks)
+        if settings.hma_anonymous_tenant:
+            self._anonymous = ApiKey(
+                key_id="anonymous",
+                tenant=settings.hma_anonymous_tenant,
+                scopes=frozenset({"match", "curate"}),
+                name="keyless HMA client",
+                created_at=datetime.now(UTC),
+            )
 
     def _limit(self, method: str, path: str) -> int:
         if method == "POST" and (path in _IMAGE_ROUTES or path.endswith("/content")):
@@ -210,16 +225,31 @@ class _Edge:
                     (time.perf_counter() - started) * 1000,
                 )
 
+    def _anonymous_allowed(self, path: str, client: str) -> bool:
+        """A keyless call on an HMA route from an allowed network, when the operator set
+        `hma_anonymous_tenant` (HMA clients such as Coop send no key)."""
+        if self._anonymous is None or not path.startswith(_OMM_PREFIXES):
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self._anonymous_from)
+
     def _refusal(
         self, scope: MutableMapping[str, Any], path: str, limit: int, client: str
     ) -> JSONResponse | None:
         """An answer given before the body is read: no key, too large, too many at once."""
         headers = dict(scope["headers"])
         if not path.startswith(_PUBLIC) and path != "/":
+            secret = secret_of(headers)
             try:
-                key = authenticate(scope["app"].state.keys, secret_of(headers))
+                if not secret and self._anonymous_allowed(path, client):
+                    key = self._anonymous
+                else:
+                    key = authenticate(scope["app"].state.keys, secret)
             except CounterfakeError as exc:
-                return _error(path, _status_for(exc), exc.code, exc.message)
+                return _error(path, _status_for(exc, path), exc.code, exc.message)
             scope.setdefault("state", {})["api_key"] = key
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
@@ -279,7 +309,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(CounterfakeError)
     async def _counterfake_error(request: Request, exc: CounterfakeError) -> JSONResponse:
-        return _error(request, _status_for(exc), exc.code, exc.message)
+        return _error(request, _status_for(exc, request.url.path), exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,29 +1,39 @@
-"""OpenMediaMatch-compatible routes: an integration written for OMM (facebook/ThreatExchange,
-hasher-matcher-actioner) switches by changing its base URL and adding an API key.
+"""The HMA 2.0 (OpenMediaMatch) API, so that HMA clients such as ROOST Coop run unchanged.
 
-Same paths, parameter names and response shapes as OMM; the differences are listed in the
-README ("OpenMediaMatch compatibility"). OMM's content id is the id of the PDQ entry an upload
-created (each signal is its own entry here).
+Paths, parameters, answer shapes and status codes follow HMA's blueprints (facebook/
+ThreatExchange, `hasher-matcher-actioner/src/OpenMediaMatch/blueprints`, commit baefb4ed).
+Errors carry HMA's top-level `message` (and our `error.code`). What Counterfake does
+differently, or cannot do, is listed in the README ("OpenMediaMatch compatibility") and
+answered in HMA's error style. A content id is the id of the entry an add created (for an
+image, its PDQ entry: each signal is its own entry here).
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..core import Added
-from ..errors import InputError
-from ..hashing import ImageHashes
-from ..model import ApiKey, NewEntry
+from ..core import Added, Lookup
+from ..errors import InputError, NotFoundError
+from ..matching import Match
+from ..model import ApiKey, Bank, Entry, NewEntry
 from ..signals import get_signal_type, signal_types
 from .auth import Curate, Hashing, MatchKey, Submit, core_of
-from .uploads import hash_request, request_image, run_image_work
+from .uploads import hash_request, read_upload, request_image, run_image_work
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["OpenMediaMatch"])
+
+#: HMA's magic values of `disable_until_ts`.
+_ENABLED, _DISABLED = 1, 0
+#: HMA limits a content note to this many characters.
+_NOTE_MAX = 255
 
 
 def _types(types: str | None) -> list[str]:
@@ -41,27 +51,67 @@ def _types(types: str | None) -> list[str]:
     return wanted
 
 
-async def _hash_request(request: Request, url: str | None, content_type: str | None) -> ImageHashes:
+def _content_type(content_type: str | None) -> None:
     if content_type not in (None, "", "photo"):
         raise InputError(
             f"content type {content_type!r} is not supported; only 'photo'",
             code="unsupported_content_type",
         )
-    return await hash_request(request, url, field="photo")
 
 
-def _banks_matching(request: Request, key: ApiKey, signal_type: str, signal: str) -> list[str]:
-    matches = core_of(request).lookup_signal(signal_type, signal, principal=key)
-    return sorted({m.bank for m in matches})
+def _bank_filter(banks: str | None) -> set[str] | None:
+    """HMA's `banks=A,B`: results outside them are dropped (unknown names are no error)."""
+    return {b.strip() for b in banks.split(",") if b.strip()} if banks else None
+
+
+def _by_bank(matches: Iterable[Match], banks: set[str] | None) -> dict[str, list[dict[str, Any]]]:
+    """HMA's `{BANK: [{"bank_content_id", "distance"}]}`; a derivative match also says its
+    score and the share of the photo that was changed."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for match in matches:
+        if banks is not None and match.bank not in banks:
+            continue
+        found: dict[str, Any] = {"bank_content_id": match.entry_id, "distance": str(match.distance)}
+        if match.score is not None:
+            found["score"] = round(match.score, 3)
+            found["changed_fraction"] = round(match.changed_fraction or 0.0, 3)
+        out.setdefault(match.bank, []).append(found)
+    return out
+
+
+def _by_signal_type(found: Lookup, banks: set[str] | None) -> dict[str, Any]:
+    """An image's matches per signal type it was hashed with (`derivative` when a protected
+    photo was found changed), each as `_by_bank`."""
+    out: dict[str, Any] = {name: {} for name in found.hashes.signals}
+    for name in {m.signal for m in found.matches}:
+        out[name] = _by_bank((m for m in found.matches if m.signal == name), banks)
+    return out
+
+
+# matching ----------------------------------------------------------------------------------------
 
 
 @router.get("/m/raw_lookup")
 async def raw_lookup(
-    request: Request, key: MatchKey, signal: str, signal_type: str
-) -> dict[str, list[int]]:
-    """OMM: ids of the entries the signal matches."""
-    matches = core_of(request).lookup_signal(signal_type, signal, principal=key)
-    return {"matches": [m.entry_id for m in matches]}
+    request: Request,
+    key: MatchKey,
+    signal: str,
+    signal_type: str,
+    banks: str | None = None,
+    include_distance: bool = False,
+) -> dict[str, list[Any]]:
+    """HMA: the content ids a signal matches (with their distances if `include_distance`),
+    in every bank the key may match or only `banks`; enabled ratios are not applied."""
+    wanted = _bank_filter(banks)
+    matches = core_of(request).lookup_signal(
+        signal_type, signal, principal=key, bypass_coinflip=True
+    )
+    kept = [m for m in matches if wanted is None or m.bank in wanted]
+    if include_distance:
+        return {
+            "matches": [{"bank_content_id": m.entry_id, "distance": str(m.distance)} for m in kept]
+        }
+    return {"matches": [m.entry_id for m in kept]}
 
 
 @router.get("/m/lookup")
@@ -72,28 +122,62 @@ async def lookup_get(
     signal_type: str | None = None,
     url: str | None = None,
     content_type: str | None = None,
-) -> Any:
-    """OMM: names of the banks that match a signal; with `url`, per signal type of the image."""
+    types: str | None = None,
+    banks: str | None = None,
+    seed: str | None = None,
+    bypass_coinflip: bool = False,
+) -> dict[str, Any]:
+    """HMA: `{BANK: [{"bank_content_id", "distance"}]}` for a signal; for `url`, the same per
+    signal type of the fetched image (only `signal_type`'s, if given), derivatives of
+    protected photos included. A bank with an enabled ratio below 1 is searched by that share
+    of lookups (`seed` makes the draw repeatable; `bypass_coinflip` skips it)."""
+    wanted = _bank_filter(banks)
+    core = core_of(request)
     if url:
-        hashes = await _hash_request(request, url, content_type)
-        return {t: _banks_matching(request, key, t, v) for t, v in hashes.signals.items()}
+        _content_type(content_type)
+        data = await request_image(request, url, field="photo")
+        found = await run_image_work(
+            request,
+            lambda: core.lookup(data, principal=key, seed=seed, bypass_coinflip=bypass_coinflip),
+        )
+        per_type = _by_signal_type(found, wanted)
+        if types is not None:
+            per_type = {t: per_type.get(t, {}) for t in _types(types)}
+        return per_type.get(signal_type, {}) if signal_type else per_type
     if not signal or not signal_type:
-        raise InputError("give signal and signal_type, or url", code="invalid_request")
-    return _banks_matching(request, key, signal_type, signal)
+        raise InputError(
+            "Either url or both signal and signal_type are required", code="invalid_request"
+        )
+    matches = core.lookup_signal(
+        signal_type, signal, principal=key, seed=seed, bypass_coinflip=bypass_coinflip
+    )
+    return _by_bank(matches, wanted)
 
 
 @router.post("/m/lookup")
-async def lookup_post(request: Request, key: MatchKey) -> dict[str, list[str]]:
-    """OMM: hash the uploaded file (field `photo`) and name the matching banks per signal."""
-    hashes = await _hash_request(request, None, None)
-    return {t: _banks_matching(request, key, t, v) for t, v in hashes.signals.items()}
+async def lookup_post(
+    request: Request,
+    key: MatchKey,
+    banks: str | None = None,
+    seed: str | None = None,
+    bypass_coinflip: bool = False,
+) -> dict[str, Any]:
+    """HMA: the uploaded file's (multipart field `photo`) matches per signal type, as
+    `GET /m/lookup?url=` answers them."""
+    core = core_of(request)
+    data = await request_image(request, None, field="photo")
+    found = await run_image_work(
+        request,
+        lambda: core.lookup(data, principal=key, seed=seed, bypass_coinflip=bypass_coinflip),
+    )
+    return _by_signal_type(found, _bank_filter(banks))
 
 
 @router.get("/m/index/status")
 async def index_status(
     request: Request, key: MatchKey, signal_type: str | None = None
 ) -> dict[str, dict[str, Any]]:
-    """OMM: per signal type, whether an index is loaded, up to when, and its size."""
+    """HMA: per signal type, whether an index is loaded, up to when, and its size."""
     core = core_of(request)
     matcher = core.matcher
     sizes = matcher.sizes(core.searchable(principal=key))
@@ -104,6 +188,29 @@ async def index_status(
     }
 
 
+@router.post("/m/compare")
+async def compare(
+    request: Request, key: Hashing, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    """HMA: `{"pdq": [a, b]}` -> `{"pdq": [is_match, {"distance": d}]}` per signal type."""
+    out: dict[str, Any] = {}
+    for name, pair in body.items():
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(v, str) for v in pair)
+        ):
+            raise InputError(
+                "Comparison hash list length must be exactly 2", code="invalid_request"
+            )
+        compared = core_of(request).compare(name, pair[0], pair[1])
+        out[name] = [compared["match"], {"distance": compared["distance"]}]
+    return out
+
+
+# hashing -----------------------------------------------------------------------------------------
+
+
 @router.get("/h/hash")
 async def hash_url(
     request: Request,
@@ -112,50 +219,131 @@ async def hash_url(
     content_type: str | None = None,
     types: str | None = None,
 ) -> dict[str, str]:
-    """OMM: fetch `url` (only if the operator enabled fetching) and return its hashes."""
-    hashes = await _hash_request(request, url, content_type)
+    """HMA: fetch `url` (only if the operator enabled fetching) and return its hashes."""
+    _content_type(content_type)
+    hashes = await hash_request(request, url, field="photo")
     return {t: hashes.signals[t] for t in _types(types)}
 
 
 @router.post("/h/hash")
 async def hash_post(request: Request, key: Hashing, types: str | None = None) -> dict[str, str]:
-    """OMM: hash the uploaded file (multipart field `photo`)."""
-    hashes = await _hash_request(request, None, None)
+    """HMA: hash the uploaded file (multipart field `photo`)."""
+    hashes = await hash_request(request, None, field="photo")
     return {t: hashes.signals[t] for t in _types(types)}
 
 
-def _bank_config(name: str) -> dict[str, Any]:
-    return {"name": name, "matching_enabled_ratio": 1.0}
+# banks -------------------------------------------------------------------------------------------
+
+
+def _bank_config(bank: Bank) -> dict[str, Any]:
+    return {"name": bank.name, "matching_enabled_ratio": bank.enabled_ratio}
+
+
+def _ratio(enabled_ratio: Any, enabled: Any) -> float | None:
+    """HMA's `enabled_ratio` (a number, or a numeric string as Coop sends it) or `enabled`."""
+    if enabled_ratio is not None:
+        try:
+            return float(enabled_ratio)
+        except (TypeError, ValueError):
+            raise InputError(
+                f"enabled_ratio must be a number, not {str(enabled_ratio)[:40]!r}",
+                code="invalid_enabled_ratio",
+            ) from None
+    if enabled is not None:
+        return 1.0 if enabled else 0.0
+    return None
 
 
 @router.get("/c/banks")
 def banks_index(request: Request, key: Curate) -> list[dict[str, Any]]:
-    """OMM: the banks (of the key's tenant) as OMM bank configs."""
-    return [_bank_config(b.name) for b in core_of(request).banks(principal=key, counts=False)]
+    """HMA: the banks (of the key's tenant) as HMA bank configs."""
+    return [_bank_config(b) for b in core_of(request).banks(principal=key, counts=False)]
 
 
 @router.post("/c/banks", status_code=201)
 def bank_create(
     request: Request, key: Curate, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
-    """OMM: create a bank `{"name": ...}`. Only a fully enabled bank (ratio 1.0) exists here."""
+    """HMA: create a bank `{"name", "enabled_ratio" | "enabled"}`; 403 if it exists."""
     name = body.get("name")
     if not isinstance(name, str):
-        raise InputError("field `name` is required", code="invalid_request")
-    ratio = body.get("enabled_ratio", 1.0 if body.get("enabled", True) else 0.0)
-    if ratio in (True, 1, 1.0, "1", "1.0"):
-        ratio = 1.0
-    if ratio != 1.0:
+        raise InputError("name is required", code="invalid_request")
+    ratio = _ratio(body.get("enabled_ratio"), body.get("enabled"))
+    bank = core_of(request).create_bank(
+        name, enabled_ratio=1.0 if ratio is None else ratio, principal=key
+    )
+    return _bank_config(bank)
+
+
+@router.get("/c/bank/{bank_name}")
+def bank_show(request: Request, key: Curate, bank_name: str) -> dict[str, Any]:
+    """HMA: one bank's config; 404 if the key's tenant has no such bank."""
+    return _bank_config(core_of(request).bank(bank_name, principal=key, counts=False))
+
+
+@router.put("/c/bank/{bank_name}")
+def bank_update(
+    request: Request, key: Curate, bank_name: str, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    """HMA: change `enabled_ratio` (or `enabled`). Renaming is not supported (400): create
+    the new bank and delete the old one, as Coop does."""
+    core = core_of(request)
+    current = core.bank(bank_name, principal=key, counts=False)
+    renamed = body.get("name")
+    if renamed is not None and renamed != current.name:
         raise InputError(
-            "partly or wholly disabled banks (enabled_ratio < 1) are not supported",
+            "renaming a bank is not supported here; create the new bank and delete this one",
             code="unsupported_option",
         )
-    bank = core_of(request).create_bank(name, principal=key)
-    return _bank_config(bank.name)
+    ratio = _ratio(body.get("enabled_ratio"), body.get("enabled"))
+    bank = core.update_bank(bank_name, enabled_ratio=ratio, principal=key)
+    return _bank_config(bank)
+
+
+@router.delete("/c/bank/{bank_name}")
+def bank_delete(request: Request, key: Curate, bank_name: str) -> dict[str, str]:
+    """HMA: delete a bank and its content."""
+    core_of(request).delete_bank(bank_name, principal=key)
+    return {"message": "Done"}
+
+
+# bank content ------------------------------------------------------------------------------------
+
+
+def _note(note: Any) -> str | None:
+    if not note:
+        return None
+    if not isinstance(note, str):
+        raise InputError("note should be a string", code="invalid_request")
+    if len(note) > _NOTE_MAX:
+        raise InputError(f"note must be at most {_NOTE_MAX} characters", code="invalid_request")
+    return note
+
+
+def _hma_metadata(raw: Any, note: Any) -> dict[str, Any]:
+    """HMA's content metadata (`content_id`, `content_uri`, `json`) and note, kept as the
+    entries' metadata."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise InputError(
+                "metadata form field must be valid JSON", code="invalid_metadata"
+            ) from None
+    if raw is not None and not isinstance(raw, dict):
+        raise InputError("metadata should be a json object", code="invalid_metadata")
+    kept = {k: v for k, v in (raw or {}).items() if k in ("content_id", "content_uri", "json")}
+    if unknown := set(raw or {}) - {"content_id", "content_uri", "json", "collab"}:
+        raise InputError(
+            f"Invalid metadata: unexpected {', '.join(sorted(unknown))}", code="invalid_metadata"
+        )
+    if checked := _note(note):
+        kept["note"] = checked
+    return kept
 
 
 def _content_answer(hashes: dict[str, str], added: Added, key: ApiKey) -> dict[str, Any]:
-    """OMM's answer. A submit-only key learns only the ids of entries this call created (as on
+    """HMA's answer. A submit-only key learns only the ids of entries this call created (as on
     /v1): otherwise it could probe a bank for what it holds (`id` is then null)."""
     results = added.results
     if key.submit_only:
@@ -166,26 +354,265 @@ def _content_answer(hashes: dict[str, str], added: Added, key: ApiKey) -> dict[s
 
 
 @router.post("/c/bank/{bank_name}/content")
-async def bank_add_file(
-    request: Request, key: Submit, bank_name: str, url: str | None = None
+async def bank_add_content(
+    request: Request,
+    key: Submit,
+    bank_name: str,
+    url: str | None = None,
+    content_type: str | None = None,
 ) -> dict[str, Any]:
-    """OMM: add an uploaded file (field `photo`) or `url` to a bank."""
+    """HMA: add an uploaded file (multipart field `photo`, with optional `metadata` JSON and
+    `note` fields) or `url` to a bank."""
     core = core_of(request)
     await run_in_threadpool(core.bank, bank_name, principal=key, counts=False)
-    data = await request_image(request, url, field="photo")
-    added = await run_image_work(request, lambda: core.add_image(bank_name, data, principal=key))
+    _content_type(content_type)
+    if url:
+        data = await request_image(request, url, field="photo")
+        metadata = _hma_metadata(None, None)
+    else:
+        upload = await read_upload(request, core.limits)
+        if upload.field not in (None, "photo"):
+            raise InputError(
+                f"the file field must be named 'photo' (the content type); got {upload.field!r}",
+                code="unsupported_content_type",
+            )
+        data = upload.data
+        metadata = _hma_metadata(upload.fields.get("metadata"), upload.fields.get("note"))
+    added = await run_image_work(
+        request, lambda: core.add_image(bank_name, data, principal=key, metadata=metadata)
+    )
     assert added.hashes is not None
     return _content_answer(dict(added.hashes.signals), added, key)
 
 
 @router.post("/c/bank/{bank_name}/signal")
 def bank_add_as_signals(
-    request: Request, key: Submit, bank_name: str, body: Annotated[dict[str, str], Body()]
+    request: Request, key: Submit, bank_name: str, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
-    """OMM: add signals `{"pdq": "<hex>", ...}` directly."""
-    if not body:
+    """HMA: add signals `{"pdq": "<hex>", ..., "note"?}` directly."""
+    signals = dict(body)
+    metadata = _hma_metadata(None, signals.pop("note", None))
+    if not signals:
         raise InputError("No signals given", code="invalid_request")
-    entries = [NewEntry(t, v, source="hashes") for t, v in body.items()]
+    for name, value in signals.items():
+        if not isinstance(value, str):
+            raise InputError(f"Invalid {name} signal: not a string", code="invalid_signal")
+    entries = [NewEntry(t, v, source="hashes", metadata=metadata) for t, v in signals.items()]
     added = core_of(request).add_signals(bank_name, entries, principal=key)
-    stored = {t: get_signal_type(t).normalize(v) for t, v in body.items()}
+    stored = {t: get_signal_type(t).normalize(v) for t, v in signals.items()}
     return _content_answer(stored, added, key)
+
+
+def _content(entry: Entry, bank: Bank, *, signals: bool, metadata: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": entry.id,
+        "disable_until_ts": _DISABLED if entry.withdrawn_at else _ENABLED,
+        "original_media_uri": None,
+        "bank": _bank_config(bank),
+    }
+    if signals:
+        out["signals"] = {entry.signal_type: entry.value}
+    shown = {k: v for k, v in entry.metadata.items() if k in ("content_id", "content_uri", "json")}
+    if metadata and shown:
+        out["metadata"] = shown
+    if entry.metadata.get("note"):
+        out["note"] = entry.metadata["note"]
+    return out
+
+
+@router.get("/c/bank/{bank_name}/content/{content_id}")
+def bank_get_content(
+    request: Request,
+    key: Curate,
+    bank_name: str,
+    content_id: int,
+    include_signals: bool = False,
+    include_metadata: bool = True,
+) -> dict[str, Any]:
+    """HMA: one content item (an entry) of a bank."""
+    core = core_of(request)
+    bank = core.bank(bank_name, principal=key, counts=False)
+    entry = core.entry(bank_name, content_id, principal=key)
+    return _content(entry, bank, signals=include_signals, metadata=include_metadata)
+
+
+@router.put("/c/bank/{bank_name}/content/{content_id}")
+def bank_update_content(
+    request: Request,
+    key: Curate,
+    bank_name: str,
+    content_id: int,
+    body: Annotated[dict[str, Any], Body()],
+) -> dict[str, Any]:
+    """HMA: `disable_until_ts` 0 disables (withdraws) the item, 1 or a past time enables it
+    again; a future time is refused (no timed disabling here). A `note` is not changed."""
+    core = core_of(request)
+    bank = core.bank(bank_name, principal=key, counts=False)
+    entry = core.entry(bank_name, content_id, principal=key)
+    if "note" in body:
+        raise InputError("changing a note is not supported here", code="unsupported_option")
+    if "disable_until_ts" in body:
+        try:
+            until = int(body["disable_until_ts"])
+        except (TypeError, ValueError):
+            raise InputError(
+                "disable_until_ts must be an integer", code="invalid_request"
+            ) from None
+        if until < 0:
+            raise InputError(
+                "disable_until_ts must be a non-negative integer", code="invalid_request"
+            )
+        if until > time.time():
+            raise InputError(
+                "disabling until a time is not supported here; 0 disables, 1 enables",
+                code="unsupported_option",
+            )
+        if until == _DISABLED and entry.withdrawn_at is None:
+            entry = core.withdraw(bank_name, content_id, principal=key)
+        elif until != _DISABLED and entry.withdrawn_at is not None:
+            again = NewEntry(entry.signal_type, entry.value, entry.quality, entry.source)
+            core.add_signals(bank_name, [again], principal=key)
+            entry = core.entry(bank_name, content_id, principal=key)
+    return _content(entry, bank, signals=False, metadata=True)
+
+
+@router.delete("/c/bank/{bank_name}/content/{content_id}")
+def bank_delete_content(
+    request: Request, key: Curate, bank_name: str, content_id: int
+) -> dict[str, int]:
+    """HMA: remove an item from matching. It is withdrawn, not erased (the audit log and
+    exchanges keep that it was withdrawn); `deleted` counts items that stopped matching."""
+    core = core_of(request)
+    core.bank(bank_name, principal=key, counts=False)
+    try:
+        entry = core.entry(bank_name, content_id, principal=key)
+    except NotFoundError:
+        return {"deleted": 0}
+    if entry.withdrawn_at is not None:
+        return {"deleted": 0}
+    core.withdraw(bank_name, content_id, principal=key)
+    return {"deleted": 1}
+
+
+# signal and content types ------------------------------------------------------------------------
+
+
+@router.get("/c/signal_type")
+def signal_type_list(key: Curate) -> list[dict[str, Any]]:
+    """HMA: the signal types, each fully enabled."""
+    return [{"name": name, "enabled_ratio": 1.0} for name in signal_types()]
+
+
+@router.put("/c/signal_type/{signal_type_name}")
+def signal_type_update(key: Curate, signal_type_name: str) -> dict[str, Any]:
+    """HMA: not supported here: every signal type is always enabled (400)."""
+    get_signal_type(signal_type_name)  # an unknown one is 400 too
+    raise InputError(
+        "signal types cannot be disabled here; every installed type is enabled",
+        code="unsupported_option",
+    )
+
+
+@router.get("/c/signal_type/index")
+def signal_type_index(
+    request: Request, key: Curate, signal_type: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """HMA: per signal type, entries held by this worker's index and whether it is behind."""
+    core = core_of(request)
+    matcher = core.matcher
+    sizes = matcher.sizes(core.searchable(principal=key))
+    built_to = int(matcher.refreshed_at)
+    return {
+        name: {
+            "db_size": sizes.get(name, 0),
+            "index_size": sizes.get(name, 0),
+            "index_out_of_date": not matcher.caught_up,
+            "newest_db_item": built_to,
+            "index_built_to": built_to,
+        }
+        for name in _types(signal_type)
+    }
+
+
+@router.get("/c/content_type")
+def content_type_list(key: Curate) -> list[dict[str, Any]]:
+    """HMA: the content types: photos only."""
+    return [{"name": "photo", "enabled": True}]
+
+
+# exchanges ---------------------------------------------------------------------------------------
+# No exchange API is installed yet (StopNCII, NCMEC and ThreatExchange are their own issue):
+# the routes answer in HMA's shapes, with nothing to list.
+
+
+def _no_exchange(name: str) -> NotFoundError:
+    return NotFoundError(f"Exchange '{name}' not found", code="exchange_not_found")
+
+
+def _no_api(name: str) -> InputError:
+    return InputError(f"no such Exchange API '{name}'", code="unknown_exchange_api")
+
+
+@router.get("/c/exchanges/apis")
+def exchange_api_list(key: Curate) -> list[str]:
+    """HMA: the exchange API types that can be configured (none yet)."""
+    return []
+
+
+@router.get("/c/exchanges/api/{api_name}")
+def exchange_api_get(key: Curate, api_name: str) -> dict[str, bool]:
+    """HMA: whether an exchange API takes credentials and has them."""
+    raise _no_api(api_name)
+
+
+@router.post("/c/exchanges/api/{api_name}")
+def exchange_api_update(key: Curate, api_name: str) -> dict[str, bool]:
+    """HMA: set an exchange API's credentials."""
+    raise _no_api(api_name)
+
+
+@router.get("/c/exchanges/api/{api_name}/schema")
+def exchange_api_schema(key: Curate, api_name: str) -> dict[str, Any]:
+    """HMA: the fields an exchange of this API takes."""
+    raise NotFoundError(f"Exchange API '{api_name}' not found", code="unknown_exchange_api")
+
+
+@router.get("/c/exchanges")
+def exchange_list(key: Curate) -> list[str]:
+    """HMA: the configured exchanges (none yet)."""
+    return []
+
+
+@router.post("/c/exchanges", status_code=201)
+def exchange_create(key: Curate, body: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
+    """HMA: create an exchange and its bank."""
+    if not body.get("bank"):
+        raise InputError("bank is required", code="invalid_request")
+    api = body.get("api")
+    if api is None:
+        raise InputError("Field `api_type` is required", code="invalid_request")
+    raise InputError(f"No such exchange type '{api}'", code="unknown_exchange_api")
+
+
+@router.get("/c/exchange/{exchange_name}")
+def exchange_show(key: Curate, exchange_name: str) -> dict[str, Any]:
+    """HMA: one exchange's configuration."""
+    raise _no_exchange(exchange_name)
+
+
+@router.get("/c/exchange/{exchange_name}/status")
+def exchange_status(key: Curate, exchange_name: str) -> dict[str, Any]:
+    """HMA: one exchange's fetch status."""
+    raise _no_exchange(exchange_name)
+
+
+@router.put("/c/exchange/{exchange_name}")
+def exchange_update(key: Curate, exchange_name: str) -> dict[str, Any]:
+    """HMA: enable or disable an exchange."""
+    raise _no_exchange(exchange_name)
+
+
+@router.delete("/c/exchange/{exchange_name}")
+def exchange_delete(key: Curate, exchange_name: str) -> dict[str, str]:
+    """HMA: remove an exchange."""
+    raise _no_exchange(exchange_name)

@@ -36,12 +36,14 @@ class BankCreate(_Body):
     pdq_threshold: int | None = None
     shared_with: list[str] = []
     tenant: str | None = Field(None, description="Owner; admin keys only (default: the key's)")
+    enabled_ratio: float = Field(1.0, description="Share of lookups that search it (0-1)")
 
 
 class BankUpdate(_Body):
     description: str | None = None
     pdq_threshold: int | None = None
     shared_with: list[str] | None = None
+    enabled_ratio: float | None = None
 
 
 class SignalAdd(_Body):
@@ -139,6 +141,7 @@ def create_bank(request: Request, key: Curate, body: BankCreate) -> dict[str, An
         threshold=body.pdq_threshold,
         tenant=body.tenant,
         shared_with=body.shared_with,
+        enabled_ratio=body.enabled_ratio,
         principal=key,
     )
     return bank.to_dict()
@@ -151,12 +154,14 @@ def get_bank(request: Request, key: Curate, bank: str) -> dict[str, Any]:
 
 @router.patch("/v1/banks/{bank}", tags=["banks"])
 def update_bank(request: Request, key: Curate, bank: str, body: BankUpdate) -> dict[str, Any]:
-    """Change the description, the PDQ threshold, or the tenants the bank is shared with."""
+    """Change the description, the PDQ threshold, the tenants the bank is shared with, or
+    the share of lookups that search it."""
     updated = core_of(request).update_bank(
         bank,
         description=body.description,
         threshold=body.pdq_threshold,
         shared_with=body.shared_with,
+        enabled_ratio=body.enabled_ratio,
         principal=key,
     )
     return updated.to_dict()

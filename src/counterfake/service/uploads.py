@@ -33,6 +33,8 @@ T = TypeVar("T")
 
 #: Room for multipart headers and boundaries around the image itself.
 ENVELOPE: Final = 64 * 1024
+#: A multipart text field (HMA's `metadata`, `note`) is read up to this many bytes.
+_FIELD_MAX: Final = 16 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Upload:
     data: bytes
     field: str | None = None  # the multipart field name, when multipart
     filename: str | None = None
+    #: The multipart body's other (text) fields, such as HMA's `metadata` and `note`.
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -117,12 +121,18 @@ async def read_upload(request: Request, limits: Limits) -> Upload:
         boundary = options.get(b"boundary")
         if not boundary:
             raise InputError("multipart body without a boundary", code="invalid_multipart")
-        files = [p for p in _parse_multipart(body, boundary) if p.filename is not None]
+        parts = _parse_multipart(body, boundary)
+        files = [p for p in parts if p.filename is not None]
         if len(files) != 1:
             raise InputError(
                 f"send exactly one file per request; got {len(files)}", code="invalid_multipart"
             )
-        upload = files[0]
+        fields = {
+            p.field: p.data[:_FIELD_MAX].decode("utf-8", "replace")
+            for p in parts
+            if p.filename is None and p.field
+        }
+        upload = dataclasses.replace(files[0], fields=fields)
     else:
         upload = Upload(body)
     if len(upload.data) > limits.max_bytes:

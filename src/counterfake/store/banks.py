@@ -17,6 +17,15 @@ from .schema import bank_shares, banks, entries, id_floors
 __all__ = ["Banks"]
 
 
+def _check_ratio(ratio: float) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+        raise InputError(
+            f"an enabled ratio is a number from 0 to 1, not {str(ratio)[:40]!r}",
+            code="invalid_enabled_ratio",
+        )
+    return float(ratio)
+
+
 def _check_threshold(threshold: int) -> None:
     if not 0 <= threshold <= 128:
         raise InputError(
@@ -38,12 +47,14 @@ class Banks(Part):
         threshold: int | None = None,
         tenant: str = DEFAULT_TENANT,
         shared_with: Iterable[str] = (),
+        enabled_ratio: float = 1.0,
     ) -> Bank:
         """A new empty bank owned by `tenant`, matchable by the tenants in `shared_with`. It is
         stored under `bank_key(name, tenant)`: names are unique within a tenant."""
         check_name(name, what="bank", code="invalid_bank_name")
         threshold = self._default_threshold if threshold is None else threshold
         _check_threshold(threshold)
+        enabled_ratio = _check_ratio(enabled_ratio)
         shares = check_tenants([tenant, *shared_with])[1:]
         key = bank_key(name, tenant)
         with self._db.write() as conn:
@@ -58,6 +69,7 @@ class Banks(Part):
                     pdq_threshold=threshold,
                     created_at=now(),
                     tenant=tenant,
+                    enabled_ratio=enabled_ratio,
                 )
                 .returning(banks.c.id)
             ).scalar_one()
@@ -67,7 +79,12 @@ class Banks(Part):
                 conn,
                 "bank_created",
                 bank=key,
-                detail={"pdq_threshold": threshold, "tenant": tenant, "shared_with": shares},
+                detail={
+                    "pdq_threshold": threshold,
+                    "tenant": tenant,
+                    "shared_with": shares,
+                    "enabled_ratio": enabled_ratio,
+                },
             )
             self._db.change(conn, "bank_create", key)
         return self.get_bank(key)
@@ -79,10 +96,14 @@ class Banks(Part):
         description: str | None = None,
         threshold: int | None = None,
         shared_with: Iterable[str] | None = None,
+        enabled_ratio: float | None = None,
     ) -> Bank:
-        """Change what a bank says, its threshold, or who may match against it."""
+        """Change what a bank says, its threshold, who may match against it, or the share of
+        lookups that search it."""
         if threshold is not None:
             _check_threshold(threshold)
+        if enabled_ratio is not None:
+            enabled_ratio = _check_ratio(enabled_ratio)
         shares = None if shared_with is None else check_tenants(list(shared_with))
         with self._db.write() as conn:
             bank_id = self._db.bank_id(conn, name)
@@ -91,6 +112,8 @@ class Banks(Part):
                 values["description"] = description
             if threshold is not None:
                 values["pdq_threshold"] = threshold
+            if enabled_ratio is not None:
+                values["enabled_ratio"] = enabled_ratio
             if values:
                 conn.execute(banks.update().where(banks.c.id == bank_id).values(**values))
             if shares is not None:
@@ -170,4 +193,5 @@ def _bank(conn: Connection, row: Any, *, counts: bool) -> Bank:
         withdrawn_entries=withdrawn,
         tenant=row.tenant,
         shared_with=tuple(shared),
+        enabled_ratio=float(row.enabled_ratio),
     )

@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -31,6 +32,7 @@ banks = Table(
     Column("pdq_threshold", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("tenant", String(100), nullable=False, server_default="default"),
+    Column("enabled_ratio", Float, nullable=False, server_default="1.0"),
 )
 
 bank_shares = Table(
