@@ -38,6 +38,13 @@ hashes of half the upload images. Then raw lookups (GET /m/raw_lookup, 1 and 8 c
 and uploads (POST /v1/lookup with a 1-MP JPEG, 1 and 8 connections) against that service, and
 against a service restarted on the same store: the restarted one is the baseline.
 
+    python benchmarks/service.py --hash-url [--protected 200]
+
+GET /h/hash?url= as ROOST Coop calls it inline when it ingests an item: 1-MP JPEGs served by
+a loopback image server (another process), 1 and 4 connections, without and with a bank of
+--protected photos (then every answer carries a derivative reference, which costs a derivative
+search). Target: p99 <= 150 ms with two workers.
+
     python benchmarks/service.py --bulk-import 1000000
 
 A bulk import while serving: `counterfake bank add --hashes` (another process) adds
@@ -274,9 +281,12 @@ def _library(
     return out
 
 
-def _serve(home: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+def _serve(
+    home: Path, port: int, workers: int, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COUNTERFAKE_")}
     env["COUNTERFAKE_HOME"] = str(home)
+    env.update(extra or {})
     log = (home / f"serve-{workers}.log").open("wb")
     process = subprocess.Popen(
         [str(COUNTERFAKE), "serve", "--port", str(port), "--workers", str(workers)],
@@ -686,6 +696,86 @@ def _bulk_import(args: argparse.Namespace) -> int:
     return _report(args, "service-bulk-import", results, "\n".join(lines))
 
 
+def _hash_url(args: argparse.Namespace) -> int:
+    """GET /h/hash?url= as Coop calls it inline on ingest: 1-MP JPEGs from a loopback image
+    server (another process), without and with a bank of protected photos (then each answer
+    also carries a derivative reference, which costs a derivative search)."""
+    uploads = _one_megapixel_jpegs(args.corpus, args.images)
+    port = 18400
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="counterfake-hash-url-") as tmp:
+        home = Path(tmp)
+        media = home / "media"
+        media.mkdir()
+        for i, data in enumerate(uploads):
+            (media / f"{i}.jpg").write_bytes(data)
+        origin = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "18401", "--bind", "127.0.0.1"],
+            cwd=media,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"sqlite:///{home / 'counterfake.db'}"
+        with Store.open(url) as store:
+            store.create_bank("bench", tenant="bench")
+            _, key = store.keys.create("bench", ["match"], name="benchmark")
+        env = {"COUNTERFAKE_FETCH_URLS": "true", "COUNTERFAKE_FETCH_ALLOW": "127.0.0.1/32"}
+        paths = [
+            f"/h/hash?url=http%3A%2F%2F127.0.0.1%3A18401%2F{i}.jpg" for i in range(len(uploads))
+        ]
+        requests = _requests_get(paths, key)
+        try:
+            time.sleep(0.5)
+            for label in ("no protected bank", "protected bank"):
+                if label == "protected bank":
+                    with Store.open(url) as store:
+                        store.create_bank("protected", tenant="bench")
+                        paths_ = sorted(args.corpus.glob("*.jpg"))[
+                            args.images : args.images + args.protected
+                        ]
+                        for path in paths_:
+                            photo = Image.open(path).convert("RGB")
+                            store.add_entries(
+                                "bench:protected", protect_bytes(_jpeg(photo, 95)).entries()
+                            )
+                process = _serve(home, port, args.workers, env)
+                try:
+                    with httpx.Client(headers={"X-API-Key": key}) as client:
+                        first = client.get(f"http://127.0.0.1:{port}{paths[0]}")
+                        assert first.status_code == 200, first.text
+                        assert ("derivative" in first.json()) == (label == "protected bank")
+                    row = {}
+                    for connections in (1, 4):
+                        row[f"{connections}"] = _measured(
+                            port, requests, connections, args.duration, args.max_requests
+                        )
+                        print(
+                            f"  {label}, {connections} connection(s):"
+                            f" p50 {row[str(connections)]['p50_ms']:.1f} ms,"
+                            f" p99 {row[str(connections)]['p99_ms']:.1f} ms",
+                            flush=True,
+                        )
+                    results[label] = row
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
+        finally:
+            origin.terminate()
+            origin.wait(timeout=10)
+    lines = [
+        "| GET /h/hash?url= (1-MP JPEG, loopback) | connections | requests/s | p50 ms | p99 ms"
+        " | errors | client CPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, row in results.items():
+        for connections, cell in row.items():
+            lines.append(
+                f"| {label} | {connections} | {cell['per_second']:.0f} | {cell['p50_ms']:.1f} |"
+                f" {cell['p99_ms']:.1f} | {cell['errors']} | {cell['client_cpu']:.2f} |"
+            )
+    return _report(args, "service-hash-url", results, "\n".join(lines))
+
+
 def _report(args: argparse.Namespace, name: str, results: dict[str, Any], table: str) -> int:
     print()
     print(table)
@@ -719,7 +809,10 @@ def main() -> int:
     parser.add_argument("--adds-at", default=None, help="bank sizes for the adds workload")
     parser.add_argument("--grown", type=int, default=0, help="entries seeded while serving")
     parser.add_argument("--bulk-import", type=int, default=0, help="entries imported meanwhile")
+    parser.add_argument("--hash-url", action="store_true", help="GET /h/hash?url= latency")
     args = parser.parse_args()
+    if args.hash_url:
+        return _hash_url(args)
     if args.adds_at:
         return _adds(args)
     if args.grown:

@@ -581,6 +581,66 @@ class Counterfake:
         viewer = _tenant(principal)
         return [_filed(m, viewer) for m in found]
 
+    def hash_with_reference(
+        self, data: bytes, *, principal: ApiKey | None = None
+    ) -> tuple[ImageHashes, str | None]:
+        """An image's hashes and, when a bank the principal may match protects photos, a
+        reference to what a derivative search of it found: an opaque token, readable for
+        `REF_TTL` seconds by `lookup_reference` on any worker (HMA's hash-then-look-up flow,
+        where the second call no longer has the image). Nothing of the image is kept."""
+        searched = self.searchable(principal=principal)
+        if not self.matcher.protects_photos(searched):
+            return self.hash(data), None
+        found = self.lookup(data, principal=principal, bypass_coinflip=True)
+        kept = [
+            {
+                "bank": bank_key(m.bank, _tenant(principal)),
+                "entry_id": m.entry_id,
+                "score": m.score,
+                "changed_fraction": m.changed_fraction,
+            }
+            for m in found.matches
+            if m.score is not None
+        ]
+        return found.hashes, self.store.remember(_tenant(principal), kept)
+
+    def lookup_reference(
+        self,
+        token: str,
+        *,
+        principal: ApiKey | None = None,
+        seed: str | None = None,
+        bypass_coinflip: bool = False,
+    ) -> list[Match]:
+        """The derivative matches behind a `hash_with_reference` token, in the banks the
+        principal may still match and this lookup's draw enables; an unknown or expired token
+        is InputError `unknown_reference`."""
+        from .matching import Match
+
+        kept = self.store.recall(token, _tenant(principal))
+        if kept is None:
+            raise InputError(
+                "unknown or expired derivative reference; hash the image again",
+                code="unknown_reference",
+            )
+        searched = self._drawn(self.searchable(principal=principal), seed, bypass_coinflip)
+        viewer = _tenant(principal)
+        return [
+            _filed(
+                Match(
+                    m["bank"],
+                    m["entry_id"],
+                    self.matcher.local_type,
+                    0,
+                    score=m["score"],
+                    changed_fraction=m["changed_fraction"],
+                ),
+                viewer,
+            )
+            for m in kept
+            if searched is None or m["bank"] in searched
+        ]
+
     def _drawn(self, searched: set[str] | None, seed: str | None, bypass: bool) -> set[str] | None:
         """The searched banks that this lookup's draw enables: HMA's coin flip, one draw per
         lookup, a bank kept when its enabled ratio is at least the draw."""

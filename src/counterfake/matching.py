@@ -456,6 +456,9 @@ class Matcher:
         every `refresh_interval`, or at once after `expire`. Requests then never catch up."""
         if self._follower is not None:
             return
+        from .index.mih import MultiIndexHammingIndex
+
+        MultiIndexHammingIndex.warm_up()  # no request compiles a kernel when a bank grows
         self._stop.clear()
         self._follower = threading.Thread(
             target=self._follow, name="counterfake-follower", daemon=True
@@ -547,6 +550,11 @@ class Matcher:
             self._passed.wait_for(lambda: self._pass_began >= asked, self._refresh_interval)
 
     # matching ----------------------------------------------------------------------------------
+
+    @property
+    def local_type(self) -> str:
+        """The signal type of protected photos' signatures (derivative matches)."""
+        return self._local_type
 
     @property
     def banks(self) -> list[str]:

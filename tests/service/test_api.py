@@ -253,6 +253,7 @@ def test_hma_banks_content_and_enabled_ratio(service: Service) -> None:
 
     assert curate.delete(f"/c/bank/{name}").json() == {"message": "Done"}
     assert curate.get(f"/c/bank/{name}").status_code == 404
+    assert curate.delete(f"/c/bank/{name}").status_code == 200  # as in HMA: gone is gone
 
 
 # errors ----------------------------------------------------------------------------------------

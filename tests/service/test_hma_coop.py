@@ -163,3 +163,63 @@ def test_keyless_hma_calls_from_other_networks_need_a_key(tmp_path: Path) -> Non
 def test_keyless_hma_access_is_off_by_default(tmp_path: Path) -> None:
     with Server(tmp_path / "home") as server:
         assert httpx.get(f"{server.url}/c/banks").status_code == 401
+
+
+def test_coop_finds_a_derivative_of_a_protected_photo_in_two_calls(
+    tmp_path: Path, corpus_dir: Path, images: str
+) -> None:
+    """Coop hashes by URL, then looks up each returned signal type. The `derivative` type's
+    value is a reference to what a derivative search of the image found, readable on every
+    worker: a nudify-style edit of a protected photo is reported in the protecting bank."""
+    from PIL import Image
+
+    from counterfake.protect import protect_bytes
+
+    from ..derivative_images import reencode, replace_region
+
+    photos = [Image.open(p).convert("RGB") for p in sorted(corpus_dir.glob("*.jpg"))[30:33]]
+    protected, filler, _ = photos
+    fake, _ = replace_region(protected, filler, 0.4)
+    _Images.files["/fake.jpg"] = reencode(fake)
+    home = tmp_path / "home"
+    with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+        store.create_bank("COOP_ORG1_PROTECTED", tenant="coop")
+        store.add_entries(
+            "coop:COOP_ORG1_PROTECTED", protect_bytes(encode(protected, quality=95)).entries()
+        )
+        _, other_key = store.keys.create("other", ["match"])
+    env = {
+        "COUNTERFAKE_HMA_ANONYMOUS_TENANT": "coop",
+        "COUNTERFAKE_FETCH_URLS": "true",
+        "COUNTERFAKE_FETCH_ALLOW": "127.0.0.1/32",
+    }
+    with Server(home, workers=2, env=env) as server:
+        hashes = httpx.get(f"{server.url}/h/hash", params={"url": f"{images}/fake.jpg"}).json()
+        assert set(hashes) == {"pdq", "md5", "sha256", "derivative"}
+        workers = set()
+        for _ in range(16):  # new connections: the kernel spreads them over both workers
+            lookup = httpx.get(
+                f"{server.url}/m/lookup",
+                params={"signal": hashes["derivative"], "signal_type": "derivative"},
+            )
+            workers.add(lookup.headers["x-counterfake-worker"])
+            matches = lookup.json()["COOP_ORG1_PROTECTED"]
+            assert len(matches) == 1 and matches[0]["changed_fraction"] > 0.2
+        assert len(workers) == 2
+        pdq = httpx.get(
+            f"{server.url}/m/lookup", params={"signal": hashes["pdq"], "signal_type": "pdq"}
+        )
+        assert pdq.json() == {}  # not a copy: only the derivative reference finds it
+
+        # A reference is the tenant's own, and an unknown one is a clear 400.
+        foreign = httpx.get(
+            f"{server.url}/m/lookup",
+            params={"signal": hashes["derivative"], "signal_type": "derivative"},
+            headers={"X-API-Key": other_key},
+        )
+        unknown = httpx.get(
+            f"{server.url}/m/lookup", params={"signal": "nope", "signal_type": "derivative"}
+        )
+        for refused in (foreign, unknown):
+            assert refused.status_code == 400
+            assert refused.json()["error"]["code"] == "unknown_reference"

@@ -112,6 +112,20 @@ class MultiIndexHammingIndex:
         self._build(np.asarray(ids, dtype=np.int64), np.asarray(codes, dtype=np.uint64))
         release_freed_memory()  # after _build's scratch arrays are gone
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Compile (or load from Numba's cache) every search kernel a query can take: serial,
+        batched, and one query spread over cores (used from _SPLIT_FROM codes). A long-running
+        process calls this at start, so that no request waits for a compilation (seconds)
+        when its bank grows past a threshold."""
+        rng = np.random.default_rng(0)
+        codes = rng.integers(0, 2**63, size=(4096, 4), dtype=np.int64).view(np.uint64)
+        index = cls(np.arange(4096), codes)
+        rhos = _rhos(index._tables, 31)
+        index._run_split(codes[0], 31, rhos)
+        for queries in (codes[:1], codes[:_PARALLEL_FROM]):
+            index._run(queries, 31, rhos, True, index._codes, index._alive)
+
     # construction ------------------------------------------------------------------------------
 
     def _build(self, ids: np.ndarray, codes: np.ndarray) -> None:

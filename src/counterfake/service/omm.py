@@ -10,6 +10,7 @@ image, its PDQ entry: each signal is its own entry here).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
@@ -24,7 +25,7 @@ from ..matching import Match
 from ..model import ApiKey, Bank, Entry, NewEntry
 from ..signals import get_signal_type, signal_types
 from .auth import Curate, Hashing, MatchKey, Submit, core_of
-from .uploads import hash_request, read_upload, request_image, run_image_work
+from .uploads import read_upload, request_image, run_image_work
 
 __all__ = ["router"]
 
@@ -148,9 +149,14 @@ async def lookup_get(
         raise InputError(
             "Either url or both signal and signal_type are required", code="invalid_request"
         )
-    matches = core.lookup_signal(
-        signal_type, signal, principal=key, seed=seed, bypass_coinflip=bypass_coinflip
-    )
+    if signal_type == core.matcher.local_type:  # a reference from /h/hash
+        matches = core.lookup_reference(
+            signal, principal=key, seed=seed, bypass_coinflip=bypass_coinflip
+        )
+    else:
+        matches = core.lookup_signal(
+            signal_type, signal, principal=key, seed=seed, bypass_coinflip=bypass_coinflip
+        )
     return _by_bank(matches, wanted)
 
 
@@ -211,6 +217,33 @@ async def compare(
 # hashing -----------------------------------------------------------------------------------------
 
 
+async def _hashes(
+    request: Request, key: ApiKey, url: str | None, types: str | None
+) -> dict[str, str]:
+    """The image's hashes (only `types`, if given) and, when the key may match a bank that
+    protects photos, a `derivative` reference: `/m/lookup` with it reports the derivative
+    matches of this image, on any worker, for REF_TTL seconds."""
+    core = core_of(request)
+    local = core.matcher.local_type
+    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    if wanted is not None and local in wanted:
+        wanted.remove(local)
+    refer = types is None or local in types.split(",")
+    data = await request_image(request, url, field="photo")
+    if refer:
+        hashes, ref = await run_image_work(
+            request, lambda: core.hash_with_reference(data, principal=key)
+        )
+    else:
+        hashes, ref = await run_image_work(request, lambda: core.hash(data)), None
+    out: dict[str, str] = {}
+    if wanted is None or wanted:
+        out = {t: hashes.signals[t] for t in _types(",".join(wanted) if wanted else None)}
+    if ref is not None:
+        out[local] = ref
+    return out
+
+
 @router.get("/h/hash")
 async def hash_url(
     request: Request,
@@ -221,15 +254,13 @@ async def hash_url(
 ) -> dict[str, str]:
     """HMA: fetch `url` (only if the operator enabled fetching) and return its hashes."""
     _content_type(content_type)
-    hashes = await hash_request(request, url, field="photo")
-    return {t: hashes.signals[t] for t in _types(types)}
+    return await _hashes(request, key, url, types)
 
 
 @router.post("/h/hash")
 async def hash_post(request: Request, key: Hashing, types: str | None = None) -> dict[str, str]:
     """HMA: hash the uploaded file (multipart field `photo`)."""
-    hashes = await hash_request(request, None, field="photo")
-    return {t: hashes.signals[t] for t in _types(types)}
+    return await _hashes(request, key, None, types)
 
 
 # banks -------------------------------------------------------------------------------------------
@@ -302,8 +333,10 @@ def bank_update(
 
 @router.delete("/c/bank/{bank_name}")
 def bank_delete(request: Request, key: Curate, bank_name: str) -> dict[str, str]:
-    """HMA: delete a bank and its content."""
-    core_of(request).delete_bank(bank_name, principal=key)
+    """HMA: delete a bank and its content; deleting a bank that does not exist (for this
+    tenant) succeeds too, as in HMA."""
+    with contextlib.suppress(NotFoundError):
+        core_of(request).delete_bank(bank_name, principal=key)
     return {"message": "Done"}
 
 

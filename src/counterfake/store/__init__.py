@@ -23,6 +23,7 @@ from .banks import Banks
 from .changes import ChangeLog
 from .entries import Entries
 from .keys import KeyRing
+from .refs import References
 from .signatures import Signatures
 
 __all__ = [
@@ -40,8 +41,9 @@ __all__ = [
 ]
 
 
-class Store(Banks, Entries, Signatures, ChangeLog, AuditLog):
-    """Banks, entries, signatures, change log, audit log and keys over one database.
+class Store(Banks, Entries, Signatures, ChangeLog, AuditLog, References):
+    """Banks, entries, signatures, change log, audit log, keys and derivative references
+    over one database.
     Open with `Store.open()`; writes are idempotent per (bank, signal type, value)."""
 
     def __init__(self, db: Database, *, default_threshold: int) -> None:

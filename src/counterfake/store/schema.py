@@ -106,3 +106,14 @@ id_floors = Table(
     Column("name", String(32), primary_key=True),
     Column("floor", BigInteger, nullable=False),
 )
+
+#: What a derivative search found, for minutes, under an opaque token (store/refs.py).
+derivative_refs = Table(
+    "derivative_refs",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("matches", JSON, nullable=False),
+    Index("ix_derivative_refs_created_at", "created_at"),
+)
