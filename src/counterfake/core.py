@@ -312,7 +312,7 @@ class Counterfake:
             shared_with=shared_with,
             enabled_ratio=enabled_ratio,
         )
-        self._wrote()
+        self._wrote(bank=True)
         return _shown(bank, own)
 
     def update_bank(
@@ -335,13 +335,13 @@ class Counterfake:
             shared_with=shared_with,
             enabled_ratio=enabled_ratio,
         )
-        self._wrote()
+        self._wrote(bank=True)
         return _shown(bank, _tenant(principal))
 
     def delete_bank(self, name: str, *, principal: ApiKey | None = None) -> None:
         """Delete a bank and every entry in it."""
         self.store.delete_bank(self._own(name, principal).name)
-        self._wrote()
+        self._wrote(bank=True)
 
     def bank(self, name: str, *, principal: ApiKey | None = None, counts: bool = True) -> Bank:
         """A bank the principal's tenant owns (any, for the operator or an admin key); any
@@ -494,10 +494,10 @@ class Counterfake:
             raise outcome
         return outcome
 
-    def _wrote(self) -> None:
+    def _wrote(self, *, bank: bool = False) -> None:
         # This process reads its own writes: the next match applies the change log first.
         if self._matcher is not None:
-            self._matcher.expire()
+            self._matcher.expire(bank=bank)
 
     # lookups -----------------------------------------------------------------------------------
 

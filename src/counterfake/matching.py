@@ -165,7 +165,8 @@ class Matcher:
         self._builder: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._expired = False
+        # This process's last write, and its last write to a bank itself (`expire`).
+        self._written_at = self._bank_written_at = float("-inf")
         self._behind = False
         self._pass_began = self._drained_at = float("-inf")
         self._last_refresh = self._last_refresh_at = 0.0
@@ -519,12 +520,20 @@ class Matcher:
         recent = time.monotonic() - self._drained_at <= max(2.0, 4 * self._refresh_interval)
         return recent and not self._behind
 
-    def expire(self) -> None:
+    def expire(self, *, bank: bool = False) -> None:
         """Make the next match read the change log first: after a write in this process, so
-        that it reads its own writes. Safe to call from any thread."""
-        self._expired = True  # a follower is woken by the lookup that needs it (`sync`)
+        that it reads its own writes (`bank`: a bank was created, changed or deleted, so its
+        held copy is not to be used until then). Safe to call from any thread."""
+        self._written_at = time.monotonic()  # a follower is woken by the lookup that needs it
+        if bank:
+            self._bank_written_at = self._written_at
         if self._follower is None:
             self._last_refresh = float("-inf")
+
+    @property
+    def _unread_write(self) -> bool:
+        """A write in this process since the last read of the change log began."""
+        return self._pass_began < self._written_at
 
     def refresh_if_due(self) -> None:
         """Before a match: without a follower, catch up if the interval passed; with one,
@@ -532,10 +541,8 @@ class Matcher:
         follower's next pass."""
         if self._follower is None:
             if time.monotonic() - self._last_refresh >= self._refresh_interval:
-                self._expired = False
                 self.refresh()
-        elif self._expired:
-            self._expired = False
+        elif self._unread_write:
             self.sync()
 
     def sync(self) -> None:
@@ -569,8 +576,8 @@ class Matcher:
 
     def held_bank(self, name: str) -> Bank | None:
         """The bank as of the last refresh, if this matcher holds it (safe from any thread);
-        None after a write in this process that it has not read yet (`expire`)."""
-        return None if self._expired else self._banks.get(name)
+        None after this process changed a bank and has not read the change yet (`expire`)."""
+        return None if self._pass_began < self._bank_written_at else self._banks.get(name)
 
     @property
     def change_seq(self) -> int:
