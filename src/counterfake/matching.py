@@ -460,6 +460,7 @@ class Matcher:
         from .index.mih import MultiIndexHammingIndex
 
         MultiIndexHammingIndex.warm_up()  # no request compiles a kernel when a bank grows
+        self.refresh()  # caught up as of now: the warm-up may take seconds on a cold cache
         self._stop.clear()
         self._follower = threading.Thread(
             target=self._follow, name="counterfake-follower", daemon=True
