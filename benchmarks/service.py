@@ -129,6 +129,14 @@ def _fill(url: str, n: int, rng: np.random.Generator) -> list[str]:
     return values
 
 
+def _bench_bank(url: str, *scopes: str) -> list[str]:
+    """A store at `url` with tenant bench's bank 'bench' (stored as bench:bench) and one key
+    of that tenant per scope given; returns the keys' secrets in that order."""
+    with Store.open(url) as store:
+        store.create_bank("bench", tenant="bench")
+        return [store.keys.create("bench", [scope], name="benchmark")[1] for scope in scopes]
+
+
 def _flip(value: str, bits: int, rng: random.Random) -> str:
     number = int(value, 16)
     for bit in rng.sample(range(256), bits):
@@ -388,9 +396,7 @@ def _adds(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="counterfake-adds-") as tmp:
         home = Path(tmp)
         url = f"sqlite:///{home / 'counterfake.db'}"
-        with Store.open(url) as store:
-            store.create_bank("bench", tenant="bench")
-            _, key = store.keys.create("bench", ["submit"], name="benchmark")
+        (key,) = _bench_bank(url, "submit")
         filled = 0
         for size in sizes:
             print(f"filling the bank to {size:,} entries", flush=True)
@@ -511,10 +517,7 @@ def _grown(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="counterfake-grown-") as tmp:
         home = Path(tmp)
         url = f"sqlite:///{home / 'counterfake.db'}"
-        with Store.open(url) as store:
-            store.create_bank("bench", tenant="bench")
-            _, submit = store.keys.create("bench", ["submit"], name="seeding")
-            _, key = store.keys.create("bench", ["match"], name="benchmark")
+        submit, key = _bench_bank(url, "submit", "match")
         values = [rng.bytes(32).hex() for _ in range(args.grown)]
         banked = [hash_bytes(d) for d in uploads[::2]]  # half the uploads will match
         bodies = [json.dumps({"pdq": v}).encode() for v in values]
@@ -622,9 +625,7 @@ def _bulk_import(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="counterfake-bulk-") as tmp:
         home = Path(tmp)
         url = f"sqlite:///{home / 'counterfake.db'}"
-        with Store.open(url) as store:
-            store.create_bank("bench", tenant="bench")
-            _, key = store.keys.create("bench", ["match"], name="benchmark")
+        (key,) = _bench_bank(url, "match")
         values = _fill(url, 100_000, rng)  # the bank before the import
         imported = home / "import.txt"
         new_values = [rng.bytes(32).hex() for _ in range(args.bulk_import)]
@@ -716,9 +717,7 @@ def _hash_url(args: argparse.Namespace) -> int:
             stderr=subprocess.DEVNULL,
         )
         url = f"sqlite:///{home / 'counterfake.db'}"
-        with Store.open(url) as store:
-            store.create_bank("bench", tenant="bench")
-            _, key = store.keys.create("bench", ["match"], name="benchmark")
+        (key,) = _bench_bank(url, "match")
         env = {"COUNTERFAKE_FETCH_URLS": "true", "COUNTERFAKE_FETCH_ALLOW": "127.0.0.1/32"}
         paths = [
             f"/h/hash?url=http%3A%2F%2F127.0.0.1%3A18401%2F{i}.jpg" for i in range(len(uploads))
@@ -829,9 +828,8 @@ def main() -> int:
         home = Path(tmp)
         url = f"sqlite:///{home / 'counterfake.db'}"
         print(f"filling a store with {args.entries:,} PDQ entries", flush=True)
+        (key,) = _bench_bank(url, "match")
         with Store.open(url) as store:
-            store.create_bank("bench", tenant="bench")
-            _, key = store.keys.create("bench", ["match"], name="benchmark")
             _, protected_key = store.keys.create("victims", ["match"], name="benchmark")
         values = _fill(url, args.entries, rng)
         with Store.open(url) as store:

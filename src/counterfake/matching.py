@@ -454,7 +454,8 @@ class Matcher:
 
     def follow(self) -> None:
         """Follow the change log on a background thread from now on (a long-running process):
-        every `refresh_interval`, or at once after `expire`. Requests then never catch up."""
+        every `refresh_interval`, or at once when a lookup after this process's own write
+        asks (`sync`). Requests then never catch up."""
         if self._follower is not None:
             return
         from .index.mih import MultiIndexHammingIndex

@@ -89,6 +89,18 @@ def _by_signal_type(found: Lookup, banks: set[str] | None) -> dict[str, Any]:
     return out
 
 
+async def _image_lookup(
+    request: Request, key: ApiKey, url: str | None, seed: str | None, bypass: bool
+) -> Lookup:
+    """The request's image (fetched from `url`, or the multipart field `photo`) looked up,
+    derivatives included, on the hashing threads."""
+    core = core_of(request)
+    data = await request_image(request, url, field="photo")
+    return await run_image_work(
+        request, lambda: core.lookup(data, principal=key, seed=seed, bypass_coinflip=bypass)
+    )
+
+
 # matching ----------------------------------------------------------------------------------------
 
 
@@ -136,11 +148,7 @@ async def lookup_get(
     core = core_of(request)
     if url:
         _content_type(content_type)
-        data = await request_image(request, url, field="photo")
-        found = await run_image_work(
-            request,
-            lambda: core.lookup(data, principal=key, seed=seed, bypass_coinflip=bypass_coinflip),
-        )
+        found = await _image_lookup(request, key, url, seed, bypass_coinflip)
         per_type = _by_signal_type(found, wanted)
         if types is not None:
             per_type = {t: per_type.get(t, {}) for t in _types(types)}
@@ -170,12 +178,7 @@ async def lookup_post(
 ) -> dict[str, Any]:
     """HMA: the uploaded file's (multipart field `photo`) matches per signal type, as
     `GET /m/lookup?url=` answers them."""
-    core = core_of(request)
-    data = await request_image(request, None, field="photo")
-    found = await run_image_work(
-        request,
-        lambda: core.lookup(data, principal=key, seed=seed, bypass_coinflip=bypass_coinflip),
-    )
+    found = await _image_lookup(request, key, None, seed, bypass_coinflip)
     return _by_signal_type(found, _bank_filter(banks))
 
 
