@@ -310,11 +310,11 @@ def _unrelated_job(path: Path) -> list[dict[str, Any]]:
         data = _jpeg(query, 90)
         features = image_features(data, query=True)
         pdq = hash_bytes(data).pdq
-        # Both views, as the matcher tries them: a photo may match an unrelated mirror image.
+        # Every view, as the matcher tries them: a photo may match an unrelated mirror image.
         inliers = [
             max(
-                (e.inliers if (e := verify(s, features, min_inliers=4, mirror=m)) else 0)
-                for m in (False, True)
+                (e.inliers if (e := verify(s, features, min_inliers=4, views=[v])) else 0)
+                for v in range(len(features.views))
             )
             for s in _STATE["features"]
         ]

@@ -107,3 +107,91 @@ def test_a_mirrored_and_cropped_copy_is_matched_and_drawn_the_right_way_round(
     x, y = evidence.transform @ np.array([0.0, 0.0, 1.0])
     assert abs(x - query.width) < 0.1 * query.width and abs(y) < 0.1 * query.height
     assert evidence.changed_fraction < 0.2
+
+
+def test_a_small_photo_squashed_to_a_square_and_smoothed_is_found_unsquashed(
+    photos: list[Image.Image],
+) -> None:
+    """The nudifying tools' chain: a 360-pixel photo squashed to 512x512, 30% replaced, the
+    whole image re-rendered (bilateral filter), saved small. The evidence's transform is
+    affine, and it maps the photo's corners onto the square's."""
+    import cv2
+
+    found = 0
+    for i, photo in enumerate(photos[:6]):
+        small = photo.resize((360, round(360 * photo.height / photo.width)))
+        square = small.resize((512, 512))
+        fake, _ = replace_region(square, photos[(i + 5) % len(photos)], 0.3)
+        smoothed = Image.fromarray(cv2.bilateralFilter(np.asarray(fake), 9, 40, 7))
+        evidence = verify(
+            _source(small), image_features(encode(smoothed, "JPEG", quality=75), query=True)
+        )
+        if evidence is None:
+            continue
+        found += 1
+        assert evidence.view == "unsquashed" and not evidence.mirrored
+        corner = evidence.transform @ np.array(
+            [evidence.source_size[0], evidence.source_size[1], 1]
+        )
+        assert np.allclose(corner, evidence.query_size, rtol=0.05)
+    assert found >= 5, found
+
+
+def test_signatures_list_their_keypoints_spread_first(photos: list[Image.Image]) -> None:
+    """The shortlist indexes a signature's first 512 keypoints: they cover every cell of the
+    8x8 grid that the whole signature covers, and the strongest of each cell come first."""
+    from counterfake.signals.keypoints import SHORTLISTED
+
+    for photo in photos[:4]:
+        source = _source(photo)
+        assert SHORTLISTED < len(source) <= 1024
+
+        cells = [(int(x * 8 / source.width), int(y * 8 / source.height)) for x, y in source.points]
+        everywhere = set(cells)
+        assert set(cells[: len(everywhere)]) == everywhere
+
+
+def _portrait(backdrop: Image.Image, person: Image.Image) -> Image.Image:
+    """A person (head and shoulders, an upright ellipse) in front of a backdrop, 640x480."""
+    from PIL import ImageDraw
+
+    out = backdrop.resize((640, 480))
+    pasted = person.resize((280, 420))
+    mask = Image.new("L", pasted.size, 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, 280, 500), fill=255)
+    out.paste(pasted, (180, 60), mask)
+    return out
+
+
+def test_two_portraits_against_one_backdrop_match_on_the_background_only(
+    corpus_dir: Path, photos: list[Image.Image]
+) -> None:
+    """The corpus's two portraits (public domain: an astronaut, Grace Hopper) shot against
+    the same backdrops. The other portrait shares only the background: reported as such, at
+    half the score. A derivative that keeps the head and replaces the body is on the subject."""
+    astronaut = Image.open(corpus_dir / "0342.jpg").convert("RGB").crop((100, 0, 400, 450))
+    hopper = Image.open(corpus_dir / "0356.jpg").convert("RGB").crop((80, 0, 440, 540))
+    for backdrop in photos[5:9]:
+        protected = _portrait(backdrop, astronaut)
+        source = _source(protected)
+        assert len(source.subjects) == 1  # the astronaut's head
+        left, _, right, bottom = source.subjects[0]
+        assert 180 * 0.75 < left < right < 460 * 0.75 and bottom < 300 * 0.75
+
+        other = _portrait(backdrop, hopper).resize((512, 384))
+        evidence = verify(source, image_features(encode(other, "JPEG", quality=80), query=True))
+        assert evidence is not None and evidence.matched_part == "background"
+        assert evidence.score <= 0.5
+
+        body = protected.copy()  # the head kept, the body replaced by the backdrop
+        body.paste(backdrop.resize((640, 480)).crop((200, 260, 440, 480)), (200, 260))
+        derivative = image_features(encode(body.resize((512, 384)), "JPEG", quality=80), query=True)
+        evidence = verify(source, derivative)
+        assert evidence is not None and evidence.matched_part == "subject"
+
+
+def test_a_photo_without_a_face_matches_as_a_photo(photos: list[Image.Image]) -> None:
+    fake, _ = replace_region(photos[1], photos[6], 0.3)
+    evidence = verify(_source(photos[1]), image_features(reencode(fake), query=True))
+    assert evidence is not None and evidence.matched_part == "photo"
+    assert evidence.to_dict()["matched_part"] == "photo"

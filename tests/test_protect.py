@@ -40,7 +40,7 @@ def test_the_signature_file_holds_no_pixels_and_no_names_unless_asked(
     run("protect", str(photos), "-o", str(tmp_path / "named.jsonl"), "--with-names")
     plain = (tmp_path / "plain.jsonl").read_text().splitlines()
     header = json.loads(plain[0])
-    assert header == {"format": "counterfake-signatures", "version": 1, "features": "orb-480-512"}
+    assert header == {"format": "counterfake-signatures", "version": 2, "features": "orb-480-1024"}
     records = [json.loads(line) for line in plain[1:]]
     assert len(records) == 4
     assert all(set(r) == {"pdq", "quality", "signature"} for r in records)
@@ -49,7 +49,7 @@ def test_the_signature_file_holds_no_pixels_and_no_names_unless_asked(
     for record, path in zip(records, sorted(photos.iterdir()), strict=True):
         original = path.read_bytes()
         signature = base64.b64decode(record["signature"])
-        assert len(signature) < 32 * 1024
+        assert len(signature) <= 10 + 1024 * (4 + 32) + 1 + 4 * 8  # and up to 4 head boxes
         assert original[len(original) // 2 : len(original) // 2 + 32] not in signature
         assert path.name not in json.dumps(record)
 
@@ -65,6 +65,36 @@ def test_a_damaged_file_is_refused_line_by_line(photos: Path) -> None:
     assert [i.line for i in items if isinstance(i, FormatError)] == [3, 4]
     with pytest.raises(FormatError):
         list(read_signatures(['{"format": "something else"}']))
+
+
+def test_a_version_1_file_is_still_read_and_its_photos_still_match(photos: Path) -> None:
+    """Version 1 signatures (512 keypoints on the unenlarged image) from before round 2."""
+    from counterfake.media import decode_gray
+    from counterfake.signals.keypoints import source_features
+
+    path = sorted(photos.iterdir())[0]
+    old = source_features(decode_gray(path.read_bytes(), max_side=480), 512)
+    v2 = old.to_bytes()
+    v1 = b"CFK1" + v2[4:-1]  # version 1 ends after the descriptors
+    header = {"format": "counterfake-signatures", "version": 1, "features": "orb-480-512"}
+    pdq = protect_bytes(path.read_bytes()).pdq
+    record = {"pdq": pdq, "quality": 100, "signature": base64.b64encode(v1).decode()}
+    (photo,) = read_signatures([json.dumps(header), json.dumps(record)])
+    assert isinstance(photo, type(protect_bytes(path.read_bytes())))
+
+    store = Store.open("sqlite://")
+    store.create_bank("protected")
+    store.add_entries("protected", photo.entries())
+    other = Image.open(sorted(photos.iterdir())[1]).convert("RGB")
+    fake, _ = replace_region(Image.open(path).convert("RGB"), other, 0.3)
+    data = reencode(fake)
+    from counterfake import hash_bytes
+    from counterfake.signals.keypoints import image_features
+
+    found = Matcher(store).match(hash_bytes(data), features=image_features(data, query=True))
+    assert [m.signal for m in found.matches] == ["derivative"]
+    with pytest.raises(FormatError):
+        list(read_signatures([json.dumps({**header, "version": 3})]))
 
 
 def test_a_protected_photo_is_found_behind_a_replaced_region(

@@ -598,6 +598,7 @@ class Counterfake:
                 "entry_id": m.entry_id,
                 "score": m.score,
                 "changed_fraction": m.changed_fraction,
+                "matched_part": m.matched_part,
             }
             for m in found.matches
             if m.score is not None
@@ -634,6 +635,7 @@ class Counterfake:
                     0,
                     score=m["score"],
                     changed_fraction=m["changed_fraction"],
+                    matched_part=m.get("matched_part"),
                 ),
                 viewer,
             )

@@ -11,13 +11,14 @@ blurred. Those votes on a 12x12 grid over the source photo are the changed-regio
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, Final
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .signals.keypoints import Features
+from .signals.keypoints import Features, View
 
 __all__ = ["MIN_INLIERS", "Alignment", "Evidence", "align", "overlay", "verify"]
 
@@ -32,6 +33,13 @@ _NEAR_PIXELS: Final = 8.0
 #: coarser levels): source keypoints landing there are not evidence either way.
 _BORDER: Final = 18.0
 _SAME_DESCRIPTOR: Final = 64  # Hamming bits
+#: Fewest of a head's keypoints found again for the match to be on the photo's subject.
+_SUBJECT_KEPT: Final = 3
+#: A cell is changed when its keypoints were found again at most at this share of the rate
+#: of the best-surviving cells (their 75th percentile).
+_CHANGED_RATE: Final = 0.2
+#: ... and at least this share of the rate at which the photo's keypoints were found overall.
+_SUBJECT_RATE: Final = 0.5
 _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 
 
@@ -59,7 +67,17 @@ class Evidence:
     changed_fraction: float  # of the visible part
     source_size: tuple[int, int]
     query_size: tuple[int, int]
-    mirrored: bool = False  # the upload is a mirror image of (part of) the photo
+    #: Which view of the upload matched: "as is", "mirror" (a mirror image of the photo) or
+    #: "unsquashed" (the photo was squashed, as to a square, and the transform is affine).
+    view: str = "as is"
+    #: Which part of the protected photo survived: "subject" (its person's head), "background"
+    #: (only what was around the person: a weaker signal, as two portraits shot against one
+    #: backdrop share it), or "photo" (the signature names no subject: no face was found).
+    matched_part: str = "photo"
+
+    @property
+    def mirrored(self) -> bool:
+        return self.view == "mirror"
 
     @property
     def scale(self) -> float:
@@ -84,11 +102,14 @@ class Evidence:
             },
             "changed_mask": ["".join("#" if c else "." for c in row) for row in self.changed_mask],
             "mirrored": self.mirrored,
+            "view": self.view,
+            "matched_part": self.matched_part,
         }
 
 
-def _score(inliers: int) -> float:
-    return float(np.clip((inliers - MIN_INLIERS + 1) / 40.0, 0.0, 1.0))
+def _score(inliers: int, part: str) -> float:
+    score = float(np.clip((inliers - MIN_INLIERS + 1) / 40.0, 0.0, 1.0))
+    return score / 2 if part == "background" else score
 
 
 def verify(
@@ -96,21 +117,30 @@ def verify(
     query: Features,
     *,
     min_inliers: int = MIN_INLIERS,
-    mirror: bool | None = None,
+    views: Sequence[int] | None = None,
 ) -> Evidence | None:
-    """The evidence that `query` derives from `source` (or from its mirror image, when
-    `query.mirror` is given and the query itself does not match), or None. `mirror=False`
-    tries only the query as it is, `mirror=True` only its mirror image. A lower
-    `min_inliers` is for measuring (the evaluation sweeps it), not for deciding."""
-    evidence = None if mirror else _verify(source, query, min_inliers)
-    if evidence is None and query.mirror is not None and mirror is not False:
-        evidence = _verify(source, query.mirror, min_inliers)
-        if evidence is not None:
-            # Back to the upload's own coordinates: x -> width - x after the fitted transform.
-            flip = np.array([[-1.0, 0.0, query.width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            transform = (flip @ np.vstack([evidence.transform, [0.0, 0.0, 1.0]]))[:2]
-            evidence = dataclasses.replace(evidence, transform=transform, mirrored=True)
-    return evidence
+    """The evidence that `query` derives from `source`, or None. The query's views
+    (`query.views`: as it is, mirrored, unsquashed; or only those numbered in `views`) are
+    tried in order; once one matches, only unsquashed views are still tried (a squashed
+    upload can match as it is, with a worse fit), and the view with most inliers wins. A
+    lower `min_inliers` is for measuring (the evaluation sweeps it), not for deciding."""
+    chosen = query.views if views is None else tuple(query.views[v] for v in views)
+    best: tuple[Alignment, View] | None = None
+    for seen in chosen:
+        if best is not None and seen.name != "unsquashed":
+            continue
+        aligned = align(source, seen.features, min_inliers=min_inliers)
+        if aligned is not None and (best is None or aligned.inliers > best[0].inliers):
+            best = (aligned, seen)
+    if best is None:
+        return None
+    aligned, seen = best
+    evidence = _evidence(source, seen.features, aligned)
+    # Back to the upload's own working pixels (a flip, or the stretch undone).
+    transform = (seen.to_query @ np.vstack([evidence.transform, [0.0, 0.0, 1.0]]))[:2]
+    return dataclasses.replace(
+        evidence, transform=transform, query_size=(query.width, query.height), view=seen.name
+    )
 
 
 def align(source: Features, query: Features, *, min_inliers: int = MIN_INLIERS) -> Alignment | None:
@@ -149,28 +179,45 @@ def align(source: Features, query: Features, *, min_inliers: int = MIN_INLIERS) 
     return Alignment(transform, inliers)
 
 
-def _verify(source: Features, query: Features, min_inliers: int) -> Evidence | None:
-    aligned = align(source, query, min_inliers=min_inliers)
-    if aligned is None:
-        return None
+def _evidence(source: Features, query: Features, aligned: Alignment) -> Evidence:
     transform = aligned.transform
-    changed, visible = _changed_region(source, query, transform)
+    changed, visible, survived = _changed_region(source, query, transform)
     fraction = float(changed.sum() / visible.sum()) if visible.any() else 0.0
+    part = _matched_part(source, survived)
     return Evidence(
         transform=transform,
         inliers=aligned.inliers,
-        score=_score(aligned.inliers),
+        score=_score(aligned.inliers, part),
         changed_mask=changed,
         visible_mask=visible,
         changed_fraction=fraction,
         source_size=(source.width, source.height),
         query_size=(query.width, query.height),
+        matched_part=part,
     )
+
+
+def _matched_part(source: Features, survived: np.ndarray) -> str:
+    """ "subject" when the keypoints on the photo's heads were found again in the upload about
+    as often as the photo's keypoints overall, "background" when far less often (another
+    person in front of the same backdrop), "photo" when the signature names no head."""
+    if not source.subjects:
+        return "photo"
+    x, y = source.points[:, 0], source.points[:, 1]
+    on_subject = np.zeros(len(source), bool)
+    for left, top, right, bottom in source.subjects:
+        on_subject |= (x >= left) & (x < right) & (y >= top) & (y < bottom)
+    kept = int((survived & on_subject).sum())
+    rate = kept / max(1, int(on_subject.sum()))
+    overall = float(survived.mean()) if survived.size else 0.0
+    return "subject" if kept >= _SUBJECT_KEPT and rate >= _SUBJECT_RATE * overall else "background"
 
 
 def _changed_region(
     source: Features, query: Features, transform: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The changed and visible cells of the source's grid, and which source keypoints were
+    found again in the query."""
     projected = source.points @ transform[:, :2].T + transform[:, 2]
     inside = (
         (projected[:, 0] >= _BORDER)
@@ -182,11 +229,8 @@ def _changed_region(
     candidates = np.flatnonzero(inside)
     if len(query) and candidates.size:
         # For each projected source keypoint: any query keypoint near it with a similar
-        # descriptor? (A few hundred by a few thousand distances on the working images.)
-        gaps = projected[candidates, None, :] - query.points[None, :, :]
-        near_source, near_query = np.nonzero(
-            np.einsum("ijk,ijk->ij", gaps, gaps) <= _NEAR_PIXELS**2
-        )
+        # descriptor? Query keypoints are bucketed by position, so only near ones are read.
+        near_source, near_query = _near_pairs(projected[candidates], query.points, _NEAR_PIXELS)
         if near_source.size:
             bits = np.bitwise_count(
                 source.descriptors[candidates[near_source]] ^ query.descriptors[near_query]
@@ -211,7 +255,12 @@ def _changed_region(
     ).reshape(_GRID, _GRID)
 
     known = tested >= 3
-    changed = known & (kept <= 0.1 * tested)
+    # A cell is changed when far fewer of its keypoints were found again than in the cells
+    # that survived best: re-encoding or smoothing the whole upload lowers every cell's rate,
+    # and must not read as a change.
+    rates = kept[known] / tested[known]
+    best = float(np.percentile(rates, 75)) if rates.size else 0.0
+    changed = known & (kept <= _CHANGED_RATE * max(best, 0.05) * tested)
     # Cells without enough keypoints (flat sky, a wall) take their neighbours' verdict.
     for _ in range(_GRID):
         unknown = visible & ~known
@@ -234,7 +283,38 @@ def _changed_region(
             break
         changed = np.where(decided, votes_changed * 2 > votes, changed)
         known = known | decided
-    return changed & visible, visible
+    return changed & visible, visible, survived
+
+
+def _near_pairs(
+    points: np.ndarray, others: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) with points[i] within `radius` of others[j]: others sorted into square buckets
+    of that side, and each point compared with the 3x3 buckets around its own."""
+    wide = 1 << 16
+    bucket = np.floor(others / radius).astype(np.int64)
+    keys = (bucket[:, 0] + 1) * wide + bucket[:, 1] + 1
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    own = np.floor(points / radius).astype(np.int64)
+    firsts, counts, owners = [], [], []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            wanted = (own[:, 0] + dx + 1) * wide + own[:, 1] + dy + 1
+            start = np.searchsorted(keys, wanted, side="left")
+            firsts.append(start)
+            counts.append(np.searchsorted(keys, wanted, side="right") - start)
+            owners.append(np.arange(len(points)))
+    first, count, owner = np.concatenate(firsts), np.concatenate(counts), np.concatenate(owners)
+    total = int(count.sum())
+    if total == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty
+    at = np.repeat(first - np.cumsum(count) + count, count) + np.arange(total)
+    i, j = np.repeat(owner, count), order[at]
+    gaps = points[i] - others[j]
+    close = np.einsum("ij,ij->i", gaps, gaps) <= radius**2
+    return i[close], j[close]
 
 
 def overlay(query: Image.Image, evidence: Evidence) -> Image.Image:

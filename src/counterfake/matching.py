@@ -31,7 +31,7 @@ from .index import HammingIndex, LinearHammingIndex, codes_from_hex
 from .index.keypoints import KeypointShortlist
 from .settings import DEFAULTS
 from .signals import get_signal_type, signal_types
-from .signals.keypoints import Features
+from .signals.keypoints import SHORTLISTED, Features
 from .store import Bank, Change, Store
 
 __all__ = ["Match", "MatchResult", "Matcher"]
@@ -53,11 +53,8 @@ _TIDY_AFTER: Final = 2.0
 _TIDY_FROM: Final = 1024
 #: Banks with at most this many protected photos are verified against every one of them.
 _VERIFY_ALL_UP_TO: Final = 32
-#: Otherwise the shortlist's best candidates are verified.
+#: Otherwise the shortlist's best candidates, over all views of the query, are verified.
 _SHORTLIST: Final = 8
-#: A protected photo as a matcher holds it: working size and keypoint positions (float16:
-#: a quarter pixel at worst on a 480-pixel image); its descriptors are in the shortlist.
-_Photo = tuple[int, int, np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +67,18 @@ class Match:
     #: Derivative matches only: how sure (0-1), and the share of the photo that was changed.
     score: float | None = None
     changed_fraction: float | None = None
+    #: "subject", "background" (the person did not survive: a weaker signal) or "photo".
+    matched_part: str | None = None
     evidence: Evidence | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def how(self) -> str:
         """How it matched, for people: a variant, or a derivative's score and changed share."""
         if self.changed_fraction is not None:
-            return f"score {self.score or 0:.2f}, {self.changed_fraction:.0%} of the photo changed"
+            how = f"score {self.score or 0:.2f}, {self.changed_fraction:.0%} of the photo changed"
+            if self.matched_part == "background":
+                how += ", on the background only"
+            return how
         return f"as {self.variant}" if self.variant else ""
 
     @property
@@ -98,6 +100,8 @@ class Match:
             out["score"] = round(self.score, 3)
         if self.changed_fraction is not None:
             out["changed_fraction"] = round(self.changed_fraction, 3)
+        if self.matched_part is not None:
+            out["matched_part"] = self.matched_part
         return out
 
 
@@ -196,9 +200,10 @@ class Matcher:
         # hit's bank is known without a per-entry map (10M entries would cost a gigabyte).
         self._exact: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
         self._hamming: dict[str, dict[str, HammingIndex]] = defaultdict(dict)
-        # Local features: per bank, each protected photo's keypoints and a shortlist.
-        # (The shortlist holds the descriptors; here, each photo's size and keypoint positions.)
-        self._local: dict[str, tuple[KeypointShortlist, dict[int, _Photo]]] = {}
+        # Local features: per bank, a shortlist of its protected photos (the first keypoints of
+        # each signature) and their entry ids. Whole signatures, for verification, stay in
+        # the store: a photo costs the shortlist's share of memory only.
+        self._local: dict[str, tuple[KeypointShortlist, set[int]]] = {}
         # One batch of the change log, read without the lock and applied under it (`_flush`):
         # Hamming changes in one pass over an index; other changes in order.
         self._adding: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
@@ -340,11 +345,11 @@ class Matcher:
             self._remove(change.entry_id, change.bank, change.signal_type, change.value)
 
     def _add_signatures(self, bank: str, signatures: Iterable[tuple[int, bytes]]) -> None:
-        shortlist, photos = self._local.setdefault(bank, (KeypointShortlist(), {}))
+        shortlist, photos = self._local.setdefault(bank, (KeypointShortlist(), set()))
         for entry_id, data in signatures:
             photo = Features.from_bytes(data)
-            photos[entry_id] = (photo.width, photo.height, photo.points.astype(np.float16))
-            shortlist.add(entry_id, photo.descriptors)
+            photos.add(entry_id)
+            shortlist.add(entry_id, photo.descriptors[:SHORTLISTED])
 
     def _add(
         self, entry_id: int, bank: str, signal_type: str, value: str, quality: int | None
@@ -371,7 +376,7 @@ class Matcher:
             self._exact.get((signal_type, value), {}).pop(entry_id, None)
             if bank in self._local:
                 self._local[bank][0].remove([entry_id])
-                self._local[bank][1].pop(entry_id, None)
+                self._local[bank][1].discard(entry_id)
 
         self._staged.append(remove_now)
         self._adding.get((signal_type, bank), {}).pop(entry_id, None)
@@ -655,40 +660,42 @@ class Matcher:
     def derivatives(self, query: Features, *, banks: Collection[str] | None = None) -> list[Match]:
         """Derivatives of protected photos only (what `match` adds when PDQ and digests find
         nothing). Safe to call from a worker thread while the owning thread matches and
-        refreshes: the candidates are taken under a lock, then verified without it."""
-        tries: list[tuple[str, int, bool | None, Features]] = []
+        refreshes: the candidates are taken under a lock, then read from the store and
+        verified without it."""
+        tries: dict[tuple[str, int], list[int]] = {}
         with self._lock:
             for bank, (shortlist, photos) in self._local.items():
                 if banks is not None and bank not in banks:
                     continue
-                views = [(query, False)]
-                if query.mirror is not None:
-                    views.append((query.mirror, True))
-                chosen: list[tuple[int, bool | None]]
                 if len(photos) <= _VERIFY_ALL_UP_TO:
-                    chosen = [(entry_id, None) for entry_id in photos]
-                else:  # each shortlisted photo verified against the view that shortlisted it
-                    chosen = [
-                        (entry_id, mirrored)
-                        for view, mirrored in views
-                        for entry_id, _ in shortlist.candidates(view.descriptors, _SHORTLIST)
-                    ]
-                for entry_id, mirrored in chosen:
-                    width, height, points = photos[entry_id]
-                    # The shortlist's descriptors array is replaced, never changed, on a merge:
-                    # this view stays valid after the lock is released.
-                    source = Features(
-                        width, height, points.astype(np.float32), shortlist.descriptors(entry_id)
-                    )
-                    tries.append((bank, entry_id, mirrored, source))
+                    for entry_id in photos:
+                        tries[(bank, entry_id)] = []  # every view
+                    continue
+                # The photos with most votes over all views, each verified against the views
+                # that shortlisted it (a view of the wrong shape or side votes little).
+                voted = sorted(
+                    (
+                        (-votes, entry_id, number)
+                        for number, view in enumerate(query.views)
+                        for entry_id, votes in shortlist.candidates(
+                            view.features.descriptors, _SHORTLIST
+                        )
+                    ),
+                )
+                for _, entry_id, number in voted[:_SHORTLIST]:
+                    tries.setdefault((bank, entry_id), []).append(number)
+        sources: dict[tuple[str, int], Features] = {}
+        for bank in {bank for bank, _ in tries}:
+            ids = [entry_id for held, entry_id in tries if held == bank]
+            for entry_id, data in self._store.signatures(bank, ids):
+                sources[(bank, entry_id)] = Features.from_bytes(data)
         found = []
-        matched: set[tuple[str, int]] = set()
-        for bank, entry_id, mirrored, source in tries:
-            if (bank, entry_id) in matched:
+        for (bank, entry_id), views in tries.items():
+            source = sources.get((bank, entry_id))
+            if source is None:  # withdrawn meanwhile
                 continue
-            evidence = verify(source, query, mirror=mirrored)
+            evidence = verify(source, query, views=views or None)
             if evidence is not None:
-                matched.add((bank, entry_id))
                 found.append(
                     Match(
                         bank,
@@ -697,6 +704,7 @@ class Matcher:
                         0,
                         score=evidence.score,
                         changed_fraction=evidence.changed_fraction,
+                        matched_part=evidence.matched_part,
                         evidence=evidence,
                     )
                 )

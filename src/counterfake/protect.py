@@ -2,9 +2,11 @@
 that carries them to a bank.
 
 The signature file is JSON Lines, UTF-8. Its first line is a header:
-    {"format": "counterfake-signatures", "version": 1, "features": "orb-480-512"}
+    {"format": "counterfake-signatures", "version": 2, "features": "orb-480-1024"}
 then one line per photo:
     {"pdq": "<64 hex>", "quality": 0-100, "signature": "<base64 of signals.keypoints v1>"}
+Version 2 signatures carry up to 1,024 keypoints, rank-ordered, from a working image that
+small photos are enlarged to; version 1 files (512 keypoints) are still read, and match.
 with `"name": "<file name>"` only when `counterfake protect --with-names` was asked for.
 No pixels, no sizes of the original, no EXIF, no paths.
 """
@@ -27,7 +29,8 @@ from .signals.keypoints import SOURCE_FEATURES, WORK_SIDE, Features, image_featu
 __all__ = ["FORMAT", "ProtectedPhoto", "protect_bytes", "read_signatures", "write_signatures"]
 
 FORMAT: Final = "counterfake-signatures"
-_VERSION: Final = 1
+_VERSION: Final = 2
+_READABLE: Final = (1, 2)
 _FEATURES: Final = f"orb-{WORK_SIDE}-{SOURCE_FEATURES}"
 
 
@@ -98,10 +101,10 @@ def read_signatures(
         if not (
             isinstance(header, dict)
             and header.get("format") == FORMAT
-            and header.get("version") == _VERSION
+            and header.get("version") in _READABLE
         ):
             raise FormatError(
-                f"not a {FORMAT} version {_VERSION} file (first line)", path=path, line=number
+                f"not a {FORMAT} file of version 1 or 2 (first line)", path=path, line=number
             )
         break
     else:

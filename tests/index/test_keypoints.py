@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from counterfake.index.keypoints import KeypointShortlist
-from counterfake.signals.keypoints import image_features
+from counterfake.signals.keypoints import SHORTLISTED, image_features
 from tests.derivative_images import reencode, replace_region
 
 
@@ -16,7 +16,8 @@ def test_the_source_of_a_derivative_tops_the_shortlist(corpus_dir: Path) -> None
     paths = sorted(corpus_dir.glob("*.jpg"))[:60]
     shortlist = KeypointShortlist()
     for entry_id, path in enumerate(paths, start=100):
-        shortlist.add(entry_id, image_features(path.read_bytes(), query=False).descriptors)
+        features = image_features(path.read_bytes(), query=False)
+        shortlist.add(entry_id, features.descriptors[:SHORTLISTED])
     assert len(shortlist) == 60
     ranks = []
     for i in range(0, 60, 6):
@@ -70,15 +71,54 @@ def test_only_descriptors_within_40_bits_vote() -> None:
     assert shortlist.candidates(query, 5) == [(1, 200.0)]
 
 
-def test_each_photos_descriptors_read_back_across_merges() -> None:
+def test_each_photo_is_found_by_its_own_descriptors_across_tiers() -> None:
+    """Photos with no descriptors among them: rows map back to the right photo in the
+    tables and in the delta."""
     rng = np.random.default_rng(2)
-    added = {e: rng.integers(0, 256, (n, 32), dtype=np.uint8) for e, n in [(5, 7), (6, 0), (7, 3)]}
+    sizes = [(5, 70), (6, 0), (7, 30), (9, 90)]
+    added = {e: rng.integers(0, 256, (n, 32), dtype=np.uint8) for e, n in sizes}
     shortlist = KeypointShortlist()
     for entry_id, descriptors in added.items():
         shortlist.add(entry_id, descriptors)
-    shortlist.candidates(added[5], 1)  # merges
+    shortlist.candidates(added[5], 1)  # builds the tables
     added[8] = rng.integers(0, 256, (4, 32), dtype=np.uint8)
-    shortlist.add(8, added[8])
+    added[10] = np.zeros((0, 32), np.uint8)
+    added[11] = rng.integers(0, 256, (3, 32), dtype=np.uint8)
+    for entry_id in (8, 10, 11):
+        shortlist.add(entry_id, added[entry_id])
     for entry_id, descriptors in added.items():
-        assert np.array_equal(shortlist.descriptors(entry_id), descriptors), entry_id
-    assert [e for e, _ in shortlist.candidates(added[7], 5)] == [7]
+        if len(descriptors) >= 2:
+            assert [e for e, _ in shortlist.candidates(descriptors, 5)] == [entry_id]
+
+
+def test_photos_added_later_are_found_from_the_delta_without_rebuilding_the_tables(
+    corpus_dir: Path,
+) -> None:
+    """Adds go to a delta searched beside the tables; the same candidates as one build of
+    everything, until the delta outgrows an eighth of the tables and is folded in."""
+    paths = sorted(corpus_dir.glob("*.jpg"))[:40]
+    signatures = [
+        image_features(p.read_bytes(), query=False).descriptors[:SHORTLISTED] for p in paths
+    ]
+    grown, built = KeypointShortlist(), KeypointShortlist()
+    for entry_id, descriptors in enumerate(signatures[:36]):
+        grown.add(entry_id, descriptors)
+    photo = Image.open(paths[37]).convert("RGB")
+    fake, _ = replace_region(photo, Image.open(paths[2]).convert("RGB"), 0.3)
+    query = image_features(reencode(fake), query=True).descriptors
+    assert 37 not in [e for e, _ in grown.candidates(query, 8)]  # the tables are built
+    tables = grown._tables
+    for entry_id, descriptors in enumerate(signatures[36:], start=36):
+        grown.add(entry_id, descriptors)
+        assert grown.candidates(query, 8)  # a search after each add
+        assert grown._tables is tables  # 4 photos: a ninth of 36, never folded in
+    assert grown.candidates(query, 8)[0][0] == 37  # found, from the delta
+    for entry_id, descriptors in enumerate(signatures):
+        built.add(entry_id, descriptors)
+    grown.remove([37])
+    built.remove([37])
+    assert grown.candidates(query, 8) == built.candidates(query, 8)
+    for entry_id in range(40, 46):  # past an eighth: folded into new tables
+        grown.add(entry_id, signatures[entry_id - 40])
+    grown.candidates(query, 8)
+    assert grown._tables is not tables

@@ -46,7 +46,15 @@ def test_a_derivative_of_a_protected_photo_is_matched_by_upload(
     assert len(found) == 1
     assert found[0]["signal"] == "derivative" and found[0]["entry_id"] == derivative_id
     assert 0 < found[0]["score"] <= 1 and 0.15 < found[0]["changed_fraction"] < 0.8
-    assert set(found[0]) == {"bank", "entry_id", "signal", "score", "changed_fraction"}
+    assert set(found[0]) == {
+        "bank",
+        "entry_id",
+        "signal",
+        "score",
+        "changed_fraction",
+        "matched_part",
+    }
+    assert found[0]["matched_part"] in ("subject", "background", "photo")
 
     assert _lookup(match, encode(unrelated, quality=90), bank) == []
     # Another tenant's key sees neither the bank nor its protected photos.

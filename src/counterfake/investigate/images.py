@@ -17,7 +17,7 @@ from ..hashing import hash_decoded, read_input
 from ..matching import Match
 from ..media import Limits, decode
 from ..settings import Settings
-from ..signals.keypoints import WORK_SIDE, gray_features
+from ..signals.keypoints import SHORTLISTED, WORK_SIDE, source_features
 
 __all__ = ["BankSpec", "ImageRecord", "analyse_image"]
 
@@ -71,7 +71,9 @@ def analyse_image(path: Path, spec: BankSpec | None, limits: Limits | None = Non
         image = decode(data, limits=limits, gray_side=WORK_SIDE)  # once, for all of it
         assert image.gray is not None
         gray = image.gray
-        features = gray_features(gray, query=False)
+        # Investigations compare every image with its neighbours: the shorter signature of
+        # the unenlarged image keeps that affordable.
+        features = source_features(gray, SHORTLISTED)
         matches: tuple[Match, ...] = ()
         if spec is not None and spec.banks:
             found = _core(spec).lookup(data, image=image)

@@ -76,6 +76,7 @@ def _by_bank(matches: Iterable[Match], banks: set[str] | None) -> dict[str, list
         if match.score is not None:
             found["score"] = round(match.score, 3)
             found["changed_fraction"] = round(match.changed_fraction or 0.0, 3)
+            found["matched_part"] = match.matched_part or "photo"
         out.setdefault(match.bank, []).append(found)
     return out
 
