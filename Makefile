@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivative-scale bench-investigate bench-startup bench-catch-up clean
+.PHONY: demo test lint bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-service: $(STAMP)
 
 bench-robustness: $(STAMP)
 	$(BIN)/python benchmarks/robustness.py --corpus ../shared/corpus/photos --photos 200
+
+bench-derivatives: $(STAMP)
+	$(BIN)/python benchmarks/derivatives.py --corpus ../shared/corpus/photos --half report
 
 bench-derivative-scale: $(STAMP)
 	$(BIN)/python benchmarks/derivative_scale.py --corpus ../shared/corpus/photos --photos 100000

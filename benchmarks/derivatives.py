@@ -195,9 +195,13 @@ def _grid(truth: np.ndarray, cells: int = 12) -> np.ndarray:
 _STATE: dict[str, Any] = {}
 
 
-def _init(originals: list[bytes]) -> None:
+def _init(src: str, originals: list[bytes]) -> None:
+    # This engine's code first (a spawned worker starts with the parent's sys.path, where
+    # the editable install puts this tree's src).
+    sys.path.insert(0, src)
     from counterfake import Matcher, Store
     from counterfake.protect import protect_bytes
+    from counterfake.signals.keypoints import Features
 
     folder = tempfile.mkdtemp(prefix="cf-derivatives-")
     store = Store.open(f"sqlite:///{folder}/bank.db")
@@ -206,6 +210,10 @@ def _init(originals: list[bytes]) -> None:
         photo = protect_bytes(data)
         store.add_entries("originals", [_with_index(e, index) for e in photo.entries()])
     _STATE["matcher"] = Matcher(store)
+    _STATE["sources"] = [
+        Features.from_bytes(data) for _, data in sorted(store.signatures("originals"))
+    ]
+    _STATE["src"] = src
     _STATE["index_of"] = {e.id: e.metadata["index"] for e in store.iter_entries("originals")}
 
 
@@ -215,15 +223,22 @@ def _with_index(entry: Any, index: int) -> Any:
     return dataclasses.replace(entry, metadata={"index": index})
 
 
-def _query(data: bytes) -> dict[str, Any]:
+def _query(job: tuple[bytes, int | None]) -> dict[str, Any]:
     from counterfake import hash_bytes
+    from counterfake.derivatives import verify
     from counterfake.signals.keypoints import image_features
 
+    data, index = job
     started = time.perf_counter()
     result = _STATE["matcher"].match(
         hash_bytes(data, dihedral=True), features=lambda: image_features(data, query=True)
     )
     seconds = time.perf_counter() - started
+    # Baseline for the shortlist: the true source alone, verified.
+    alone = (
+        index is not None
+        and verify(_STATE["sources"][index], image_features(data, query=True)) is not None
+    )
     found = []
     for m in result.matches:
         ev = m.evidence
@@ -237,19 +252,14 @@ def _query(data: bytes) -> dict[str, Any]:
                 "part": getattr(ev, "matched_part", None) if ev is not None else None,
             }
         )
-    return {"found": found, "seconds": seconds}
+    return {"found": found, "seconds": seconds, "alone": alone, "code": _STATE["src"]}
 
 
 @contextmanager
-def _engine_path(ref: str | None) -> Iterator[None]:
-    """PYTHONPATH for a pool's workers: a worktree of `ref`'s src, or this tree's."""
-    saved = os.environ.get("PYTHONPATH")
+def _engine_src(ref: str | None) -> Iterator[str]:
+    """The src folder of `ref` (a temporary worktree), or of this tree."""
     if ref is None:
-        os.environ["PYTHONPATH"] = str(REPO / "src")
-        try:
-            yield
-        finally:
-            _restore(saved)
+        yield str(REPO / "src")
         return
     folder = tempfile.mkdtemp(prefix="cf-baseline-")
     subprocess.run(
@@ -257,11 +267,9 @@ def _engine_path(ref: str | None) -> Iterator[None]:
         check=True,
         capture_output=True,
     )
-    os.environ["PYTHONPATH"] = str(Path(folder) / "src")
     try:
-        yield
+        yield str(Path(folder) / "src")
     finally:
-        _restore(saved)
         subprocess.run(
             ["git", "-C", str(REPO), "worktree", "remove", "--force", folder],
             check=False,
@@ -269,22 +277,17 @@ def _engine_path(ref: str | None) -> Iterator[None]:
         )
 
 
-def _restore(saved: str | None) -> None:
-    if saved is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = saved
-
-
 def _run_engine(
-    ref: str | None, originals: list[bytes], queries: list[bytes], processes: int
+    ref: str | None, originals: list[bytes], queries: list[tuple[bytes, int | None]], processes: int
 ) -> list[dict[str, Any]]:
     context = multiprocessing.get_context("spawn")
     with (
-        _engine_path(ref),
-        context.Pool(processes, initializer=_init, initargs=(originals,)) as pool,
+        _engine_src(ref) as src,
+        context.Pool(processes, initializer=_init, initargs=(src, originals)) as pool,
     ):
-        return pool.map(_query, queries, chunksize=4)
+        results = pool.map(_query, queries, chunksize=4)
+    assert all(r["code"] == src for r in results)
+    return results
 
 
 def _pdq_distances(
@@ -384,7 +387,9 @@ def main() -> int:
         flush=True,
     )
 
-    blobs = [q["data"] for q in queries]
+    blobs = [
+        (q["data"], q["index"] if q["kind"] in ("derivative", "clean") else None) for q in queries
+    ]
     engines: dict[str, list[dict[str, Any]]] = {}
     refs = {} if args.baseline == "none" else {f"baseline ({args.baseline})": args.baseline}
     refs["this tree"] = None
@@ -432,6 +437,7 @@ def _report(
         out = {"pdq_31": float(np.mean([pdq[i] is not None and pdq[i] <= 31 for i in rows]))}
         for e in names:
             out[e] = float(np.mean([found(e, i) is not None for i in rows]))
+            out[e + ", verification alone"] = float(np.mean([engines[e][i]["alone"] for i in rows]))
         return out
 
     groups: dict[str, list[int]] = defaultdict(list)
@@ -501,14 +507,15 @@ def _report(
         latency[e] = round(1000 * times[len(times) // 2], 1)
         latency[e + " p99"] = round(1000 * times[int(len(times) * 0.99)], 1)
 
+    columns = [c for e in names for c in (e, e + ", verification alone")]
     lines = [
-        "| group | queries | PDQ @31 | " + " | ".join(names) + " |",
-        "|---|---|---|" + "---|" * len(names),
+        "| group | queries | PDQ @31 | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
     ]
     for k, r in rows.items():
         lines.append(
             f"| {k} | {r['queries']} | {r['pdq_31']:.1%} | "
-            + " | ".join(f"{r[e]:.1%}" for e in names)
+            + " | ".join(f"{r[c]:.1%}" for c in columns)
             + " |"
         )
     lines += [
