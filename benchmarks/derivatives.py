@@ -70,13 +70,13 @@ def half_of(name: str) -> str:
     return "tune" if hashlib.sha256(name.encode()).digest()[0] % 2 == 0 else "report"
 
 
-def _jpeg(image: Image.Image, quality: int) -> bytes:
+def jpeg(image: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
 
 
-def _reload(data: bytes) -> Image.Image:
+def reload(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
@@ -154,19 +154,19 @@ def edit(
         weight = cv2.resize(truth_weight, (512, 512))
         out = _fill(work, other, weight, fill, seed)
         out = Image.fromarray(cv2.bilateralFilter(np.asarray(out), 9, 40, 7))
-        return _jpeg(_watermark(out), 75), truth_weight > 0.5
+        return jpeg(_watermark(out), 75), truth_weight > 0.5
     out = _fill(image, other, truth_weight, fill, seed)
     if chain == "rerender":
         out = out.filter(ImageFilter.MedianFilter(3))
         shift = rng.uniform(0.93, 1.07, 3)
         out = Image.fromarray(np.clip(np.asarray(out, np.float32) * shift, 0, 255).astype(np.uint8))
         out = _sized(_crop(_watermark(out), rng), int(rng.integers(224, 401)))
-        return _jpeg(out, 70), truth_weight > 0.5
+        return jpeg(out, 70), truth_weight > 0.5
     out = _crop(_watermark(out), rng)
     out = out.resize(
         (max(1, int(out.width * 0.7)), max(1, int(out.height * 0.7))), Image.Resampling.BILINEAR
     )
-    return _jpeg(out, 60), truth_weight > 0.5
+    return jpeg(out, 60), truth_weight > 0.5
 
 
 def portrait(backdrop: Image.Image, person: Image.Image) -> Image.Image:
@@ -179,7 +179,7 @@ def portrait(backdrop: Image.Image, person: Image.Image) -> Image.Image:
     return out
 
 
-def _grid(truth: np.ndarray, cells: int = 12) -> np.ndarray:
+def truth_grid(truth: np.ndarray, cells: int = 12) -> np.ndarray:
     h, w = truth.shape
     ys, xs = (np.arange(cells + 1) * h) // cells, (np.arange(cells + 1) * w) // cells
     return np.array(
@@ -190,7 +190,7 @@ def _grid(truth: np.ndarray, cells: int = 12) -> np.ndarray:
     )
 
 
-# engines (one pool per engine; its workers import counterfake from PYTHONPATH) ----------------
+# engines (one pool per engine; its workers import that engine's counterfake) ----------------
 
 _STATE: dict[str, Any] = {}
 
@@ -341,7 +341,7 @@ def main() -> int:
     for k, backdrop in enumerate(spare[12:15]):
         subjects = (spare[15], spare[16 + k % 2])
         pairs.append(("faceless", portrait(backdrop, subjects[0]), portrait(backdrop, subjects[1])))
-    bank = [_jpeg(im, 92) for im in images] + [_jpeg(p[1], 92) for p in pairs]
+    bank = [jpeg(im, 92) for im in images] + [jpeg(p[1], 92) for p in pairs]
 
     queries: list[dict[str, Any]] = []
     for index, image in enumerate(images):
@@ -361,7 +361,7 @@ def main() -> int:
                             "chain": chain,
                             "original_side": max(image.size),
                             "query_side": max(q.size),
-                            "truth": _grid(truth),
+                            "truth": truth_grid(truth),
                             "data": data,
                         }
                     )

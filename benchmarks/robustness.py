@@ -30,7 +30,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import io
 import json
 import multiprocessing
 import sys
@@ -47,19 +46,10 @@ from counterfake import Matcher, PdqHash, Store, hash_bytes
 from counterfake.derivatives import MIN_INLIERS, verify
 from counterfake.protect import protect_bytes
 from counterfake.signals.keypoints import Features, image_features
+from derivatives import jpeg, reload, truth_grid
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Transform = Callable[[Image.Image, np.random.Generator], Image.Image]
-
-
-def _jpeg(image: Image.Image, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
-
-
-def _reload(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 def _crop(image: Image.Image, side: float) -> Image.Image:
@@ -124,9 +114,9 @@ def _screenshot(image: Image.Image) -> Image.Image:
 
 
 NEAR_DUPLICATES: dict[str, Transform] = {
-    "jpeg_q30": lambda im, r: _reload(_jpeg(im, 30)),
-    "jpeg_q50": lambda im, r: _reload(_jpeg(im, 50)),
-    "jpeg_q95": lambda im, r: _reload(_jpeg(im, 95)),
+    "jpeg_q30": lambda im, r: reload(jpeg(im, 30)),
+    "jpeg_q50": lambda im, r: reload(jpeg(im, 50)),
+    "jpeg_q95": lambda im, r: reload(jpeg(im, 95)),
     "resize_0.5": lambda im, r: im.resize((im.width // 2, im.height // 2)),
     "resize_0.25": lambda im, r: im.resize((im.width // 4, im.height // 4)),
     "blur": lambda im, r: im.filter(ImageFilter.GaussianBlur(2)),
@@ -147,8 +137,8 @@ NEAR_DUPLICATES: dict[str, Transform] = {
     "crop_20": lambda im, r: _crop(im, 0.20),
     "pad_20": lambda im, r: _pad(im, 0.2, (0, 0, 0)),
     "screenshot": lambda im, r: _screenshot(im),
-    "crop_10+jpeg_q50+resize_0.5": lambda im, r: _reload(
-        _jpeg(_crop(im, 0.1).resize((im.width // 2, im.height // 2)), 50)
+    "crop_10+jpeg_q50+resize_0.5": lambda im, r: reload(
+        jpeg(_crop(im, 0.1).resize((im.width // 2, im.height // 2)), 50)
     ),
     "flip+text+pad_10": lambda im, r: _pad(
         _text(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), 0.1, (255, 255, 255)
@@ -211,19 +201,8 @@ def _derivative(
     truth = np.zeros((image.height, image.width), bool)
     x0, y0, rw, rh = box
     truth[y0 : y0 + rh, x0 : x0 + rw] = True
-    out = _reload(_jpeg(out, 50)).resize((int(image.width * 0.6), int(image.height * 0.6)))
-    return _jpeg(_crop(out, 0.08), 90), truth
-
-
-def _grid(truth: np.ndarray, cells: int = 12) -> np.ndarray:
-    h, w = truth.shape
-    ys, xs = (np.arange(cells + 1) * h) // cells, (np.arange(cells + 1) * w) // cells
-    return np.array(
-        [
-            [truth[ys[r] : ys[r + 1], xs[c] : xs[c + 1]].mean() > 0.5 for c in range(cells)]
-            for r in range(cells)
-        ]
-    )
+    out = reload(jpeg(out, 50)).resize((int(image.width * 0.6), int(image.height * 0.6)))
+    return jpeg(_crop(out, 0.08), 90), truth
 
 
 # workers ---------------------------------------------------------------------------------------
@@ -237,7 +216,7 @@ def _init(url: str, originals: list[Path]) -> None:
     _STATE["images"] = [Image.open(p).convert("RGB") for p in originals]
     _STATE["names"] = [p.name for p in originals]
     _STATE["pdq"] = [
-        PdqHash.from_hex(hash_bytes(_jpeg(im, 95)).signals["pdq"]) for im in _STATE["images"]
+        PdqHash.from_hex(hash_bytes(jpeg(im, 95)).signals["pdq"]) for im in _STATE["images"]
     ]
     _STATE["features"] = [
         Features.from_bytes(data) for _, data in sorted(_STATE["store"].signatures("originals"))
@@ -259,7 +238,7 @@ def _near_duplicate(job: tuple[int, str]) -> dict[str, Any]:
     index, name = job
     image = _STATE["images"][index]
     rng = np.random.default_rng(index)
-    data = _jpeg(NEAR_DUPLICATES[name](image, rng), 92)
+    data = jpeg(NEAR_DUPLICATES[name](image, rng), 92)
     distance = hash_bytes(data).pdq - _STATE["pdq"][index]
     found, _, _ = _counterfake(data)
     return {
@@ -283,7 +262,7 @@ def _derivative_job(job: tuple[int, float, str, str]) -> dict[str, Any]:
     evidence = verify(_STATE["features"][index], image_features(data, query=True), min_inliers=4)
     iou = None
     if index in found and evidence is not None:
-        expected = _grid(truth) & evidence.visible_mask
+        expected = truth_grid(truth) & evidence.visible_mask
         union = (expected | evidence.changed_mask).sum()
         iou = float((expected & evidence.changed_mask).sum() / union) if union else 1.0
     return {
@@ -307,7 +286,7 @@ def _unrelated_job(path: Path) -> list[dict[str, Any]]:
         queries[f"tile{k}"] = image.crop((x, y, x + w // 2, y + h // 2))
     out = []
     for name, query in queries.items():
-        data = _jpeg(query, 90)
+        data = jpeg(query, 90)
         features = image_features(data, query=True)
         pdq = hash_bytes(data).pdq
         # Every view, as the matcher tries them: a photo may match an unrelated mirror image.
@@ -386,7 +365,7 @@ def main() -> int:
     with Store.open(url) as store:
         store.create_bank("originals")
         for index, path in enumerate(originals):
-            photo = protect_bytes(_jpeg(Image.open(path).convert("RGB"), 95))
+            photo = protect_bytes(jpeg(Image.open(path).convert("RGB"), 95))
             entries = [dataclasses_replace(e, index) for e in photo.entries()]
             store.add_entries("originals", entries)
     print(f"banked {len(originals)} originals; {len(unrelated)} unrelated photos", flush=True)

@@ -125,11 +125,9 @@ class Features:
         start = _HEADER.size
         end = start + n * 36
         boxes = 0
-        if magic == _MAGIC and len(data) > end:
-            boxes = data[end]
+        if magic == _MAGIC:  # then a count of head boxes, and the boxes
+            boxes = data[end] if len(data) > end else 0
             end += 1 + 8 * boxes
-        elif magic == _MAGIC:
-            end += 1
         if len(data) != end or not (0 < width <= 4 * WORK_SIDE and height > 0):
             raise SignalError(
                 f"a signature of {n} keypoints is {end} bytes, not {len(data)}",
@@ -167,15 +165,11 @@ class View:
     features: Features
     to_query: np.ndarray
 
-    @property
-    def mirrored(self) -> bool:
-        return self.name == "mirror"
-
 
 _faces = threading.local()  # a cascade classifier per thread: detection is not thread-safe
 
 
-def subjects(gray: np.ndarray) -> tuple[tuple[int, int, int, int], ...]:
+def _subjects(gray: np.ndarray) -> tuple[tuple[int, int, int, int], ...]:
     """Head boxes on a working image, largest first: each frontal face OpenCV's bundled
     detector finds, grown by a third each way (hair, chin) and clipped to the image."""
     detector = getattr(_faces, "detector", None)
@@ -270,7 +264,7 @@ def gray_features(gray: np.ndarray, *, query: bool) -> Features:
     side), for callers that need both kinds, or the grey levels too, from one decode."""
     gray = _working(gray)
     if not query:
-        return dataclasses.replace(source_features(gray), subjects=subjects(gray))
+        return dataclasses.replace(source_features(gray), subjects=_subjects(gray))
     height, width = gray.shape
     others = [
         View(
