@@ -35,6 +35,7 @@ import json
 import multiprocessing
 import resource
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -47,17 +48,30 @@ import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from PIL import ImageDraw
+
 from counterfake import Store
 from counterfake.investigate import BankSpec, investigate, write_report
 from counterfake.protect import protect_bytes
 from counterfake.settings import load_settings
-from robustness import _crop, _fill, _jpeg, _region, _reload, _text
+from derivatives import _engine_src, half_of, jpeg, reload
+from robustness import _crop, _fill, _font, _region, _text
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BASELINE = "5ed41f0"  # main before investigations round 2
 WEEK = 7 * 86400
 START = 1_780_272_000  # 2026-06-01 00:00 UTC
 SKIPPED = "(File not included. Change data exporting settings to download.)"
 FILLS = ("smooth_fill", "inpaint", "heavy_blur", "other_photo")
+#: The bots that make the fakes, each stamping its free output its own way (the 2020 bot's
+#: stamp was on every free output: that is the normal case).
+BOTS = (
+    ("@benign_render_bot", "diagonal"),
+    ("@benign_studio_bot", "corner"),
+    ("@benign_caption_bot", "caption"),
+)
+#: Share of a bot's output that is the free, stamped version.
+STAMPED = 0.85
 
 
 def _spec(url: str) -> BankSpec:
@@ -146,10 +160,51 @@ def _derive(original: Image.Image, filler: Image.Image, rng: np.random.Generator
     return _fill(original, filler, box, str(rng.choice(FILLS)))
 
 
+def _stamp(image: Image.Image, style: str, name: str) -> Image.Image:
+    """A bot's stamp at a fixed place, sized to the image: diagonal text across it, a corner
+    logo, or a caption bar."""
+    w, h = image.size
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    if style == "diagonal":  # centred, sized to the width, turned
+        text, font = f"{name} free", _font(max(12, w // 11))
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        draw.text(
+            ((w - right + left) / 2, (h - bottom + top) / 2),
+            text,
+            fill=(255, 255, 255, 220),
+            font=font,
+            stroke_width=max(1, w // 300),
+            stroke_fill=(0, 0, 0, 150),
+        )
+        layer = layer.rotate(28, center=(w / 2, h / 2))
+    elif style == "corner":
+        r = max(12, min(w, h) // 7)
+        box = (w - 3 * r - 8, h - r - 8, w - 8, h - 8)
+        draw.rounded_rectangle(box, radius=r // 4, fill=(25, 25, 35, 210))
+        draw.ellipse((box[0] + 6, box[1] + 6, box[0] + r - 6, box[3] - 6), fill=(230, 60, 60, 230))
+        draw.text(
+            (box[0] + r, box[1] + r // 4),
+            name[1:7].upper(),
+            fill=(255, 255, 255, 230),
+            font=_font(max(8, r // 2)),
+        )
+    else:
+        top = int(h * 0.9)
+        draw.rectangle((0, top, w, h), fill=(0, 0, 0, 170))
+        draw.text(
+            (w * 0.03, top + (h - top) // 5),
+            f"{name} | free version | t.me/{name[1:]}",
+            fill=(255, 255, 255, 235),
+            font=_font(max(8, (h - top) // 2)),
+        )
+    return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
+
+
 def _encode(image: Image.Image, rng: np.random.Generator, scale: float = 1.0) -> bytes:
     if scale != 1.0:
         image = image.resize((int(image.width * scale), int(image.height * scale)))
-    return _jpeg(image, int(rng.integers(60, 92)))
+    return jpeg(image, int(rng.integers(60, 92)))
 
 
 def build_truth_archive(
@@ -168,7 +223,6 @@ def build_truth_archive(
     reposts = export.chat("Reposts", "public_supergroup", 1003)
     users = [(f"user {n}", f"user{5000 + n}") for n in range(25)]
     gallery = ("Gallery", "channel1002")
-    bot = "@benign_render_bot"
     weeks = 12
     # More new targets every week: growth.
     weights = np.array([1.25**w for w in range(weeks)])
@@ -178,10 +232,11 @@ def build_truth_archive(
         original = _load(path)
         when = START + int(week_of_target[t]) * WEEK + int(rng.integers(0, WEEK - 86400))
         requester = users[int(rng.integers(len(users)))]
+        bot, style = BOTS[int(rng.integers(len(BOTS)))]
         if t % 3 == 0:
             protected.append(t)
-        if rng.random() < 0.7:  # the original posted as a request
-            media = export.photo(group, _encode(original, rng), when)
+        if rng.random() < 0.7:  # the original posted as a request, resized
+            media = export.photo(group, _encode(original, rng, float(rng.uniform(0.5, 1.0))), when)
             export.post(
                 group,
                 when,
@@ -193,39 +248,32 @@ def build_truth_archive(
         for d in range(int(rng.integers(1, 4))):
             filler = _load(fillers[int(rng.integers(len(fillers)))])
             derived = _derive(original, filler, rng)
+            stamped_by_bot = rng.random() < STAMPED
+            if stamped_by_bot:
+                derived = _stamp(derived, style, bot)
             clean = _encode(derived, rng, scale=float(rng.uniform(0.6, 1.0)))
             at = when + 600 * (d + 1)
             media = export.photo(group, clean, at)
-            export.post(
-                group, at, requester, media, {"target": t, "kind": "derivative"}, via_bot=bot
-            )
+            truth = {"target": t, "kind": "derivative", "bot": bot if stamped_by_bot else None}
+            export.post(group, at, requester, media, truth, via_bot=bot)
             if rng.random() < 0.6:  # forwarded to the channel: the same file
                 at2 = at + int(rng.integers(3600, 3 * 86400))
                 media = export.photo(channel, clean, at2)
-                export.post(
-                    channel,
-                    at2,
-                    gallery,
-                    media,
-                    {"target": t, "kind": "derivative"},
-                    forwarded_from="Requests",
-                )
+                export.post(channel, at2, gallery, media, truth, forwarded_from="Requests")
             if rng.random() < 0.5:  # the channel's watermarked version
                 at3 = at + int(rng.integers(86400, 5 * 86400))
-                stamped = _text(_reload(clean), diagonal=True, alpha=110)
+                stamped = _text(reload(clean), diagonal=True, alpha=110)
                 media = export.photo(channel, _encode(stamped, rng), at3)
-                export.post(
-                    channel,
-                    at3,
-                    gallery,
-                    media,
-                    {"target": t, "kind": "derivative", "watermarked": True},
-                )
-            if rng.random() < 0.4:  # re-encoded repost, later
+                export.post(channel, at3, gallery, media, {**truth, "watermarked": True})
+            if rng.random() < 0.4:  # re-encoded repost, later; some mirrored
                 at4 = at + int(rng.integers(3 * 86400, 20 * 86400))
                 reposter = users[int(rng.integers(len(users)))]
-                media = export.photo(reposts, _encode(_reload(clean), rng, 0.8), at4)
-                export.post(reposts, at4, reposter, media, {"target": t, "kind": "derivative"})
+                repost = reload(clean)
+                mirrored = rng.random() < 0.3
+                if mirrored:
+                    repost = repost.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                media = export.photo(reposts, _encode(repost, rng, 0.8), at4)
+                export.post(reposts, at4, reposter, media, {**truth, "mirror": mirrored})
     for u, path in enumerate(unrelated_photos):
         photo = _load(path)
         when = START + int(rng.integers(0, weeks * WEEK))
@@ -280,16 +328,40 @@ def _protect_bank(url: str, corpus: list[Path], protected: list[int]) -> dict[in
     with Store.open(url) as store:
         store.create_bank("protected")
         for t in protected:
-            data = _jpeg(_load(corpus[t]), 95)
+            data = jpeg(_load(corpus[t]), 95)
             photo = protect_bytes(data, name=f"target-{t}")
             for result in store.add_entries("protected", photo.entries()):
                 owner_of[result.entry_id] = t
     return owner_of
 
 
-def evaluate(result: Any, truth: dict[str, Any], owner_of: dict[int, int]) -> dict[str, Any]:
+def outcome(result: Any) -> dict[str, Any]:
+    """What the evaluation needs of an investigation, as JSON (any release's engine)."""
+    posts = {}
+    for post, flags in zip(result.posts, result.flags, strict=True):
+        record = result.images[flags.image].record
+        posts[post.key] = {
+            "cluster": flags.cluster,
+            "stamp": flags.stamp,
+            "entries": sorted({m.entry_id for m in record.matches}),
+        }
+    overlays = getattr(result, "overlays", [])
+    return {
+        "posts": posts,
+        "targets": sorted(result.clustering.targets),
+        "overlays": [sorted(result.posts[n].key for n in o.posts) for o in overlays],
+        "problems": dict(Counter(p.code for p in result.problems)),
+        "timings": result.timings,
+    }
+
+
+def evaluate(
+    found: dict[str, Any], truth: dict[str, Any], owner_of: dict[int, int]
+) -> dict[str, Any]:
     messages = truth["messages"]
-    cluster_of = {p.key: f.cluster for p, f in zip(result.posts, result.flags, strict=True)}
+    posts = found["posts"]
+    targets_found = set(found["targets"])
+    cluster_of = {k: p["cluster"] for k, p in posts.items()}
     targets_truth = {m["target"] for m in messages.values() if m["kind"] == "derivative"}
     derivative_posts = [k for k, m in messages.items() if m["kind"] == "derivative"]
     home: dict[int, int] = {}
@@ -302,43 +374,73 @@ def evaluate(result: Any, truth: dict[str, Any], owner_of: dict[int, int]) -> di
         1
         for k in derivative_posts
         if cluster_of.get(k) == home[messages[k]["target"]]
-        and home[messages[k]["target"]] in result.clustering.targets
+        and home[messages[k]["target"]] in targets_found
     )
     unrelated_in_targets = sum(
         1
         for k, m in messages.items()
-        if m["kind"] == "unrelated" and cluster_of.get(k) in result.clustering.targets
+        if m["kind"] == "unrelated" and cluster_of.get(k) in targets_found
     )
-    found = 0
+    protected_found = 0
     for t in truth["protected"]:
-        members = [n for n, f in enumerate(result.flags) if f.cluster == home.get(t)]
         matched = {
-            owner_of.get(m.entry_id)
-            for n in members
-            for m in result.images[result.flags[n].image].record.matches
+            owner_of.get(e)
+            for k, p in posts.items()
+            if p["cluster"] == home.get(t)
+            for e in p["entries"]
         }
-        found += t in matched
-    merged_homes = len(targets_truth) - len({home[t] for t in targets_truth})
+        protected_found += t in matched
+    targets_in_cluster: dict[int, set[int]] = {}
+    for k, m in messages.items():
+        if m["target"] is not None and k in cluster_of:
+            targets_in_cluster.setdefault(cluster_of[k], set()).add(m["target"])
+    mixed = [c for c, ts in targets_in_cluster.items() if len(ts) > 1]
+    originals = [k for k, m in messages.items() if m["kind"] == "original"]
+    mirrors = [k for k, m in messages.items() if m.get("mirror")]
     stamped = [k for k, m in messages.items() if m.get("watermarked")]
-    flagged = {
-        p.key for p, f in zip(result.posts, result.flags, strict=True) if f.stamp == "watermarked"
-    }
+    flagged = {k for k, p in posts.items() if p["stamp"] == "watermarked"}
+    overlays = []
+    for bot, _ in BOTS:
+        carried = {
+            k for k, m in messages.items() if m.get("bot") == bot and m["kind"] != "original"
+        }
+        best = max(found["overlays"], key=lambda o: len(carried & set(o)), default=[])
+        best = best if carried & set(best) else []
+        overlays.append(
+            {
+                "bot": bot,
+                "stamped_posts": len(carried),
+                "found": len(carried & set(best)),
+                "other_posts_in_it": len(set(best) - carried),
+            }
+        )
     return {
-        "posts": len(result.posts),
+        "posts": len(posts),
         "truth_targets": len(targets_truth),
-        "found_targets": len(result.clustering.targets),
-        "target_count_error": (len(result.clustering.targets) - len(targets_truth))
-        / len(targets_truth),
+        "found_targets": len(targets_found),
+        "target_count_error": (len(targets_found) - len(targets_truth)) / len(targets_truth),
         "derivative_posts": len(derivative_posts),
         "derivative_posts_in_target_cluster": in_home / len(derivative_posts),
-        "targets_sharing_a_cluster": merged_homes,
+        "clusters_holding_several_targets": len(mixed),
+        "most_targets_in_one_cluster": max((len(targets_in_cluster[c]) for c in mixed), default=1),
+        "originals": len(originals),
+        "originals_with_their_derivatives": sum(
+            1 for k in originals if cluster_of.get(k) == home.get(messages[k]["target"])
+        ),
+        "mirrors": len(mirrors),
+        "mirrors_with_their_target": sum(
+            1 for k in mirrors if cluster_of.get(k) == home.get(messages[k]["target"])
+        ),
         "unrelated_posts_in_target_clusters": unrelated_in_targets,
         "protected_targets": len(truth["protected"]),
-        "protected_targets_found": found,
+        "protected_targets_found": protected_found,
         "watermarked_posts": len(stamped),
         "watermarked_flagged": len(set(stamped) & flagged),
         "flagged_watermarked_wrongly": len(flagged - set(stamped)),
-        "problems": dict(Counter(p.code for p in result.problems)),
+        "overlays_reported": len(found["overlays"]),
+        "bot_overlays": overlays,
+        "problems": found["problems"],
+        "wall_s": found.get("wall_s"),
     }
 
 
@@ -362,7 +464,7 @@ def _scale_job(job: tuple[int, str, str, int]) -> None:
             max(64, int(image.height * rng.uniform(0.5, 1.0))),
         )
     )
-    Path(target).write_bytes(_jpeg(image, int(rng.integers(50, 95))))
+    Path(target).write_bytes(jpeg(image, int(rng.integers(50, 95))))
 
 
 def build_scale_archive(corpus: list[Path], root: Path, photos: int) -> Path:
@@ -437,15 +539,133 @@ def _timed(archive: Path, dask: bool) -> dict[str, Any]:
     }
 
 
+def _engine_only(archive: Path, url: str, out: Path, report: Path | None) -> None:
+    """Investigate with whichever release is first on sys.path; its outcome as JSON."""
+    started = time.perf_counter()
+    result = investigate(archive, spec=_spec(url))
+    if report is not None:
+        write_report(result, report)
+    found = outcome(result)
+    found["wall_s"] = round(time.perf_counter() - started, 1)
+    out.write_text(json.dumps(found))
+
+
+def _run_engine(ref: str | None, archive: Path, url: str, work: Path) -> dict[str, Any]:
+    """The outcome of `ref`'s engine (None: this tree) on the archive, in a process of its own."""
+    name = ref or "this-tree"
+    out = work / f"outcome-{name}.json"
+    with _engine_src(ref) as src:
+        command = [sys.executable, __file__, "--engine-only", str(archive), url, str(out)]
+        if ref is None:
+            command.append(str(work / "truth-report"))
+        subprocess.run(command, env={**os.environ, "PYTHONPATH": src}, check=True)
+    return json.loads(out.read_text())
+
+
+def _evaluation_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    names = list(rows)
+    first = rows[names[0]]
+    lines = [
+        f"Evaluation archive: {first['posts']} image posts, {first['truth_targets']} targets,"
+        f" {first['derivative_posts']} derivative posts, {first['protected_targets']} protected"
+        " targets, bots stamping "
+        + ", ".join(f"{o['bot']} ({o['stamped_posts']} posts)" for o in first["bot_overlays"])
+        + ".",
+        "",
+        "| measure | truth | " + " | ".join(names) + " | target |",
+        "|---|---|" + "---|" * len(names) + "---|",
+    ]
+
+    def row(label: str, truth: Any, cell: Any, target: str) -> None:
+        lines.append(
+            f"| {label} | {truth} | " + " | ".join(cell(rows[n]) for n in names) + f" | {target} |"
+        )
+
+    row(
+        "distinct targets",
+        first["truth_targets"],
+        lambda e: f"{e['found_targets']} ({e['target_count_error']:+.1%})",
+        "within +-5%",
+    )
+    row(
+        "clusters holding several targets",
+        0,
+        lambda e: (
+            f"{e['clusters_holding_several_targets']} (most {e['most_targets_in_one_cluster']})"
+        ),
+        "0",
+    )
+    row(
+        "derivative posts in their target's cluster",
+        first["derivative_posts"],
+        lambda e: f"{e['derivative_posts_in_target_cluster']:.1%}",
+        ">= 95%",
+    )
+    row(
+        "originals with their derivatives",
+        first["originals"],
+        lambda e: str(e["originals_with_their_derivatives"]),
+        "all",
+    )
+    row(
+        "mirrored reposts with their target",
+        first["mirrors"],
+        lambda e: str(e["mirrors_with_their_target"]),
+        "all",
+    )
+    row(
+        "unrelated posts in target clusters",
+        0,
+        lambda e: str(e["unrelated_posts_in_target_clusters"]),
+        "0",
+    )
+    row(
+        "protected targets found",
+        first["protected_targets"],
+        lambda e: str(e["protected_targets_found"]),
+        "all",
+    )
+    row(
+        "watermarked posts flagged",
+        first["watermarked_posts"],
+        lambda e: f"{e['watermarked_flagged']} (+{e['flagged_watermarked_wrongly']} wrongly)",
+        "-",
+    )
+    for n, o in enumerate(first["bot_overlays"]):
+        row(
+            f"{o['bot']}'s stamp: posts in its overlay",
+            o["stamped_posts"],
+            lambda e, n=n: (
+                f"{e['bot_overlays'][n]['found']}"
+                f" (+{e['bot_overlays'][n]['other_posts_in_it']} others)"
+            ),
+            "all",
+        )
+    row("wall s", "", lambda e: str(e["wall_s"]), "")
+    return lines
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--engine-only":
+        archive, url, out, *report = sys.argv[2:]
+        _engine_only(Path(archive), url, Path(out), Path(report[0]) if report else None)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
-    parser.add_argument("--targets", type=int, default=60)
-    parser.add_argument("--unrelated", type=int, default=120)
+    parser.add_argument(
+        "--half",
+        choices=("tune", "report"),
+        default="report",
+        help="the corpus half the archive is made of (the split is fixed)",
+    )
+    parser.add_argument("--targets", type=int, default=40)
+    parser.add_argument("--unrelated", type=int, default=90)
+    parser.add_argument("--baseline", default=BASELINE, help="git ref; 'none' to skip")
     parser.add_argument("--scale", type=int, default=100_000, help="photos; 0 skips the scale run")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    corpus = sorted(args.corpus.glob("*.jpg"))
+    everything = sorted(args.corpus.glob("*.jpg"))
+    corpus = [p for p in everything if half_of(p.name) == args.half]
     RESULTS.mkdir(exist_ok=True)
     out = args.out or RESULTS / f"investigate-{time.strftime('%Y%m%d-%H%M%S')}.json"
     work = out.with_suffix("")
@@ -458,11 +678,13 @@ def main() -> int:
     (work / "truth.json").write_text(json.dumps(truth))
     url = f"sqlite:///{work / 'bank.db'}"
     owner_of = _protect_bank(url, corpus, truth["protected"])
-    started = time.perf_counter()
-    result = investigate(archive.parent, spec=_spec(url))
-    write_report(result, work / "truth-report")
-    evaluation = evaluate(result, truth, owner_of)
-    evaluation["wall_s"] = round(time.perf_counter() - started, 1)
+    engines: dict[str, str | None] = {"this tree": None}
+    if args.baseline != "none":
+        engines = {f"previous ({args.baseline})": args.baseline, **engines}
+    evaluation = {
+        name: evaluate(_run_engine(ref, archive.parent, url, work), truth, owner_of)
+        for name, ref in engines.items()
+    }
 
     scale: list[dict[str, Any]] = []
     if args.scale:
@@ -473,27 +695,7 @@ def main() -> int:
         scale = [_timed(big.parent, dask=False), _timed(big.parent, dask=True)]
         shutil.rmtree(big.parent)
 
-    e = evaluation
-    lines = [
-        f"Evaluation archive: {e['posts']} image posts, {e['truth_targets']} targets,"
-        f" {e['derivative_posts']} derivative posts, {e['protected_targets']} protected targets.",
-        "",
-        "| measure | truth | counterfake | target |",
-        "|---|---|---|---|",
-        f"| distinct targets | {e['truth_targets']} | {e['found_targets']}"
-        f" ({e['target_count_error']:+.1%}) | within +-5% |",
-        f"| derivative posts in their target's cluster | {e['derivative_posts']} |"
-        f" {e['derivative_posts_in_target_cluster']:.1%} | >= 95% |",
-        f"| unrelated posts in target clusters | 0 |"
-        f" {e['unrelated_posts_in_target_clusters']} | 0 |",
-        f"| protected targets found | {e['protected_targets']} | {e['protected_targets_found']}"
-        " | all |",
-        f"| targets sharing a cluster with another | 0 | {e['targets_sharing_a_cluster']} | - |",
-        f"| watermarked posts flagged | {e['watermarked_posts']} | {e['watermarked_flagged']}"
-        f" (+{e['flagged_watermarked_wrongly']} wrongly) | - |",
-        "",
-        f"Problems counted: {e['problems']}",
-    ]
+    lines = _evaluation_table(evaluation)
     if scale:
         base = scale[0]["wall_s"]
         lines += [

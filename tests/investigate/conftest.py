@@ -47,6 +47,20 @@ def watermarked(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
 
 
+def stamped(image: Image.Image) -> Image.Image:
+    """A bot's corner logo: the same on every output, sized to the image."""
+    out = image.convert("RGB").copy()
+    w, h = out.size
+    r = min(w, h) // 7
+    draw = ImageDraw.Draw(out)
+    box = (w - 3 * r - 8, h - r - 8, w - 8, h - 8)
+    draw.rounded_rectangle(box, radius=r // 4, fill=(25, 25, 35))
+    draw.ellipse((box[0] + 6, box[1] + 6, box[0] + r - 6, box[3] - 6), fill=(230, 60, 60))
+    draw.text((box[0] + r, box[1] + r // 4), "BENIGN", fill=(255, 255, 255))
+    draw.line((box[0] + r, box[3] - 10, box[2] - 10, box[3] - 10), fill=(255, 255, 255), width=3)
+    return out
+
+
 @dataclass
 class Archive:
     root: Path

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image, ImageOps
 
 from counterfake.cli import main
 from counterfake.investigate import BankSpec, Investigation, investigate, write_report
 from counterfake.settings import load_settings
 
-from .conftest import Archive
+from .conftest import START, Archive, jpeg, stamped
 
 
 def _spec(url: str) -> BankSpec:
@@ -140,3 +141,41 @@ def test_a_derivative_of_a_protected_photo_is_one_whenever_it_was_posted(
     ]
     assert matched
     assert all(result.flags[n].role == "derivative" for n in matched)
+
+
+@pytest.fixture(scope="module")
+def stamped_channel(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Investigation:
+    """A bot's output on eight different photos, each with the bot's corner logo."""
+    root = tmp_path_factory.mktemp("stamped-export")
+    (root / "photos").mkdir()
+    messages = []
+    for n, path in enumerate(sorted(corpus_dir.glob("*.jpg"))[60:68], start=1):
+        photo = ImageOps.contain(Image.open(path).convert("RGB"), (800, 800))
+        relative = f"photos/photo_{n}@01-06-2026_12-00-00.jpg"
+        (root / relative).write_bytes(jpeg(stamped(photo), 85))
+        messages.append({
+            "id": n, "type": "message", "date_unixtime": str(START + 600 * n),
+            "from": "user two", "from_id": "user2", "via_bot": "@stamp_bot",
+            "photo": relative, "text": "",
+        })  # fmt: skip
+    document = {"name": "Gallery", "type": "public_channel", "id": 9, "messages": messages}
+    (root / "result.json").write_text(json.dumps(document))
+    return investigate(root)
+
+
+def test_the_report_names_each_overlay_with_its_posts_and_a_blurred_picture(
+    stamped_channel: Investigation, tmp_path: Path
+) -> None:
+    assert len(stamped_channel.overlays) == 1
+    overlay = stamped_channel.overlays[0]
+    assert overlay.bots == {"@stamp_bot": len(overlay.posts)} and len(overlay.posts) >= 6
+    assert stamped_channel.summary()["distinct_targets"] == 8  # one per photo, none merged
+    written = write_report(stamped_channel, tmp_path)
+    document = json.loads(written["clusters"].read_text())
+    assert document["overlays"][0]["posts"] == len(overlay.posts)
+    assert document["overlays"][0]["bots"] == {"@stamp_bot": len(overlay.posts)}
+    page = written["report"].read_text()
+    assert "Overlays: stamps on many unrelated images (1)" in page
+    assert "alt='overlay 1' src='data:image/png;base64," in page
+    write_report(stamped_channel, tmp_path / "bare", images=False)
+    assert "alt='overlay 1'" not in (tmp_path / "bare" / "report.html").read_text()

@@ -1,8 +1,11 @@
 """Group an archive's images into one cluster per source photo.
 
 Built on the matching the rest of Counterfake uses:
-1. *Versions*: images within PDQ distance 31 of each other (copies, re-encodes, resizes),
-   split where an image is a derivative of the group's first one (step 3): blurring or
+0. *Overlays* (overlays.py): a stamp that many unrelated images carry at the same place (a
+   bot's watermark, a logo, a caption bar). A carrier's keypoints on it take part in no link,
+   so two images that share only a stamp are never linked.
+1. *Versions*: images within PDQ distance 31 of each other, or of each other's mirror image
+   (copies, re-encodes, resizes, flipped reposts), split where an image is a derivative of the group's first one (step 3): blurring or
    smoothing a third of a photo can leave PDQ within 31.
 2. *Links* between versions: the keypoint shortlist proposes, derivative verification fits
    the transform (24 inliers at least: the same watermark stamped on two unrelated photos
@@ -14,6 +17,9 @@ Built on the matching the rest of Counterfake uses:
    two archive images this is far steadier than re-finding 512 signature keypoints: a fill,
    inpainting or heavy blur removes detail, pasted content does not correlate, re-encoding and
    resizing keep it.
+
+Images that match the same bank entry are one photo's: their clusters are joined (the report
+says so: that join rests on the bank, not on the images' own links).
 
 A cluster holds a manipulated derivative, and is a *target*, when a link in it changed >= 25%
 of the overlap (with >= 20 inliers), when an image in it matches a protected photo as a
@@ -41,6 +47,7 @@ from ..index.keypoints import KeypointShortlist
 from ..signals import PDQ_THRESHOLD
 from ..signals.keypoints import Features
 from .images import THUMB_SIDE
+from .overlays import Overlay, find_overlays, without_overlays
 
 __all__ = ["Clustering", "ImageFacts", "Link", "cluster_images"]
 
@@ -79,6 +86,8 @@ class ImageFacts:
     by_bot: bool  # any post of it was a bot's output
     protected_copy: bool  # matches a protected or known photo by PDQ or digest
     protected_derivative: bool  # matches a protected photo as a derivative
+    mirror_pdq: str | None = None  # PDQ of its mirror image
+    entries: tuple[str, ...] = ()  # the bank entries it matches, as "bank:entry id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +108,9 @@ class Clustering:
     targets: set[int]  # cluster numbers holding a derivative
     role: list[str]  # "original", "derivative", "copy" (not in a target) or "unreadable"
     stamp: list[str]  # "watermarked", "clean" or ""
+    overlays: list[Overlay] = dataclasses.field(default_factory=list)
+    #: Clusters that are one only because their images match the same bank entry.
+    joined_by_bank: set[int] = dataclasses.field(default_factory=set)
 
 
 class _Sets:
@@ -128,6 +140,12 @@ def _versions(images: Sequence[ImageFacts]) -> _Sets:
     for i, hits in zip(usable, index.search(codes, PDQ_SAME), strict=True):
         for j, _ in hits:
             sets.union(i, j)
+    mirrored = [i for i in usable if images[i].mirror_pdq]
+    if mirrored:
+        flipped = codes_from_hex([images[i].mirror_pdq or "" for i in mirrored])
+        for i, hits in zip(mirrored, index.search(flipped, PDQ_SAME), strict=True):
+            for j, _ in hits:
+                sets.union(i, j)
     return sets
 
 
@@ -216,12 +234,28 @@ def cluster_images(
     n = len(images)
     pdq_groups = _versions(images)
     readable = [i for i, f in enumerate(images) if f.features]
-    features: dict[int, Features] = {}
+    features: dict[int, Features] = {i: Features.from_bytes(images[i].features) for i in readable}
     links: list[Link] = []
 
+    def still_aligned(a: int, b: int, mask_a: np.ndarray, mask_b: np.ndarray) -> bool:
+        aligned = align(
+            without_overlays(features[a], [mask_a]),
+            without_overlays(features[b], [mask_b]),
+            min_inliers=_LINK_INLIERS,
+        )
+        return aligned is not None and _scale_ok(aligned)
+
+    overlays = find_overlays(
+        [features.get(i) for i in range(n)], [pdq_groups.find(i) for i in range(n)], still_aligned
+    )
+    masks: dict[int, list[np.ndarray]] = {}
+    for overlay in overlays:
+        for i in overlay.images:
+            masks.setdefault(i, []).append(overlay.masks[i])
+    for i, carried in masks.items():
+        features[i] = without_overlays(features[i], carried)
+
     def features_of(i: int) -> Features:
-        if i not in features:
-            features[i] = Features.from_bytes(images[i].features)
         return features[i]
 
     def link(a: int, b: int, min_inliers: int = MIN_INLIERS) -> Link | None:
@@ -286,6 +320,17 @@ def cluster_images(
         if progress is not None:
             progress(done)
 
+    # Images that match one bank entry show one photo, linked or not.
+    by_entry: dict[str, list[int]] = {}
+    for i in readable:
+        for entry in images[i].entries:
+            by_entry.setdefault(entry, []).append(i)
+    joined: set[int] = set()
+    for members in by_entry.values():
+        for other in members[1:]:
+            if sets.find(members[0]) != sets.find(other):
+                sets.union(members[0], other)
+                joined.add(members[0])
     cluster = [sets.find(i) if images[i].features else -1 for i in range(n)]
     targets = {cluster[k.source] for k in links if _is_derivative(k)}
     targets |= {cluster[i] for i in readable if images[i].by_bot or images[i].protected_derivative}
@@ -343,4 +388,6 @@ def cluster_images(
         targets={numbers[c] for c in targets},
         role=role,
         stamp=stamp,
+        overlays=overlays,
+        joined_by_bank={numbers[cluster[i]] for i in joined},
     )

@@ -17,6 +17,7 @@ from ..hashing import hash_decoded, read_input
 from ..matching import Match
 from ..media import Limits, decode
 from ..settings import Settings
+from ..signals import pdq_dihedral
 from ..signals.keypoints import SHORTLISTED, WORK_SIDE, source_features
 
 __all__ = ["BankSpec", "ImageRecord", "analyse_image"]
@@ -39,8 +40,9 @@ class ImageRecord:
     """One distinct image file of the archive, analysed. `error` is a media error code."""
 
     pdq: str | None = None
+    mirror_pdq: str | None = None  # PDQ of the mirror image: a flipped repost is a copy
     quality: int = 0
-    features: bytes = b""  # the grid-spread signature (signals.keypoints, binary v1)
+    features: bytes = b""  # the grid-spread signature (signals.keypoints, binary)
     thumb: bytes = b""  # THUMB_SIDE^2 uint8 grey levels of the whole image
     matches: tuple[Match, ...] = ()
     error: str | None = None
@@ -82,6 +84,7 @@ def analyse_image(path: Path, spec: BankSpec | None, limits: Limits | None = Non
             hashes = hash_decoded(data, image)
         return ImageRecord(
             pdq=hashes.signals["pdq"],
+            mirror_pdq=pdq_dihedral(image)["flipy"].hex,
             quality=hashes.quality,
             features=features.to_bytes(),
             thumb=_thumb(gray),

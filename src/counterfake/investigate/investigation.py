@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from .clusters import Clustering, ImageFacts, cluster_images
 from .engines import analyse_here, analyse_on_dask
 from .images import BankSpec, ImageRecord
 
-__all__ = ["Image", "Investigation", "PostFlags", "investigate"]
+__all__ = ["ChannelOverlay", "Image", "Investigation", "PostFlags", "investigate"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,18 @@ class PostFlags:
     stamp: str  # watermarked, clean or ""
 
 
+@dataclasses.dataclass(frozen=True)
+class ChannelOverlay:
+    """A stamp that many unrelated images of the archive carry (a bot's watermark, a logo, a
+    caption bar), and who posted them: evidence of who made them."""
+
+    images: tuple[int, ...]
+    posts: tuple[int, ...]  # post numbers, in time order
+    box: tuple[float, float, float, float]  # left, top, right, bottom: fractions of the image
+    bots: dict[str, int]  # via_bot -> posts
+    senders: dict[str, int]  # sender -> posts
+
+
 @dataclasses.dataclass
 class Investigation:
     archive: Path
@@ -56,6 +69,7 @@ class Investigation:
     messages: int
     banks: tuple[str, ...]
     timings: dict[str, float]
+    overlays: list[ChannelOverlay] = dataclasses.field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         targets = self.clustering.targets
@@ -78,6 +92,8 @@ class Investigation:
             "posters": len({p.sender_id or p.sender or "unknown" for p in self.posts}),
             "images_matching_banks": sum(1 for i in self.images if i.record.matches),
             "targets_matching_banks": len(protected),
+            "targets_joined_by_bank_match": len(self.clustering.joined_by_bank & targets),
+            "overlays": len(self.overlays),
             "problems": len(self.problems),
         }
 
@@ -153,6 +169,7 @@ def investigate(
         facts.append(
             ImageFacts(
                 pdq=record.pdq,
+                mirror_pdq=record.mirror_pdq,
                 quality=record.quality,
                 features=record.features,
                 thumb=record.thumb,
@@ -160,6 +177,7 @@ def investigate(
                 by_bot=any(posts[n].via_bot is not None for n in posts_of_image[image]),
                 protected_copy=any(m.signal != "derivative" for m in record.matches),
                 protected_derivative=any(m.signal == "derivative" for m in record.matches),
+                entries=tuple(sorted({f"{m.bank}:{m.entry_id}" for m in record.matches})),
             )
         )
         if record.error:
@@ -197,6 +215,23 @@ def investigate(
             stamp=clustering.stamp[image],
         )
         seen_versions.add(version)
+    overlays = []
+    for overlay in clustering.overlays:
+        carried = sorted(
+            (n for i in overlay.images for n in posts_of_image[i]),
+            key=lambda n: (posts[n].timestamp, posts[n].key),
+        )
+        overlays.append(
+            ChannelOverlay(
+                images=overlay.images,
+                posts=tuple(carried),
+                box=overlay.box,
+                bots=dict(Counter(posts[n].via_bot or "" for n in carried if posts[n].via_bot)),
+                senders=dict(
+                    Counter(posts[n].sender or posts[n].sender_id or "unknown" for n in carried)
+                ),
+            )
+        )
     return Investigation(
         archive=archive,
         format=reader.format,
@@ -208,4 +243,5 @@ def investigate(
         messages=reader.messages,
         banks=spec.banks if spec else (),
         timings=timings,
+        overlays=overlays,
     )

@@ -20,17 +20,20 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageFilter
 
 from ..derivatives import overlay
 from ..errors import CounterfakeError
 from ..media import Limits, decode_rgb
+from .images import THUMB_SIDE
 from .investigation import Investigation
 
 __all__ = ["write_report"]
 
 _THUMB: Final = 160
 _OVERLAY: Final = 360
+_OVERLAY_SAMPLE: Final = 64  # carriers whose median pictures an overlay
 _TOP: Final = 10
 _TABLE_CLUSTERS: Final = 200
 _WEEK: Final = 7 * 86400
@@ -114,6 +117,7 @@ def _clusters(inv: Investigation) -> list[dict[str, Any]]:
             {
                 "cluster": cluster,
                 "target": cluster in clustering.targets,
+                "joined_by_bank_match": cluster in clustering.joined_by_bank,
                 "posts": len(posts),
                 "images": len(images),
                 "versions": len({clustering.version[i] for i in images}),
@@ -129,6 +133,42 @@ def _clusters(inv: Investigation) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _overlays(inv: Investigation) -> list[dict[str, Any]]:
+    return [
+        {
+            "overlay": number,
+            "posts": len(o.posts),
+            "images": len(o.images),
+            "box": [round(v, 3) for v in o.box],
+            "bots": o.bots,
+            "senders": o.senders,
+            "first_seen": _iso(inv.posts[o.posts[0]].timestamp),
+            "last_seen": _iso(inv.posts[o.posts[-1]].timestamp),
+            "messages": [inv.posts[n].key for n in o.posts],
+        }
+        for number, o in enumerate(inv.overlays, start=1)
+    ]
+
+
+def _overlay_picture(inv: Investigation, overlay: int) -> Image.Image:
+    """The stamp as the carriers' median: the photos under it differ and fade, the stamp stays.
+    Blurred, and only the stamp's box: no carrier is shown."""
+    o = inv.overlays[overlay]
+    thumbs = [
+        np.frombuffer(inv.images[i].record.thumb, np.uint8).reshape(THUMB_SIDE, THUMB_SIDE)
+        for i in o.images[:_OVERLAY_SAMPLE]
+        if inv.images[i].record.thumb
+    ]
+    median = np.median(np.stack(thumbs), axis=0).astype(np.uint8)
+    left, top, right, bottom = (
+        int(np.clip(v * THUMB_SIDE + pad, 0, THUMB_SIDE))
+        for v, pad in zip(o.box, (-4, -4, 4, 4), strict=True)
+    )
+    crop = Image.fromarray(median[top : max(bottom, top + 1), left : max(right, left + 1)])
+    crop = crop.filter(ImageFilter.GaussianBlur(1.2))
+    return crop.resize((crop.width * 3, crop.height * 3))
 
 
 def _evidence(inv: Investigation, image: int, entry_id: int) -> dict[str, Any]:
@@ -339,8 +379,7 @@ def _html(
     parts.append(
         "<table><tr><th>cluster</th><th>posts</th><th>derivatives</th><th>versions</th>"
         "<th>bot posts</th><th>first seen</th><th>chats</th><th>protected</th>"
-        + ("<th>images</th>" if images else "")
-        + "</tr>"
+        "<th>joined by</th>" + ("<th>images</th>" if images else "") + "</tr>"
     )
     image_of = {inv.images[f.image].sha256: f.image for f in inv.flags}
     versions_of: dict[int, dict[int, int]] = defaultdict(dict)
@@ -353,6 +392,7 @@ def _html(
             f"<td class='num'>{c['derivative_posts']}</td><td class='num'>{c['versions']}</td>"
             f"<td class='num'>{c['bot_posts']}</td><td>{c['first_seen']}</td>"
             f"<td>{e(', '.join(c['chats'])[:120])}</td><td>{e(protected)}</td>"
+            f"<td>{'a bank match' if c['joined_by_bank_match'] else 'links'}</td>"
         )
         if images:
             thumbs = []
@@ -366,6 +406,39 @@ def _html(
             row += f"<td>{''.join(thumbs)}</td>"
         parts.append(row + "</tr>")
     parts.append("</table>")
+
+    parts.append(f"<h2>Overlays: stamps on many unrelated images ({len(inv.overlays)})</h2>")
+    parts.append(
+        "<p class='note'>A stamp (a bot's watermark, a logo, a caption bar) found at the same"
+        " place on many photos that are otherwise different. Links between images leave it"
+        " out. The picture is the carriers' blurred median: the stamp, not a photo.</p>"
+    )
+    if inv.overlays:
+        parts.append(
+            "<table><tr><th>overlay</th><th>posts</th><th>images</th><th>posted by bots</th>"
+            "<th>senders</th><th>first seen</th>" + ("<th>stamp</th>" if images else "") + "</tr>"
+        )
+        for n, o in enumerate(inv.overlays):
+            bots = ", ".join(f"{k} ({v})" for k, v in sorted(o.bots.items(), key=lambda kv: -kv[1]))
+            senders = ", ".join(
+                f"{k} ({v})" for k, v in sorted(o.senders.items(), key=lambda kv: -kv[1])[:5]
+            )
+            row = (
+                f"<tr><td class='num'>{n + 1}</td><td class='num'>{len(o.posts)}</td>"
+                f"<td class='num'>{len(o.images)}</td><td>{e(bots or 'none')}</td>"
+                f"<td>{e(senders)}</td><td>{_iso(inv.posts[o.posts[0]].timestamp)}</td>"
+            )
+            if images:
+                buffer = io.BytesIO()
+                _overlay_picture(inv, n).save(buffer, "PNG")
+                row += (
+                    f"<td><img alt='overlay {n + 1}' src='{_data_uri(buffer.getvalue(), 'png')}'>"
+                    "</td>"
+                )
+            parts.append(row + "</tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p>None.</p>")
 
     parts.append("<h2>Matches to protected and known photos</h2>")
     matched = [(c, m) for c in clusters for m in c["bank_matches"]]
@@ -434,6 +507,7 @@ def write_report(
         "summary": inv.summary(),
         "timings_seconds": {k: round(v, 3) for k, v in inv.timings.items()},
         "clusters": clusters,
+        "overlays": _overlays(inv),
         "problems": [{"code": p.code, "where": p.where, "detail": p.detail} for p in inv.problems],
     }
     written["clusters"].write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

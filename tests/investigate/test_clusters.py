@@ -1,0 +1,112 @@
+"""Clustering an archive's images: overlays a channel stamps on many unrelated photos link
+nothing, mirrored reposts are copies, and a shared bank entry joins what links missed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageFilter, ImageOps
+
+from counterfake.investigate.clusters import Clustering, ImageFacts, cluster_images
+from counterfake.investigate.images import analyse_image
+
+from .conftest import jpeg, stamped
+
+
+def _facts(tmp: Path, images: list[bytes], **fields: object) -> list[ImageFacts]:
+    out = []
+    for n, data in enumerate(images):
+        path = tmp / f"{n}.jpg"
+        path.write_bytes(data)
+        record = analyse_image(path, None)
+        facts = ImageFacts(
+            pdq=record.pdq,
+            mirror_pdq=record.mirror_pdq,
+            quality=record.quality,
+            features=record.features,
+            thumb=record.thumb,
+            first_seen=n,
+            by_bot=False,
+            protected_copy=False,
+            protected_derivative=False,
+        )
+        out.append(dataclasses.replace(facts, **fields))  # type: ignore[arg-type]
+    return out
+
+
+@pytest.fixture(scope="module")
+def photos(corpus_dir: Path) -> list[Image.Image]:
+    paths = sorted(corpus_dir.glob("*.jpg"))[40:50]
+    return [ImageOps.contain(Image.open(p).convert("RGB"), (800, 800)) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def stamped_unrelated(
+    photos: list[Image.Image], tmp_path_factory: pytest.TempPathFactory
+) -> Clustering:
+    images = [jpeg(stamped(p), 85) for p in photos]
+    return cluster_images(_facts(tmp_path_factory.mktemp("stamped"), images))
+
+
+def test_a_stamp_on_many_unrelated_photos_is_found_as_an_overlay(
+    stamped_unrelated: Clustering,
+) -> None:
+    assert len(stamped_unrelated.overlays) == 1
+    overlay = stamped_unrelated.overlays[0]
+    assert len(overlay.images) >= 8
+    left, top, right, bottom = overlay.box
+    assert 0.5 < left < right <= 1.0 and 0.6 < top < bottom <= 1.0  # the bottom right corner
+
+
+def test_photos_that_share_only_a_stamp_are_never_linked(stamped_unrelated: Clustering) -> None:
+    assert len(set(stamped_unrelated.cluster)) == 10
+    assert not stamped_unrelated.targets
+
+
+def test_a_photo_posted_in_many_versions_is_not_an_overlay(
+    photos: list[Image.Image], tmp_path: Path
+) -> None:
+    photo = photos[0]
+    w, h = photo.size
+    versions = []
+    for k in range(8):  # a different part smoothed away in each: each its own PDQ group
+        x, y = (k % 4) * w // 4, (k // 4) * h // 2
+        region = (x, y, x + w // 4, y + h // 2)
+        out = photo.copy()
+        out.paste(photo.crop(region).filter(ImageFilter.GaussianBlur(25)), region[:2])
+        versions.append(jpeg(out, 80))
+    clustering = cluster_images(_facts(tmp_path, versions))
+    assert clustering.overlays == []
+    assert len(set(clustering.cluster)) == 1
+
+
+def test_a_mirrored_repost_is_a_copy_of_the_photo(
+    photos: list[Image.Image], tmp_path: Path
+) -> None:
+    photo = photos[1]
+    mirrored = ImageOps.mirror(photo).resize((photo.width * 3 // 4, photo.height * 3 // 4))
+    clustering = cluster_images(_facts(tmp_path, [jpeg(photo, 90), jpeg(mirrored, 70)]))
+    assert clustering.cluster[0] == clustering.cluster[1]
+    assert clustering.version[0] == clustering.version[1]
+
+
+def test_images_matching_one_bank_entry_are_one_cluster_joined_by_the_bank(
+    photos: list[Image.Image], tmp_path: Path
+) -> None:
+    images = [jpeg(photos[2], 90), jpeg(photos[3], 90), jpeg(photos[4], 90)]
+    facts = _facts(tmp_path, images)
+    facts[0] = dataclasses.replace(facts[0], entries=("protected:7",), protected_copy=True)
+    facts[1] = dataclasses.replace(facts[1], entries=("protected:7",), protected_derivative=True)
+    clustering = cluster_images(facts)
+    assert clustering.cluster[0] == clustering.cluster[1] != clustering.cluster[2]
+    assert clustering.joined_by_bank == {clustering.cluster[0]}
+    assert clustering.targets == {clustering.cluster[0]}
+
+
+def test_unreadable_images_stay_out_of_every_cluster(tmp_path: Path) -> None:
+    facts = ImageFacts(None, 0, b"", b"", 0, False, False, False)
+    clustering = cluster_images([facts])
+    assert clustering.cluster == [-1]
+    assert clustering.overlays == []
