@@ -5,8 +5,9 @@ Built on the matching the rest of Counterfake uses:
    bot's watermark, a logo, a caption bar). A carrier's keypoints on it take part in no link,
    so two images that share only a stamp are never linked.
 1. *Versions*: images within PDQ distance 31 of each other, or of each other's mirror image
-   (copies, re-encodes, resizes, flipped reposts), split where an image is a derivative of the group's first one (step 3): blurring or
-   smoothing a third of a photo can leave PDQ within 31.
+   (copies, re-encodes, resizes, flipped reposts), split where an image is a derivative of
+   the group's first one (step 3): blurring or smoothing a third of a photo can leave PDQ
+   within 31.
 2. *Links* between versions: the keypoint shortlist proposes, derivative verification fits
    the transform (24 inliers at least: the same watermark stamped on two unrelated photos
    gave up to 21). A link is kept only when the similarity is near 1:1 (both are 480-pixel
