@@ -72,6 +72,8 @@ BOTS = (
 )
 #: Share of a bot's output that is the free, stamped version.
 STAMPED = 0.85
+#: The channel that reposts everything, with its own caption bar on some.
+CHANNEL = "@benign_gallery"
 
 
 def _spec(url: str) -> BankSpec:
@@ -444,57 +446,130 @@ def evaluate(
     }
 
 
-def _scale_job(job: tuple[int, str, str, int]) -> None:
-    number, source, target, seed = job
+def _synthetic(seed: int, stamp: bool) -> Image.Image:
+    """An unrelated, photo-sized picture no other image shares (benign: colour fields, shapes,
+    grain), with the channel's caption bar when `stamp`."""
     rng = np.random.default_rng(seed)
-    image = _load(Path(source))
-    kind = number % 4
-    if kind == 0:  # a tile
-        w, h = image.size
-        tw, th = int(w * rng.uniform(0.4, 0.7)), int(h * rng.uniform(0.4, 0.7))
-        x, y = int(rng.integers(0, w - tw)), int(rng.integers(0, h - th))
-        image = image.crop((x, y, x + tw, y + th))
-    elif kind == 1:
-        image = _crop(image, float(rng.uniform(0.02, 0.15)))
-    elif kind == 2:
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    image = image.resize(
-        (
-            max(64, int(image.width * rng.uniform(0.5, 1.0))),
-            max(64, int(image.height * rng.uniform(0.5, 1.0))),
-        )
-    )
-    Path(target).write_bytes(jpeg(image, int(rng.integers(50, 95))))
+    width, height = (int(v) for v in rng.choice([(800, 600), (600, 800), (720, 720), (960, 540)]))
+    field = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    image = Image.fromarray(field).resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(12, 30))):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        x, y = float(rng.uniform(-0.1, 1.0)) * width, float(rng.uniform(-0.1, 1.0)) * height
+        w, h = float(rng.uniform(0.03, 0.4)) * width, float(rng.uniform(0.03, 0.4)) * height
+        kind = int(rng.integers(3))
+        if kind == 0:
+            draw.ellipse((x, y, x + w, y + h), fill=colour)
+        elif kind == 1:
+            draw.rectangle((x, y, x + w, y + h), fill=colour)
+        else:
+            corners = rng.uniform(0, 1, (int(rng.integers(3, 7)), 2)) * (w, h) + (x, y)
+            draw.polygon([(float(a), float(b)) for a, b in corners], fill=colour)
+    grain = rng.normal(0, 6, (height, width, 1))
+    image = Image.fromarray(np.clip(np.asarray(image, np.float32) + grain, 0, 255).astype(np.uint8))
+    return _stamp(image, "caption", CHANNEL) if stamp else image
 
 
-def build_scale_archive(corpus: list[Path], root: Path, photos: int) -> Path:
-    """One channel of `photos` image posts, a day apart in 10-minute steps."""
-    chat_dir = root / "photos"
-    chat_dir.mkdir(parents=True)
-    jobs = []
-    messages = []
-    for n in range(photos):
-        when = START + 600 * n
+def _scale_file(job: dict[str, Any]) -> None:
+    """Writes one scale-archive image (to each of its paths: a forward is the same file)."""
+    rng = np.random.default_rng(job["seed"])
+    if job["kind"] == "unrelated":
+        image = _synthetic(job["source_seed"], job["stamp"])
+        data = _encode(image, rng, 0.8 if job["repost"] else 1.0)
+    else:
+        original = _load(Path(job["photo"]))
+        if job["kind"] == "original":
+            data = _encode(original, rng, float(rng.uniform(0.5, 1.0)))
+        else:
+            made = np.random.default_rng(job["derivative_seed"])  # the same for every variant
+            derived = _derive(original, _synthetic(job["filler_seed"], False), made)
+            if job["bot_style"]:
+                derived = _stamp(derived, job["bot_style"], job["bot"])
+            data = _encode(derived, made, float(made.uniform(0.6, 1.0)))
+            if job["variant"] in ("repost", "mirror"):
+                again = reload(data)
+                if job["variant"] == "mirror":
+                    again = again.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                data = _encode(again, rng, 0.8)
+    for path in job["paths"]:
+        Path(path).write_bytes(data)
+
+
+def build_scale_archive(corpus: list[Path], root: Path, photos: int) -> tuple[Path, dict[str, Any]]:
+    """A channel of about `photos` image posts that looks like one: every corpus photo a
+    target (its request post, one to three bot outputs stamped by the bot that made them,
+    forwards, reposts, some mirrored), the rest unrelated pictures of their own, a quarter of
+    them with the channel's caption bar, some reposted. Returns the export and its truth."""
+    rng = np.random.default_rng(11)
+    (root / "photos").mkdir(parents=True)
+    jobs: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+    truth: dict[str, dict[str, Any]] = {}
+    span = 12 * WEEK
+
+    def post(when: int, truth_of: dict[str, Any], **extra: Any) -> str:
+        number = len(messages) + 1
         stamp = time.strftime("%d-%m-%Y_%H-%M-%S", time.gmtime(when))
-        relative = f"photos/photo_{n + 1}@{stamp}.jpg"
-        jobs.append((n, str(corpus[n % len(corpus)]), str(root / relative), n))
-        messages.append(
-            {
-                "id": n + 1,
-                "type": "message",
-                "date_unixtime": str(when),
-                "from": "Gallery",
-                "from_id": "channel1",
-                "photo": relative,
-                "text": "",
-            }
-        )
+        relative = f"photos/photo_{number}@{stamp}.jpg"
+        messages.append({"id": number, "type": "message", "date_unixtime": str(when),
+                         "photo": relative, "text": "", **extra})  # fmt: skip
+        truth[str(number)] = truth_of
+        return str(root / relative)
+
+    users = [{"from": f"user {n}", "from_id": f"user{5000 + n}"} for n in range(200)]
+    gallery = {"from": "Gallery", "from_id": "channel1"}
+    # What the bots paste in is their own, a picture no other image shares: two fakes that
+    # share pasted content are linked by it (as they should be), and are not this test.
+    targets = corpus
+    for t, photo in enumerate(targets):
+        when = START + int(rng.integers(0, span))
+        user = users[int(rng.integers(len(users)))]
+        bot, style = BOTS[int(rng.integers(len(BOTS)))]
+        if rng.random() < 0.7:
+            path = post(when, {"target": t, "kind": "original"}, **user)
+            jobs.append({"kind": "original", "photo": str(photo), "seed": 7 * t, "paths": [path]})
+        for d in range(int(rng.integers(1, 4))):
+            stamped = rng.random() < STAMPED
+            base = {"kind": "derivative", "photo": str(photo),
+                    "filler_seed": 20_000_000 + 1000 * t + d,
+                    "derivative_seed": 1000 * t + d, "bot": bot,
+                    "bot_style": style if stamped else None}  # fmt: skip
+            at = when + 600 * (d + 1)
+            about = {"target": t, "kind": "derivative", "bot": bot if stamped else None}
+            paths = [post(at, about, via_bot=bot, **user)]
+            if rng.random() < 0.6:
+                paths.append(post(at + 3600, about, forwarded_from="Requests", **gallery))
+            jobs.append({**base, "variant": "as made", "seed": 0, "paths": paths})
+            if rng.random() < 0.4:
+                variant = "mirror" if rng.random() < 0.3 else "repost"
+                later = at + int(rng.integers(3, 20)) * 86400
+                path = post(later, {**about, "mirror": variant == "mirror"}, **users[d])
+                jobs.append({**base, "variant": variant, "seed": 1000 * t + d + 1, "paths": [path]})
+    n = 0
+    while len(messages) < photos:
+        when = START + int(rng.integers(0, span))
+        stamp = rng.random() < 0.25
+        job = {"kind": "unrelated", "source_seed": 10_000_000 + n, "stamp": stamp,
+               "repost": False, "seed": n}  # fmt: skip
+        about = {"target": None, "kind": "unrelated", "channel_stamp": stamp}
+        jobs.append({**job, "paths": [post(when, about, **gallery)]})
+        if rng.random() < 0.1 and len(messages) < photos:
+            later = when + int(rng.integers(1, 10)) * 86400
+            reposted = {**job, "repost": True, "seed": n + 1}
+            jobs.append({**reposted, "paths": [post(later, about, **users[n % len(users)])]})
+        n += 1
     with multiprocessing.get_context("spawn").Pool() as pool:
-        pool.map(_scale_job, jobs, chunksize=64)
+        pool.map(_scale_file, jobs, chunksize=32)
+    messages.sort(key=lambda m: int(m["date_unixtime"]))
+    ordered = {}
+    for number, message in enumerate(messages, start=1):
+        ordered[f"1/{number}"] = truth[str(message["id"])]
+        message["id"] = number
     path = root / "result.json"
     with path.open("w") as fh:
         json.dump({"name": "Gallery", "type": "public_channel", "id": 1, "messages": messages}, fh)
-    return path
+    return path, {"messages": ordered, "protected": [], "targets": len(targets)}
 
 
 class _PeakMemory:
@@ -523,43 +598,94 @@ class _PeakMemory:
         self._thread.join()
 
 
-def _timed(archive: Path, dask: bool) -> dict[str, Any]:
-    with _PeakMemory() as memory:
-        started = time.perf_counter()
-        result = investigate(archive, dask=dask, workers=2)
-        wall = time.perf_counter() - started
-    return {
-        "engine": "dask-localcluster-2" if dask else "single-process",
-        "photos": len(result.images),
-        "wall_s": round(wall, 1),
-        "photos_per_s": round(len(result.images) / wall, 1),
-        "peak_memory_mb": round(memory.peak / 2**20),
-        "stages_s": {k: round(v, 1) for k, v in result.timings.items()},
-        "clusters": result.summary()["clusters"],
-    }
-
-
-def _engine_only(archive: Path, url: str, out: Path, report: Path | None) -> None:
+def _engine_only(config: dict[str, Any]) -> None:
     """Investigate with whichever release is first on sys.path; its outcome as JSON."""
+    kwargs: dict[str, Any] = {}
+    if config["url"]:
+        kwargs["spec"] = _spec(config["url"])
+    if config["workers"]:
+        kwargs.update(dask=True, workers=config["workers"])
     started = time.perf_counter()
-    result = investigate(archive, spec=_spec(url))
-    if report is not None:
-        write_report(result, report)
+    result = investigate(Path(config["archive"]), **kwargs)
+    wall = time.perf_counter() - started
+    if config["report"]:
+        write_report(result, Path(config["report"]))
     found = outcome(result)
-    found["wall_s"] = round(time.perf_counter() - started, 1)
-    out.write_text(json.dumps(found))
+    found["wall_s"] = round(wall, 1)
+    found["images"] = len(result.images)
+    Path(config["out"]).write_text(json.dumps(found))
 
 
-def _run_engine(ref: str | None, archive: Path, url: str, work: Path) -> dict[str, Any]:
-    """The outcome of `ref`'s engine (None: this tree) on the archive, in a process of its own."""
-    name = ref or "this-tree"
-    out = work / f"outcome-{name}.json"
-    with _engine_src(ref) as src:
-        command = [sys.executable, __file__, "--engine-only", str(archive), url, str(out)]
-        if ref is None:
-            command.append(str(work / "truth-report"))
+def _run_engine(
+    ref: str | None,
+    archive: Path,
+    out: Path,
+    *,
+    url: str | None = None,
+    workers: int = 0,
+    report: Path | None = None,
+) -> dict[str, Any]:
+    """The outcome of `ref`'s engine (None: this tree) on the archive, in a process of its
+    own (with `workers`, on a Dask LocalCluster of that many), and the peak resident memory
+    of that process and its workers."""
+    config = {"archive": str(archive), "url": url, "out": str(out), "workers": workers,
+              "report": str(report) if report else None}  # fmt: skip
+    with _engine_src(ref) as src, _PeakMemory() as memory:
+        command = [sys.executable, __file__, "--engine-only", json.dumps(config)]
         subprocess.run(command, env={**os.environ, "PYTHONPATH": src}, check=True)
-    return json.loads(out.read_text())
+    found: dict[str, Any] = json.loads(out.read_text())
+    found["peak_memory_mb"] = round(memory.peak / 2**20)
+    return found
+
+
+def _scale_rows(
+    archive: Path, truth: dict[str, Any], engines: list[tuple[str, str | None, int]], work: Path
+) -> list[dict[str, Any]]:
+    rows = []
+    for name, ref, workers in engines:
+        print(f"  {archive.parent.name}: {name}", flush=True)
+        found = _run_engine(ref, archive.parent, work / f"scale-{name}.json", workers=workers)
+        e = evaluate(found, truth, {})
+        rows.append(
+            {
+                "engine": name,
+                "photos": found["images"],
+                "wall_s": found["wall_s"],
+                "photos_per_s": round(found["images"] / found["wall_s"], 1),
+                "peak_memory_mb": found["peak_memory_mb"],
+                "stages_s": {k: round(v, 1) for k, v in found["timings"].items()},
+                "targets": f"{e['found_targets']} of {e['truth_targets']}",
+                "clusters_holding_several_targets": e["clusters_holding_several_targets"],
+                "derivative_posts_in_target_cluster": e["derivative_posts_in_target_cluster"],
+                "unrelated_posts_in_target_clusters": e["unrelated_posts_in_target_clusters"],
+                "overlays": e["overlays_reported"],
+            }
+        )
+    return rows
+
+
+def _scale_table(title: str, rows: list[dict[str, Any]]) -> list[str]:
+    base = rows[0]["wall_s"]
+    lines = [
+        "",
+        title,
+        "",
+        "| engine | photos | wall s | photos/s | vs first | peak MB | read s | analyse s |"
+        " cluster s | targets | mixed clusters | derivative posts home | unrelated in targets |"
+        " overlays |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        st = row["stages_s"]
+        lines.append(
+            f"| {row['engine']} | {row['photos']} | {row['wall_s']} | {row['photos_per_s']} |"
+            f" {base / row['wall_s']:.2f}x | {row['peak_memory_mb']} | {st.get('read')} |"
+            f" {st.get('analyse')} | {st.get('cluster')} | {row['targets']} |"
+            f" {row['clusters_holding_several_targets']} |"
+            f" {row['derivative_posts_in_target_cluster']:.1%} |"
+            f" {row['unrelated_posts_in_target_clusters']} | {row['overlays']} |"
+        )
+    return lines
 
 
 def _evaluation_table(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -647,8 +773,7 @@ def _evaluation_table(rows: dict[str, dict[str, Any]]) -> list[str]:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--engine-only":
-        archive, url, out, *report = sys.argv[2:]
-        _engine_only(Path(archive), url, Path(out), Path(report[0]) if report else None)
+        _engine_only(json.loads(sys.argv[2]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
@@ -661,7 +786,10 @@ def main() -> int:
     parser.add_argument("--targets", type=int, default=40)
     parser.add_argument("--unrelated", type=int, default=90)
     parser.add_argument("--baseline", default=BASELINE, help="git ref; 'none' to skip")
-    parser.add_argument("--scale", type=int, default=100_000, help="photos; 0 skips the scale run")
+    parser.add_argument("--scale", type=int, default=100_000, help="posts; 0 skips the scale run")
+    parser.add_argument(
+        "--sweep", type=int, default=10_000, help="posts for the workers sweep; 0 skips it"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     everything = sorted(args.corpus.glob("*.jpg"))
@@ -681,39 +809,38 @@ def main() -> int:
     engines: dict[str, str | None] = {"this tree": None}
     if args.baseline != "none":
         engines = {f"previous ({args.baseline})": args.baseline, **engines}
-    evaluation = {
-        name: evaluate(_run_engine(ref, archive.parent, url, work), truth, owner_of)
-        for name, ref in engines.items()
-    }
-
-    scale: list[dict[str, Any]] = []
-    if args.scale:
-        started = time.perf_counter()
-        big = build_scale_archive(corpus, work / "scale-archive", args.scale)
-        generated = time.perf_counter() - started
-        print(f"scale archive: {args.scale} photos in {generated:.0f} s", flush=True)
-        scale = [_timed(big.parent, dask=False), _timed(big.parent, dask=True)]
-        shutil.rmtree(big.parent)
+    evaluation = {}
+    for name, ref in engines.items():
+        found = _run_engine(
+            ref,
+            archive.parent,
+            work / f"outcome-{ref or 'this-tree'}.json",
+            url=url,
+            report=None if ref else work / "truth-report",
+        )
+        evaluation[name] = evaluate(found, truth, owner_of)
 
     lines = _evaluation_table(evaluation)
-    if scale:
-        base = scale[0]["wall_s"]
-        lines += [
-            "",
-            "| engine | photos | wall s | photos/s | vs single | peak MB | read s | analyse s |"
-            " cluster s |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for row in scale:
-            stages = row["stages_s"]
-            lines.append(
-                f"| {row['engine']} | {row['photos']} | {row['wall_s']} | {row['photos_per_s']} |"
-                f" {base / row['wall_s']:.2f}x | {row['peak_memory_mb']} | {stages['read']} |"
-                f" {stages['analyse']} | {stages['cluster']} |"
-            )
+    sweep: list[dict[str, Any]] = []
+    if args.sweep:
+        small, small_truth = build_scale_archive(everything, work / "sweep-archive", args.sweep)
+        engines_small: list[tuple[str, str | None, int]] = [("single process", None, 0)]
+        if args.baseline != "none":
+            engines_small.insert(0, (f"previous ({args.baseline})", args.baseline, 0))
+        engines_small += [(f"dask, {w} workers", None, w) for w in (1, 2, 4)]
+        sweep = _scale_rows(small, small_truth, engines_small, work)
+        shutil.rmtree(small.parent)
+        lines += _scale_table(f"Workers sweep: {args.sweep} posts.", sweep)
+    scale: list[dict[str, Any]] = []
+    if args.scale:
+        big, big_truth = build_scale_archive(everything, work / "scale-archive", args.scale)
+        scale = _scale_rows(big, big_truth, [("dask, 2 workers", None, 2)], work)
+        shutil.rmtree(big.parent)
+        lines += _scale_table(f"Scale: {args.scale} posts.", scale)
     table = "\n".join(lines)
     report = {
         "evaluation": evaluation,
+        "sweep": sweep,
         "scale": scale,
         "cpu_count": os.cpu_count(),
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,

@@ -11,29 +11,32 @@ from PIL import Image, ImageFilter, ImageOps
 
 from counterfake.investigate.clusters import Clustering, ImageFacts, cluster_images
 from counterfake.investigate.images import analyse_image
+from counterfake.investigate.table import TableWriter
 
 from .conftest import jpeg, stamped
 
 
-def _facts(tmp: Path, images: list[bytes], **fields: object) -> list[ImageFacts]:
-    out = []
+def _clustered(tmp: Path, images: list[bytes], **changed: dict[str, object]) -> Clustering:
+    """The images analysed as an investigation does, posted in order, then clustered;
+    `changed` replaces facts of some images (by number)."""
+    writer = TableWriter(tmp / "table", len(images))
+    facts = []
     for n, data in enumerate(images):
         path = tmp / f"{n}.jpg"
         path.write_bytes(data)
         record = analyse_image(path, None)
-        facts = ImageFacts(
+        writer.add(n, record.features, record.thumb)
+        fact = ImageFacts(
             pdq=record.pdq,
             mirror_pdq=record.mirror_pdq,
             quality=record.quality,
-            features=record.features,
-            thumb=record.thumb,
             first_seen=n,
             by_bot=False,
             protected_copy=False,
             protected_derivative=False,
         )
-        out.append(dataclasses.replace(facts, **fields))  # type: ignore[arg-type]
-    return out
+        facts.append(dataclasses.replace(fact, **changed.get(str(n), {})))  # type: ignore[arg-type]
+    return cluster_images(facts, writer.close())
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def stamped_unrelated(
     photos: list[Image.Image], tmp_path_factory: pytest.TempPathFactory
 ) -> Clustering:
     images = [jpeg(stamped(p), 85) for p in photos]
-    return cluster_images(_facts(tmp_path_factory.mktemp("stamped"), images))
+    return _clustered(tmp_path_factory.mktemp("stamped"), images)
 
 
 def test_a_stamp_on_many_unrelated_photos_is_found_as_an_overlay(
@@ -77,7 +80,7 @@ def test_a_photo_posted_in_many_versions_is_not_an_overlay(
         out = photo.copy()
         out.paste(photo.crop(region).filter(ImageFilter.GaussianBlur(25)), region[:2])
         versions.append(jpeg(out, 80))
-    clustering = cluster_images(_facts(tmp_path, versions))
+    clustering = _clustered(tmp_path, versions)
     assert clustering.overlays == []
     assert len(set(clustering.cluster)) == 1
 
@@ -87,7 +90,7 @@ def test_a_mirrored_repost_is_a_copy_of_the_photo(
 ) -> None:
     photo = photos[1]
     mirrored = ImageOps.mirror(photo).resize((photo.width * 3 // 4, photo.height * 3 // 4))
-    clustering = cluster_images(_facts(tmp_path, [jpeg(photo, 90), jpeg(mirrored, 70)]))
+    clustering = _clustered(tmp_path, [jpeg(photo, 90), jpeg(mirrored, 70)])
     assert clustering.cluster[0] == clustering.cluster[1]
     assert clustering.version[0] == clustering.version[1]
 
@@ -96,17 +99,22 @@ def test_images_matching_one_bank_entry_are_one_cluster_joined_by_the_bank(
     photos: list[Image.Image], tmp_path: Path
 ) -> None:
     images = [jpeg(photos[2], 90), jpeg(photos[3], 90), jpeg(photos[4], 90)]
-    facts = _facts(tmp_path, images)
-    facts[0] = dataclasses.replace(facts[0], entries=("protected:7",), protected_copy=True)
-    facts[1] = dataclasses.replace(facts[1], entries=("protected:7",), protected_derivative=True)
-    clustering = cluster_images(facts)
+    clustering = _clustered(
+        tmp_path,
+        images,
+        **{
+            "0": {"entries": ("protected:7",), "protected_copy": True},
+            "1": {"entries": ("protected:7",), "protected_derivative": True},
+        },
+    )
     assert clustering.cluster[0] == clustering.cluster[1] != clustering.cluster[2]
     assert clustering.joined_by_bank == {clustering.cluster[0]}
     assert clustering.targets == {clustering.cluster[0]}
 
 
 def test_unreadable_images_stay_out_of_every_cluster(tmp_path: Path) -> None:
-    facts = ImageFacts(None, 0, b"", b"", 0, False, False, False)
-    clustering = cluster_images([facts])
+    writer = TableWriter(tmp_path / "table", 1)
+    writer.add(0, b"", b"")
+    clustering = cluster_images([ImageFacts(None, 0, 0, False, False, False)], writer.close())
     assert clustering.cluster == [-1]
     assert clustering.overlays == []

@@ -92,6 +92,10 @@ def test_dask_gives_the_same_answer(result: Investigation, archive: Archive) -> 
     )
     assert [f.cluster for f in on_dask.flags] == [f.cluster for f in result.flags]
     assert [f.role for f in on_dask.flags] == [f.role for f in result.flags]
+    # The same links too: the stages run the same calls, wherever they run.
+    assert [(k.source, k.other, k.inliers) for k in on_dask.clustering.links] == [
+        (k.source, k.other, k.inliers) for k in result.clustering.links
+    ]
     assert [i.record.pdq for i in on_dask.images] == [i.record.pdq for i in result.images]
     assert on_dask.summary() == result.summary()
 

@@ -36,8 +36,10 @@ in the changed cells: that one is *watermarked*.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import Final
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import cv2
 import numpy as np
@@ -47,8 +49,10 @@ from ..index import LinearHammingIndex, MultiIndexHammingIndex, codes_from_hex
 from ..index.keypoints import KeypointShortlist
 from ..signals import PDQ_THRESHOLD
 from ..signals.keypoints import Features
+from .engines import Runner, in_order, run_here
 from .images import THUMB_SIDE
-from .overlays import Overlay, find_overlays, without_overlays
+from .overlays import Overlay, covered, find_overlays, without_overlays
+from .table import SignatureTable, opened
 
 __all__ = ["Clustering", "ImageFacts", "Link", "cluster_images"]
 
@@ -73,16 +77,19 @@ _FLAT: Final = 2.0  # grey levels: a cell this flat in both images has no detail
 _SHORTLIST: Final = 6
 _MIN_VOTES: Final = 4.0
 _TABLES_FROM: Final = 20_000
+_GROUPS_PER_TASK: Final = 256
+_ASKING_PER_TASK: Final = 1_000
+_PAIRS_PER_TASK: Final = 2_000
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageFacts:
-    """What clustering needs of one distinct image (None pdq: the image could not be read)."""
+    """What clustering needs of one distinct image besides its signature (None pdq: the image
+    could not be read)."""
 
     pdq: str | None
     quality: int
-    features: bytes
-    thumb: bytes
     first_seen: int  # Unix seconds of its first post
     by_bot: bool  # any post of it was a bot's output
     protected_copy: bool  # matches a protected or known photo by PDQ or digest
@@ -155,10 +162,6 @@ def _scale_ok(alignment: Alignment) -> bool:
     return low <= alignment.scale <= high
 
 
-def _thumb(facts: ImageFacts) -> np.ndarray:
-    return np.frombuffer(facts.thumb, np.uint8).reshape(THUMB_SIDE, THUMB_SIDE).astype(np.float32)
-
-
 def _to_thumb(width: int, height: int) -> np.ndarray:
     """Working-image pixels -> thumbnail pixels, as a 3x3 matrix."""
     t = THUMB_SIDE
@@ -168,8 +171,8 @@ def _to_thumb(width: int, height: int) -> np.ndarray:
 
 
 def _compare(
-    source: ImageFacts,
-    other: ImageFacts,
+    source: np.ndarray,
+    other: np.ndarray,
     source_features: Features,
     other_features: Features,
     alignment: Alignment,
@@ -185,9 +188,9 @@ def _compare(
         @ np.linalg.inv(_to_thumb(other_features.width, other_features.height))
     )[:2]
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpAffine(_thumb(source), back, (t, t), flags=flags)
+    warped = cv2.warpAffine(source.astype(np.float32), back, (t, t), flags=flags)
     covered = cv2.warpAffine(np.ones((t, t), np.float32), back, (t, t), flags=flags) > 0.99
-    target = _thumb(other)
+    target = other.astype(np.float32)
     fine_source = warped - cv2.blur(warped, (5, 5))
     fine_other = target - cv2.blur(target, (5, 5))
 
@@ -227,99 +230,161 @@ def _is_derivative(link: Link) -> bool:
     return link.changed_fraction >= DERIVATIVE_CHANGE and link.inliers >= DERIVATIVE_INLIERS
 
 
-def cluster_images(
-    images: Sequence[ImageFacts], progress: Callable[[int], None] | None = None
-) -> Clustering:
-    """Versions, links, clusters, targets and roles for the distinct images of an archive.
-    `progress` is called with the number of versions searched so far."""
-    n = len(images)
-    pdq_groups = _versions(images)
-    readable = [i for i, f in enumerate(images) if f.features]
-    features: dict[int, Features] = {i: Features.from_bytes(images[i].features) for i in readable}
-    links: list[Link] = []
+def _link(
+    table: SignatureTable, thumbs: Mapping[int, np.ndarray], source: int, other: int, least: int
+) -> Link | None:
+    """The link from an image to a later one, if they align (at least `least` inliers, near
+    1:1) over enough unchanged cells."""
+    features_source, features_other = table.features(source), table.features(other)
+    aligned = align(features_source, features_other, min_inliers=least)
+    if aligned is None or not _scale_ok(aligned):
+        return None
+    compared = _compare(thumbs[source], thumbs[other], features_source, features_other, aligned)
+    if compared is None:
+        return None
+    fraction, detail = compared
+    return Link(source, other, aligned.inliers, fraction, aligned, detail)
 
-    def still_aligned(a: int, b: int, mask_a: np.ndarray, mask_b: np.ndarray) -> bool:
-        aligned = align(
-            without_overlays(features[a], [mask_a]),
-            without_overlays(features[b], [mask_b]),
-            min_inliers=_LINK_INLIERS,
-        )
-        return aligned is not None and _scale_ok(aligned)
 
-    overlays = find_overlays(
-        [features.get(i) for i in range(n)], [pdq_groups.find(i) for i in range(n)], still_aligned
-    )
-    masks: dict[int, list[np.ndarray]] = {}
-    for overlay in overlays:
-        for i in overlay.images:
-            masks.setdefault(i, []).append(overlay.masks[i])
-    for i, carried in masks.items():
-        features[i] = without_overlays(features[i], carried)
-
-    def features_of(i: int) -> Features:
-        return features[i]
-
-    def link(a: int, b: int, min_inliers: int = MIN_INLIERS) -> Link | None:
-        # The earlier image is the source: an original is usually posted first.
-        source, other = sorted((a, b), key=lambda v: (images[v].first_seen, v))
-        aligned = align(features_of(source), features_of(other), min_inliers=min_inliers)
-        if aligned is None or not _scale_ok(aligned):
-            return None
-        compared = _compare(
-            images[source], images[other], features_of(source), features_of(other), aligned
-        )
-        if compared is None:
-            return None
-        fraction, detail = compared
-        return Link(source, other, aligned.inliers, fraction, aligned, detail)
-
-    # Versions: PDQ groups, split where an image is a derivative of the group's first image
-    # (a blurred-out or smoothed region can leave PDQ within 31).
-    version = list(range(n))
-    sets = _Sets(n)
-    groups: dict[int, list[int]] = {}
-    for i in readable:
-        groups.setdefault(pdq_groups.find(i), []).append(i)
-    for members in groups.values():
-        members.sort(key=lambda i: (images[i].first_seen, i))
-        heads_here = [members[0]]
+def split_versions(
+    folder: Path, groups: list[list[int]], thumbs: dict[int, np.ndarray]
+) -> tuple[list[tuple[int, int]], list[Link]]:
+    """A task: PDQ groups (each in order of first post) split where an image is a derivative
+    of the group's first image (a blurred-out or smoothed region can leave PDQ within 31).
+    Returns (image, its version's head) for every image that joins an earlier one, and the
+    links found."""
+    table = opened(folder)
+    versions, links = [], []
+    for members in groups:
+        heads = [members[0]]
         for member in members[1:]:
-            sets.union(members[0], member)
             unverified = None
-            for head in heads_here:
-                found = link(head, member)
+            for head in heads:
+                found = _link(table, thumbs, head, member, MIN_INLIERS)
                 if found is None:
                     unverified = head if unverified is None else unverified
                     continue
                 links.append(found)
                 if not _is_derivative(found):
-                    version[member] = head
+                    versions.append((member, head))
                     break
             else:
                 if unverified is not None:  # PDQ says a copy; nothing says otherwise
-                    version[member] = unverified
+                    versions.append((member, unverified))
                 else:
-                    heads_here.append(member)
-    heads = sorted({version[i] for i in readable})
+                    heads.append(member)
+    return versions, links
 
+
+@functools.lru_cache(maxsize=1)
+def _shortlist(folder: Path, heads: tuple[int, ...]) -> KeypointShortlist:
+    """The versions' shortlist, built once per process (a Dask worker keeps it between tasks)."""
+    table = opened(folder)
     shortlist = KeypointShortlist()
-    for h in heads:
-        shortlist.add(h, features_of(h).descriptors)
-    tried: set[tuple[int, int]] = set()
-    for done, h in enumerate(heads, start=1):
-        for other, votes in shortlist.candidates(features_of(h).descriptors, _SHORTLIST + 1):
-            pair = (min(h, other), max(h, other))
-            if other == h or votes < _MIN_VOTES or pair in tried:
-                continue
-            if sets.find(h) == sets.find(other):
-                continue  # joined already, through other links
-            tried.add(pair)
-            found = link(h, other, _LINK_INLIERS)
-            if found is not None:
-                links.append(found)
-                sets.union(h, other)
+    for head in heads:
+        shortlist.add(head, table.features(head).descriptors)
+    return shortlist
+
+
+def candidates(folder: Path, heads: tuple[int, ...], asking: list[int]) -> list[tuple[int, int]]:
+    """A task: for some versions, the others the shortlist proposes (as pairs)."""
+    table, shortlist = opened(folder), _shortlist(folder, heads)
+    pairs = []
+    for head in asking:
+        for other, votes in shortlist.candidates(table.features(head).descriptors, _SHORTLIST + 1):
+            if other != head and votes >= _MIN_VOTES:
+                pairs.append((head, other))
+    return pairs
+
+
+def verify_pairs(
+    folder: Path, pairs: list[tuple[int, int]], thumbs: dict[int, np.ndarray]
+) -> list[Link]:
+    """A task: the links among proposed pairs (source first)."""
+    table = opened(folder)
+    return [
+        found
+        for source, other in pairs
+        if (found := _link(table, thumbs, source, other, _LINK_INLIERS)) is not None
+    ]
+
+
+def _pieces(items: Sequence[T], size: int) -> list[list[T]]:
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+def cluster_images(
+    images: Sequence[ImageFacts],
+    table: SignatureTable,
+    *,
+    run: Runner = run_here,
+    progress: Callable[[int], None] | None = None,
+) -> Clustering:
+    """Overlays, versions, links, clusters, targets and roles for the distinct images of an
+    archive, whose signatures and thumbnails `table` holds. Each stage's work runs as calls of
+    `run` (in this process, or as Dask tasks); `progress` is told of every finished call."""
+    n = len(images)
+    tasks_done = 0
+
+    def advance(k: int) -> None:
+        nonlocal tasks_done
+        tasks_done += k
         if progress is not None:
-            progress(done)
+            progress(tasks_done)
+
+    thumbs = table.thumbs if table.thumbs is not None else np.zeros((n, 1, 1), np.uint8)
+    readable = [i for i in range(n) if table.readable(i)]
+    pdq_groups = _versions(images)
+    group = [pdq_groups.find(i) for i in range(n)]
+
+    def still_aligned(a: int, b: int, mask_a: np.ndarray, mask_b: np.ndarray) -> bool:
+        aligned = align(
+            without_overlays(table.features(a), [mask_a]),
+            without_overlays(table.features(b), [mask_b]),
+            min_inliers=_LINK_INLIERS,
+        )
+        return aligned is not None and _scale_ok(aligned)
+
+    overlays = find_overlays(table, group, still_aligned, run)
+    table.exclude(covered(table, overlays))
+
+    def order(i: int) -> tuple[int, int]:
+        return (images[i].first_seen, i)
+
+    # Versions: PDQ groups, split where an image is a derivative of the group's first image.
+    version = list(range(n))
+    sets = _Sets(n)
+    links: list[Link] = []
+    groups: dict[int, list[int]] = {}
+    for i in readable:
+        groups.setdefault(group[i], []).append(i)
+    several = [sorted(m, key=order) for m in groups.values() if len(m) > 1]
+    for members in several:
+        for member in members[1:]:
+            sets.union(members[0], member)
+    calls: list[tuple[Any, ...]] = []
+    for piece in _pieces(several, _GROUPS_PER_TASK):
+        calls.append((table.folder, piece, {i: thumbs[i] for g in piece for i in g}))
+    for assigned, found in in_order(run, split_versions, calls, advance):
+        for member, head in assigned:
+            version[member] = head
+        links += found
+    heads = tuple(sorted({version[i] for i in readable}))
+
+    # Links between versions: proposed by the shortlist, then verified; both as tasks.
+    proposed: set[tuple[int, int]] = set()
+    calls = [(table.folder, heads, piece) for piece in _pieces(heads, _ASKING_PER_TASK)]
+    for pairs in in_order(run, candidates, calls, advance):
+        proposed |= {(a, b) if order(a) < order(b) else (b, a) for a, b in pairs}
+    _shortlist.cache_clear()
+    calls = [
+        (table.folder, piece, {i: thumbs[i] for pair in piece for i in pair})
+        for piece in _pieces(sorted(proposed), _PAIRS_PER_TASK)
+    ]
+    for found in in_order(run, verify_pairs, calls, advance):
+        for one in found:
+            links.append(one)
+            sets.union(one.source, one.other)
 
     # Images that match one bank entry show one photo, linked or not.
     by_entry: dict[str, list[int]] = {}
@@ -332,7 +397,7 @@ def cluster_images(
             if sets.find(members[0]) != sets.find(other):
                 sets.union(members[0], other)
                 joined.add(members[0])
-    cluster = [sets.find(i) if images[i].features else -1 for i in range(n)]
+    cluster = [sets.find(i) if table.readable(i) else -1 for i in range(n)]
     targets = {cluster[k.source] for k in links if _is_derivative(k)}
     targets |= {cluster[i] for i in readable if images[i].by_bot or images[i].protected_derivative}
     role = ["unreadable" if c < 0 else "copy" for c in cluster]
@@ -375,10 +440,9 @@ def cluster_images(
         if not stamp[clean]:
             stamp[clean] = "clean"
     # Cluster and version numbers from 1, in order of first appearance.
-    order = sorted(range(n), key=lambda i: (images[i].first_seen, i))
     numbers: dict[int, int] = {}
     vnumbers: dict[int, int] = {}
-    for i in order:
+    for i in sorted(range(n), key=order):
         if cluster[i] >= 0:
             numbers.setdefault(cluster[i], len(numbers) + 1)
         vnumbers.setdefault(version[i], len(vnumbers) + 1)

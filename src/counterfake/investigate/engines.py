@@ -1,54 +1,66 @@
-"""Where images are analysed: in this process, or on Dask (a LocalCluster, or a scheduler
-given by address) in batches, with results put back in order."""
+"""Where an investigation's work runs: in this process, or as Dask tasks (on a LocalCluster,
+or on the workers of a scheduler given by address). Both run the same functions on the same
+inputs and hand results back in order, so both give the same clusters."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, Protocol
 
 from ..media import Limits
 from .images import BankSpec, ImageRecord, analyse_image
 
-__all__ = ["analyse_here", "analyse_on_dask"]
+__all__ = ["Runner", "analyse", "dask_runner", "in_order", "run_here"]
 
 _BATCH: Final = 32
 
 
-def _batches(items: Sequence[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
+class Runner(Protocol):
+    """Calls `function(*args)` for each args in `calls`, and `done(n, result)` as call n
+    finishes (in any order: the caller puts results in place)."""
+
+    def __call__(
+        self,
+        function: Callable[..., Any],
+        calls: Sequence[tuple[Any, ...]],
+        done: Callable[[int, Any], None],
+    ) -> None: ...
 
 
-def _analyse_batch(
-    paths: list[Path], spec: BankSpec | None, limits: Limits | None
-) -> list[ImageRecord]:
-    return [analyse_image(p, spec, limits) for p in paths]
+def run_here(
+    function: Callable[..., Any],
+    calls: Sequence[tuple[Any, ...]],
+    done: Callable[[int, Any], None],
+) -> None:
+    """Each call in this process, one after another."""
+    for n, args in enumerate(calls):
+        done(n, function(*args))
 
 
-def analyse_here(
-    paths: Sequence[Path],
-    spec: BankSpec | None,
-    limits: Limits,
+def in_order(
+    run: Runner,
+    function: Callable[..., Any],
+    calls: Sequence[tuple[Any, ...]],
     advance: Callable[[int], None],
-) -> list[ImageRecord]:
-    records = []
-    for path in paths:
-        records.append(analyse_image(path, spec, limits))
+) -> list[Any]:
+    """Every call's result, in the calls' order."""
+    results: list[Any] = [None] * len(calls)
+
+    def done(n: int, result: Any) -> None:
+        results[n] = result
         advance(1)
-    return records
+
+    run(function, calls, done)
+    return results
 
 
-def analyse_on_dask(
-    paths: Sequence[Path],
-    spec: BankSpec | None,
-    limits: Limits,
-    advance: Callable[[int], None],
-    scheduler: str | None,
-    workers: int,
-) -> list[ImageRecord]:
-    """Analyse on Dask: a LocalCluster of `workers` processes, or the scheduler at `scheduler`
-    (its workers must see the archive at the same path, and the database)."""
+@contextlib.contextmanager
+def dask_runner(scheduler: str | None, workers: int) -> Iterator[Runner]:
+    """Calls as Dask tasks: on a LocalCluster of `workers` processes, or on the scheduler at
+    `scheduler` (its workers must see the archive and the signature table at the same paths,
+    and the database)."""
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -59,16 +71,46 @@ def analyse_on_dask(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         )
         client = Client(cluster)
-    try:
-        batches = list(_batches(paths, _BATCH))
-        futures = client.map(_analyse_batch, batches, spec=spec, limits=limits, pure=False)
+
+    def run(
+        function: Callable[..., Any],
+        calls: Sequence[tuple[Any, ...]],
+        done: Callable[[int, Any], None],
+    ) -> None:
+        futures = [client.submit(function, *args, pure=False) for args in calls]
         position = {f.key: n for n, f in enumerate(futures)}
-        results: list[list[ImageRecord] | None] = [None] * len(batches)
         for future in as_completed(futures):
-            results[position[future.key]] = future.result()
-            advance(len(batches[position[future.key]]))
-        return [record for batch in results for record in batch or []]
+            done(position[future.key], future.result())
+            future.release()
+
+    try:
+        yield run
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _analyse_batch(
+    paths: list[Path], spec: BankSpec | None, limits: Limits | None
+) -> list[ImageRecord]:
+    return [analyse_image(p, spec, limits) for p in paths]
+
+
+def analyse(
+    paths: Sequence[Path],
+    spec: BankSpec | None,
+    limits: Limits,
+    run: Runner,
+    keep: Callable[[int, ImageRecord], None],
+) -> None:
+    """Analyse every file, in batches; `keep(image number, record)` as each batch finishes, so
+    that no more than a batch per worker is held at once."""
+    starts = range(0, len(paths), _BATCH)
+    calls = [(list(paths[s : s + _BATCH]), spec, limits) for s in starts]
+
+    def done(n: int, records: list[ImageRecord]) -> None:
+        for offset, record in enumerate(records):
+            keep(starts[n] + offset, record)
+
+    run(_analyse_batch, calls, done)

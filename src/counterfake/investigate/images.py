@@ -18,7 +18,7 @@ from ..matching import Match
 from ..media import Limits, decode
 from ..settings import Settings
 from ..signals import pdq_dihedral
-from ..signals.keypoints import SHORTLISTED, WORK_SIDE, source_features
+from ..signals.keypoints import SHORTLISTED, WORK_SIDE, source_features, working_gray
 
 __all__ = ["BankSpec", "ImageRecord", "analyse_image"]
 
@@ -73,9 +73,9 @@ def analyse_image(path: Path, spec: BankSpec | None, limits: Limits | None = Non
         image = decode(data, limits=limits, gray_side=WORK_SIDE)  # once, for all of it
         assert image.gray is not None
         gray = image.gray
-        # Investigations compare every image with its neighbours: the shorter signature of
-        # the unenlarged image keeps that affordable.
-        features = source_features(gray, SHORTLISTED)
+        # Investigations compare every image with its neighbours: the shorter signature keeps
+        # that affordable. A small image is enlarged first (ORB finds few keypoints on it).
+        features = source_features(working_gray(gray), SHORTLISTED)
         matches: tuple[Match, ...] = ()
         if spec is not None and spec.banks:
             found = _core(spec).lookup(data, image=image)

@@ -3,23 +3,31 @@ Dask), cluster, and flag every post. The report module writes what this returns.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import cv2
+import numpy as np
 from rich.progress import Progress
 
 from ..errors import FileInputError
 from ..media import Limits
 from .archive import Post, Problem, read_archive
 from .clusters import Clustering, ImageFacts, cluster_images
-from .engines import analyse_here, analyse_on_dask
+from .engines import Runner, analyse, dask_runner, run_here
 from .images import BankSpec, ImageRecord
+from .overlays import Overlay
+from .table import TableWriter, forget_tables
 
 __all__ = ["ChannelOverlay", "Image", "Investigation", "PostFlags", "investigate"]
+
+_PICTURED: Final = 64  # carriers whose median pictures an overlay
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +63,11 @@ class ChannelOverlay:
     box: tuple[float, float, float, float]  # left, top, right, bottom: fractions of the image
     bots: dict[str, int]  # via_bot -> posts
     senders: dict[str, int]  # sender -> posts
+    #: The stamp's box on the median of up to 64 carriers' grey thumbnails, blurred: the
+    #: stamp, not any one photo.
+    picture: np.ndarray = dataclasses.field(
+        repr=False, compare=False, default_factory=lambda: np.zeros((1, 1), np.uint8)
+    )
 
 
 @dataclasses.dataclass
@@ -96,6 +109,31 @@ class Investigation:
             "overlays": len(self.overlays),
             "problems": len(self.problems),
         }
+
+
+def _channel_overlay(
+    overlay: Overlay, posts: list[Post], posts_of_image: list[list[int]], thumbs: np.ndarray
+) -> ChannelOverlay:
+    carried = sorted(
+        (n for i in overlay.images for n in posts_of_image[i]),
+        key=lambda n: (posts[n].timestamp, posts[n].key),
+    )
+    # The carriers' median: the photos under the stamp differ and fade, the stamp stays.
+    median = np.median(thumbs[list(overlay.images[:_PICTURED])], axis=0).astype(np.uint8)
+    side = thumbs.shape[1]
+    left, top, right, bottom = (
+        int(np.clip(v * side + pad, 0, side))
+        for v, pad in zip(overlay.box, (-4, -4, 4, 4), strict=True)
+    )
+    crop = median[top : max(bottom, top + 1), left : max(right, left + 1)]
+    return ChannelOverlay(
+        images=overlay.images,
+        posts=tuple(carried),
+        box=overlay.box,
+        bots=dict(Counter(posts[n].via_bot or "" for n in carried if posts[n].via_bot)),
+        senders=dict(Counter(posts[n].sender or posts[n].sender_id or "unknown" for n in carried)),
+        picture=cv2.GaussianBlur(crop, (0, 0), 1.2),
+    )
 
 
 def _sha256(path: Path) -> str | None:
@@ -147,49 +185,64 @@ def investigate(
     progress.update(task, total=len(posts), completed=len(posts))
     timings["read"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    task = progress.add_task("hashing and matching images", total=len(paths))
-
-    def advance(n: int) -> None:
-        progress.advance(task, n)
-
-    if dask or scheduler:
-        records = analyse_on_dask(paths, spec, limits, advance, scheduler, workers)
-    else:
-        records = analyse_here(paths, spec, limits, advance)
-    timings["analyse"] = time.perf_counter() - started
-
     order = sorted(range(len(posts)), key=lambda n: (posts[n].timestamp, posts[n].key))
     posts_of_image: list[list[int]] = [[] for _ in paths]
     for n in order:
         posts_of_image[image_of_post[n]].append(n)
-    facts = []
-    for image, record in enumerate(records):
-        first = posts[posts_of_image[image][0]]
-        facts.append(
-            ImageFacts(
-                pdq=record.pdq,
-                mirror_pdq=record.mirror_pdq,
-                quality=record.quality,
-                features=record.features,
-                thumb=record.thumb,
-                first_seen=first.timestamp,
-                by_bot=any(posts[n].via_bot is not None for n in posts_of_image[image]),
-                protected_copy=any(m.signal != "derivative" for m in record.matches),
-                protected_derivative=any(m.signal == "derivative" for m in record.matches),
-                entries=tuple(sorted({f"{m.bank}:{m.entry_id}" for m in record.matches})),
-            )
-        )
-        if record.error:
-            reader.problems.append(
-                Problem(record.error, str(paths[image]), record.error_message[:200])
-            )
+    with contextlib.ExitStack() as stack:
+        run: Runner = run_here
+        if dask or scheduler:
+            run = stack.enter_context(dask_runner(scheduler, workers))
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="counterfake-")))
+        stack.callback(forget_tables)
+        started = time.perf_counter()
+        task = progress.add_task("hashing and matching images", total=len(paths))
+        writer = TableWriter(folder, len(paths))
+        analysed: list[ImageRecord] = [ImageRecord()] * len(paths)
 
-    started = time.perf_counter()
-    task = progress.add_task("clustering", total=None)
-    clustering = cluster_images(facts, lambda done: progress.update(task, completed=done))
-    progress.update(task, total=1, completed=1)
-    timings["cluster"] = time.perf_counter() - started
+        def keep(image: int, record: ImageRecord) -> None:
+            # The signature and thumbnail go to the table; the record keeps the rest.
+            writer.add(image, record.features, record.thumb)
+            analysed[image] = dataclasses.replace(record, features=b"", thumb=b"")
+            progress.advance(task, 1)
+
+        analyse(paths, spec, limits, run, keep)
+        table = writer.close()
+        records = analysed
+        timings["analyse"] = time.perf_counter() - started
+
+        facts = []
+        for image, record in enumerate(records):
+            matches = record.matches
+            facts.append(
+                ImageFacts(
+                    pdq=record.pdq,
+                    mirror_pdq=record.mirror_pdq,
+                    quality=record.quality,
+                    first_seen=posts[posts_of_image[image][0]].timestamp,
+                    by_bot=any(posts[n].via_bot is not None for n in posts_of_image[image]),
+                    protected_copy=any(m.signal != "derivative" for m in matches),
+                    protected_derivative=any(m.signal == "derivative" for m in matches),
+                    entries=tuple(sorted({f"{m.bank}:{m.entry_id}" for m in matches})),
+                )
+            )
+            if record.error:
+                reader.problems.append(
+                    Problem(record.error, str(paths[image]), record.error_message[:200])
+                )
+
+        started = time.perf_counter()
+        task = progress.add_task("clustering", total=None)
+        clustering = cluster_images(
+            facts, table, run=run, progress=lambda done: progress.update(task, completed=done)
+        )
+        progress.update(task, total=1, completed=1)
+        timings["cluster"] = time.perf_counter() - started
+        assert table.thumbs is not None
+        overlays = [
+            _channel_overlay(overlay, posts, posts_of_image, table.thumbs)
+            for overlay in clustering.overlays
+        ]
 
     images = [
         Image(digest, paths[i], records[i], tuple(posts_of_image[i]))
@@ -215,23 +268,6 @@ def investigate(
             stamp=clustering.stamp[image],
         )
         seen_versions.add(version)
-    overlays = []
-    for overlay in clustering.overlays:
-        carried = sorted(
-            (n for i in overlay.images for n in posts_of_image[i]),
-            key=lambda n: (posts[n].timestamp, posts[n].key),
-        )
-        overlays.append(
-            ChannelOverlay(
-                images=overlay.images,
-                posts=tuple(carried),
-                box=overlay.box,
-                bots=dict(Counter(posts[n].via_bot or "" for n in carried if posts[n].via_bot)),
-                senders=dict(
-                    Counter(posts[n].sender or posts[n].sender_id or "unknown" for n in carried)
-                ),
-            )
-        )
     return Investigation(
         archive=archive,
         format=reader.format,

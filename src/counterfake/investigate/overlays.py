@@ -25,14 +25,18 @@ that carry it: who stamps what is evidence of who made it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Final
 
 import numpy as np
 
 from ..signals.keypoints import Features
+from .engines import Runner, in_order, run_here
+from .table import SignatureTable
 
-__all__ = ["GRID", "Overlay", "find_overlays", "without_overlays"]
+__all__ = ["GRID", "Overlay", "covered", "find_overlays", "frame_features", "without_overlays"]
 
 #: Cells per side of the image-relative grid an overlay's place is kept on.
 GRID: Final = 32
@@ -44,11 +48,19 @@ _CLOSE: Final = 40  # bits: a keypoint this close to the feature's is the featur
 _MEDOID_SAMPLE: Final = 384
 #: Photos sharing a key that make it worth a full look at its place.
 _SEED: Final = 3
+#: Places a seeded descriptor may recur at before it counts as generic texture.
+_GENERIC: Final = 4
 #: Expected keypoints per key by chance, at most.
 _CHANCE: Final = 1 / 16
 #: Two features are one overlay's when this share of the rarer one's photos carry both.
 _SAME_OVERLAY: Final = 0.3
 _PAIRS_CHECKED: Final = 8
+#: Keypoint rows searched at once (memory: about 100 bytes each).
+_PIECE: Final = 4_000_000
+#: Keypoint rows overlays are looked for in (images spread over the archive); what is found
+#: is then looked for in every image. A stamp on fewer than about MIN_CARRIERS of this many
+#: rows' images goes unseen in a larger archive.
+_SAMPLED_ROWS: Final = 2_000_000
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -131,81 +143,165 @@ class _Sets:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _recurring(
-    group: np.ndarray, points: np.ndarray, size: np.ndarray, descriptors: np.ndarray
-) -> list[np.ndarray]:
-    """Features: arrays of keypoint rows, each nearly one descriptor at one place (in some
-    frame), seen in at least MIN_CARRIERS groups; no two share most of their rows."""
-    bits = _key_bits(len(group))
-    found: list[np.ndarray] = []
-    taken = np.zeros(len(group), bool)
-    for frame in _FRAMES:
-        for shift in (0.0, 0.5):
-            place = _places(points, size, frame, shift)
-            by_place = np.argsort(place, kind="stable")
-            sorted_places = place[by_place]
-            for byte in (0, 16):
-                value = (
-                    (descriptors[:, byte].astype(np.int64) << 16)
-                    | (descriptors[:, byte + 1].astype(np.int64) << 8)
-                    | descriptors[:, byte + 2]
-                )
-                keys = (place << bits) | (value >> (24 - bits))
-                order = np.lexsort((group, keys))
-                k, g = keys[order], group[order]
-                # Distinct groups per key: the rows that start a new (key, group) pair.
-                new_pair = np.ones(len(k), bool)
-                new_pair[1:] = (k[1:] != k[:-1]) | (g[1:] != g[:-1])
-                starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-                ends = np.r_[starts[1:], len(k)]
-                seeds = np.add.reduceat(new_pair.astype(np.int64), starts) >= _SEED
-                for start, end in zip(starts[seeds], ends[seeds], strict=True):
-                    rows = order[start:end]
-                    if taken[rows].all():
-                        continue
-                    sample = rows[:: max(1, len(rows) // _MEDOID_SAMPLE)]
-                    near = _hamming(descriptors[sample], descriptors[sample]) <= _CLOSE
-                    medoid = sample[int(near.sum(axis=1).argmax())]
-                    lo = np.searchsorted(sorted_places, place[medoid], side="left")
-                    hi = np.searchsorted(sorted_places, place[medoid], side="right")
-                    here = by_place[lo:hi]
-                    distance = _hamming(descriptors[medoid : medoid + 1], descriptors[here])[0]
-                    close = here[distance <= _CLOSE]
-                    if len(np.unique(group[close])) < MIN_CARRIERS or taken[close].mean() > 0.5:
-                        continue
-                    taken[close] = True
-                    found.append(np.sort(close))
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Feature:
+    """Nearly one descriptor at one place of one frame, and the sampled rows that have it."""
+
+    rows: np.ndarray
+    frame: int
+    shift: float
+    place: int
+    descriptor: np.ndarray  # (1, 32) uint8: the medoid's
+
+
+def _frame_rows(table: SignatureTable, rows: np.ndarray, frame: int, shift: float) -> np.ndarray:
+    owner = table.owners()[rows]
+    sizes = table.sizes[owner].astype(np.float32)
+    return _places(np.asarray(table.points[rows]), sizes, _FRAMES[frame], shift)
+
+
+def frame_features(
+    folder: Path, group: np.ndarray, frame: int, sampled: np.ndarray
+) -> list[_Feature]:
+    """A task (each frame is one, on any worker): the features of one frame among the sampled
+    keypoint rows, each seen in at least MIN_CARRIERS groups. `group` is each image's PDQ
+    group."""
+    table = SignatureTable(folder)
+    groups_of_row = group[table.owners()[sampled]]
+    bits = _key_bits(len(sampled))
+    found: list[_Feature] = []
+    taken = np.zeros(len(table.excluded), bool)
+    for shift in (0.0, 0.5):
+        place = _frame_rows(table, sampled, frame, shift)
+        by_place = np.argsort(place, kind="stable")
+        sorted_places = place[by_place]
+        # Places a few million rows at a time: a place's rows are all in one piece.
+        cuts = np.searchsorted(sorted_places, sorted_places[::_PIECE], side="left")
+        cuts = np.unique(np.r_[cuts, len(by_place)])
+        for lo, hi in itertools.pairwise(cuts):
+            at = by_place[lo:hi]
+            for rows, where, descriptor in _seeded(
+                sampled[at], place[at], groups_of_row[at], table.descriptors, bits, taken
+            ):
+                found.append(_Feature(rows, frame, shift, where, descriptor))
     return found
 
 
+def _seeded(
+    rows: np.ndarray,
+    place: np.ndarray,
+    groups: np.ndarray,
+    descriptors: np.ndarray,
+    bits: int,
+    taken: np.ndarray,
+) -> list[tuple[np.ndarray, int, np.ndarray]]:
+    """Features among rows sorted by place: keys shared by _SEED groups are looked at in full
+    (every row at the key's place within _CLOSE bits of its medoid). Each as its rows, place
+    and medoid descriptor."""
+    described = np.asarray(descriptors[rows])
+    starts_of_place = np.flatnonzero(np.r_[True, place[1:] != place[:-1]])
+    place_start = np.repeat(starts_of_place, np.diff(np.r_[starts_of_place, len(rows)]))
+    found = []
+    for byte in (0, 16):
+        value = (
+            (described[:, byte].astype(np.int64) << 16)
+            | (described[:, byte + 1].astype(np.int64) << 8)
+            | described[:, byte + 2]
+        )
+        keys = (place.astype(np.int64) << bits) | (value >> (24 - bits))
+        order = np.lexsort((groups, keys))
+        k, g = keys[order], groups[order]
+        # Distinct groups per key: the rows that start a new (key, group) pair.
+        new_pair = np.ones(len(k), bool)
+        new_pair[1:] = (k[1:] != k[:-1]) | (g[1:] != g[:-1])
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        ends = np.r_[starts[1:], len(k)]
+        seeds = np.add.reduceat(new_pair.astype(np.int64), starts) >= _SEED
+        # A descriptor seeded at many places is generic (a plain corner, an edge), not a
+        # stamp's: a stamp's is at one place, or a few where its text repeats a letter.
+        values = k[starts[seeds]] & ((1 << bits) - 1)
+        kinds, places_of_kind = np.unique(values, return_counts=True)
+        seeds[seeds] = ~np.isin(values, kinds[places_of_kind > _GENERIC])
+        for start, end in zip(starts[seeds], ends[seeds], strict=True):
+            members = order[start:end]  # positions in `rows`
+            if taken[rows[members]].all():
+                continue
+            sample = members[:: max(1, len(members) // _MEDOID_SAMPLE)]
+            near = _hamming(described[sample], described[sample]) <= _CLOSE
+            medoid = int(sample[int(near.sum(axis=1).argmax())])
+            first = int(place_start[medoid])
+            here = np.arange(
+                first, first + int(np.searchsorted(place[first:], place[first], side="right"))
+            )
+            distance = _hamming(described[medoid : medoid + 1], described[here])[0]
+            close = here[distance <= _CLOSE]
+            if len(np.unique(groups[close])) < MIN_CARRIERS or taken[rows[close]].mean() > 0.5:
+                continue
+            taken[rows[close]] = True
+            found.append((np.sort(rows[close]), int(place[medoid]), described[medoid : medoid + 1]))
+    return found
+
+
+def _sampled_rows(table: SignatureTable) -> np.ndarray:
+    """Keypoint rows of images spread evenly over the archive, up to _SAMPLED_ROWS."""
+    images = np.flatnonzero(table.counts)
+    step = max(1, int(np.ceil(table.counts.sum() / _SAMPLED_ROWS)))
+    chosen = images[::step]
+    return np.concatenate([np.arange(table.rows(int(i)).start, table.rows(int(i)).stop)
+                           for i in chosen])  # fmt: skip
+
+
+def _everywhere(table: SignatureTable, features: list[_Feature]) -> np.ndarray:
+    """Every keypoint row, in any image, that has one of the features: at its place, within
+    _CLOSE bits of its descriptor."""
+    rows = np.arange(len(table.excluded))
+    found = np.zeros(len(rows), bool)
+    combos: dict[tuple[int, float], list[_Feature]] = {}
+    for feature in features:
+        combos.setdefault((feature.frame, feature.shift), []).append(feature)
+    for (frame, shift), here in combos.items():
+        place = _frame_rows(table, rows, frame, shift)
+        candidates = np.flatnonzero(np.isin(place, [f.place for f in here]))
+        for feature in here:
+            at = candidates[place[candidates] == feature.place]
+            close = _hamming(feature.descriptor, np.asarray(table.descriptors[at]))[0] <= _CLOSE
+            found[at[close]] = True
+    return np.flatnonzero(found)
+
+
 def find_overlays(
-    features: Sequence[Features | None],
+    table: SignatureTable,
     group: Sequence[int],
     still_aligned: Callable[[int, int, np.ndarray, np.ndarray], bool],
+    run: Runner = run_here,
 ) -> list[Overlay]:
     """The archive's overlays. `group[i]` is image i's PDQ group (copies do not count as
     different photos); `still_aligned(a, b, mask_a, mask_b)` says whether two images align
-    with their keypoints in the masks' cells left out."""
-    owners, points, sizes, descriptors = [], [], [], []
-    for i, f in enumerate(features):
-        if f is not None and len(f):
-            owners.append(np.full(len(f), i, np.int64))
-            points.append(f.points)
-            sizes.append(np.tile(np.array([[f.width, f.height]], np.float32), (len(f), 1)))
-            descriptors.append(f.descriptors)
-    if not owners:
+    with their keypoints in the masks' cells left out. The frames are searched as tasks, on a
+    sample of the archive; what they find is then looked for in every image."""
+    if not table.counts.any():
         return []
-    owner = np.concatenate(owners)
-    point = np.concatenate(points)
-    size = np.concatenate(sizes)
-    described = np.ascontiguousarray(np.concatenate(descriptors))
-    groups = np.asarray(group, np.int64)[owner]
-    found = _recurring(groups, point, size, described)
+    groups_of_image = np.asarray(group, np.int64)
+    sampled = _sampled_rows(table)
+    per_frame = in_order(
+        run,
+        frame_features,
+        [(table.folder, groups_of_image, f, sampled) for f in range(len(_FRAMES))],
+        lambda n: None,
+    )
+    owner = table.owners()
+    taken = np.zeros(len(owner), bool)
+    found: list[_Feature] = []
+    for feature in (f for frame in per_frame for f in frame):
+        if taken[feature.rows].mean() <= 0.5:  # the same feature, found in another frame
+            taken[feature.rows] = True
+            found.append(feature)
     if len(found) < _MIN_FEATURES:
         return []
+    groups = groups_of_image[owner]
 
     # Features seen in largely the same photos are one overlay's.
-    carriers = [set(np.unique(groups[f]).tolist()) for f in found]
+    carriers = [set(np.unique(groups[f.rows]).tolist()) for f in found]
     by_group: dict[int, list[int]] = {}
     for n, gs in enumerate(carriers):
         for g in gs:
@@ -225,18 +321,23 @@ def find_overlays(
         parts.setdefault(sets.find(n), []).append(n)
 
     overlays = []
-    relative = point / size
+    whole = len(sampled) == len(owner)
     for members in parts.values():
         if len(members) < _MIN_FEATURES:
             continue
-        rows = np.unique(np.concatenate([found[n] for n in members]))
+        features = [found[n] for n in members]
+        if whole:
+            rows = np.unique(np.concatenate([f.rows for f in features]))
+        else:
+            rows = _everywhere(table, features)
         images, counts = np.unique(owner[rows], return_counts=True)
         holders = images[counts >= 2]
-        if len(np.unique(np.asarray(group)[holders])) < MIN_CARRIERS:
+        if len(np.unique(groups_of_image[holders])) < MIN_CARRIERS:
             continue
         rows = rows[np.isin(owner[rows], holders)]
+        relative = np.asarray(table.points[rows]) / table.sizes[owner[rows]]
         masks: dict[int, np.ndarray] = {}
-        cells = np.clip((relative[rows] * GRID).astype(np.int64), 0, GRID - 1)
+        cells = np.clip((relative * GRID).astype(np.int64), 0, GRID - 1)
         for i in holders.tolist():
             mine = owner[rows] == i
             mask = np.zeros((GRID, GRID), bool)
@@ -244,12 +345,24 @@ def find_overlays(
             masks[i] = _grown(mask)
         if _one_photo(holders, masks, still_aligned):
             continue
-        low = np.percentile(relative[rows], 2, axis=0)
-        high = np.percentile(relative[rows], 98, axis=0)
+        low = np.percentile(relative, 2, axis=0)
+        high = np.percentile(relative, 98, axis=0)
         box = (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
         overlays.append(Overlay(tuple(int(i) for i in holders), masks, box, len(members)))
     overlays.sort(key=lambda o: -len(o.images))
     return overlays
+
+
+def covered(table: SignatureTable, overlays: Sequence[Overlay]) -> np.ndarray:
+    """The keypoint rows that lie on an overlay their image carries."""
+    out = np.zeros(len(table.excluded), bool)
+    for overlay in overlays:
+        for image, mask in overlay.masks.items():
+            rows = table.rows(image)
+            where = np.asarray(table.points[rows]) / table.sizes[image]
+            cells = np.clip((where * GRID).astype(np.int64), 0, GRID - 1)
+            out[rows] |= mask[cells[:, 1], cells[:, 0]]
+    return out
 
 
 def _grown(mask: np.ndarray) -> np.ndarray:

@@ -20,20 +20,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from ..derivatives import overlay
 from ..errors import CounterfakeError
 from ..media import Limits, decode_rgb
-from .images import THUMB_SIDE
 from .investigation import Investigation
 
 __all__ = ["write_report"]
 
 _THUMB: Final = 160
 _OVERLAY: Final = 360
-_OVERLAY_SAMPLE: Final = 64  # carriers whose median pictures an overlay
 _TOP: Final = 10
 _TABLE_CLUSTERS: Final = 200
 _WEEK: Final = 7 * 86400
@@ -152,23 +149,12 @@ def _overlays(inv: Investigation) -> list[dict[str, Any]]:
     ]
 
 
-def _overlay_picture(inv: Investigation, overlay: int) -> Image.Image:
-    """The stamp as the carriers' median: the photos under it differ and fade, the stamp stays.
-    Blurred, and only the stamp's box: no carrier is shown."""
-    o = inv.overlays[overlay]
-    thumbs = [
-        np.frombuffer(inv.images[i].record.thumb, np.uint8).reshape(THUMB_SIDE, THUMB_SIDE)
-        for i in o.images[:_OVERLAY_SAMPLE]
-        if inv.images[i].record.thumb
-    ]
-    median = np.median(np.stack(thumbs), axis=0).astype(np.uint8)
-    left, top, right, bottom = (
-        int(np.clip(v * THUMB_SIDE + pad, 0, THUMB_SIDE))
-        for v, pad in zip(o.box, (-4, -4, 4, 4), strict=True)
-    )
-    crop = Image.fromarray(median[top : max(bottom, top + 1), left : max(right, left + 1)])
-    crop = crop.filter(ImageFilter.GaussianBlur(1.2))
-    return crop.resize((crop.width * 3, crop.height * 3))
+def _overlay_picture(inv: Investigation, overlay: int) -> bytes:
+    """The overlay's picture (the carriers' blurred median: no carrier is shown), as PNG."""
+    picture = Image.fromarray(inv.overlays[overlay].picture)
+    buffer = io.BytesIO()
+    picture.resize((picture.width * 3, picture.height * 3)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _evidence(inv: Investigation, image: int, entry_id: int) -> dict[str, Any]:
@@ -429,12 +415,8 @@ def _html(
                 f"<td>{e(senders)}</td><td>{_iso(inv.posts[o.posts[0]].timestamp)}</td>"
             )
             if images:
-                buffer = io.BytesIO()
-                _overlay_picture(inv, n).save(buffer, "PNG")
-                row += (
-                    f"<td><img alt='overlay {n + 1}' src='{_data_uri(buffer.getvalue(), 'png')}'>"
-                    "</td>"
-                )
+                stamp = _data_uri(_overlay_picture(inv, n), "png")
+                row += f"<td><img alt='overlay {n + 1}' src='{stamp}'></td>"
             parts.append(row + "</tr>")
         parts.append("</table>")
     else:

@@ -49,6 +49,7 @@ __all__ = [
     "image_features",
     "query_features",
     "source_features",
+    "working_gray",
 ]
 
 WORK_SIDE: Final = 480
@@ -195,7 +196,7 @@ def _subjects(gray: np.ndarray) -> tuple[tuple[int, int, int, int], ...]:
     return tuple(out)
 
 
-def _working(gray: np.ndarray) -> np.ndarray:
+def working_gray(gray: np.ndarray) -> np.ndarray:
     """Grey levels at the working size: a smaller image is enlarged to it."""
     height, width = gray.shape[:2]
     if max(height, width) >= WORK_SIDE:
@@ -262,7 +263,7 @@ def image_features(data: bytes, *, query: bool, limits: Limits | None = None) ->
 def gray_features(gray: np.ndarray, *, query: bool) -> Features:
     """`image_features` of already decoded grey levels (at most `WORK_SIDE` on the long
     side), for callers that need both kinds, or the grey levels too, from one decode."""
-    gray = _working(gray)
+    gray = working_gray(gray)
     if not query:
         return dataclasses.replace(source_features(gray), subjects=_subjects(gray))
     height, width = gray.shape
