@@ -573,21 +573,27 @@ def build_scale_archive(corpus: list[Path], root: Path, photos: int) -> tuple[Pa
 
 
 class _PeakMemory:
-    """Peak resident memory of this process and its children (Dask workers), sampled."""
+    """Peak memory of this process and its children (Dask workers), sampled: the sum of their
+    resident sets, and the sum of their proportional sets (a page that processes share, such
+    as the signature table's, counted once)."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.peak_proportional = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process()
-        while not self._stop.wait(0.2):
-            total = me.memory_info().rss
-            for child in me.children(recursive=True):
+        while not self._stop.wait(0.5):
+            resident = proportional = 0
+            for process in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
-                    total += child.memory_info().rss
-            self.peak = max(self.peak, total)
+                    info = process.memory_full_info()
+                    resident += info.rss
+                    proportional += getattr(info, "pss", info.rss)
+            self.peak = max(self.peak, resident)
+            self.peak_proportional = max(self.peak_proportional, proportional)
 
     def __enter__(self) -> _PeakMemory:
         self._thread.start()
@@ -635,6 +641,7 @@ def _run_engine(
         subprocess.run(command, env={**os.environ, "PYTHONPATH": src}, check=True)
     found: dict[str, Any] = json.loads(out.read_text())
     found["peak_memory_mb"] = round(memory.peak / 2**20)
+    found["peak_proportional_mb"] = round(memory.peak_proportional / 2**20)
     return found
 
 
@@ -653,6 +660,7 @@ def _scale_rows(
                 "wall_s": found["wall_s"],
                 "photos_per_s": round(found["images"] / found["wall_s"], 1),
                 "peak_memory_mb": found["peak_memory_mb"],
+                "peak_proportional_mb": found["peak_proportional_mb"],
                 "stages_s": {k: round(v, 1) for k, v in found["timings"].items()},
                 "targets": f"{e['found_targets']} of {e['truth_targets']}",
                 "clusters_holding_several_targets": e["clusters_holding_several_targets"],
@@ -670,16 +678,17 @@ def _scale_table(title: str, rows: list[dict[str, Any]]) -> list[str]:
         "",
         title,
         "",
-        "| engine | photos | wall s | photos/s | vs first | peak MB | read s | analyse s |"
-        " cluster s | targets | mixed clusters | derivative posts home | unrelated in targets |"
-        " overlays |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | photos | wall s | photos/s | vs first | peak RSS MB | peak PSS MB | read s |"
+        " analyse s | cluster s | targets | mixed clusters | derivative posts home |"
+        " unrelated in targets | overlays |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         st = row["stages_s"]
         lines.append(
             f"| {row['engine']} | {row['photos']} | {row['wall_s']} | {row['photos_per_s']} |"
-            f" {base / row['wall_s']:.2f}x | {row['peak_memory_mb']} | {st.get('read')} |"
+            f" {base / row['wall_s']:.2f}x | {row['peak_memory_mb']} |"
+            f" {row['peak_proportional_mb']} | {st.get('read')} |"
             f" {st.get('analyse')} | {st.get('cluster')} | {row['targets']} |"
             f" {row['clusters_holding_several_targets']} |"
             f" {row['derivative_posts_in_target_cluster']:.1%} |"

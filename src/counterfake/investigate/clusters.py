@@ -62,9 +62,11 @@ PDQ_MIN_QUALITY: Final = 50
 DERIVATIVE_CHANGE: Final = 0.25
 #: Fewest inliers for a link that makes a target (12 suffice to join copies).
 DERIVATIVE_INLIERS: Final = 20
-#: Fewest inliers to join two images that PDQ does not already call copies. The same
-#: watermark stamped on unrelated photos gave 14-21 inliers here; true links 27 and up.
-_LINK_INLIERS: Final = 24
+#: Fewest inliers to join two images that PDQ does not already call copies. A stamp shared
+#: by unrelated photos gave 14-61 inliers before overlays were left out of links (24 was the
+#: threshold then); without them, 16 joined more of a channel's heavily changed derivatives
+#: and no unrelated pair (benchmarks/investigate.py, tune half and a 3,000-post channel).
+_LINK_INLIERS: Final = 16
 #: From this to DERIVATIVE_CHANGE between two derivatives: the same one, stamped or not.
 STAMP_CHANGE: Final = 0.05
 #: A stamp (text, logo) adds fine detail: the stamped side has this much more in the changed cells.
