@@ -764,9 +764,15 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
 @click.option("--bank", "banks", multiple=True, help="Bank to match against (repeatable).")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--no-images", is_flag=True, help="Embed no thumbnails or overlays in the report.")
-@click.option("--dask", "use_dask", is_flag=True, help="Hash and match on a Dask LocalCluster.")
+@click.option("--dask", "use_dask", is_flag=True, help="Run the work on a Dask LocalCluster.")
 @click.option("--scheduler", help="Address of a Dask scheduler to use instead (implies --dask).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the signature table lives while it runs: a folder every Dask worker sees at "
+    "the same path (default: the system's temporary folder).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def investigate_command(
@@ -778,6 +784,7 @@ def investigate_command(
     use_dask: bool,
     scheduler: str | None,
     workers: int,
+    work_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Investigate a Telegram Desktop export (its folder or result.json) or a folder of
@@ -803,6 +810,7 @@ def investigate_command(
             scheduler=scheduler,
             workers=workers,
             progress=progress,
+            work_dir=work_dir,
         )
         written = write_report(result, out_dir, images=not no_images, limits=core.limits)
     summary = result.summary()

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
+from counterfake.investigate import overlays
 from counterfake.investigate.clusters import Clustering, ImageFacts, cluster_images
 from counterfake.investigate.images import analyse_image
 from counterfake.investigate.table import TableWriter
+from counterfake.signals.keypoints import SHORTLISTED
 
 from .conftest import jpeg, stamped
 
@@ -118,3 +120,19 @@ def test_unreadable_images_stay_out_of_every_cluster(tmp_path: Path) -> None:
     clustering = cluster_images([ImageFacts(None, 0, 0, False, False, False)], writer.close())
     assert clustering.cluster == [-1]
     assert clustering.overlays == []
+
+
+def test_an_overlay_found_on_a_sample_is_looked_for_in_every_image(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = sorted(corpus_dir.glob("*.jpg"))[70:94]
+    images = [jpeg(stamped(ImageOps.contain(Image.open(p).convert("RGB"), (800, 800))), 85)
+              for p in paths]  # fmt: skip
+    # Every other image sampled: the others carry it too, and are found by looking again.
+    monkeypatch.setattr(overlays, "_SAMPLED_ROWS", 12 * SHORTLISTED)
+    clustering = _clustered(tmp_path, images)
+    assert len(clustering.overlays) == 1
+    carriers = clustering.overlays[0].images
+    assert len(carriers) >= 16
+    assert sum(1 for i in carriers if i % 2) >= 8  # outside the sample
+    assert len(set(clustering.cluster)) >= 23

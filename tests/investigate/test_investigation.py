@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,17 @@ def test_a_missing_archive_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(FileInputError) as caught:
         investigate(tmp_path / "nothing")
     assert caught.value.code == "archive_not_found"
+
+
+def test_the_signature_table_lives_in_the_work_folder_only_while_it_runs(
+    result: Investigation, archive: Archive, tmp_path: Path
+) -> None:
+    work = tmp_path / "shared" / "work"
+    again = investigate(archive.root, spec=_spec(archive.bank_url), work_dir=work)
+    assert [f.cluster for f in again.flags] == [f.cluster for f in result.flags]
+    assert work.is_dir() and list(work.iterdir()) == []
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(FileInputError) as caught:
+        investigate(archive.root, work_dir=blocked / "work")
+    assert caught.value.code == "work_dir_unusable"

@@ -156,10 +156,20 @@ def investigate(
     scheduler: str | None = None,
     workers: int = 2,
     progress: Progress | None = None,
+    work_dir: Path | None = None,
 ) -> Investigation:
-    """Everything `counterfake investigate` reports about one archive."""
+    """Everything `counterfake investigate` reports about one archive. The signature table
+    lives in a temporary folder under `work_dir` (every Dask worker must see it at the same
+    path) while it runs."""
     if not archive.exists():
         raise FileInputError("no such archive", code="archive_not_found", path=str(archive))
+    if work_dir is not None:
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FileInputError(
+                "the work folder cannot be made", code="work_dir_unusable", path=str(work_dir)
+            ) from exc
     limits = limits or Limits()
     progress = progress or Progress(disable=True)
     timings: dict[str, float] = {}
@@ -193,7 +203,9 @@ def investigate(
         run: Runner = run_here
         if dask or scheduler:
             run = stack.enter_context(dask_runner(scheduler, workers))
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="counterfake-")))
+        folder = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="counterfake-", dir=work_dir))
+        )
         stack.callback(forget_tables)
         started = time.perf_counter()
         task = progress.add_task("hashing and matching images", total=len(paths))
