@@ -52,6 +52,7 @@ from ..signals.keypoints import Features
 from .engines import Runner, in_order, run_here
 from .images import THUMB_SIDE
 from .overlays import Overlay, covered, find_overlays, without_overlays
+from .sets import DisjointSets
 from .table import SignatureTable, opened
 
 __all__ = ["Clustering", "ImageFacts", "Link", "cluster_images"]
@@ -123,24 +124,8 @@ class Clustering:
     joined_by_bank: set[int] = dataclasses.field(default_factory=set)
 
 
-class _Sets:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, a: int) -> int:
-        while self.parent[a] != a:
-            self.parent[a] = self.parent[self.parent[a]]
-            a = self.parent[a]
-        return a
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
-def _versions(images: Sequence[ImageFacts]) -> _Sets:
-    sets = _Sets(len(images))
+def _versions(images: Sequence[ImageFacts]) -> DisjointSets:
+    sets = DisjointSets(len(images))
     usable = [i for i, f in enumerate(images) if f.pdq and f.quality >= PDQ_MIN_QUALITY]
     if not usable:
         return sets
@@ -355,7 +340,7 @@ def cluster_images(
 
     # Versions: PDQ groups, split where an image is a derivative of the group's first image.
     version = list(range(n))
-    sets = _Sets(n)
+    sets = DisjointSets(n)
     links: list[Link] = []
     groups: dict[int, list[int]] = {}
     for i in readable:

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..signals.keypoints import Features
 from .engines import Runner, in_order, run_here
+from .sets import DisjointSets
 from .table import SignatureTable
 
 __all__ = ["GRID", "Overlay", "covered", "find_overlays", "frame_features", "without_overlays"]
@@ -125,22 +126,6 @@ def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     y = b.view(np.uint64).reshape(1, -1, 4)
     distances: np.ndarray = np.bitwise_count(x ^ y).sum(axis=2)
     return distances
-
-
-class _Sets:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, a: int) -> int:
-        while self.parent[a] != a:
-            self.parent[a] = self.parent[self.parent[a]]
-            a = self.parent[a]
-        return a
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -312,7 +297,7 @@ def find_overlays(
             for b in range(a + 1, len(members)):
                 pair = (members[a], members[b])
                 shared[pair] = shared.get(pair, 0) + 1
-    sets = _Sets(len(found))
+    sets = DisjointSets(len(found))
     for (a, b), count in shared.items():
         if count >= 3 and count >= _SAME_OVERLAY * min(len(carriers[a]), len(carriers[b])):
             sets.union(a, b)
