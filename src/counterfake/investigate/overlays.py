@@ -247,8 +247,14 @@ def _everywhere(table: SignatureTable, features: list[_Feature]) -> np.ndarray:
     for (frame, shift), here in combos.items():
         place = _frame_rows(table, rows, frame, shift)
         candidates = np.flatnonzero(np.isin(place, [f.place for f in here]))
+        candidates = candidates[np.argsort(place[candidates], kind="stable")]
+        placed = place[candidates]
         for feature in here:
-            at = candidates[place[candidates] == feature.place]
+            lo, hi = (
+                np.searchsorted(placed, feature.place, "left"),
+                np.searchsorted(placed, feature.place, "right"),
+            )
+            at = candidates[lo:hi]
             close = _hamming(feature.descriptor, np.asarray(table.descriptors[at]))[0] <= _CLOSE
             found[at[close]] = True
     return np.flatnonzero(found)
