@@ -4,13 +4,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==25.3"
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
 	touch $(STAMP)
+
+# The protect page: npm's pinned packages (web/package-lock.json), built into the package.
+WEB_STAMP := web/node_modules/.installed
+PAGE := src/counterfake/pages/protect/index.html
+# Debian's Chromium, for the headless-browser tests (installed once, as root).
+CHROMIUM := /usr/bin/chromium
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+$(PAGE): $(WEB_STAMP) $(STAMP) web/build.mjs $(wildcard web/src/*)
+	node web/build.mjs --cascade "$$($(BIN)/python -c 'import cv2, os; print(os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml"))')"
+
+web: $(PAGE)
+
+$(CHROMIUM):
+	apt-get install -y --no-install-recommends chromium || \
+		(apt-get update && apt-get install -y --no-install-recommends chromium)
 
 demo: $(STAMP)
 	$(BIN)/counterfake demo
@@ -20,7 +39,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+test: lint web $(CHROMIUM)
+	cd web && npm test
 	$(BIN)/pytest
 
 bench-hashing: $(STAMP)

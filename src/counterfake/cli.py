@@ -857,6 +857,38 @@ def protect_command(
     batch.finish()
 
 
+@main.command("page")
+@click.argument("folder", type=click.Path(file_okay=False))
+def page_command(folder: str) -> None:
+    """Write the protect page as a static folder: it works from any static host, or opened
+    from disk (file://). Photos are signed in the browser; nothing is sent from file://."""
+    from .pages import export_protect_page
+
+    with _errors():
+        index = export_protect_page(Path(folder))
+    _print(f"Wrote the protect page to {_escape(str(index))}", highlight=False)
+
+
+@main.group()
+def intake() -> None:
+    """Signature files sent to this service without a key (COUNTERFAKE_INTAKE_BANK)."""
+
+
+@intake.command("withdraw")
+@click.argument("code")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def intake_withdraw(ctx: click.Context, code: str, as_json: bool) -> None:
+    """Withdraw everything one submission added, by the withdrawal code its sender got."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        withdrawn = core.withdraw_submission(code)
+    if as_json:
+        _emit({"entries": withdrawn})
+    else:
+        _print(f"Withdrew {withdrawn} entries", highlight=False)
+
+
 # demo ----------------------------------------------------------------------------------------
 
 

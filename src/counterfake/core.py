@@ -28,6 +28,7 @@ from .errors import (
     InputError,
     NotFoundError,
     StoreError,
+    UnavailableError,
 )
 from .hashing import ImageHashes, bank_entries, hash_bytes, hash_decoded, hash_file, read_input
 from .media import DecodedImage, Limits, decode
@@ -36,6 +37,7 @@ from .settings import Settings, load_settings
 from .signals import get_signal_type
 
 if TYPE_CHECKING:  # the store, the matcher and OpenCV load only when an operation needs them
+    from .intake import Receipt
     from .matching import Match, Matcher
     from .protect import ProtectedPhoto
     from .signals.keypoints import Features
@@ -416,6 +418,75 @@ class Counterfake:
         from .protect import read_signatures
 
         return read_signatures(lines, path=path)
+
+    # intake ------------------------------------------------------------------------------------
+
+    def intake_status(self) -> dict[str, Any]:
+        """Whether this installation takes signature files without a key, and how many photos
+        per file (the protect page asks before it offers to send)."""
+        enabled = bool(self.settings.intake_bank)
+        return {"enabled": enabled, "max_photos": self.settings.intake_max_photos if enabled else 0}
+
+    def intake(self, lines: Iterable[str], *, address: str) -> Receipt:
+        """Take a signature file sent without a key (rules in `counterfake.intake`): all of it
+        into the intake bank under a new submission, or none of it."""
+        from . import intake
+
+        name = self.settings.intake_bank
+        if not name:
+            raise NotFoundError(
+                "this service does not take signature files", code="intake_disabled"
+            )
+        photos = intake.check_file(lines, max_photos=self.settings.intake_max_photos)
+        since = intake.day_start()
+        key = intake.address_key(self.store.instance_secret("intake_address"), address)
+        if (
+            self.store.count_submissions(since, address_key=key)
+            >= self.settings.intake_address_daily
+        ):
+            raise UnavailableError(
+                "this address has sent as many signature files as it may today; try tomorrow",
+                code="rate_limited",
+            )
+        if self.store.count_submissions(since) >= self.settings.intake_daily:
+            raise UnavailableError(
+                "this service has taken as many signature files as it may today; try tomorrow",
+                code="rate_limited",
+            )
+        try:
+            bank = self.store.get_bank(bank_key(name, DEFAULT_TENANT), counts=False).name
+        except NotFoundError:
+            try:
+                bank = self.create_bank(name, description="signature files sent to intake").name
+            except StoreError:  # another worker made it meanwhile
+                bank = self.store.get_bank(bank_key(name, DEFAULT_TENANT), counts=False).name
+        submission, code = intake.new_submission_id(), intake.new_code()
+        self.store.add_submission(
+            submission,
+            bank,
+            code_sha256=intake.code_digest(code),
+            address_key=key,
+            photos=len(photos),
+        )
+        entries = [entry for photo in photos for entry in photo.entries()]
+        outcome = self._adds.submit((bank, entries, submission[:32]))
+        self._wrote()
+        if isinstance(outcome, Exception):
+            raise outcome
+        self.store.link_submission(submission, [r.entry_id for r in outcome])
+        return intake.Receipt(submission, code, len(photos))
+
+    def withdraw_submission(self, code: str) -> int:
+        """Withdraw what the submission with this withdrawal code added (entries another live
+        submission also sent stay): matched nowhere within the matchers' refresh interval.
+        Returns the number of entries withdrawn."""
+        from .intake import code_digest
+
+        if not code.strip() or len(code) > 200:
+            raise InputError("a withdrawal code is 24 characters", code="invalid_withdrawal_code")
+        _, withdrawn = self.store.withdraw_submission(code_digest(code))
+        self._wrote()
+        return withdrawn
 
     def withdraw(self, bank: str, entry_id: int, *, principal: ApiKey | None = None) -> Entry:
         """Withdraw an entry: it stops matching here at once, and in every other process

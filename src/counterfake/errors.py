@@ -7,13 +7,17 @@
     │   │     image_too_large, too_many_frames
     │   ├── SignalError              invalid_signal, unknown_signal_type
     │   ├── FormatError              invalid_record (a bad line in an import file)
+    │   ├── RejectedFileError        invalid_signature_file, empty_signature_file,
+    │   │                            too_many_photos: a whole file refused, per line
     │   ├── FetchError               url_refused, url_fetch_failed (fetching an image by URL)
     │   └── FileInputError           file_not_found, unreadable_file
     ├── AccessError                  missing_key, invalid_key (401); forbidden,
     │                                url_fetch_disabled (403)
     ├── UnavailableError             busy: the service is at its hashing limit; retry
+    │                                rate_limited (429): intake's per-day limits
     └── StoreError                   the store refused or failed
-        ├── NotFoundError            bank_not_found, entry_not_found
+        ├── NotFoundError            bank_not_found, entry_not_found, intake_disabled,
+        │                            unknown_withdrawal_code
         ├── ConflictError            bank_exists
         └── DatabaseError            database_error (driver errors, translated)
     UsageError                       programmer misuse; never caught as a CounterfakeError
@@ -22,6 +26,8 @@ The codes are a compatibility promise: clients branch on `.code`, never on messa
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AccessError",
@@ -34,6 +40,7 @@ __all__ = [
     "InputError",
     "MediaError",
     "NotFoundError",
+    "RejectedFileError",
     "SignalError",
     "StoreError",
     "UnavailableError",
@@ -52,7 +59,7 @@ class CounterfakeError(Exception):
         self.code = code or self.default_code
         self.path = path
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message}
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -90,6 +97,22 @@ class FormatError(InputError):
     ) -> None:
         super().__init__(message, code=code, path=path)
         self.line = line
+
+
+class RejectedFileError(InputError):
+    """A file refused whole (nothing of it stored), with each bad line's own error."""
+
+    default_code = "invalid_signature_file"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, lines: list[FormatError] | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.lines = lines or []
+
+    def to_dict(self) -> dict[str, Any]:
+        lines = [{"line": e.line, "code": e.code, "message": e.message} for e in self.lines]
+        return {**super().to_dict(), "lines": lines}
 
 
 class FetchError(InputError):

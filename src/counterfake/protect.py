@@ -25,6 +25,7 @@ from .hashing import hash_bytes
 from .media import Limits
 from .model import NewEntry
 from .signals.keypoints import SOURCE_FEATURES, WORK_SIDE, Features, image_features
+from .signals.pdq import PdqHash
 
 __all__ = ["FORMAT", "ProtectedPhoto", "protect_bytes", "read_signatures", "write_signatures"]
 
@@ -118,10 +119,13 @@ def read_signatures(
                 raise ValueError("not an object")
             signature = base64.b64decode(record["signature"], validate=True)
             Features.from_bytes(signature)
+            quality = int(record["quality"])
+            if not 0 <= quality <= 100:
+                raise ValueError(f"quality is 0 to 100, not {quality}")
             name = record.get("name")
             yield ProtectedPhoto(
-                str(record["pdq"]),
-                int(record["quality"]),
+                PdqHash.from_hex(str(record["pdq"])).hex,
+                quality,
                 signature,
                 str(name) if name else None,
             )

@@ -98,6 +98,21 @@ SETTINGS: tuple[Setting, ...] = (
         "127.0.0.0/8,::1/128",
         "Service: comma-separated networks (CIDR) keyless HMA calls may come from.",
     ),
+    Setting(
+        "intake_bank",
+        str,
+        "",
+        "Service: take signature files without a key at POST /v1/intake (the protect page's"
+        " 'send') into this bank, created if missing. Off when empty (the default).",
+    ),
+    Setting("intake_max_photos", int, 100, "Service: most photos in one intake submission."),
+    Setting(
+        "intake_address_daily",
+        int,
+        20,
+        "Service: intake submissions one client address may make per UTC day.",
+    ),
+    Setting("intake_daily", int, 5000, "Service: intake submissions per UTC day, in all."),
 )
 
 
@@ -127,6 +142,10 @@ class Settings:
     fetch_timeout: float = DEFAULTS["fetch_timeout"]
     hma_anonymous_tenant: str = DEFAULTS["hma_anonymous_tenant"]
     hma_anonymous_networks: str = DEFAULTS["hma_anonymous_networks"]
+    intake_bank: str = DEFAULTS["intake_bank"]
+    intake_max_photos: int = DEFAULTS["intake_max_photos"]
+    intake_address_daily: int = DEFAULTS["intake_address_daily"]
+    intake_daily: int = DEFAULTS["intake_daily"]
 
     @property
     def resolved_database_url(self) -> str:

@@ -55,6 +55,7 @@ _STATUS: Final = {
     "unsupported_format": 415,
     "body_timeout": 408,
     "too_many_uploads": 429,
+    "rate_limited": 429,
     "client_disconnected": 499,
 }
 
@@ -75,8 +76,14 @@ def _status_for(exc: CounterfakeError, path: str = "") -> int:
     return 400
 
 
-def _error(request: Request | str, status: int, code: str, message: str) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+def _error(
+    request: Request | str,
+    status: int,
+    code: str,
+    message: str,
+    detail: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": {**(detail or {}), "code": code, "message": message}}
     path = request if isinstance(request, str) else request.url.path
     if path.startswith(_OMM_PREFIXES):
         body["message"] = message  # OpenMediaMatch clients read a top-level message
@@ -94,6 +101,8 @@ _PUBLIC: Final = (
     "/redoc",
     "/openapi.json",
     "/static-offline-docs/",
+    "/protect",  # the protect page, and the keyless intake it sends to (when enabled)
+    "/v1/intake",
 )
 
 
@@ -119,6 +128,8 @@ class _Edge:
         self._app = app
         self._image_limit = settings.max_bytes + ENVELOPE
         self._json_limit = settings.json_max_bytes
+        # A signature line is about 50 KB (1,024 keypoints in base64).
+        self._intake_limit = settings.intake_max_photos * 64 * 1024 + 4096
         self._timeout = settings.body_timeout
         self._per_client = settings.client_uploads
         self._sending: dict[str, int] = {}
@@ -139,6 +150,8 @@ class _Edge:
             return self._image_limit
         if path.endswith("/signals/batch"):
             return self._json_limit * 32
+        if path == "/v1/intake":
+            return self._intake_limit
         return self._json_limit
 
     async def __call__(
@@ -296,7 +309,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             core.close()
 
-    from . import omm, routes
+    from . import intake, omm, routes
 
     app = FastAPIOffline(  # Swagger UI served from the package: /docs works offline
         title="Counterfake",
@@ -306,10 +319,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(routes.router)
     app.include_router(omm.router)
+    app.include_router(intake.router)
 
     @app.exception_handler(CounterfakeError)
     async def _counterfake_error(request: Request, exc: CounterfakeError) -> JSONResponse:
-        return _error(request, _status_for(exc, request.url.path), exc.code, exc.message)
+        status = _status_for(exc, request.url.path)
+        return _error(request, status, exc.code, exc.message, exc.to_dict())
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

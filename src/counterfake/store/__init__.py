@@ -25,6 +25,7 @@ from .entries import Entries
 from .keys import KeyRing
 from .refs import References
 from .signatures import Signatures
+from .submissions import Submissions
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -41,9 +42,9 @@ __all__ = [
 ]
 
 
-class Store(Banks, Entries, Signatures, ChangeLog, AuditLog, References):
-    """Banks, entries, signatures, change log, audit log, keys and derivative references
-    over one database.
+class Store(Banks, Entries, Signatures, ChangeLog, AuditLog, References, Submissions):
+    """Banks, entries, signatures, change log, audit log, keys, derivative references and
+    intake submissions over one database.
     Open with `Store.open()`; writes are idempotent per (bank, signal type, value)."""
 
     def __init__(self, db: Database, *, default_threshold: int) -> None:

@@ -117,3 +117,40 @@ derivative_refs = Table(
     Column("matches", JSON, nullable=False),
     Index("ix_derivative_refs_created_at", "created_at"),
 )
+
+#: Signature files sent through the protect page's intake: who may withdraw what. The
+#: withdrawal code is kept only as its SHA-256; the client address only as a keyed hash.
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("bank_id", _Id, ForeignKey("banks.id", ondelete="CASCADE"), nullable=False),
+    Column("code_sha256", String(64), nullable=False, unique=True),
+    Column("address_key", String(64), nullable=False),
+    Column("photos", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=True),
+    Index("ix_submissions_created_at", "created_at"),
+    Index("ix_submissions_address_key", "address_key", "created_at"),
+)
+
+submission_entries = Table(
+    "submission_entries",
+    metadata,
+    Column(
+        "submission_id",
+        String(32),
+        ForeignKey("submissions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("entry_id", _Id, ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_submission_entries_entry_id", "entry_id"),
+)
+
+#: Secrets this installation made for itself (the key that hashes intake client addresses).
+instance_secrets = Table(
+    "instance_secrets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(64), nullable=False),
+)
