@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,9 @@ bench-startup: $(STAMP)
 
 bench-investigate: $(STAMP)
 	$(BIN)/python benchmarks/investigate.py --corpus ../shared/corpus/photos --scale 100000
+
+bench-protect-page: web $(CHROMIUM)
+	$(BIN)/python benchmarks/protect_page.py --corpus ../shared/corpus/photos --screenshots docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -195,3 +195,21 @@ def _epoch():  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
     return datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def test_the_cli_withdraws_a_submission_by_its_code(
+    home: Path, lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from counterfake.cli import main
+
+    monkeypatch.setenv("COUNTERFAKE_INTAKE_BANK", "people")
+    with Counterfake() as core:
+        receipt = core.intake(lines, address="192.0.2.9")
+    withdrawn = CliRunner().invoke(main, ["intake", "withdraw", receipt.withdrawal_code, "--json"])
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert json.loads(withdrawn.stdout) == {"entries": 8}
+    unknown = CliRunner().invoke(main, ["intake", "withdraw", "ZZZZ-ZZZZ", "--json"])
+    assert unknown.exit_code == 1
+    assert json.loads(unknown.stdout)["error"]["code"] == "unknown_withdrawal_code"

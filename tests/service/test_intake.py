@@ -47,6 +47,7 @@ def test_the_page_is_served_with_a_policy_that_lets_it_reach_only_its_own_origin
         moved = client.get("/protect")
         assert moved.status_code == 308
         assert moved.headers["location"] == "/protect/index.html"
+        assert client.get("/protect/withdraw").headers["location"] == "/protect/withdraw.html"
         page = client.get("/protect/index.html")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")

@@ -31,12 +31,12 @@
       err_empty: "This file is empty.",
       result: "Your signature file",
       download: "Save the signature file",
-      result_hint: "It holds {count} signatures and no photos. Keep it: you can give it to a service that protects people, or send it from here.",
+      result_hint: { one: "It holds {count} signature and no photo. Keep it: you can give it to a service that protects people, or send it from here.", other: "It holds {count} signatures and no photos. Keep it: you can give it to a service that protects people, or send it from here." },
       submit_title: "Send the signatures to this service",
       submit_hint: "Only the signature file is sent. You get a withdrawal code: with it, and only with it, you can take the signatures back.",
       submit: "Send the signatures",
       sending: "Sending…",
-      sent: "Sent. {count} photos are protected.",
+      sent: { one: "Sent. {count} photo is protected.", other: "Sent. {count} photos are protected." },
       code_title: "Your withdrawal code",
       code_hint: "Write it down or save it now: it is shown only once and nobody can recover it.",
       copy: "Copy the code",
@@ -53,7 +53,7 @@
       withdraw_lead: "Enter the withdrawal code you received when you sent the signatures. All the signatures of that submission will be removed and stop matching within a second.",
       code_label: "Withdrawal code",
       withdraw: "Withdraw",
-      withdrawn: "Withdrawn: {count} signatures no longer match.",
+      withdrawn: { one: "Withdrawn: {count} signature no longer matches.", other: "Withdrawn: {count} signatures no longer match." },
       withdraw_failed: "Nothing was withdrawn: {message}",
       back: "Back to protecting photos",
       offline: "Sending is not available here: save the signature file instead.",
@@ -79,12 +79,12 @@
       err_empty: "Ce fichier est vide.",
       result: "Votre fichier de signatures",
       download: "Enregistrer le fichier de signatures",
-      result_hint: "Il contient {count} signatures et aucune photo. Conservez-le : vous pouvez le confier à un service qui protège les personnes, ou l’envoyer d’ici.",
+      result_hint: { one: "Il contient {count} signature et aucune photo. Conservez-le : vous pouvez le confier à un service qui protège les personnes, ou l’envoyer d’ici.", many: "Il contient {count} signatures et aucune photo. Conservez-le : vous pouvez le confier à un service qui protège les personnes, ou l’envoyer d’ici.", other: "Il contient {count} signatures et aucune photo. Conservez-le : vous pouvez le confier à un service qui protège les personnes, ou l’envoyer d’ici." },
       submit_title: "Envoyer les signatures à ce service",
       submit_hint: "Seul le fichier de signatures est envoyé. Vous recevez un code de retrait : avec lui, et seulement avec lui, vous pourrez retirer les signatures.",
       submit: "Envoyer les signatures",
       sending: "Envoi…",
-      sent: "Envoyé. {count} photos sont protégées.",
+      sent: { one: "Envoyé. {count} photo est protégée.", many: "Envoyé. {count} photos sont protégées.", other: "Envoyé. {count} photos sont protégées." },
       code_title: "Votre code de retrait",
       code_hint: "Notez-le ou enregistrez-le maintenant : il n’est affiché qu’une fois et personne ne peut le retrouver.",
       copy: "Copier le code",
@@ -101,7 +101,7 @@
       withdraw_lead: "Saisissez le code de retrait reçu lors de l’envoi. Toutes les signatures de cet envoi seront supprimées et cesseront de correspondre en moins d’une seconde.",
       code_label: "Code de retrait",
       withdraw: "Retirer",
-      withdrawn: "Retiré : {count} signatures ne correspondent plus.",
+      withdrawn: { one: "Retiré : {count} signature ne correspond plus.", many: "Retiré : {count} signatures ne correspondent plus.", other: "Retiré : {count} signatures ne correspondent plus." },
       withdraw_failed: "Rien n’a été retiré : {message}",
       back: "Retour à la protection des photos",
       offline: "L’envoi n’est pas disponible ici : enregistrez plutôt le fichier de signatures.",
@@ -127,12 +127,12 @@
       err_empty: "Файл пуст.",
       result: "Ваш файл подписей",
       download: "Сохранить файл подписей",
-      result_hint: "В нём {count} подписей и ни одной фотографии. Сохраните его: его можно передать службе, защищающей людей, или отправить отсюда.",
+      result_hint: { one: "В нём {count} подпись и ни одной фотографии. Сохраните его: его можно передать службе, защищающей людей, или отправить отсюда.", few: "В нём {count} подписи и ни одной фотографии. Сохраните его: его можно передать службе, защищающей людей, или отправить отсюда.", many: "В нём {count} подписей и ни одной фотографии. Сохраните его: его можно передать службе, защищающей людей, или отправить отсюда.", other: "В нём {count} подписи и ни одной фотографии. Сохраните его: его можно передать службе, защищающей людей, или отправить отсюда." },
       submit_title: "Отправить подписи в эту службу",
       submit_hint: "Отправляется только файл подписей. Вы получите код отзыва: с ним, и только с ним, можно отозвать подписи.",
       submit: "Отправить подписи",
       sending: "Отправка…",
-      sent: "Отправлено. Защищено фотографий: {count}.",
+      sent: { one: "Отправлено. Защищена {count} фотография.", few: "Отправлено. Защищены {count} фотографии.", many: "Отправлено. Защищено {count} фотографий.", other: "Отправлено. Защищено {count} фотографии." },
       code_title: "Ваш код отзыва",
       code_hint: "Запишите или сохраните его сейчас: он показывается только один раз, и никто не сможет его восстановить.",
       copy: "Скопировать код",
@@ -149,7 +149,7 @@
       withdraw_lead: "Введите код отзыва, полученный при отправке подписей. Все подписи этой отправки будут удалены и перестанут находить совпадения в течение секунды.",
       code_label: "Код отзыва",
       withdraw: "Отозвать",
-      withdrawn: "Отозвано: {count} подписей больше не находят совпадений.",
+      withdrawn: { one: "Отозвано: {count} подпись больше не находит совпадений.", few: "Отозвано: {count} подписи больше не находят совпадений.", many: "Отозвано: {count} подписей больше не находят совпадений.", other: "Отозвано: {count} подписи больше не находят совпадений." },
       withdraw_failed: "Ничего не отозвано: {message}",
       back: "Вернуться к защите фотографий",
       offline: "Отправка здесь недоступна: сохраните файл подписей.",
@@ -175,12 +175,12 @@
       err_empty: "Файл порожній.",
       result: "Ваш файл підписів",
       download: "Зберегти файл підписів",
-      result_hint: "У ньому {count} підписів і жодної фотографії. Збережіть його: його можна передати службі, що захищає людей, або надіслати звідси.",
+      result_hint: { one: "У ньому {count} підпис і жодної фотографії. Збережіть його: його можна передати службі, що захищає людей, або надіслати звідси.", few: "У ньому {count} підписи і жодної фотографії. Збережіть його: його можна передати службі, що захищає людей, або надіслати звідси.", many: "У ньому {count} підписів і жодної фотографії. Збережіть його: його можна передати службі, що захищає людей, або надіслати звідси.", other: "У ньому {count} підпису і жодної фотографії. Збережіть його: його можна передати службі, що захищає людей, або надіслати звідси." },
       submit_title: "Надіслати підписи до цієї служби",
       submit_hint: "Надсилається лише файл підписів. Ви отримаєте код відкликання: з ним, і лише з ним, можна відкликати підписи.",
       submit: "Надіслати підписи",
       sending: "Надсилання…",
-      sent: "Надіслано. Захищено фотографій: {count}.",
+      sent: { one: "Надіслано. Захищено {count} фотографію.", few: "Надіслано. Захищено {count} фотографії.", many: "Надіслано. Захищено {count} фотографій.", other: "Надіслано. Захищено {count} фотографії." },
       code_title: "Ваш код відкликання",
       code_hint: "Запишіть або збережіть його зараз: він показується лише один раз, і ніхто не зможе його відновити.",
       copy: "Скопіювати код",
@@ -197,7 +197,7 @@
       withdraw_lead: "Введіть код відкликання, отриманий під час надсилання підписів. Усі підписи цього надсилання буде видалено, і вони перестануть знаходити збіги протягом секунди.",
       code_label: "Код відкликання",
       withdraw: "Відкликати",
-      withdrawn: "Відкликано: {count} підписів більше не знаходять збігів.",
+      withdrawn: { one: "Відкликано: {count} підпис більше не знаходить збігів.", few: "Відкликано: {count} підписи більше не знаходять збігів.", many: "Відкликано: {count} підписів більше не знаходять збігів.", other: "Відкликано: {count} підпису більше не знаходять збігів." },
       withdraw_failed: "Нічого не відкликано: {message}",
       back: "Повернутися до захисту фотографій",
       offline: "Надсилання тут недоступне: збережіть файл підписів.",
@@ -213,10 +213,15 @@
     return "en";
   }
 
-  /* A text in `lang`, with {placeholders} filled in. */
+  /* A text in `lang`, with {placeholders} filled in; a text with plural forms takes the one
+   * the language's rules choose for `values.count`. */
   function say(lang, key, values) {
-    const text = (WORDS[lang] || WORDS.en)[key];
+    let text = (WORDS[lang] || WORDS.en)[key];
     if (text === undefined) throw new Error(`no text ${key}`);
+    if (typeof text === "object") {
+      const form = new Intl.PluralRules(lang in WORDS ? lang : "en").select(Number((values || {}).count));
+      text = text[form] ?? text.other;
+    }
     return text.replace(/\{(\w+)\}/g, (_, name) => String((values || {})[name] ?? ""));
   }
 

@@ -123,8 +123,10 @@
     for (let i = 0; i < files.length; i++) {
       mark(states[i], "working");
       await new Promise((r) => setTimeout(r, 0)); // let the page show it
+      const started = performance.now();
       try {
         photos.push(await sign(files[i], withNames));
+        states[i].dataset.ms = (performance.now() - started).toFixed(1);
         mark(states[i], "done");
       } catch (e) {
         mark(states[i], "failed", e instanceof PhotoError ? e.message : "err_decode");

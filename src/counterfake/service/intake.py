@@ -39,6 +39,11 @@ async def protect_page() -> Response:
     return RedirectResponse("/protect/index.html", status_code=308)
 
 
+@router.get("/protect/withdraw", include_in_schema=False)
+async def withdraw_page() -> Response:
+    return RedirectResponse("/protect/withdraw.html", status_code=308)
+
+
 @router.get("/protect/{name:path}", include_in_schema=False)
 async def protect_file(name: str) -> Response:
     path = protect_page_file(name)
