@@ -8,6 +8,7 @@ anything failed (2 for wrong usage, as Click does).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from .errors import CounterfakeError, FileInputError, FormatError
-from .model import SCOPES
+from .model import SCOPES, Exchange
 
 if TYPE_CHECKING:  # imported where used: `counterfake --version` loads none of them
     from rich.console import Console
@@ -855,6 +856,113 @@ def protect_command(
     if not as_json:
         _print(f"Wrote {len(protected)} signatures to {output}", stderr=True, highlight=False)
     batch.finish()
+
+
+@main.group()
+def exchange() -> None:
+    """Other sources this installation fetches signals from (`counterfake serve` fetches them
+    in the background; `exchange fetch` does it now)."""
+
+
+def _print_exchange(found: Exchange, as_json: bool) -> None:
+    if as_json:
+        _emit(found.to_dict())
+        return
+    state = f"error: {found.last_error}" if found.last_error else "ok"
+    _print(
+        f"{_escape(found.name)}: {found.type} {_escape(found.config.get('url', ''))} "
+        f"{_escape(found.config.get('remote_bank', ''))} -> {_escape(found.bank)}; "
+        f"cursor {found.cursor or '0'}, {found.applied} applied, {state}",
+        highlight=False,
+    )
+
+
+@exchange.command("add")
+@click.argument("name")
+@click.option("--type", "kind", required=True, type=click.Choice(["counterfake"]))
+@click.option("--bank", required=True, help="The bank here that receives what it fetches.")
+@click.option("--url", required=True, help="The hub's base URL, e.g. https://hub.example.org.")
+@click.option("--remote-bank", required=True, help="The hub's bank to follow.")
+@click.option(
+    "--credential-env",
+    default="COUNTERFAKE_EXCHANGE_CREDENTIAL",
+    show_default=True,
+    help="The environment variable holding the hub's key (follow scope); never a flag, so it "
+    "stays out of shell history and process lists.",
+)
+@click.option(
+    "--interval", type=float, default=0.5, show_default=True, help="Seconds between fetches."
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def exchange_add(
+    ctx: click.Context,
+    name: str,
+    kind: str,
+    bank: str,
+    url: str,
+    remote_bank: str,
+    credential_env: str,
+    interval: float,
+    as_json: bool,
+) -> None:
+    """Follow another Counterfake's bank into one of yours."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        found = core.add_exchange(
+            name,
+            type=kind,
+            bank=bank,
+            url=url,
+            remote_bank=remote_bank,
+            credential=os.environ.get(credential_env),
+            interval_seconds=interval,
+        )
+    _print_exchange(found, as_json)
+
+
+@exchange.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def exchange_list(ctx: click.Context, as_json: bool) -> None:
+    """Every exchange and its status; never a credential."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        for found in core.exchanges():
+            _print_exchange(found, as_json)
+
+
+@exchange.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def exchange_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """One exchange's settings and status: cursor, last fetch, last error, entries applied."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        _print_exchange(core.exchange(name), as_json)
+
+
+@exchange.command("fetch")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def exchange_fetch(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Fetch now, to the end of what the source has."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        _print_exchange(core.fetch_exchange(name), as_json)
+
+
+@exchange.command("remove")
+@click.argument("name")
+@click.pass_context
+def exchange_remove(ctx: click.Context, name: str) -> None:
+    """Stop fetching; what it brought stays in its bank."""
+    core = _core(ctx)
+    with _errors():
+        core.remove_exchange(name)
+    _print(f"Removed exchange {_escape(name)}", highlight=False)
 
 
 @main.command("page")

@@ -14,15 +14,17 @@ CLI, the demo, an investigation), who sees every bank.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import random
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
 from .errors import (
     AccessError,
+    ConflictError,
     CounterfakeError,
     FormatError,
     InputError,
@@ -32,7 +34,17 @@ from .errors import (
 )
 from .hashing import ImageHashes, bank_entries, hash_bytes, hash_decoded, hash_file, read_input
 from .media import DecodedImage, Limits, decode
-from .model import DEFAULT_TENANT, AddResult, ApiKey, Bank, Entry, NewEntry, bank_key, shown_bank
+from .model import (
+    DEFAULT_TENANT,
+    AddResult,
+    ApiKey,
+    Bank,
+    Entry,
+    Exchange,
+    NewEntry,
+    bank_key,
+    shown_bank,
+)
 from .settings import Settings, load_settings
 from .signals import get_signal_type
 
@@ -418,6 +430,141 @@ class Counterfake:
         from .protect import read_signatures
 
         return read_signatures(lines, path=path)
+
+    # following another Counterfake -----------------------------------------------------------
+
+    def bank_feed(
+        self, bank: str, *, after: int = 0, limit: int = 1000, principal: ApiKey | None = None
+    ) -> dict[str, Any]:
+        """A page of a bank's change feed for a follower: adds and withdrawals after the
+        cursor `after`, each with what matching needs (signal, value, quality, signature) and
+        nothing else. The bank must be the principal's tenant's or shared with it."""
+        key = bank_key(bank, _tenant(principal))
+        try:
+            found = self.store.get_bank(key, counts=False)
+        except NotFoundError:
+            found = None
+        if found is None or not (
+            principal is None or principal.is_admin or found.visible_to(principal.tenant)
+        ):
+            raise NotFoundError(f"no bank named {bank!r}", code="bank_not_found", bank=bank)
+        if not 1 <= limit <= 10_000 or after < 0:
+            raise InputError("limit is 1 to 10,000 and after >= 0", code="invalid_request")
+        changes = self.store.bank_feed(found.name, after, limit=limit)
+        return {
+            "changes": changes,
+            "next_after": changes[-1]["seq"] if changes else after,
+            "more": len(changes) == limit,
+        }
+
+    #: Exchange types this installation can fetch.
+    EXCHANGE_TYPES: ClassVar[tuple[str, ...]] = ("counterfake",)
+    #: How long a fetcher holds an exchange before another may take it over.
+    _EXCHANGE_LEASE: ClassVar[float] = 60.0
+
+    def add_exchange(
+        self,
+        name: str,
+        *,
+        type: str,
+        bank: str,
+        url: str,
+        remote_bank: str,
+        credential: str | None = None,
+        interval_seconds: float = 0.5,
+    ) -> Exchange:
+        """Fetch `remote_bank` of the Counterfake at `url` into `bank`, every
+        `interval_seconds` (the service's workers share the schedule; `fetch_exchange` runs one
+        fetch now). The credential is the hub's key with the `follow` scope; it is stored for
+        the fetcher and never shown."""
+        if type not in self.EXCHANGE_TYPES:
+            raise InputError(
+                f"exchange types are {', '.join(self.EXCHANGE_TYPES)}; got {type!r}",
+                code="unknown_exchange_type",
+            )
+        if not url.startswith(("http://", "https://")) or not 0.1 <= interval_seconds <= 86400:
+            raise InputError(
+                "an exchange needs an http(s) URL and an interval of 0.1 s to a day",
+                code="invalid_exchange",
+            )
+        stored = self._own(bank, None).name
+        exchange = self.store.add_exchange(
+            name,
+            type=type,
+            bank=stored,
+            config={"url": url, "remote_bank": remote_bank},
+            credential=credential or None,
+            interval_seconds=interval_seconds,
+        )
+        return exchange
+
+    def exchanges(self) -> list[Exchange]:
+        return self.store.list_exchanges()
+
+    def exchange(self, name: str) -> Exchange:
+        """An exchange's settings and status (cursor, last fetch, last error, entries applied)."""
+        return self.store.get_exchange(name)
+
+    def remove_exchange(self, name: str) -> None:
+        """Stop fetching; the entries it brought stay."""
+        self.store.remove_exchange(name)
+
+    def fetch_exchange(self, name: str) -> Exchange:
+        """Fetch an exchange now, to the end of what its source has."""
+        if self.store.claim_exchange(name, lease_seconds=self._EXCHANGE_LEASE) is None:
+            raise ConflictError(f"exchange {name!r} is being fetched", code="exchange_busy")
+        self._fetch_claimed(name)
+        return self.store.get_exchange(name)
+
+    def fetch_due_exchanges(self) -> int:
+        """Fetch every exchange that is due and that no other fetcher holds (what the service
+        does in the background); returns how many were fetched. A failure is recorded on its
+        exchange (retried with backoff), not raised."""
+        fetched = 0
+        while (
+            name := self.store.claim_exchange(None, lease_seconds=self._EXCHANGE_LEASE)
+        ) is not None:
+            try:
+                self._fetch_claimed(name)
+            except CounterfakeError as exc:  # recorded on the exchange; retried with backoff
+                logging.getLogger("counterfake.exchange").warning(
+                    "exchange %s failed: %s", name, exc.code
+                )
+            fetched += 1
+        return fetched
+
+    def _fetch_claimed(self, name: str) -> None:
+        from .exchange import follow
+
+        exchange = self.store.get_exchange(name)
+        credential = self.store.exchange_credential(name)
+        after = int(exchange.cursor or 0)
+        try:
+            with follow.client() as client:
+                while True:
+                    page = follow.read_page(
+                        client,
+                        exchange.config["url"],
+                        exchange.config["remote_bank"],
+                        credential,
+                        after,
+                        exchange=name,
+                    )
+                    if page.entries:
+                        self._add(exchange.bank, page.entries, None)
+                    self.store.advance_exchange(
+                        name,
+                        str(page.next_after),
+                        len(page.entries),
+                        lease_seconds=self._EXCHANGE_LEASE,
+                    )
+                    after = page.next_after
+                    if not page.more:
+                        break
+        except CounterfakeError as exc:
+            self.store.release_exchange(name, error=f"{exc.code}: {exc.message}")
+            raise
+        self.store.release_exchange(name)
 
     # intake ------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ __all__ = [
     "Bank",
     "Change",
     "Entry",
+    "Exchange",
     "NewEntry",
     "bank_key",
     "shown_bank",
@@ -29,7 +30,9 @@ DEFAULT_TENANT: Final = "default"
 #: submit: add to its tenant's banks and withdraw its own submissions, nothing else.
 #: match: look up against banks its tenant owns or that are shared with it.
 #: curate: manage its tenant's banks and their entries.  admin: everything, every tenant.
-SCOPES: Final = ("submit", "match", "curate", "admin")
+#: follow: read the change feed of banks its tenant owns or that are shared with it (another
+#: Counterfake following this one; exchange/follow.py).
+SCOPES: Final = ("submit", "match", "curate", "follow", "admin")
 
 
 def bank_key(name: str, tenant: str = DEFAULT_TENANT) -> str:
@@ -149,6 +152,34 @@ class Change:
     value: str | None = None
     quality: int | None = None
     withdrawn: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Exchange:
+    """A source this installation fetches signals from, and how far it has read. Its
+    credential is not here: only the fetcher reads it from the store."""
+
+    name: str
+    type: str
+    bank: str
+    config: dict[str, Any]
+    has_credential: bool
+    cursor: str
+    interval_seconds: float
+    created_at: datetime
+    next_fetch_at: datetime
+    last_fetch_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    failures: int = 0
+    applied: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, datetime):
+                out[key] = value.isoformat()
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

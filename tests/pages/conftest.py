@@ -24,8 +24,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Chromium for one test module: Playwright's sync API holds an event loop while it runs,
+    and later tests that call asyncio.run() must not find it running."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.skip("Debian's chromium is not installed (make test installs it)")

@@ -72,7 +72,7 @@ def _multipart(setup: Setup, bank: str) -> dict[str, Any]:
     return {"files": {"photo": ("p.jpg", JPEG, "image/jpeg")}}
 
 
-S, M, C = "submit", "match", "curate"
+S, M, C, F = "submit", "match", "curate", "follow"
 
 ROUTES = [
     Route("GET", "/status/live", frozenset()),
@@ -86,6 +86,7 @@ ROUTES = [
     Route("PATCH", "/v1/banks/{bank}", frozenset({C}), "owned", lambda s, b: {"json": {}}),
     Route("DELETE", "/v1/banks/{bank}", frozenset({C}), "owned"),
     Route("GET", "/v1/banks/{bank}/entries", frozenset({C}), "owned"),
+    Route("GET", "/v1/banks/{bank}/changes", frozenset({F, C}), "match"),
     Route("POST", "/v1/banks/{bank}/content", frozenset({S, C}), "owned", _upload),
     Route(
         "POST",

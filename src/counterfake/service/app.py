@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
@@ -274,6 +275,20 @@ class _Edge:
         return None
 
 
+#: How often each worker looks for an exchange that is due (one worker takes each fetch).
+_EXCHANGE_POLL: Final = 0.25
+
+
+def _fetch_exchanges(core: Counterfake, stop: threading.Event) -> None:
+    """The background fetcher: due exchanges are fetched by whichever worker leases them
+    first. A failure is recorded on its exchange and logged by code (never a credential)."""
+    while not stop.wait(_EXCHANGE_POLL):
+        try:
+            core.fetch_due_exchanges()
+        except CounterfakeError as exc:  # the store itself failed; try again at the next poll
+            log.warning("exchange fetcher: %s", exc.code)
+
+
 def _has_body(headers: dict[bytes, bytes]) -> bool:
     declared = headers.get(b"content-length", b"0")
     return (declared.isdigit() and int(declared) > 0) or b"transfer-encoding" in headers
@@ -304,9 +319,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_bytes=settings.max_bytes,
         )
         app.state.started_at = time.time()
+        stop = threading.Event()
+        fetcher = threading.Thread(
+            target=_fetch_exchanges, args=(core, stop), name="exchanges", daemon=True
+        )
+        fetcher.start()
         try:
             yield
         finally:
+            stop.set()
+            fetcher.join(timeout=30)
             core.close()
 
     from . import intake, omm, routes

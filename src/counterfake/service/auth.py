@@ -23,6 +23,7 @@ __all__ = [
     "Admin",
     "AnyKey",
     "Curate",
+    "Follow",
     "Hashing",
     "KeyCache",
     "MatchKey",
@@ -117,6 +118,7 @@ def core_of(request: Request) -> Counterfake:
 Submit = Annotated[ApiKey, Depends(require("submit", "curate"))]
 Curate = Annotated[ApiKey, Depends(require("curate"))]
 MatchKey = Annotated[ApiKey, Depends(require("match"))]
+Follow = Annotated[ApiKey, Depends(require("follow", "curate"))]
 Hashing = Annotated[ApiKey, Depends(require("match", "curate"))]
 Admin = Annotated[ApiKey, Depends(require("admin"))]
 AnyKey = Annotated[ApiKey, Depends(require("submit", "match", "curate"))]

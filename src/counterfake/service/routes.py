@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from ..core import Added
 from ..matching import Match
 from ..model import ApiKey, NewEntry
-from .auth import Admin, AnyKey, Curate, Hashing, MatchKey, Submit, core_of
+from .auth import Admin, AnyKey, Curate, Follow, Hashing, MatchKey, Submit, core_of
 from .uploads import hash_request, request_image, run_image_work
 
 __all__ = ["router"]
@@ -240,6 +241,25 @@ def add_signals(request: Request, key: Submit, bank: str, body: SignalBatch) -> 
         for s in body.signals
     ]
     return _added(key, core_of(request).add_signals(bank, entries, principal=key), len(entries))
+
+
+@router.get("/v1/banks/{bank}/changes", tags=["entries"])
+def bank_changes(
+    request: Request,
+    key: Follow,
+    bank: str,
+    after: Annotated[int, Query(ge=0, description="The cursor: the last seq read")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    """A bank's change feed, for another Counterfake that follows it (`counterfake exchange
+    add --type counterfake`): adds and withdrawals after `after`, oldest first, each with its
+    signal, value, quality and (derivative entries) base64 signature; never metadata. Answers
+    `next_after` (the cursor to send next) and `more`."""
+    page = core_of(request).bank_feed(bank, after=after, limit=limit, principal=key)
+    for change in page["changes"]:
+        data = change.pop("signature")
+        change["signature"] = base64.b64encode(data).decode("ascii") if data else None
+    return page
 
 
 @router.get("/v1/banks/{bank}/entries/{entry_id}", tags=["entries"])

@@ -22,6 +22,7 @@ from .audit import AuditLog
 from .banks import Banks
 from .changes import ChangeLog
 from .entries import Entries
+from .exchanges import Exchanges
 from .keys import KeyRing
 from .refs import References
 from .signatures import Signatures
@@ -42,9 +43,9 @@ __all__ = [
 ]
 
 
-class Store(Banks, Entries, Signatures, ChangeLog, AuditLog, References, Submissions):
+class Store(Banks, Entries, Signatures, ChangeLog, AuditLog, References, Submissions, Exchanges):
     """Banks, entries, signatures, change log, audit log, keys, derivative references and
-    intake submissions over one database.
+    intake submissions and exchanges over one database.
     Open with `Store.open()`; writes are idempotent per (bank, signal type, value)."""
 
     def __init__(self, db: Database, *, default_threshold: int) -> None:

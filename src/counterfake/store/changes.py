@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any, Final
+
 import sqlalchemy as sa
 
 from ..model import Change
+from ._db import now
 from ._part import Part
-from .schema import changes, entries
+from .schema import changes, entries, signatures
+
+#: A bank's feed serves changes at least this old: on PostgreSQL a lower sequence number can
+#: commit after a higher one, and a follower's cursor must never pass a change still to come.
+FEED_LAG: Final = timedelta(seconds=0.5)
 
 __all__ = ["ChangeLog"]
 
@@ -41,5 +49,44 @@ class ChangeLog(Part):
         with self._db.read() as conn:
             return [
                 Change(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] is not None)
+                for r in conn.execute(query)
+            ]
+
+    def bank_feed(self, bank: str, after: int, *, limit: int) -> list[dict[str, Any]]:
+        """A bank's adds and withdrawals after `after`, oldest first, each with its entry's
+        signal, value, quality and signature (never its metadata, which may name a person):
+        what another Counterfake needs to follow the bank."""
+        query = (
+            sa.select(
+                changes.c.seq,
+                changes.c.op,
+                entries.c.id,
+                entries.c.signal_type,
+                entries.c.value,
+                entries.c.quality,
+                signatures.c.data,
+            )
+            .join(entries, entries.c.id == changes.c.entry_id)
+            .outerjoin(signatures, signatures.c.entry_id == entries.c.id)
+            .where(
+                changes.c.bank == bank,
+                changes.c.seq > after,
+                changes.c.op.in_(("add", "withdraw")),
+                changes.c.at <= now() - FEED_LAG,
+            )
+            .order_by(changes.c.seq)
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return [
+                {
+                    "seq": int(r.seq),
+                    "op": r.op,
+                    "entry_id": int(r.id),
+                    "signal_type": r.signal_type,
+                    "value": r.value,
+                    "quality": r.quality,
+                    "signature": bytes(r.data) if r.data is not None else None,
+                }
                 for r in conn.execute(query)
             ]

@@ -154,3 +154,25 @@ instance_secrets = Table(
     Column("name", String(32), primary_key=True),
     Column("value", String(64), nullable=False),
 )
+
+#: Exchanges this installation fetches from: where, into which bank, how far it has read.
+#: The credential is kept for the fetcher only: no route, command or log shows it.
+exchanges = Table(
+    "exchanges",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("bank_id", _Id, ForeignKey("banks.id", ondelete="CASCADE"), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("credential", Text, nullable=True),
+    Column("cursor", String(200), nullable=False, server_default=""),
+    Column("interval_seconds", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("next_fetch_at", DateTime(timezone=True), nullable=False),
+    Column("last_fetch_at", DateTime(timezone=True), nullable=True),
+    Column("last_success_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("applied", BigInteger, nullable=False, server_default="0"),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+)

@@ -1,0 +1,141 @@
+"""Following another Counterfake's bank: the `counterfake` exchange type.
+
+The hub serves a bank's change feed (`GET /v1/banks/{bank}/changes?after=SEQ`, keys with the
+`follow` scope, the bank shared with their tenant); the follower reads it page by page and
+applies each page as entries of its own bank: adds, and withdrawals as withdrawn entries (which
+withdraw the entry already there). Applying a page twice changes nothing, so the cursor is
+stored after the page: a fetch killed mid-page repeats that page, and loses or duplicates
+nothing. Everything a hub sends is checked before any of it is applied (a derivative's value
+must be its signature's SHA-256); a page that fails is not applied and the cursor stays.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+
+from ..errors import FetchError, SignalError
+from ..model import NewEntry
+from ..signals import get_signal_type
+from ..signals.keypoints import Features
+
+__all__ = ["PAGE_SIZE", "Page", "client", "read_page"]
+
+PAGE_SIZE: Final = 1000
+#: A page larger than this is refused (1,000 derivative entries are about 50 MB of base64).
+_MAX_PAGE_BYTES: Final = 128 * 1024 * 1024
+_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    entries: list[NewEntry]
+    next_after: int
+    more: bool
+
+
+def _bad(message: str) -> FetchError:
+    return FetchError(f"the hub's page is malformed: {message}", code="exchange_bad_page")
+
+
+def read_page(
+    client: httpx.Client, url: str, bank: str, credential: str | None, after: int, *, exchange: str
+) -> Page:
+    """One page of the hub's feed after `after`, checked whole, as entries to apply."""
+    target = f"{url.rstrip('/')}/v1/banks/{bank}/changes"
+    headers = {"X-API-Key": credential} if credential else {}
+    try:
+        with client.stream(
+            "GET", target, params={"after": after, "limit": PAGE_SIZE}, headers=headers
+        ) as answer:
+            if answer.status_code in (401, 403):
+                raise FetchError(
+                    f"the hub refused this exchange's key ({answer.status_code})",
+                    code="exchange_refused",
+                )
+            if answer.status_code == 404:
+                raise FetchError(
+                    f"the hub has no bank {bank!r} for this key", code="exchange_refused"
+                )
+            if answer.status_code != 200:
+                raise FetchError(
+                    f"the hub answered {answer.status_code}", code="exchange_unreachable"
+                )
+            body = bytearray()
+            for chunk in answer.iter_bytes():
+                body += chunk
+                if len(body) > _MAX_PAGE_BYTES:
+                    raise _bad(f"larger than {_MAX_PAGE_BYTES} bytes")
+    except httpx.HTTPError as exc:
+        raise FetchError(
+            f"the hub could not be reached ({type(exc).__name__})", code="exchange_unreachable"
+        ) from None
+    try:
+        data = json.loads(bytes(body))
+    except ValueError:
+        raise _bad("not JSON") from None
+    return _page(data, after, exchange)
+
+
+def _page(data: Any, after: int, exchange: str) -> Page:
+    if not isinstance(data, dict) or not isinstance(data.get("changes"), list):
+        raise _bad("no list of changes")
+    next_after, more = data.get("next_after"), data.get("more")
+    if not isinstance(next_after, int) or isinstance(next_after, bool) or next_after < after:
+        raise _bad(f"the cursor {next_after!r} goes back from {after}")
+    if not isinstance(more, bool):
+        raise _bad("'more' is not true or false")
+    at = datetime.now(UTC)
+    entries = []
+    last = after
+    for number, change in enumerate(data["changes"]):
+        try:
+            entries.append(_entry(change, exchange, at))
+            seq = change["seq"]
+            if not isinstance(seq, int) or seq <= last:
+                raise ValueError("seq is not increasing")
+            last = seq
+        except (KeyError, TypeError, ValueError, binascii.Error, SignalError) as exc:
+            raise _bad(f"change {number}: {exc}") from None
+    if entries and next_after != last:
+        raise _bad("next_after is not the last change's seq")
+    return Page(entries, next_after, more)
+
+
+def _entry(change: dict[str, Any], exchange: str, at: datetime) -> NewEntry:
+    op = change["op"]
+    if op not in ("add", "withdraw"):
+        raise ValueError(f"op {op!r}")
+    signal_type = get_signal_type(str(change["signal_type"]))
+    value = signal_type.normalize(str(change["value"]))
+    quality = change.get("quality")
+    if quality is not None and (not isinstance(quality, int) or not 0 <= quality <= 100):
+        raise ValueError("quality is 0 to 100")
+    payload = None
+    if signal_type.kind == "local":
+        payload = base64.b64decode(change["signature"], validate=True)
+        if Features.from_bytes(payload).id != value:
+            raise ValueError("the value is not the signature's SHA-256")
+    remote = change["entry_id"]
+    if not isinstance(remote, int):
+        raise ValueError("entry_id is not a number")
+    return NewEntry(
+        signal_type.name,
+        value,
+        quality=quality,
+        source="exchange",
+        metadata={"exchange": exchange, "remote_id": remote},
+        withdrawn_at=at if op == "withdraw" else None,
+        payload=payload,
+    )
+
+
+def client() -> httpx.Client:
+    """The fetcher's HTTP client: bounded waits, no redirects (a cursor must not wander)."""
+    return httpx.Client(timeout=_TIMEOUT, follow_redirects=False)
