@@ -879,19 +879,27 @@ def _print_exchange(found: Exchange, as_json: bool) -> None:
 
 @exchange.command("add")
 @click.argument("name")
-@click.option("--type", "kind", required=True, type=click.Choice(["counterfake"]))
+@click.option("--type", "kind", required=True, type=click.Choice(["counterfake", "stopncii"]))
 @click.option("--bank", required=True, help="The bank here that receives what it fetches.")
-@click.option("--url", required=True, help="The hub's base URL, e.g. https://hub.example.org.")
-@click.option("--remote-bank", required=True, help="The hub's bank to follow.")
+@click.option(
+    "--url",
+    help="counterfake: the hub's base URL, e.g. https://hub.example.org; stopncii: only to "
+    "override the API's address.",
+)
+@click.option("--remote-bank", help="counterfake: the hub's bank to follow.")
 @click.option(
     "--credential-env",
     default="COUNTERFAKE_EXCHANGE_CREDENTIAL",
     show_default=True,
-    help="The environment variable holding the hub's key (follow scope); never a flag, so it "
-    "stays out of shell history and process lists.",
+    help="The environment variable holding the credential (counterfake: the hub's key of the "
+    "follow scope; stopncii: SUBSCRIPTION_KEY:FUNCTION_KEY); never a flag, so it stays out of "
+    "shell history and process lists.",
 )
 @click.option(
-    "--interval", type=float, default=0.5, show_default=True, help="Seconds between fetches."
+    "--interval",
+    type=float,
+    default=None,
+    help="Seconds between fetches (default: 0.5 for counterfake, 300 for stopncii).",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -900,13 +908,13 @@ def exchange_add(
     name: str,
     kind: str,
     bank: str,
-    url: str,
-    remote_bank: str,
+    url: str | None,
+    remote_bank: str | None,
     credential_env: str,
-    interval: float,
+    interval: float | None,
     as_json: bool,
 ) -> None:
-    """Follow another Counterfake's bank into one of yours."""
+    """Fetch another Counterfake's bank, or StopNCII's hashes, into one of your banks."""
     core = _core(ctx, as_json=as_json)
     with _errors(as_json):
         found = core.add_exchange(

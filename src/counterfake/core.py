@@ -458,7 +458,7 @@ class Counterfake:
         }
 
     #: Exchange types this installation can fetch.
-    EXCHANGE_TYPES: ClassVar[tuple[str, ...]] = ("counterfake",)
+    EXCHANGE_TYPES: ClassVar[tuple[str, ...]] = ("counterfake", "stopncii")
     #: How long a fetcher holds an exchange before another may take it over.
     _EXCHANGE_LEASE: ClassVar[float] = 60.0
 
@@ -468,35 +468,52 @@ class Counterfake:
         *,
         type: str,
         bank: str,
-        url: str,
-        remote_bank: str,
+        url: str | None = None,
+        remote_bank: str | None = None,
         credential: str | None = None,
-        interval_seconds: float = 0.5,
+        interval_seconds: float | None = None,
     ) -> Exchange:
-        """Fetch `remote_bank` of the Counterfake at `url` into `bank`, every
-        `interval_seconds` (the service's workers share the schedule; `fetch_exchange` runs one
-        fetch now). The credential is the hub's key with the `follow` scope; it is stored for
-        the fetcher and never shown."""
+        """Fetch a source into `bank` every `interval_seconds` (the service's workers share the
+        schedule; `fetch_exchange` runs one fetch now). `counterfake`: `remote_bank` of the
+        Counterfake at `url`, with a key of its `follow` scope as the credential (default
+        interval 0.5 s). `stopncii`: StopNCII's hash API (`url` overrides its address), the
+        credential `SUBSCRIPTION_KEY:FUNCTION_KEY` (default interval 5 minutes). Credentials
+        are stored for the fetcher and never shown."""
         if type not in self.EXCHANGE_TYPES:
             raise InputError(
                 f"exchange types are {', '.join(self.EXCHANGE_TYPES)}; got {type!r}",
                 code="unknown_exchange_type",
             )
-        if not url.startswith(("http://", "https://")) or not 0.1 <= interval_seconds <= 86400:
+        if type == "stopncii":
+            from .exchange.stopncii import BASE_URL, credentials
+
+            credentials(credential)  # both keys, or a coded refusal now rather than at fetch
+            config: dict[str, Any] = {"url": url or BASE_URL}
+            interval = 300.0 if interval_seconds is None else interval_seconds
+        else:
+            if not url or not remote_bank:
+                raise InputError(
+                    "a counterfake exchange needs the hub's URL and its bank",
+                    code="invalid_exchange",
+                )
+            config = {"url": url, "remote_bank": remote_bank}
+            interval = 0.5 if interval_seconds is None else interval_seconds
+        if not str(config["url"]).startswith(("http://", "https://")) or not (
+            0.1 <= interval <= 86400
+        ):
             raise InputError(
                 "an exchange needs an http(s) URL and an interval of 0.1 s to a day",
                 code="invalid_exchange",
             )
         stored = self._own(bank, None).name
-        exchange = self.store.add_exchange(
+        return self.store.add_exchange(
             name,
             type=type,
             bank=stored,
-            config={"url": url, "remote_bank": remote_bank},
+            config=config,
             credential=credential or None,
-            interval_seconds=interval_seconds,
+            interval_seconds=interval,
         )
-        return exchange
 
     def exchanges(self) -> list[Exchange]:
         return self.store.list_exchanges()
@@ -534,31 +551,24 @@ class Counterfake:
         return fetched
 
     def _fetch_claimed(self, name: str) -> None:
-        from .exchange import follow
+        from .exchange import follow, stopncii
 
+        reader = {"counterfake": follow.read_page, "stopncii": stopncii.read_page}
         exchange = self.store.get_exchange(name)
         credential = self.store.exchange_credential(name)
-        after = int(exchange.cursor or 0)
+        position: Any = exchange.cursor
         try:
             with follow.client() as client:
                 while True:
-                    page = follow.read_page(
-                        client,
-                        exchange.config["url"],
-                        exchange.config["remote_bank"],
-                        credential,
-                        after,
-                        exchange=name,
+                    page = reader[exchange.type](
+                        client, exchange.config, credential, position, exchange=name
                     )
                     if page.entries:
                         self._add(exchange.bank, page.entries, None)
                     self.store.advance_exchange(
-                        name,
-                        str(page.next_after),
-                        len(page.entries),
-                        lease_seconds=self._EXCHANGE_LEASE,
+                        name, page.cursor, len(page.entries), lease_seconds=self._EXCHANGE_LEASE
                     )
-                    after = page.next_after
+                    position = page.next_position
                     if not page.more:
                         break
         except CounterfakeError as exc:

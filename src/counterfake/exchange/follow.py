@@ -25,7 +25,7 @@ from ..model import NewEntry
 from ..signals import get_signal_type
 from ..signals.keypoints import Features
 
-__all__ = ["PAGE_SIZE", "Page", "client", "read_page"]
+__all__ = ["PAGE_SIZE", "Page", "bad_page", "client", "get_json", "read_page"]
 
 PAGE_SIZE: Final = 1000
 #: A page larger than this is refused (1,000 derivative entries are about 50 MB of base64).
@@ -35,62 +35,79 @@ _TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
 
 @dataclasses.dataclass(frozen=True)
 class Page:
+    """A page of an exchange's source, checked whole: its entries, the cursor to store once
+    they are applied, where the next page starts, and whether there is one."""
+
     entries: list[NewEntry]
-    next_after: int
+    cursor: str
+    next_position: Any
     more: bool
+    skipped: int = 0
 
 
-def _bad(message: str) -> FetchError:
-    return FetchError(f"the hub's page is malformed: {message}", code="exchange_bad_page")
+def bad_page(message: str) -> FetchError:
+    return FetchError(f"the source's page is malformed: {message}", code="exchange_bad_page")
 
 
 def read_page(
-    client: httpx.Client, url: str, bank: str, credential: str | None, after: int, *, exchange: str
+    client: httpx.Client,
+    config: dict[str, Any],
+    credential: str | None,
+    position: Any,
+    *,
+    exchange: str,
 ) -> Page:
-    """One page of the hub's feed after `after`, checked whole, as entries to apply."""
-    target = f"{url.rstrip('/')}/v1/banks/{bank}/changes"
+    """One page of the hub's feed after `position` (a seq, or the stored cursor's text)."""
+    after = int(position or 0)
+    target = f"{str(config['url']).rstrip('/')}/v1/banks/{config['remote_bank']}/changes"
     headers = {"X-API-Key": credential} if credential else {}
+    data = get_json(client, target, {"after": after, "limit": PAGE_SIZE}, headers)
+    return _page(data, after, exchange)
+
+
+def get_json(
+    client: httpx.Client, url: str, params: dict[str, Any], headers: dict[str, str]
+) -> Any:
+    """A source's JSON answer, its size capped; HTTP failures as coded errors."""
     try:
-        with client.stream(
-            "GET", target, params={"after": after, "limit": PAGE_SIZE}, headers=headers
-        ) as answer:
+        with client.stream("GET", url, params=params, headers=headers) as answer:
             if answer.status_code in (401, 403):
                 raise FetchError(
-                    f"the hub refused this exchange's key ({answer.status_code})",
+                    f"the source refused this exchange's key ({answer.status_code})",
                     code="exchange_refused",
                 )
             if answer.status_code == 404:
                 raise FetchError(
-                    f"the hub has no bank {bank!r} for this key", code="exchange_refused"
+                    "the source has nothing there for this key", code="exchange_refused"
                 )
             if answer.status_code != 200:
                 raise FetchError(
-                    f"the hub answered {answer.status_code}", code="exchange_unreachable"
+                    f"the source answered {answer.status_code}", code="exchange_unreachable"
                 )
             body = bytearray()
             for chunk in answer.iter_bytes():
                 body += chunk
                 if len(body) > _MAX_PAGE_BYTES:
-                    raise _bad(f"larger than {_MAX_PAGE_BYTES} bytes")
+                    raise bad_page(f"larger than {_MAX_PAGE_BYTES} bytes")
     except httpx.HTTPError as exc:
         raise FetchError(
-            f"the hub could not be reached ({type(exc).__name__})", code="exchange_unreachable"
+            f"the source could not be reached ({type(exc).__name__})",
+            code="exchange_unreachable",
         ) from None
     try:
-        data = json.loads(bytes(body))
+        return json.loads(bytes(body))
     except ValueError:
-        raise _bad("not JSON") from None
-    return _page(data, after, exchange)
+        raise bad_page("not JSON") from None
 
 
 def _page(data: Any, after: int, exchange: str) -> Page:
     if not isinstance(data, dict) or not isinstance(data.get("changes"), list):
-        raise _bad("no list of changes")
+        raise bad_page("no list of changes")
     next_after, more = data.get("next_after"), data.get("more")
     if not isinstance(next_after, int) or isinstance(next_after, bool) or next_after < after:
-        raise _bad(f"the cursor {next_after!r} goes back from {after}")
+        raise bad_page(f"the cursor {next_after!r} goes back from {after}")
     if not isinstance(more, bool):
-        raise _bad("'more' is not true or false")
+        raise bad_page("'more' is not true or false")
     at = datetime.now(UTC)
     entries = []
     last = after
@@ -102,10 +119,10 @@ def _page(data: Any, after: int, exchange: str) -> Page:
                 raise ValueError("seq is not increasing")
             last = seq
         except (KeyError, TypeError, ValueError, binascii.Error, SignalError) as exc:
-            raise _bad(f"change {number}: {exc}") from None
+            raise bad_page(f"change {number}: {exc}") from None
     if entries and next_after != last:
-        raise _bad("next_after is not the last change's seq")
-    return Page(entries, next_after, more)
+        raise bad_page("next_after is not the last change's seq")
+    return Page(entries, str(next_after), next_after, more)
 
 
 def _entry(change: dict[str, Any], exchange: str, at: datetime) -> NewEntry:
