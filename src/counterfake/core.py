@@ -55,6 +55,8 @@ if TYPE_CHECKING:  # the store, the matcher and OpenCV load only when an operati
     from .signals.keypoints import Features
     from .store import Store
 
+#: A change-feed page stops growing past this many signature bytes (about 400 signatures).
+_FEED_PAGE_BYTES: Final = 16 * 1024 * 1024
 #: The side of the working image local features are computed on (signals.keypoints.WORK_SIDE).
 _WORK_SIDE: Final = 480
 #: Batches of at least this many files are hashed on several processes, this many per task.
@@ -451,10 +453,17 @@ class Counterfake:
         if not 1 <= limit <= 10_000 or after < 0:
             raise InputError("limit is 1 to 10,000 and after >= 0", code="invalid_request")
         changes = self.store.bank_feed(found.name, after, limit=limit)
+        more = len(changes) == limit
+        size = 0
+        for number, change in enumerate(changes):  # signatures are ~37 KB: pages stay bounded
+            size += len(change["signature"] or b"")
+            if size > _FEED_PAGE_BYTES and number:
+                changes, more = changes[:number], True
+                break
         return {
             "changes": changes,
             "next_after": changes[-1]["seq"] if changes else after,
-            "more": len(changes) == limit,
+            "more": more,
         }
 
     #: Exchange types this installation can fetch.

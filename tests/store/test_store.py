@@ -316,3 +316,44 @@ def test_the_write_ahead_log_stays_bounded_while_readers_never_pause(
             reader.join()
         store.close()
     assert peak < 4_000_000, peak  # without the writer's checkpoints: tens of megabytes
+
+
+def test_a_large_batch_is_added_set_wise_with_the_same_outcome_as_one_by_one(store: Store) -> None:
+    """A batch of distinct values takes the set-wise path: existing, withdrawn and reinstated
+    values, signatures and the change log come out as the row-by-row path gives them."""
+    from counterfake.protect import protect_bytes
+    from tests.images import encode, photo_like
+
+    store.create_bank("bulk")
+    before = [NewEntry("pdq", f"{i:064x}") for i in range(10)]
+    (kept, gone) = store.add_entries("bulk", before[:2])
+    store.withdraw("bulk", gone.entry_id)
+    photo = protect_bytes(encode(photo_like(seed=3)))
+    batch = [
+        *before[:2],  # one active already, one withdrawn: both "again"
+        *[NewEntry("pdq", f"{i:064x}") for i in range(100, 200)],
+        NewEntry("pdq", f"{999:064x}", withdrawn_at=datetime.now(UTC)),
+        *photo.entries(),
+    ]
+    seq = store.last_change()
+    results = store.add_entries("bulk", batch)
+    assert [r.status for r in results[:2]] == ["existing", "reinstated"]
+    assert [r.status for r in results[2:102]] == ["created"] * 100
+    assert results[102].status == "withdrawn"
+    assert [r.status for r in results[103:]] == ["created", "created"]
+    assert len({r.entry_id for r in results}) == len(batch)
+    assert results[2].entry_id > kept.entry_id
+    logged = store.changes_since(seq)
+    assert sorted(c.entry_id for c in logged if c.op == "add") == sorted(
+        [gone.entry_id, *(r.entry_id for r in results[2:102]), *(r.entry_id for r in results[103:])]
+    )
+    derivative = results[-1]
+    assert dict(store.signatures("bulk"))[derivative.entry_id] == photo.signature
+    again = store.add_entries("bulk", batch[2:102])
+    assert {r.status for r in again} == {"existing"}
+    # A value twice in one batch: added, then withdrawn, in the batch's order.
+    fresh = [NewEntry("pdq", f"{i:064x}") for i in range(300, 400)]
+    twice = [*fresh, NewEntry("pdq", f"{300:064x}", withdrawn_at=datetime.now(UTC))]
+    outcome = store.add_entries("bulk", twice)
+    assert outcome[0].status == "created" and outcome[-1].status == "withdrawn"
+    assert outcome[-1].entry_id == outcome[0].entry_id

@@ -27,9 +27,10 @@ from ..signals.keypoints import Features
 
 __all__ = ["PAGE_SIZE", "Page", "bad_page", "client", "get_json", "read_page"]
 
-PAGE_SIZE: Final = 1000
-#: A page larger than this is refused (1,000 derivative entries are about 50 MB of base64).
-_MAX_PAGE_BYTES: Final = 128 * 1024 * 1024
+PAGE_SIZE: Final = 5000
+#: A page larger than this is refused (a hub stops a page at 16 MB of signatures, about
+#: 22 MB in base64).
+_MAX_PAGE_BYTES: Final = 64 * 1024 * 1024
 _TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from typing import Final
 
 import numpy as np
@@ -38,6 +39,7 @@ DIHEDRAL_NAMES: Final = (
     "flipminus1",
 )
 _HEX_DIGITS: Final = 64
+_HEX: Final = re.compile(f"[0-9a-f]{{{_HEX_DIGITS}}}")
 #: The distance within which two PDQ hashes are the same image (the setting's default).
 PDQ_THRESHOLD: Final[int] = DEFAULTS["pdq_threshold"]
 
@@ -52,7 +54,7 @@ class PdqHash:
     @classmethod
     def from_hex(cls, text: str, quality: int | None = None) -> PdqHash:
         text = text.strip().lower()
-        if len(text) != _HEX_DIGITS or any(c not in "0123456789abcdef" for c in text):
+        if not _HEX.fullmatch(text):
             raise SignalError(f"a PDQ hash is 64 hexadecimal digits, not {text[:80]!r}")
         return cls(int(text, 16), quality)
 

@@ -16,7 +16,7 @@ from ..model import AddResult, Entry, NewEntry
 from ..signals import get_signal_type
 from ._db import now, utc
 from ._part import Part
-from .schema import banks, entries, id_floors, signatures
+from .schema import banks, changes, entries, id_floors, signatures
 
 __all__ = ["Entries"]
 
@@ -24,6 +24,9 @@ _Status = Literal["created", "existing", "reinstated", "withdrawn"]
 #: What an entry's metadata may be: nested at most this deep, this large as JSON.
 METADATA_DEPTH: Final = 8
 METADATA_BYTES: Final = 16 * 1024
+#: A batch at least this large, of distinct values, is added set-wise (`_add_bulk`).
+_BULK: Final = 64
+_LOOKUP_CHUNK: Final = 500
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -145,6 +148,9 @@ class Entries(Part):
                     outcomes[number] = exc
                     continue
                 results: list[AddResult] = []
+                if len(ready) >= _BULK:
+                    results, floor = self._add_bulk(conn, bank, bank_id, ready, submitted_by, floor)
+                    ready = []
                 for entry in ready:
                     values = {
                         "bank_id": bank_id,
@@ -181,6 +187,92 @@ class Entries(Part):
                 db.audit(conn, "entries_added", bank=bank, detail=counts)
                 outcomes[number] = results
         return outcomes
+
+    def _add_bulk(
+        self,
+        conn: Any,
+        bank: str,
+        bank_id: int,
+        ready: list[NewEntry],
+        submitted_by: str | None,
+        floor: int | None,
+    ) -> tuple[list[AddResult], int | None]:
+        """`add_many`'s row-by-row work done set-wise, for a large batch (a page of an
+        exchange, an import): values already in the bank are found first, each other value's
+        first occurrence is inserted in one statement (a conflict with a concurrent writer is
+        skipped, then treated as found), their change-log rows and signatures in one statement
+        each; found values and later occurrences (an add, then its withdrawal) then go one by
+        one, in the batch's order."""
+        first: dict[tuple[str, str], NewEntry] = {}
+        for entry in ready:
+            first.setdefault((entry.signal_type, entry.value), entry)
+        found: dict[tuple[str, str], Any] = {}
+        values = [e.value for e in first.values()]
+        for start in range(0, len(values), _LOOKUP_CHUNK):
+            rows = conn.execute(
+                sa.select(entries.c.signal_type, entries.c.value).where(
+                    entries.c.bank_id == bank_id,
+                    entries.c.value.in_(values[start : start + _LOOKUP_CHUNK]),
+                )
+            )
+            found.update({(r.signal_type, r.value): r for r in rows})
+        fresh = [e for key, e in first.items() if key not in found]
+        created: dict[tuple[str, str], int] = {}
+        if fresh:
+            at = now()
+            rows_in = []
+            for number, entry in enumerate(fresh):
+                row = {
+                    "bank_id": bank_id,
+                    "signal_type": entry.signal_type,
+                    "value": entry.value,
+                    "quality": entry.quality,
+                    "source": entry.source,
+                    "metadata": entry.metadata,
+                    "created_at": at,
+                    "withdrawn_at": entry.withdrawn_at,
+                    "submitted_by": submitted_by,
+                }
+                if floor is not None:
+                    row["id"] = floor + 1 + number
+                rows_in.append(row)
+            insert = (postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert)(
+                entries
+            )
+            returned = conn.execute(
+                insert.on_conflict_do_nothing(
+                    index_elements=["bank_id", "signal_type", "value"]
+                ).returning(entries.c.id, entries.c.signal_type, entries.c.value),
+                rows_in,
+            )
+            created = {(r.signal_type, r.value): int(r.id) for r in returned}
+            if floor is not None and created:
+                floor = max(floor, *created.values())
+            by_key = {(e.signal_type, e.value): e for e in fresh}
+            change_rows = [
+                {"at": at, "op": "add", "bank": bank, "entry_id": entry_id}
+                for key, entry_id in created.items()
+                if by_key[key].withdrawn_at is None
+            ]
+            if change_rows:
+                conn.execute(changes.insert(), change_rows)
+            payloads = [
+                {"entry_id": entry_id, "data": by_key[key].payload}
+                for key, entry_id in created.items()
+                if by_key[key].payload is not None
+            ]
+            if payloads:
+                conn.execute(signatures.insert(), payloads)
+        results: list[AddResult] = []
+        for entry in ready:
+            key = (entry.signal_type, entry.value)
+            if key in created and first.get(key) is entry:
+                status: _Status = "withdrawn" if entry.withdrawn_at else "created"
+                results.append(AddResult(created[key], entry.signal_type, status))
+                del first[key]  # a later occurrence is applied to the row now there
+            else:
+                results.append(self._again(conn, bank, bank_id, entry))
+        return results, floor
 
     def _again(self, conn: Any, bank: str, bank_id: int, entry: NewEntry) -> AddResult:
         """A value the bank holds already: reinstated, withdrawn, or left as it is."""
