@@ -206,16 +206,20 @@ class Entries(Part):
         first: dict[tuple[str, str], NewEntry] = {}
         for entry in ready:
             first.setdefault((entry.signal_type, entry.value), entry)
-        found: dict[tuple[str, str], Any] = {}
-        values = [e.value for e in first.values()]
-        for start in range(0, len(values), _LOOKUP_CHUNK):
-            rows = conn.execute(
-                sa.select(entries.c.signal_type, entries.c.value).where(
-                    entries.c.bank_id == bank_id,
-                    entries.c.value.in_(values[start : start + _LOOKUP_CHUNK]),
+        found: set[tuple[str, str]] = set()
+        by_type: dict[str, list[str]] = {}
+        for signal_type, value in first:
+            by_type.setdefault(signal_type, []).append(value)
+        for signal_type, values in by_type.items():  # the unique index's full prefix
+            for start in range(0, len(values), _LOOKUP_CHUNK):
+                rows = conn.execute(
+                    sa.select(entries.c.value).where(
+                        entries.c.bank_id == bank_id,
+                        entries.c.signal_type == signal_type,
+                        entries.c.value.in_(values[start : start + _LOOKUP_CHUNK]),
+                    )
                 )
-            )
-            found.update({(r.signal_type, r.value): r for r in rows})
+                found.update((signal_type, r.value) for r in rows)
         fresh = [e for key, e in first.items() if key not in found]
         created: dict[tuple[str, str], int] = {}
         if fresh:
