@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,9 @@ bench-investigate: $(STAMP)
 
 bench-protect-page: web $(CHROMIUM)
 	$(BIN)/python benchmarks/protect_page.py --corpus ../shared/corpus/photos --screenshots docs
+
+bench-exchange: $(STAMP)
+	$(BIN)/python benchmarks/exchange.py --entries 200000 --increment 10000
 
 clean:
 	rm -rf $(VENV) build *.egg-info
