@@ -879,7 +879,12 @@ def _print_exchange(found: Exchange, as_json: bool) -> None:
 
 @exchange.command("add")
 @click.argument("name")
-@click.option("--type", "kind", required=True, type=click.Choice(["counterfake", "stopncii"]))
+@click.option(
+    "--type",
+    "kind",
+    required=True,
+    type=click.Choice(["counterfake", "stopncii", "threatexchange-file"]),
+)
 @click.option("--bank", required=True, help="The bank here that receives what it fetches.")
 @click.option(
     "--url",
@@ -887,6 +892,9 @@ def _print_exchange(found: Exchange, as_json: bool) -> None:
     "override the API's address.",
 )
 @click.option("--remote-bank", help="counterfake: the hub's bank to follow.")
+@click.option(
+    "--path", "file_path", help="threatexchange-file: the signal file ('pdq <hex>' lines)."
+)
 @click.option(
     "--credential-env",
     default="COUNTERFAKE_EXCHANGE_CREDENTIAL",
@@ -912,9 +920,11 @@ def exchange_add(
     remote_bank: str | None,
     credential_env: str,
     interval: float | None,
+    file_path: str | None,
     as_json: bool,
 ) -> None:
-    """Fetch another Counterfake's bank, or StopNCII's hashes, into one of your banks."""
+    """Fetch another Counterfake's bank, StopNCII's hashes or a ThreatExchange signal file
+    into one of your banks."""
     core = _core(ctx, as_json=as_json)
     with _errors(as_json):
         found = core.add_exchange(
@@ -925,6 +935,7 @@ def exchange_add(
             remote_bank=remote_bank,
             credential=os.environ.get(credential_env),
             interval_seconds=interval,
+            path=file_path,
         )
     _print_exchange(found, as_json)
 

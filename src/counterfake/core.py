@@ -19,6 +19,7 @@ import os
 import random
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
@@ -467,7 +468,7 @@ class Counterfake:
         }
 
     #: Exchange types this installation can fetch.
-    EXCHANGE_TYPES: ClassVar[tuple[str, ...]] = ("counterfake", "stopncii")
+    EXCHANGE_TYPES: ClassVar[tuple[str, ...]] = ("counterfake", "stopncii", "threatexchange-file")
     #: How long a fetcher holds an exchange before another may take it over.
     _EXCHANGE_LEASE: ClassVar[float] = 60.0
 
@@ -481,23 +482,33 @@ class Counterfake:
         remote_bank: str | None = None,
         credential: str | None = None,
         interval_seconds: float | None = None,
+        path: str | None = None,
     ) -> Exchange:
         """Fetch a source into `bank` every `interval_seconds` (the service's workers share the
         schedule; `fetch_exchange` runs one fetch now). `counterfake`: `remote_bank` of the
         Counterfake at `url`, with a key of its `follow` scope as the credential (default
         interval 0.5 s). `stopncii`: StopNCII's hash API (`url` overrides its address), the
-        credential `SUBSCRIPTION_KEY:FUNCTION_KEY` (default interval 5 minutes). Credentials
-        are stored for the fetcher and never shown."""
+        credential `SUBSCRIPTION_KEY:FUNCTION_KEY` (default interval 5 minutes).
+        `threatexchange-file`: python-threatexchange's signal file at `path`, a snapshot
+        (default interval a minute). Credentials are stored for the fetcher and never shown."""
         if type not in self.EXCHANGE_TYPES:
             raise InputError(
                 f"exchange types are {', '.join(self.EXCHANGE_TYPES)}; got {type!r}",
                 code="unknown_exchange_type",
             )
-        if type == "stopncii":
+        if type == "threatexchange-file":
+            if not path:
+                raise InputError(
+                    "a threatexchange-file exchange needs the file's path",
+                    code="invalid_exchange",
+                )
+            config: dict[str, Any] = {"path": str(Path(path).resolve())}
+            interval = 60.0 if interval_seconds is None else interval_seconds
+        elif type == "stopncii":
             from .exchange.stopncii import BASE_URL, credentials
 
             credentials(credential)  # both keys, or a coded refusal now rather than at fetch
-            config: dict[str, Any] = {"url": url or BASE_URL}
+            config = {"url": url or BASE_URL}
             interval = 300.0 if interval_seconds is None else interval_seconds
         else:
             if not url or not remote_bank:
@@ -507,7 +518,7 @@ class Counterfake:
                 )
             config = {"url": url, "remote_bank": remote_bank}
             interval = 0.5 if interval_seconds is None else interval_seconds
-        if not str(config["url"]).startswith(("http://", "https://")) or not (
+        if not str(config.get("url", "https://")).startswith(("http://", "https://")) or not (
             0.1 <= interval <= 86400
         ):
             raise InputError(
@@ -559,10 +570,26 @@ class Counterfake:
             fetched += 1
         return fetched
 
-    def _fetch_claimed(self, name: str) -> None:
-        from .exchange import follow, stopncii
+    def _gone(self, exchange: Exchange, present: list[NewEntry]) -> list[NewEntry]:
+        """Withdrawals of what `exchange` brought before that a snapshot no longer lists."""
+        listed = {(e.signal_type, e.value) for e in present}
+        at = datetime.now(UTC)
+        return [
+            NewEntry(e.signal_type, e.value, source="exchange", withdrawn_at=at)
+            for e in self.store.iter_entries(exchange.bank)
+            if e.metadata.get("exchange") == exchange.name
+            and e.signal_type != "derivative"
+            and (e.signal_type, e.value) not in listed
+        ]
 
-        reader = {"counterfake": follow.read_page, "stopncii": stopncii.read_page}
+    def _fetch_claimed(self, name: str) -> None:
+        from .exchange import follow, stopncii, te_file
+
+        reader = {
+            "counterfake": follow.read_page,
+            "stopncii": stopncii.read_page,
+            "threatexchange-file": te_file.read_page,
+        }
         exchange = self.store.get_exchange(name)
         credential = self.store.exchange_credential(name)
         position: Any = exchange.cursor
@@ -572,8 +599,11 @@ class Counterfake:
                     page = reader[exchange.type](
                         client, exchange.config, credential, position, exchange=name
                     )
-                    if page.entries:
-                        self._add(exchange.bank, page.entries, None)
+                    entries = page.entries
+                    if page.snapshot:
+                        entries = [*entries, *self._gone(exchange, entries)]
+                    if entries:
+                        self._add(exchange.bank, entries, None)
                     self.store.advance_exchange(
                         name, page.cursor, len(page.entries), lease_seconds=self._EXCHANGE_LEASE
                     )

@@ -44,6 +44,9 @@ class Page:
     next_position: Any
     more: bool
     skipped: int = 0
+    #: The entries are the source's whole list: what the exchange brought before and is not
+    #: among them is withdrawn.
+    snapshot: bool = False
 
 
 def bad_page(message: str) -> FetchError:
