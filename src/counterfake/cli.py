@@ -883,25 +883,27 @@ def _print_exchange(found: Exchange, as_json: bool) -> None:
     "--type",
     "kind",
     required=True,
-    type=click.Choice(["counterfake", "stopncii", "threatexchange-file"]),
+    type=click.Choice(["counterfake", "stopncii", "threatexchange-file", "ncmec"]),
 )
 @click.option("--bank", required=True, help="The bank here that receives what it fetches.")
 @click.option(
     "--url",
-    help="counterfake: the hub's base URL, e.g. https://hub.example.org; stopncii: only to "
-    "override the API's address.",
+    help="counterfake: the hub's base URL, e.g. https://hub.example.org; ncmec: the API's base, "
+    "e.g. https://report.cybertip.org/hashsharing; stopncii: only to override its address.",
 )
 @click.option("--remote-bank", help="counterfake: the hub's bank to follow.")
 @click.option(
-    "--path", "file_path", help="threatexchange-file: the signal file ('pdq <hex>' lines)."
+    "--path",
+    "file_path",
+    help="threatexchange-file: the signal file ('pdq <hex>' lines); ncmec: a file of its XML.",
 )
 @click.option(
     "--credential-env",
     default="COUNTERFAKE_EXCHANGE_CREDENTIAL",
     show_default=True,
     help="The environment variable holding the credential (counterfake: the hub's key of the "
-    "follow scope; stopncii: SUBSCRIPTION_KEY:FUNCTION_KEY); never a flag, so it stays out of "
-    "shell history and process lists.",
+    "follow scope; stopncii: SUBSCRIPTION_KEY:FUNCTION_KEY; ncmec: USER:PASSWORD); never a "
+    "flag, so it stays out of shell history and process lists.",
 )
 @click.option(
     "--interval",

@@ -468,7 +468,12 @@ class Counterfake:
         }
 
     #: Exchange types this installation can fetch.
-    EXCHANGE_TYPES: ClassVar[tuple[str, ...]] = ("counterfake", "stopncii", "threatexchange-file")
+    EXCHANGE_TYPES: ClassVar[tuple[str, ...]] = (
+        "counterfake",
+        "stopncii",
+        "threatexchange-file",
+        "ncmec",
+    )
     #: How long a fetcher holds an exchange before another may take it over.
     _EXCHANGE_LEASE: ClassVar[float] = 60.0
 
@@ -490,7 +495,9 @@ class Counterfake:
         interval 0.5 s). `stopncii`: StopNCII's hash API (`url` overrides its address), the
         credential `SUBSCRIPTION_KEY:FUNCTION_KEY` (default interval 5 minutes).
         `threatexchange-file`: python-threatexchange's signal file at `path`, a snapshot
-        (default interval a minute). Credentials are stored for the fetcher and never shown."""
+        (default interval a minute). `ncmec`: NCMEC's hash-sharing API at `url` (credential
+        `USER:PASSWORD`) or a file of its XML at `path` (default interval 5 minutes).
+        Credentials are stored for the fetcher and never shown."""
         if type not in self.EXCHANGE_TYPES:
             raise InputError(
                 f"exchange types are {', '.join(self.EXCHANGE_TYPES)}; got {type!r}",
@@ -504,6 +511,19 @@ class Counterfake:
                 )
             config: dict[str, Any] = {"path": str(Path(path).resolve())}
             interval = 60.0 if interval_seconds is None else interval_seconds
+        elif type == "ncmec":
+            if bool(path) == bool(url):
+                raise InputError(
+                    "an ncmec exchange reads either its API's URL or a file's path",
+                    code="invalid_exchange",
+                )
+            if url and ":" not in (credential or ""):
+                raise InputError(
+                    "an ncmec exchange needs its credential as USER:PASSWORD",
+                    code="invalid_exchange",
+                )
+            config = {"url": url} if url else {"path": str(Path(str(path)).resolve())}
+            interval = 300.0 if interval_seconds is None else interval_seconds
         elif type == "stopncii":
             from .exchange.stopncii import BASE_URL, credentials
 
@@ -583,12 +603,13 @@ class Counterfake:
         ]
 
     def _fetch_claimed(self, name: str) -> None:
-        from .exchange import follow, stopncii, te_file
+        from .exchange import follow, ncmec, stopncii, te_file
 
         reader = {
             "counterfake": follow.read_page,
             "stopncii": stopncii.read_page,
             "threatexchange-file": te_file.read_page,
+            "ncmec": ncmec.read_page,
         }
         exchange = self.store.get_exchange(name)
         credential = self.store.exchange_credential(name)
@@ -599,11 +620,22 @@ class Counterfake:
                     page = reader[exchange.type](
                         client, exchange.config, credential, position, exchange=name
                     )
+                    if page.more and str(page.next_position) == str(position or 0):
+                        raise follow.bad_page("more pages promised, but the next is this one")
                     entries = page.entries
                     if page.snapshot:
                         entries = [*entries, *self._gone(exchange, entries)]
                     if entries:
                         self._add(exchange.bank, entries, None)
+                    if page.withdraw_remote:  # tombstones, once this page's adds are in
+                        at = datetime.now(UTC)
+                        brought = self.store.brought_by(exchange.bank, name, page.withdraw_remote)
+                        withdrawals = [
+                            NewEntry(kind, value, source="exchange", withdrawn_at=at)
+                            for kind, value in brought
+                        ]
+                        if withdrawals:
+                            self._add(exchange.bank, withdrawals, None)
                     self.store.advance_exchange(
                         name, page.cursor, len(page.entries), lease_seconds=self._EXCHANGE_LEASE
                     )

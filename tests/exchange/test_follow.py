@@ -261,6 +261,7 @@ def _good_change(seq: int) -> dict[str, object]:
             "change 1",
         ),
         ({"changes": [_good_change(10)], "next_after": 10, "more": "yes"}, "more"),
+        ({"changes": [], "next_after": 0, "more": True}, "the next is this one"),
     ],
 )
 def test_a_bad_page_is_refused_whole_and_the_cursor_stays(

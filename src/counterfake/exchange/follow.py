@@ -25,7 +25,7 @@ from ..model import NewEntry
 from ..signals import get_signal_type
 from ..signals.keypoints import Features
 
-__all__ = ["PAGE_SIZE", "Page", "bad_page", "client", "get_json", "read_page"]
+__all__ = ["PAGE_SIZE", "Page", "bad_page", "client", "get_bytes", "get_json", "read_page"]
 
 PAGE_SIZE: Final = 5000
 #: A page larger than this is refused (a hub stops a page at 16 MB of signatures, about
@@ -47,6 +47,8 @@ class Page:
     #: The entries are the source's whole list: what the exchange brought before and is not
     #: among them is withdrawn.
     snapshot: bool = False
+    #: Remote ids whose entries (whatever they were) are withdrawn, after `entries` apply.
+    withdraw_remote: tuple[str, ...] = ()
 
 
 def bad_page(message: str) -> FetchError:
@@ -73,6 +75,17 @@ def get_json(
     client: httpx.Client, url: str, params: dict[str, Any], headers: dict[str, str]
 ) -> Any:
     """A source's JSON answer, its size capped; HTTP failures as coded errors."""
+    body = get_bytes(client, url, params, headers)
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise bad_page("not JSON") from None
+
+
+def get_bytes(
+    client: httpx.Client, url: str, params: dict[str, Any] | None, headers: dict[str, str]
+) -> bytes:
+    """A source's answer, its size capped; HTTP failures as coded errors."""
     try:
         with client.stream("GET", url, params=params, headers=headers) as answer:
             if answer.status_code in (401, 403):
@@ -98,10 +111,7 @@ def get_json(
             f"the source could not be reached ({type(exc).__name__})",
             code="exchange_unreachable",
         ) from None
-    try:
-        return json.loads(bytes(body))
-    except ValueError:
-        raise bad_page("not JSON") from None
+    return bytes(body)
 
 
 def _page(data: Any, after: int, exchange: str) -> Page:

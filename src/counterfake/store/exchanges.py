@@ -5,6 +5,7 @@ with exponential backoff. The credential is read only by `exchange_credential`."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 
@@ -14,7 +15,7 @@ from ..errors import ConflictError, NotFoundError
 from ..model import Exchange
 from ._db import check_name, now, utc
 from ._part import Part
-from .schema import banks, exchanges
+from .schema import banks, entries, exchanges
 
 __all__ = ["Exchanges"]
 
@@ -188,3 +189,25 @@ class Exchanges(Part):
             if error is None:
                 values["last_success_at"] = at
             conn.execute(exchanges.update().where(exchanges.c.name == name).values(**values))
+
+    def brought_by(
+        self, bank: str, exchange: str, remote_ids: Sequence[str]
+    ) -> list[tuple[str, str]]:
+        """(signal type, value) of the active entries `exchange` brought into `bank` for
+        these remote ids (what a source's tombstone withdraws)."""
+        out: list[tuple[str, str]] = []
+        with self._db.read() as conn:
+            bank_id = self._db.bank_id(conn, bank)
+            for start in range(0, len(remote_ids), 500):
+                rows = conn.execute(
+                    sa.select(entries.c.signal_type, entries.c.value).where(
+                        entries.c.bank_id == bank_id,
+                        entries.c.withdrawn_at.is_(None),
+                        entries.c.metadata["exchange"].as_string() == exchange,
+                        entries.c.metadata["remote_id"]
+                        .as_string()
+                        .in_(list(remote_ids[start : start + 500])),
+                    )
+                )
+                out += [(r.signal_type, r.value) for r in rows]
+        return out
