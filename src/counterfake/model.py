@@ -69,6 +69,10 @@ class Bank:
     #: The share of lookups that search this bank (HMA's matching_enabled_ratio): 1.0 all,
     #: 0.0 none (matching disabled); a lookup's seed decides which ones.
     enabled_ratio: float = 1.0
+    #: Active entries by where they came from: hashes, protect, import, exchange...
+    active_by_source: dict[str, int] = dataclasses.field(
+        default_factory=dict, compare=False, hash=False
+    )
 
     def visible_to(self, tenant: str) -> bool:
         return tenant == self.tenant or tenant in self.shared_with
@@ -83,6 +87,7 @@ class Bank:
             "enabled_ratio": self.enabled_ratio,
             "active_entries": self.active_entries,
             "withdrawn_entries": self.withdrawn_entries,
+            "active_by_source": dict(self.active_by_source),
             "created_at": self.created_at.isoformat(),
         }
 

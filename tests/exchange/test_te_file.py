@@ -63,6 +63,8 @@ def test_a_signal_file_is_fetched_as_a_snapshot(core: Counterfake, tmp_path: Pat
     core.fetch_exchange("file")
     assert core.lookup_signal("pdq", own)
     assert not core.lookup_signal("pdq", hashes[2])
+    # Where a bank's active entries came from.
+    assert core.bank("te").active_by_source == {"exchange": 1, "hashes": 1}
 
 
 def test_a_bank_exported_as_te_is_read_by_python_threatexchange(

@@ -175,6 +175,7 @@ def _bank(conn: Connection, row: Any, *, counts: bool) -> Bank:
         .order_by(bank_shares.c.tenant)
     ).scalars()
     active = withdrawn = 0
+    by_source: dict[str, int] = {}
     if counts:
         counted = conn.execute(
             sa.select(
@@ -183,6 +184,15 @@ def _bank(conn: Connection, row: Any, *, counts: bool) -> Bank:
             ).where(entries.c.bank_id == row.id)
         ).one()
         active, withdrawn = int(counted[0]), int(counted[1])
+        by_source = {
+            str(source): int(count)
+            for source, count in conn.execute(
+                sa.select(entries.c.source, sa.func.count())
+                .where(entries.c.bank_id == row.id, entries.c.withdrawn_at.is_(None))
+                .group_by(entries.c.source)
+                .order_by(entries.c.source)
+            )
+        }
     return Bank(
         id=row.id,
         name=row.name,
@@ -194,4 +204,5 @@ def _bank(conn: Connection, row: Any, *, counts: bool) -> Bank:
         tenant=row.tenant,
         shared_with=tuple(shared),
         enabled_ratio=float(row.enabled_ratio),
+        active_by_source=by_source,
     )
