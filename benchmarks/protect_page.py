@@ -43,16 +43,10 @@ from counterfake.signals.keypoints import Features, image_features
 from derivatives import CHAINS, FILLS, FRACTIONS, edit, half_of
 from robustness import _derivative as robustness_edit
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.pages.conftest import CHROMIUM_ARGS as ARGS
+
 RESULTS = Path(__file__).resolve().parent / "results"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _page_run(page: Any, files: list[Path]) -> tuple[list[ProtectedPhoto], list[float]]:
