@@ -869,6 +869,8 @@ def _print_exchange(found: Exchange, as_json: bool) -> None:
         _emit(found.to_dict())
         return
     state = f"error: {found.last_error}" if found.last_error else "ok"
+    if not found.enabled:
+        state = f"paused, {state}"
     _print(
         f"{_escape(found.name)}: {found.type} {_escape(found.config.get('url', ''))} "
         f"{_escape(found.config.get('remote_bank', ''))} -> {_escape(found.bank)}; "
@@ -911,6 +913,13 @@ def _print_exchange(found: Exchange, as_json: bool) -> None:
     default=None,
     help="Seconds between fetches (default: 0.5 for counterfake, 300 for stopncii).",
 )
+@click.option(
+    "--only-member",
+    "only_members",
+    type=int,
+    multiple=True,
+    help="ncmec: take only this ESP id's entries (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def exchange_add(
@@ -923,10 +932,12 @@ def exchange_add(
     credential_env: str,
     interval: float | None,
     file_path: str | None,
+    only_members: tuple[int, ...],
     as_json: bool,
 ) -> None:
-    """Fetch another Counterfake's bank, StopNCII's hashes or a ThreatExchange signal file
-    into one of your banks."""
+    """Fetch another Counterfake's bank, StopNCII's hashes, NCMEC's or a ThreatExchange
+    signal file into one of your banks. Without a credential in the environment, the
+    exchange uses the one `exchange credential` set for its type."""
     core = _core(ctx, as_json=as_json)
     with _errors(as_json):
         found = core.add_exchange(
@@ -938,6 +949,7 @@ def exchange_add(
             credential=os.environ.get(credential_env),
             interval_seconds=interval,
             path=file_path,
+            only_members=only_members,
         )
     _print_exchange(found, as_json)
 
@@ -973,6 +985,53 @@ def exchange_fetch(ctx: click.Context, name: str, as_json: bool) -> None:
     core = _core(ctx, as_json=as_json)
     with _errors(as_json):
         _print_exchange(core.fetch_exchange(name), as_json)
+
+
+@exchange.command("pause")
+@click.argument("name")
+@click.pass_context
+def exchange_pause(ctx: click.Context, name: str) -> None:
+    """Stop the scheduled fetches; the cursor stays, and `exchange resume` goes on from it."""
+    core = _core(ctx)
+    with _errors():
+        core.enable_exchange(name, False)
+    _print(f"Paused exchange {_escape(name)}", highlight=False)
+
+
+@exchange.command("resume")
+@click.argument("name")
+@click.pass_context
+def exchange_resume(ctx: click.Context, name: str) -> None:
+    """Fetch on the schedule again, from where it stopped."""
+    core = _core(ctx)
+    with _errors():
+        core.enable_exchange(name, True)
+    _print(f"Resumed exchange {_escape(name)}", highlight=False)
+
+
+@exchange.command("credential")
+@click.argument("kind", metavar="TYPE", type=click.Choice(["counterfake", "stopncii", "ncmec"]))
+@click.option(
+    "--credential-env",
+    default="COUNTERFAKE_EXCHANGE_CREDENTIAL",
+    show_default=True,
+    help="The environment variable holding it, in the same form as for `exchange add`.",
+)
+@click.option("--url", help="stopncii: override its address for every exchange of the type.")
+@click.option("--clear", is_flag=True, help="Forget it.")
+@click.pass_context
+def exchange_credential(
+    ctx: click.Context, kind: str, credential_env: str, url: str | None, clear: bool
+) -> None:
+    """Set the credential every exchange of TYPE without one of its own uses (HMA keeps one
+    per exchange API); it is stored for the fetcher and never shown."""
+    core = _core(ctx)
+    credential = None if clear else os.environ.get(credential_env)
+    if not clear and not credential:
+        raise click.UsageError(f"{credential_env} is not set (or pass --clear)")
+    with _errors():
+        core.set_exchange_credential(kind, credential, config={"url": url} if url else {})
+    _print(f"{'Cleared' if clear else 'Set'} the {kind} exchange credential", highlight=False)
 
 
 @exchange.command("remove")

@@ -153,6 +153,13 @@ def _shown(bank: Bank, viewer: str) -> Bank:
     return bank if shown == bank.name else dataclasses.replace(bank, name=shown)
 
 
+def _shown_exchange(exchange: Exchange, viewer: str) -> Exchange:
+    """An exchange with its own and its bank's stored names as `viewer` names them."""
+    return dataclasses.replace(
+        exchange, name=shown_bank(exchange.name, viewer), bank=shown_bank(exchange.bank, viewer)
+    )
+
+
 def _filed(item: _Filed, viewer: str) -> _Filed:
     """An entry or a match with its bank's stored name as `viewer` names it."""
     shown = shown_bank(item.bank, viewer)
@@ -488,6 +495,9 @@ class Counterfake:
         credential: str | None = None,
         interval_seconds: float | None = None,
         path: str | None = None,
+        only_members: Collection[int] = (),
+        new_bank: bool = False,
+        principal: ApiKey | None = None,
     ) -> Exchange:
         """Fetch a source into `bank` every `interval_seconds` (the service's workers share the
         schedule; `fetch_exchange` runs one fetch now). `counterfake`: `remote_bank` of the
@@ -496,13 +506,18 @@ class Counterfake:
         credential `SUBSCRIPTION_KEY:FUNCTION_KEY` (default interval 5 minutes).
         `threatexchange-file`: python-threatexchange's signal file at `path`, a snapshot
         (default interval a minute). `ncmec`: NCMEC's hash-sharing API at `url` (credential
-        `USER:PASSWORD`) or a file of its XML at `path` (default interval 5 minutes).
-        Credentials are stored for the fetcher and never shown."""
+        `USER:PASSWORD`; `only_members` keeps those ESP ids' entries) or a file of its XML at
+        `path` (default interval 5 minutes). An exchange without a credential of its own uses
+        its tenant's credential for the type (`set_exchange_credential`). Credentials are
+        stored for the fetcher and never shown. Exchanges are named per tenant, as banks are.
+        `new_bank` creates the bank with the exchange (HMA's way): neither stays if either
+        fails."""
         if type not in self.EXCHANGE_TYPES:
             raise InputError(
                 f"exchange types are {', '.join(self.EXCHANGE_TYPES)}; got {type!r}",
                 code="unknown_exchange_type",
             )
+        credential = credential or None
         if type == "threatexchange-file":
             if not path:
                 raise InputError(
@@ -517,17 +532,20 @@ class Counterfake:
                     "an ncmec exchange reads either its API's URL or a file's path",
                     code="invalid_exchange",
                 )
-            if url and ":" not in (credential or ""):
+            if url and credential is not None and ":" not in credential:
                 raise InputError(
                     "an ncmec exchange needs its credential as USER:PASSWORD",
                     code="invalid_exchange",
                 )
             config = {"url": url} if url else {"path": str(Path(str(path)).resolve())}
+            if only_members:
+                config["only_esp_ids"] = sorted(int(m) for m in only_members)
             interval = 300.0 if interval_seconds is None else interval_seconds
         elif type == "stopncii":
             from .exchange.stopncii import BASE_URL, credentials
 
-            credentials(credential)  # both keys, or a coded refusal now rather than at fetch
+            if credential is not None:
+                credentials(credential)  # both keys, or a coded refusal now, not at fetch
             config = {"url": url or BASE_URL}
             interval = 300.0 if interval_seconds is None else interval_seconds
         else:
@@ -545,33 +563,87 @@ class Counterfake:
                 "an exchange needs an http(s) URL and an interval of 0.1 s to a day",
                 code="invalid_exchange",
             )
-        stored = self._own(bank, None).name
-        return self.store.add_exchange(
-            name,
-            type=type,
-            bank=stored,
-            config=config,
-            credential=credential or None,
-            interval_seconds=interval,
-        )
+        if new_bank:
+            self.create_bank(bank, description=f"fetched by exchange {name}", principal=principal)
+        try:
+            added = self.store.add_exchange(
+                bank_key(name, _tenant(principal)),
+                type=type,
+                bank=self._own(bank, principal).name,
+                config=config,
+                credential=credential,
+                interval_seconds=interval,
+            )
+        except CounterfakeError:
+            if new_bank:
+                self.delete_bank(bank, principal=principal)
+            raise
+        return _shown_exchange(added, _tenant(principal))
 
-    def exchanges(self) -> list[Exchange]:
-        return self.store.list_exchanges()
+    def exchanges(self, *, principal: ApiKey | None = None) -> list[Exchange]:
+        """The exchanges that fetch into the principal's tenant's banks (every one for the
+        operator or an admin key)."""
+        tenant = None if principal is None or principal.is_admin else principal.tenant
+        viewer = _tenant(principal)
+        return [_shown_exchange(x, viewer) for x in self.store.list_exchanges(tenant=tenant)]
 
-    def exchange(self, name: str) -> Exchange:
+    def exchange(self, name: str, *, principal: ApiKey | None = None) -> Exchange:
         """An exchange's settings and status (cursor, last fetch, last error, entries applied)."""
-        return self.store.get_exchange(name)
+        return _shown_exchange(self._own_exchange(name, principal), _tenant(principal))
 
-    def remove_exchange(self, name: str) -> None:
+    def _own_exchange(self, name: str, principal: ApiKey | None) -> Exchange:
+        """The stored exchange a principal names, if its tenant owns it (any, for the operator
+        or an admin key); any other is answered as if it did not exist."""
+        found = self.store.get_exchange(bank_key(name, _tenant(principal)))
+        owner = found.bank.partition(":")[0] if ":" in found.bank else DEFAULT_TENANT
+        if principal is None or principal.is_admin or owner == principal.tenant:
+            return found
+        raise NotFoundError(f"no exchange named {name!r}", code="exchange_not_found")
+
+    def enable_exchange(
+        self, name: str, enabled: bool, *, principal: ApiKey | None = None
+    ) -> Exchange:
+        """Pause an exchange's scheduled fetches, or resume them from where it stopped."""
+        stored = self._own_exchange(name, principal).name
+        return _shown_exchange(self.store.enable_exchange(stored, enabled), _tenant(principal))
+
+    def remove_exchange(self, name: str, *, principal: ApiKey | None = None) -> None:
         """Stop fetching; the entries it brought stay."""
-        self.store.remove_exchange(name)
+        self.store.remove_exchange(self._own_exchange(name, principal).name)
 
-    def fetch_exchange(self, name: str) -> Exchange:
+    def set_exchange_credential(
+        self,
+        type: str,
+        credential: str | None,
+        *,
+        config: dict[str, Any] | None = None,
+        principal: ApiKey | None = None,
+    ) -> None:
+        """Set (None: clear) the tenant's credential for its exchanges of `type` that have
+        none of their own, as HMA keeps one per exchange API; `config` goes with it (a
+        `stopncii` base `url`)."""
+        if type not in self.EXCHANGE_TYPES:
+            raise InputError(
+                f"exchange types are {', '.join(self.EXCHANGE_TYPES)}; got {type!r}",
+                code="unknown_exchange_type",
+            )
+        if credential is not None and type == "stopncii":
+            from .exchange.stopncii import credentials
+
+            credentials(credential)
+        self.store.set_type_credential(_tenant(principal), type, credential, config or {})
+
+    def has_exchange_credential(self, type: str, *, principal: ApiKey | None = None) -> bool:
+        """Whether the tenant has set a credential for `type` (it is never shown)."""
+        return self.store.has_type_credential(_tenant(principal), type)
+
+    def fetch_exchange(self, name: str, *, principal: ApiKey | None = None) -> Exchange:
         """Fetch an exchange now, to the end of what its source has."""
-        if self.store.claim_exchange(name, lease_seconds=self._EXCHANGE_LEASE) is None:
+        stored = self._own_exchange(name, principal).name
+        if self.store.claim_exchange(stored, lease_seconds=self._EXCHANGE_LEASE) is None:
             raise ConflictError(f"exchange {name!r} is being fetched", code="exchange_busy")
-        self._fetch_claimed(name)
-        return self.store.get_exchange(name)
+        self._fetch_claimed(stored)
+        return _shown_exchange(self.store.get_exchange(stored), _tenant(principal))
 
     def fetch_due_exchanges(self) -> int:
         """Fetch every exchange that is due and that no other fetcher holds (what the service
@@ -612,13 +684,14 @@ class Counterfake:
             "ncmec": ncmec.read_page,
         }
         exchange = self.store.get_exchange(name)
-        credential = self.store.exchange_credential(name)
+        credential, shared = self.store.exchange_credential(name)
+        config = {**exchange.config, **shared}
         position: Any = exchange.cursor
         try:
-            with follow.client() as client:
+            with follow.client(self.settings.exchange_timeout) as client:
                 while True:
                     page = reader[exchange.type](
-                        client, exchange.config, credential, position, exchange=name
+                        client, config, credential, position, exchange=name
                     )
                     if page.more and str(page.next_position) == str(position or 0):
                         raise follow.bad_page("more pages promised, but the next is this one")

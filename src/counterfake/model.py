@@ -178,6 +178,11 @@ class Exchange:
     last_error: str | None = None
     failures: int = 0
     applied: int = 0
+    #: Fetched on its schedule (a paused exchange keeps its cursor).
+    enabled: bool = True
+    #: A fetcher holds it now.
+    fetching: bool = False
+    last_complete_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -113,6 +113,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Service: intake submissions one client address may make per UTC day.",
     ),
     Setting("intake_daily", int, 5000, "Service: intake submissions per UTC day, in all."),
+    Setting(
+        "exchange_timeout",
+        float,
+        30.0,
+        "Exchanges: seconds a source may stay silent; a page must arrive within four times it.",
+    ),
 )
 
 
@@ -146,6 +152,7 @@ class Settings:
     intake_max_photos: int = DEFAULTS["intake_max_photos"]
     intake_address_daily: int = DEFAULTS["intake_address_daily"]
     intake_daily: int = DEFAULTS["intake_daily"]
+    exchange_timeout: float = DEFAULTS["exchange_timeout"]
 
     @property
     def resolved_database_url(self) -> str:

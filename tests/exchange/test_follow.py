@@ -313,3 +313,80 @@ def test_the_feed_carries_what_matching_needs_and_no_metadata(hub: Hub, tmp_path
     assert "me.jpg" not in json.dumps(page)
     assert page["next_after"] == change["seq"] and page["more"] is False
     assert other.status_code == 401  # no key, no feed
+
+
+class _SlowHub(http.server.BaseHTTPRequestHandler):
+    """A hub that answers its first page, then (by `mode`) says nothing, or trickles a page a
+    byte at a time, fast enough never to trip a per-read timeout."""
+
+    mode: ClassVar[str] = "silent"
+    calls: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.calls.append(self.path)
+        if "after=0" in self.path:
+            body = json.dumps(
+                {"changes": [_good_change(1), _good_change(2)], "next_after": 2, "more": True}
+            ).encode()
+            self._send(body)
+            return
+        if self.mode == "good":
+            self._send(
+                json.dumps({"changes": [_good_change(3)], "next_after": 3, "more": False}).encode()
+            )
+            return
+        if self.mode == "silent":
+            time.sleep(5)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        for _ in range(200):
+            self.wfile.write(b" ")
+            self.wfile.flush()
+            time.sleep(0.05)
+
+    def _send(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["silent", "trickle"])
+def test_a_slow_or_silent_hub_is_cut_off_and_what_was_applied_stays(
+    tmp_path: Path, mode: str
+) -> None:
+    _SlowHub.mode, _SlowHub.calls = mode, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHub)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    settings = dataclasses.replace(_settings(tmp_path), exchange_timeout=0.3)  # type: ignore[type-var]
+    try:
+        with Counterfake(settings) as core:
+            core.create_bank("copy")
+            core.add_exchange("slow", type="counterfake", bank="copy", url=url, remote_bank="x")
+            started = time.monotonic()
+            with pytest.raises(Exception) as raised:
+                core.fetch_exchange("slow")
+            assert time.monotonic() - started < 4  # cut off, not waited out
+            assert getattr(raised.value, "code", None) == "exchange_unreachable"
+            status = core.exchange("slow")
+            assert status.cursor == "2" and status.applied == 2  # the first page stays applied
+            assert status.failures == 1 and status.last_error.startswith("exchange_unreachable")
+            assert status.next_fetch_at > status.last_fetch_at  # retried after a backoff
+
+            # The hub recovers: the fetch goes on from page two and duplicates nothing.
+            _SlowHub.mode = "good"
+            done = core.fetch_exchange("slow")
+            assert done.last_error is None and done.failures == 0 and done.cursor == "3"
+            assert "after=2" in _SlowHub.calls[-1]
+            entries = list(core.store.iter_entries("copy", include_withdrawn=True))
+            assert sorted(e.value for e in entries) == [f"{n:064x}" for n in (1, 2, 3)]
+    finally:
+        server.shutdown()

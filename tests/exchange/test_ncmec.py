@@ -98,8 +98,12 @@ def stand_in() -> Iterator[str]:
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Iterator[Counterfake]:
-    with Counterfake(dataclasses.replace(load_settings({}), home=tmp_path / "home")) as opened:
+def core(tmp_path: Path, store_url: str) -> Iterator[Counterfake]:
+    """A core on each backend (SQLite and PostgreSQL)."""
+    settings = dataclasses.replace(
+        load_settings({}), home=tmp_path / "home", database_url=store_url
+    )
+    with Counterfake(settings) as opened:
         opened.create_bank("ncmec")
         yield opened
 
@@ -175,3 +179,17 @@ def test_a_wrong_password_is_refused(stand_in: str, core: Counterfake) -> None:
     with pytest.raises(CounterfakeError) as raised:
         core.fetch_exchange("wrong")
     assert raised.value.code == "exchange_refused"
+
+
+def test_only_the_chosen_members_entries_are_taken(core: Counterfake, tmp_path: Path) -> None:
+    xml = tmp_path / "ncmec.xml"
+    xml.write_text(
+        PAGE_ONE.replace(
+            "<image><id>image3</id><member id='7'>", "<image><id>image3</id><member id='8'>"
+        )
+    )
+    core.add_exchange("only8", type="ncmec", bank="ncmec", path=str(xml), only_members=[8])
+    core.fetch_exchange("only8")
+    assert _matched(core, "pdq", _pdq(3))
+    assert not _matched(core, "pdq", _pdq(1))  # member 7's
+    assert core.exchange("only8").config["only_esp_ids"] == [8]

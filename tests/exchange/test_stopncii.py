@@ -104,8 +104,12 @@ def stand_in() -> Iterator[tuple[str, type[_StopNCIIStandIn]]]:
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Iterator[Counterfake]:
-    with Counterfake(dataclasses.replace(load_settings({}), home=tmp_path)) as opened:
+def core(tmp_path: Path, store_url: str) -> Iterator[Counterfake]:
+    """A core on each backend (SQLite and PostgreSQL)."""
+    settings = dataclasses.replace(
+        load_settings({}), home=tmp_path / "home", database_url=store_url
+    )
+    with Counterfake(settings) as opened:
         opened.create_bank("stopncii")
         yield opened
 
@@ -169,6 +173,23 @@ def test_a_wrong_key_is_refused_and_recorded(
         core.fetch_exchange("wrong")
     assert raised.value.code == "exchange_refused"
     assert core.exchange("wrong").last_error.startswith("exchange_refused")
+    with pytest.raises(CounterfakeError) as malformed:
+        core.add_exchange("half", type="stopncii", bank="stopncii", url=url, credential="a")
+    assert malformed.value.code == "exchange_refused"
+
+
+def test_an_exchange_without_a_key_uses_its_tenants_key_for_the_type(
+    stand_in: tuple[str, type[_StopNCIIStandIn]], core: Counterfake
+) -> None:
+    url, _ = stand_in
+    core.add_exchange("nokey", type="stopncii", bank="stopncii", url="https://unused.invalid")
     with pytest.raises(CounterfakeError) as missing:
-        core.add_exchange("nokey", type="stopncii", bank="stopncii", url=url)
+        core.fetch_exchange("nokey")
     assert missing.value.code == "exchange_refused"
+    assert not core.has_exchange_credential("stopncii")
+    core.set_exchange_credential("stopncii", f"{SUBSCRIPTION}:{FUNCTION}", config={"url": url})
+    assert core.has_exchange_credential("stopncii")
+    assert core.fetch_exchange("nokey").last_error is None
+    assert _matched(core, 1)
+    core.set_exchange_credential("stopncii", None)
+    assert not core.has_exchange_credential("stopncii")

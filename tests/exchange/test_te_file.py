@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,3 +95,47 @@ def test_a_bad_or_missing_file_is_a_coded_failure(core: Counterfake, tmp_path: P
     with pytest.raises(CounterfakeError) as missing:
         core.fetch_exchange("bad")
     assert missing.value.code == "exchange_unreachable"
+
+
+def test_the_cli_pauses_and_resumes_an_exchange_and_keeps_credentials_unseen(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from counterfake.cli import main
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    signal_file = tmp_path / "signals.txt"
+    signal_file.write_text(f"pdq {secrets.token_hex(32)}\n")
+    run("bank", "create", "te")
+    run(
+        "exchange",
+        "add",
+        "file",
+        "--type",
+        "threatexchange-file",
+        "--bank",
+        "te",
+        "--path",
+        str(signal_file),
+    )
+    assert "paused" in run("exchange", "pause", "file").lower()
+    assert "paused" in run("exchange", "show", "file")
+    run("exchange", "resume", "file")
+    assert "paused" not in run("exchange", "show", "file")
+    assert '"enabled": true' in run("exchange", "show", "file", "--json")
+
+    monkeypatch.setenv("COUNTERFAKE_EXCHANGE_CREDENTIAL", "sub-secret:fn-secret")
+    run("exchange", "credential", "stopncii")
+    with Counterfake(load_settings()) as core:
+        assert core.has_exchange_credential("stopncii")
+        events = [json.dumps(e.detail) for e in core.store.audit_events(limit=1000)]
+    assert not any("secret" in e for e in events)
+    assert "sub-secret" not in run("exchange", "list", "--json")
+    run("exchange", "credential", "stopncii", "--clear")
+    with Counterfake(load_settings()) as core:
+        assert not core.has_exchange_credential("stopncii")

@@ -15,6 +15,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -31,7 +32,9 @@ PAGE_SIZE: Final = 5000
 #: A page larger than this is refused (a hub stops a page at 16 MB of signatures, about
 #: 22 MB in base64).
 _MAX_PAGE_BYTES: Final = 64 * 1024 * 1024
-_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
+#: A page must arrive within this many times the client's timeout (a source that trickles
+#: a byte at a time never trips a per-read timeout).
+_PAGE_TIMEOUTS: Final = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +88,8 @@ def get_json(
 def get_bytes(
     client: httpx.Client, url: str, params: dict[str, Any] | None, headers: dict[str, str]
 ) -> bytes:
-    """A source's answer, its size capped; HTTP failures as coded errors."""
+    """A source's answer, its size and its time capped; HTTP failures as coded errors."""
+    deadline = time.monotonic() + (client.timeout.read or 30.0) * _PAGE_TIMEOUTS
     try:
         with client.stream("GET", url, params=params, headers=headers) as answer:
             if answer.status_code in (401, 403):
@@ -106,6 +110,11 @@ def get_bytes(
                 body += chunk
                 if len(body) > _MAX_PAGE_BYTES:
                     raise bad_page(f"larger than {_MAX_PAGE_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchError(
+                        "the source is too slow: the page did not arrive in time",
+                        code="exchange_unreachable",
+                    )
     except httpx.HTTPError as exc:
         raise FetchError(
             f"the source could not be reached ({type(exc).__name__})",
@@ -167,6 +176,8 @@ def _entry(change: dict[str, Any], exchange: str, at: datetime) -> NewEntry:
     )
 
 
-def client() -> httpx.Client:
+def client(timeout: float = 30.0) -> httpx.Client:
     """The fetcher's HTTP client: bounded waits, no redirects (a cursor must not wander)."""
-    return httpx.Client(timeout=_TIMEOUT, follow_redirects=False)
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)), follow_redirects=False
+    )

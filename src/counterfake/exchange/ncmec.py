@@ -56,7 +56,7 @@ def read_page(
                 f"the NCMEC file cannot be read ({exc.strerror or type(exc).__name__})",
                 code="exchange_unreachable",
             ) from None
-        return _page(data, exchange, start=0, end=0, file=True)
+        return _page(data, exchange, start=0, end=0, file=True, only=_members(config))
     if isinstance(position, str):
         now = int(datetime.now(UTC).timestamp())
         position = (int(position or 0), now, "")
@@ -76,10 +76,15 @@ def read_page(
     else:
         params = {"from": _stamp(start), "to": _stamp(end)}
         data = get_bytes(client, f"{base}/v2/entries", params, headers)
-    page = _page(data, exchange, start=start, end=end)
+    page = _page(data, exchange, start=start, end=end, only=_members(config))
     if page.more and page.next_position[2] == link:
         raise bad_page("the next link repeats the last one")
     return page
+
+
+def _members(config: dict[str, Any]) -> frozenset[str]:
+    """HMA's `only_esp_ids`: take only these members' entries (none: every member's)."""
+    return frozenset(str(member) for member in config.get("only_esp_ids") or ())
 
 
 def _strip(element: Element) -> Element:
@@ -88,7 +93,15 @@ def _strip(element: Element) -> Element:
     return element
 
 
-def _page(data: bytes, exchange: str, *, start: int, end: int, file: bool = False) -> Page:
+def _page(
+    data: bytes,
+    exchange: str,
+    *,
+    start: int,
+    end: int,
+    file: bool = False,
+    only: frozenset[str] = frozenset(),
+) -> Page:
     try:
         root = _strip(ElementTree.fromstring(data))
     except Exception as exc:  # defusedxml's refusals and expat's errors alike
@@ -115,6 +128,9 @@ def _page(data: bytes, exchange: str, *, start: int, end: int, file: bool = Fals
             if not ident or member is None or not member.get("id"):
                 raise bad_page(f"an entry without an id or a member: {kind}")
             remote = f"{member.get('id')}/{ident.strip()}"
+            if only and member.get("id") not in only:
+                skipped += 1
+                continue
             if kind.startswith("deleted"):
                 gone.append(remote)
                 continue

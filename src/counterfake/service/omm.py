@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
@@ -22,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from ..core import Added, Lookup
 from ..errors import InputError, NotFoundError
 from ..matching import Match
-from ..model import ApiKey, Bank, Entry, NewEntry
+from ..model import ApiKey, Bank, Entry, Exchange, NewEntry
 from ..signals import get_signal_type, signal_types
 from .auth import Curate, Hashing, MatchKey, Submit, core_of
 from .uploads import read_upload, request_image, run_image_work
@@ -578,78 +580,332 @@ def content_type_list(key: Curate) -> list[dict[str, Any]]:
 
 
 # exchanges ---------------------------------------------------------------------------------------
-# No exchange API is installed yet (StopNCII, NCMEC and ThreatExchange are their own issue):
-# the routes answer in HMA's shapes, with nothing to list.
+# HMA's exchange APIs are python-threatexchange's SignalExchangeAPI names; each is one of our
+# exchange types, its `api_json` and `credential_json` fields translated to the core's. HMA keeps
+# one credential per API: here per API and tenant, used by the tenant's exchanges of that type.
+
+#: HMA's exchange API name -> our exchange type.
+_APIS: dict[str, str] = {
+    "counterfake": "counterfake",
+    "local_file": "threatexchange-file",
+    "ncmec": "ncmec",
+    "stop_ncii": "stopncii",
+}
+_API_OF = {type_: api for api, type_ in _APIS.items()}
+#: python-threatexchange's NCMECEnvironment values (any other http(s) URL is taken too).
+_NCMEC_ENVIRONMENTS = [
+    "https://report.cybertip.org/hashsharing",
+    "https://report.cybertip.org/exploitative-hashsharing",
+    "https://lesp.ncmec.org/csam-hashsharing",
+    "https://hashsharing.ncmec.org/npo",
+    "https://hashsharing.ncmec.org/exploitative",
+    "https://hashsharing.ncmec.org/generative-ai-csam",
+    "https://hashsharing.ncmec.org/generative-ai-exploitative",
+    "https://exttest.cybertip.org/hashsharing",
+    "https://exttest.cybertip.org/exploitative-hashsharing",
+    "https://betalesp.ncmec.org/csam-hashsharing",
+    "https://hashsharing-test.ncmec.org/npo",
+    "https://hashsharing-test.ncmec.org/exploitative",
+    "https://hashsharing-test.ncmec.org/generative-ai-csam",
+]
 
 
-def _no_exchange(name: str) -> NotFoundError:
-    return NotFoundError(f"Exchange '{name}' not found", code="exchange_not_found")
+def _field(
+    name: str,
+    help: str,
+    *,
+    type: str = "string",
+    required: bool = True,
+    default: Any = None,
+    choices: list[str] | None = None,
+) -> dict[str, Any]:
+    """A field descriptor as HMA's exchange schema route gives it."""
+    return {
+        "name": name,
+        "type": type,
+        "required": required,
+        "default": default,
+        "help": help,
+        "choices": choices,
+    }
 
 
-def _no_api(name: str) -> InputError:
-    return InputError(f"no such Exchange API '{name}'", code="unknown_exchange_api")
+_CONFIG_FIELDS: dict[str, list[dict[str, Any]]] = {
+    "counterfake": [
+        _field("url", "the hub's address (https://...)"),
+        _field("remote_bank", "the hub's bank to follow"),
+    ],
+    "local_file": [
+        _field("filename", "the absolute file path to the signal file"),
+        _field(
+            "signal_type",
+            "if the file row doesn't list the signal type, interpret as this type (pdq only)",
+            required=False,
+        ),
+    ],
+    "ncmec": [
+        _field(
+            "environment",
+            "which database to connect to",
+            type="enum",
+            choices=_NCMEC_ENVIRONMENTS,
+        ),
+        _field(
+            "only_esp_ids",
+            "Only take entries from these electronic service provider (ESP) ids",
+            type="set_of_number",
+            required=False,
+            default=[],
+        ),
+    ],
+    "stop_ncii": [],
+}
+_CREDENTIAL_FIELDS: dict[str, list[dict[str, Any]] | None] = {
+    "counterfake": [_field("api_key", "a key of the hub's follow scope for its bank")],
+    "local_file": None,
+    "ncmec": [
+        _field("user", "NCMEC hash sharing API username."),
+        _field("password", "NCMEC hash sharing API password."),
+    ],
+    "stop_ncii": [
+        _field(
+            "fetch_function_key",
+            "API key for the Fetch Hashes endpoint. Used when downloading hashes from StopNCII.",
+        ),
+        _field(
+            "subscription_key",
+            "Azure API Management subscription key. Sent as Ocp-Apim-Subscription-Key on all"
+            " requests.",
+        ),
+        _field(
+            "base_url_override",
+            "Override the StopNCII API base URL (a stand-in, a proxy).",
+            required=False,
+        ),
+    ],
+}
+
+
+def _api(name: str) -> str:
+    """Our exchange type for an HMA exchange API name."""
+    if name not in _APIS:
+        raise InputError(f"no such Exchange API '{name}'", code="unknown_exchange_api")
+    return _APIS[name]
+
+
+def _strings(raw: dict[str, Any], api: str, fields: list[dict[str, Any]], what: str) -> None:
+    """`raw` has only `fields`, every required one, and strings where strings are asked."""
+    known = {f["name"] for f in fields}
+    unknown = sorted(set(raw) - known - {"name", "api", "enabled"})
+    if unknown:
+        raise InputError(
+            f"Failed to parse `{what}` - {api} takes no field {unknown[0]!r}",
+            code="invalid_request",
+        )
+    for f in fields:
+        value = raw.get(f["name"])
+        if f["required"] and value in (None, ""):
+            raise InputError(
+                f"Failed to parse `{what}` - {f['name']} is required", code="invalid_request"
+            )
+        if f["type"] in ("string", "enum") and value is not None and not isinstance(value, str):
+            raise InputError(
+                f"Failed to parse `{what}` - {f['name']} must be a string", code="invalid_request"
+            )
+
+
+def _exchange_args(api: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """An HMA `api_json` as `Counterfake.add_exchange` arguments."""
+    _strings(raw, api, _CONFIG_FIELDS[api], "api_json")
+    if api == "counterfake":
+        return {"url": raw["url"], "remote_bank": raw["remote_bank"]}
+    if api == "local_file":
+        if raw.get("signal_type") not in (None, "", "pdq"):
+            raise InputError(
+                "Failed to parse `api_json` - signal_type: only pdq files are read",
+                code="invalid_request",
+            )
+        return {"path": raw["filename"]}
+    if api == "ncmec":
+        members = raw.get("only_esp_ids") or []
+        if not isinstance(members, list) or not all(
+            isinstance(m, int) and not isinstance(m, bool) for m in members
+        ):
+            raise InputError(
+                "Failed to parse `api_json` - only_esp_ids must be a list of numbers",
+                code="invalid_request",
+            )
+        return {"url": raw["environment"], "only_members": members}
+    return {}
+
+
+def _credential(api: str, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """An HMA `credential_json` as our credential text and the settings that go with it."""
+    fields = _CREDENTIAL_FIELDS[api]
+    if fields is None:
+        raise InputError(f"{api} takes no credentials", code="invalid_request")
+    _strings(raw, api, fields, "credential_json")
+    if api == "counterfake":
+        return str(raw["api_key"]), {}
+    if api == "ncmec":
+        return f"{raw['user']}:{raw['password']}", {}
+    override = raw.get("base_url_override")
+    return (
+        f"{raw['subscription_key']}:{raw['fetch_function_key']}",
+        {"url": override} if override else {},
+    )
+
+
+def _exchange_config(exchange: Exchange) -> dict[str, Any]:
+    """An exchange as HMA's collaboration config: name, api, enabled and the API's fields."""
+    api = _API_OF[exchange.type]
+    out: dict[str, Any] = {"name": exchange.name, "api": api, "enabled": exchange.enabled}
+    config = exchange.config
+    if api == "counterfake":
+        out |= {"url": config.get("url"), "remote_bank": config.get("remote_bank")}
+    elif api == "local_file":
+        out |= {"filename": config.get("path"), "signal_type": None}
+    elif api == "ncmec":
+        out |= {"environment": config.get("url"), "only_esp_ids": config.get("only_esp_ids", [])}
+        if "path" in config:
+            out["filename"] = config["path"]
+    return out
+
+
+def _stamp(at: datetime | None) -> int | None:
+    return None if at is None else int(at.timestamp())
 
 
 @router.get("/c/exchanges/apis")
 def exchange_api_list(key: Curate) -> list[str]:
-    """HMA: the exchange API types that can be configured (none yet)."""
-    return []
+    """HMA: the exchange API types that can be configured."""
+    return list(_APIS)
 
 
 @router.get("/c/exchanges/api/{api_name}")
-def exchange_api_get(key: Curate, api_name: str) -> dict[str, bool]:
-    """HMA: whether an exchange API takes credentials and has them."""
-    raise _no_api(api_name)
+def exchange_api_get(request: Request, key: Curate, api_name: str) -> dict[str, bool]:
+    """HMA: whether an exchange API takes credentials and whether the key's tenant has set
+    them (they are never returned)."""
+    type_ = _api(api_name)
+    return {
+        "supports_authentification": _CREDENTIAL_FIELDS[api_name] is not None,
+        "has_set_authentification": core_of(request).has_exchange_credential(type_, principal=key),
+    }
 
 
 @router.post("/c/exchanges/api/{api_name}")
-def exchange_api_update(key: Curate, api_name: str) -> dict[str, bool]:
-    """HMA: set an exchange API's credentials."""
-    raise _no_api(api_name)
+def exchange_api_update(
+    request: Request, key: Curate, api_name: str, body: Annotated[Any, Body()] = None
+) -> dict[str, bool]:
+    """HMA: set the key's tenant's credentials for an exchange API (`{"credential_json":
+    {...}}`; an empty one clears them), used by its exchanges of that API."""
+    type_ = _api(api_name)
+    if not isinstance(body, dict):
+        raise InputError("this endpoint expects a json object payload", code="invalid_request")
+    raw = body.get("credential_json")
+    if raw is not None:
+        core = core_of(request)
+        if not raw:
+            core.set_exchange_credential(type_, None, principal=key)
+        elif not isinstance(raw, dict):
+            raise InputError("credential_json must be an object", code="invalid_request")
+        else:
+            credential, config = _credential(api_name, raw)
+            core.set_exchange_credential(type_, credential, config=config, principal=key)
+    return exchange_api_get(request, key, api_name)
 
 
 @router.get("/c/exchanges/api/{api_name}/schema")
 def exchange_api_schema(key: Curate, api_name: str) -> dict[str, Any]:
-    """HMA: the fields an exchange of this API takes."""
-    raise NotFoundError(f"Exchange API '{api_name}' not found", code="unknown_exchange_api")
+    """HMA: the fields an exchange of this API takes (`api_json`) and its credentials take
+    (`credential_json`, null when it takes none)."""
+    if api_name not in _APIS:
+        raise NotFoundError(f"Exchange API '{api_name}' not found", code="unknown_exchange_api")
+    credentials = _CREDENTIAL_FIELDS[api_name]
+    return {
+        "config_schema": {"fields": _CONFIG_FIELDS[api_name]},
+        "credentials_schema": None if credentials is None else {"fields": credentials},
+    }
 
 
 @router.get("/c/exchanges")
-def exchange_list(key: Curate) -> list[str]:
-    """HMA: the configured exchanges (none yet)."""
-    return []
+def exchange_list(request: Request, key: Curate) -> list[str]:
+    """HMA: the names of the exchanges that fetch into the key's tenant's banks."""
+    return [x.name for x in core_of(request).exchanges(principal=key)]
 
 
 @router.post("/c/exchanges", status_code=201)
-def exchange_create(key: Curate, body: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
-    """HMA: create an exchange and its bank."""
-    if not body.get("bank"):
+def exchange_create(
+    request: Request, key: Curate, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, str]:
+    """HMA: create an exchange and its bank, both named `bank` (`{"bank", "api",
+    "api_json"}`); the service fetches it in the background."""
+    bank = body.get("bank")
+    if not bank:
         raise InputError("bank is required", code="invalid_request")
+    if not isinstance(bank, str) or not re.fullmatch(r"[A-Z0-9_]+", bank):
+        raise InputError("Field `bank` must match /^[A-Z0-9_]+$/", code="invalid_request")
+    raw = body.get("api_json", {})
+    if not isinstance(raw, dict):
+        raise InputError("Field `api_json` must be object", code="invalid_request")
     api = body.get("api")
     if api is None:
         raise InputError("Field `api_type` is required", code="invalid_request")
-    raise InputError(f"No such exchange type '{api}'", code="unknown_exchange_api")
+    if api not in _APIS:
+        raise InputError(f"No such exchange type '{api}'", code="unknown_exchange_api")
+    core_of(request).add_exchange(
+        bank,
+        type=_APIS[api],
+        bank=bank,
+        new_bank=True,
+        principal=key,
+        **_exchange_args(api, raw),
+    )
+    return {"message": "Created successfully"}
 
 
 @router.get("/c/exchange/{exchange_name}")
-def exchange_show(key: Curate, exchange_name: str) -> dict[str, Any]:
-    """HMA: one exchange's configuration."""
-    raise _no_exchange(exchange_name)
+def exchange_show(request: Request, key: Curate, exchange_name: str) -> dict[str, Any]:
+    """HMA: one exchange's configuration (never its credentials)."""
+    return _exchange_config(core_of(request).exchange(exchange_name, principal=key))
 
 
 @router.get("/c/exchange/{exchange_name}/status")
-def exchange_status(key: Curate, exchange_name: str) -> dict[str, Any]:
-    """HMA: one exchange's fetch status."""
-    raise _no_exchange(exchange_name)
+def exchange_status(request: Request, key: Curate, exchange_name: str) -> dict[str, Any]:
+    """HMA: one exchange's fetch status (`fetched_items` counts the entries it applied)."""
+    found = core_of(request).exchange(exchange_name, principal=key)
+    complete = found.last_complete_at
+    return {
+        "checkpoint_ts": _stamp(found.last_success_at),
+        "running_fetch_start_ts": _stamp(found.last_fetch_at) if found.fetching else None,
+        "last_fetch_complete_ts": _stamp(complete),
+        "last_fetch_succeeded": None if complete is None else found.last_error is None,
+        "up_to_date": found.last_success_at is not None and found.last_error is None,
+        "fetched_items": found.applied,
+    }
 
 
 @router.put("/c/exchange/{exchange_name}")
-def exchange_update(key: Curate, exchange_name: str) -> dict[str, Any]:
-    """HMA: enable or disable an exchange."""
-    raise _no_exchange(exchange_name)
+def exchange_update(
+    request: Request, key: Curate, exchange_name: str, body: Annotated[Any, Body()] = None
+) -> dict[str, Any]:
+    """HMA: pause (`{"enabled": false}`) or resume an exchange."""
+    core = core_of(request)
+    enabled = body.get("enabled") if isinstance(body, dict) else None
+    if enabled is not None and not isinstance(enabled, bool):
+        raise InputError("enabled must be true or false", code="invalid_request")
+    found = (
+        core.exchange(exchange_name, principal=key)
+        if enabled is None
+        else core.enable_exchange(exchange_name, enabled, principal=key)
+    )
+    return _exchange_config(found)
 
 
 @router.delete("/c/exchange/{exchange_name}")
-def exchange_delete(key: Curate, exchange_name: str) -> dict[str, str]:
-    """HMA: remove an exchange."""
-    raise _no_exchange(exchange_name)
+def exchange_delete(request: Request, key: Curate, exchange_name: str) -> dict[str, str]:
+    """HMA: remove an exchange; its bank and what it brought stay (delete the bank to drop
+    them). Removing one that does not exist succeeds too, as in HMA."""
+    with contextlib.suppress(NotFoundError):
+        core_of(request).remove_exchange(exchange_name, principal=key)
+    return {"message": "Exchange deleted"}

@@ -15,7 +15,7 @@ from ..errors import ConflictError, NotFoundError
 from ..model import Exchange
 from ._db import check_name, now, utc
 from ._part import Part
-from .schema import banks, entries, exchanges
+from .schema import banks, entries, exchange_credentials, exchanges
 
 __all__ = ["Exchanges"]
 
@@ -24,6 +24,7 @@ _BACKOFF_CAP: Final = 300.0
 
 
 def _exchange(row: Any) -> Exchange:
+    at = now()
     return Exchange(
         name=row.name,
         type=row.type,
@@ -39,6 +40,9 @@ def _exchange(row: Any) -> Exchange:
         last_error=row.last_error,
         failures=int(row.failures),
         applied=int(row.applied),
+        enabled=bool(row.enabled),
+        fetching=(utc(row.lease_until) or at) > at,
+        last_complete_at=utc(row.last_complete_at),
     )
 
 
@@ -57,6 +61,9 @@ _SELECT: Final = sa.select(
     exchanges.c.last_error,
     exchanges.c.failures,
     exchanges.c.applied,
+    exchanges.c.enabled,
+    exchanges.c.lease_until,
+    exchanges.c.last_complete_at,
 ).join(banks, banks.c.id == exchanges.c.bank_id)
 
 
@@ -73,7 +80,7 @@ class Exchanges(Part):
         credential: str | None,
         interval_seconds: float,
     ) -> Exchange:
-        check_name(name, what="exchange", code="invalid_exchange_name")
+        check_name(name.partition(":")[2] or name, what="exchange", code="invalid_exchange_name")
         at = now()
         with self._db.write() as conn:
             if conn.execute(sa.select(exchanges.c.name).where(exchanges.c.name == name)).first():
@@ -103,9 +110,60 @@ class Exchanges(Part):
             raise NotFoundError(f"no exchange named {name!r}", code="exchange_not_found")
         return _exchange(row)
 
-    def list_exchanges(self) -> list[Exchange]:
+    def list_exchanges(self, *, tenant: str | None = None) -> list[Exchange]:
+        """Every exchange, or those that fetch into `tenant`'s banks."""
+        query = _SELECT.order_by(exchanges.c.name)
+        if tenant is not None:
+            query = query.where(banks.c.tenant == tenant)
         with self._db.read() as conn:
-            return [_exchange(r) for r in conn.execute(_SELECT.order_by(exchanges.c.name))]
+            return [_exchange(r) for r in conn.execute(query)]
+
+    def enable_exchange(self, name: str, enabled: bool) -> Exchange:
+        """Resume or pause an exchange's scheduled fetches (a paused one keeps its cursor)."""
+        with self._db.write() as conn:
+            changed = conn.execute(
+                exchanges.update().where(exchanges.c.name == name).values(enabled=enabled)
+            ).rowcount
+            if not changed:
+                raise NotFoundError(f"no exchange named {name!r}", code="exchange_not_found")
+            self._db.audit(
+                conn,
+                "exchange_resumed" if enabled else "exchange_paused",
+                detail={"exchange": name},
+            )
+        return self.get_exchange(name)
+
+    def set_type_credential(
+        self, tenant: str, type: str, credential: str | None, config: dict[str, Any]
+    ) -> None:
+        """Set (or, with None, clear) `tenant`'s credential for its exchanges of `type` that
+        have none of their own."""
+        where = (exchange_credentials.c.tenant == tenant, exchange_credentials.c.type == type)
+        with self._db.write() as conn:
+            conn.execute(exchange_credentials.delete().where(*where))
+            if credential is not None:
+                conn.execute(
+                    exchange_credentials.insert().values(
+                        tenant=tenant, type=type, credential=credential, config=config
+                    )
+                )
+            self._db.audit(
+                conn,
+                "exchange_credential_set" if credential else "exchange_credential_cleared",
+                detail={"tenant": tenant, "type": type},
+            )
+
+    def has_type_credential(self, tenant: str, type: str) -> bool:
+        with self._db.read() as conn:
+            return (
+                conn.execute(
+                    sa.select(exchange_credentials.c.type).where(
+                        exchange_credentials.c.tenant == tenant,
+                        exchange_credentials.c.type == type,
+                    )
+                ).first()
+                is not None
+            )
 
     def remove_exchange(self, name: str) -> None:
         """Stop fetching; what it brought stays in its bank."""
@@ -115,13 +173,24 @@ class Exchanges(Part):
                 raise NotFoundError(f"no exchange named {name!r}", code="exchange_not_found")
             self._db.audit(conn, "exchange_removed", detail={"exchange": name})
 
-    def exchange_credential(self, name: str) -> str | None:
-        """For the fetcher only: never shown, never logged."""
+    def exchange_credential(self, name: str) -> tuple[str | None, dict[str, Any]]:
+        """For the fetcher only, never shown, never logged: the exchange's own credential, or
+        else its bank's tenant's credential for its type with the settings that go with it."""
         with self._db.read() as conn:
-            value = conn.execute(
-                sa.select(exchanges.c.credential).where(exchanges.c.name == name)
-            ).scalar_one_or_none()
-        return None if value is None else str(value)
+            row = conn.execute(
+                sa.select(exchanges.c.credential, exchanges.c.type, banks.c.tenant)
+                .join(banks, banks.c.id == exchanges.c.bank_id)
+                .where(exchanges.c.name == name)
+            ).first()
+            if row is None or row.credential is not None:
+                return (None if row is None else str(row.credential)), {}
+            shared = conn.execute(
+                sa.select(exchange_credentials.c.credential, exchange_credentials.c.config).where(
+                    exchange_credentials.c.tenant == row.tenant,
+                    exchange_credentials.c.type == row.type,
+                )
+            ).first()
+        return (None, {}) if shared is None else (str(shared.credential), dict(shared.config))
 
     def claim_exchange(self, name: str | None, *, lease_seconds: float) -> str | None:
         """Lease an exchange for one fetch: `name`, or the most overdue one that is due; None
@@ -132,7 +201,7 @@ class Exchanges(Part):
             with self._db.read() as conn:
                 name = conn.execute(
                     sa.select(exchanges.c.name)
-                    .where(exchanges.c.next_fetch_at <= at, free)
+                    .where(exchanges.c.next_fetch_at <= at, exchanges.c.enabled, free)
                     .order_by(exchanges.c.next_fetch_at)
                     .limit(1)
                 ).scalar_one_or_none()
@@ -185,6 +254,7 @@ class Exchanges(Part):
                 "failures": failures,
                 "last_error": error,
                 "next_fetch_at": at + timedelta(seconds=wait),
+                "last_complete_at": at,
             }
             if error is None:
                 values["last_success_at"] = at

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 metadata = MetaData()
@@ -160,7 +162,7 @@ instance_secrets = Table(
 exchanges = Table(
     "exchanges",
     metadata,
-    Column("name", String(100), primary_key=True),
+    Column("name", String(201), primary_key=True),
     Column("type", String(32), nullable=False),
     Column("bank_id", _Id, ForeignKey("banks.id", ondelete="CASCADE"), nullable=False),
     Column("config", JSON, nullable=False),
@@ -175,4 +177,17 @@ exchanges = Table(
     Column("failures", Integer, nullable=False, server_default="0"),
     Column("applied", BigInteger, nullable=False, server_default="0"),
     Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("last_complete_at", DateTime(timezone=True), nullable=True),
+)
+
+#: A tenant's credential for every exchange of a type that has none of its own (HMA keeps one
+#: per exchange API), with settings that go with it (a StopNCII base URL override).
+exchange_credentials = Table(
+    "exchange_credentials",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("type", String(32), primary_key=True),
+    Column("credential", Text, nullable=False),
+    Column("config", JSON, nullable=False),
 )
