@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, Final, Literal
 
 import sqlalchemy as sa
@@ -101,6 +102,66 @@ def _check_metadata(metadata: dict[str, Any]) -> None:
         raise InputError(
             f"metadata is {size} bytes as JSON; the limit is {METADATA_BYTES}",
             code="invalid_metadata",
+        )
+
+
+def _processor(column: sa.Column[Any], dialect: Any) -> Callable[[Any], Any]:
+    """The column type's own conversion to what the driver stores (SQLAlchemy's, so rows
+    written around it read back the same)."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process if process is not None else (lambda value: value)
+
+
+_ENTRY_ROW: Final = (
+    "INSERT INTO entries (id, bank_id, signal_type, value, quality, source, metadata,"
+    " created_at, withdrawn_at, submitted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_CHANGE_ROW: Final = "INSERT INTO changes (at, op, bank, entry_id) VALUES (?, 'add', ?, ?)"
+
+
+def _insert_sqlite(
+    conn: Any,
+    bank_id: int,
+    fresh: list[NewEntry],
+    at: datetime,
+    submitted_by: str | None,
+    floor: int,
+) -> dict[tuple[str, str], int]:
+    """SQLite: the rows straight to the driver's executemany (SQLAlchemy's per-row parameter
+    work was most of a large add). The writer holds the database, and the values were looked
+    up in this transaction, so none can conflict; ids follow `floor`."""
+    dialect = conn.dialect
+    as_json = _processor(entries.c.metadata, dialect)
+    as_time = _processor(entries.c.created_at, dialect)
+    created_at = as_time(at)
+    rows = [
+        (
+            floor + 1 + number,
+            bank_id,
+            entry.signal_type,
+            entry.value,
+            entry.quality,
+            entry.source,
+            as_json(entry.metadata),
+            created_at,
+            None if entry.withdrawn_at is None else as_time(entry.withdrawn_at),
+            submitted_by,
+        )
+        for number, entry in enumerate(fresh)
+    ]
+    conn.exec_driver_sql(_ENTRY_ROW, rows)
+    return {(e.signal_type, e.value): floor + 1 + n for n, e in enumerate(fresh)}
+
+
+def _log_adds(conn: Any, bank: str, entry_ids: list[int], at: datetime) -> None:
+    """The change-log rows of new entries, in one statement."""
+    if conn.dialect.name == "sqlite":
+        stamp = _processor(changes.c.at, conn.dialect)(at)
+        conn.exec_driver_sql(_CHANGE_ROW, [(stamp, bank, entry_id) for entry_id in entry_ids])
+    else:
+        conn.execute(
+            changes.insert(),
+            [{"at": at, "op": "add", "bank": bank, "entry_id": e} for e in entry_ids],
         )
 
 
@@ -224,42 +285,17 @@ class Entries(Part):
         created: dict[tuple[str, str], int] = {}
         if fresh:
             at = now()
-            rows_in = []
-            for number, entry in enumerate(fresh):
-                row = {
-                    "bank_id": bank_id,
-                    "signal_type": entry.signal_type,
-                    "value": entry.value,
-                    "quality": entry.quality,
-                    "source": entry.source,
-                    "metadata": entry.metadata,
-                    "created_at": at,
-                    "withdrawn_at": entry.withdrawn_at,
-                    "submitted_by": submitted_by,
-                }
-                if floor is not None:
-                    row["id"] = floor + 1 + number
-                rows_in.append(row)
-            insert = (postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert)(
-                entries
-            )
-            returned = conn.execute(
-                insert.on_conflict_do_nothing(
-                    index_elements=["bank_id", "signal_type", "value"]
-                ).returning(entries.c.id, entries.c.signal_type, entries.c.value),
-                rows_in,
-            )
-            created = {(r.signal_type, r.value): int(r.id) for r in returned}
-            if floor is not None and created:
-                floor = max(floor, *created.values())
+            if floor is not None:
+                created = _insert_sqlite(conn, bank_id, fresh, at, submitted_by, floor)
+                floor = floor + len(fresh)
+            else:
+                created = self._insert_returning(conn, bank_id, fresh, at, submitted_by)
             by_key = {(e.signal_type, e.value): e for e in fresh}
-            change_rows = [
-                {"at": at, "op": "add", "bank": bank, "entry_id": entry_id}
-                for key, entry_id in created.items()
-                if by_key[key].withdrawn_at is None
+            added = [
+                entry_id for key, entry_id in created.items() if by_key[key].withdrawn_at is None
             ]
-            if change_rows:
-                conn.execute(changes.insert(), change_rows)
+            if added:
+                _log_adds(conn, bank, added, at)
             payloads = [
                 {"entry_id": entry_id, "data": by_key[key].payload}
                 for key, entry_id in created.items()
@@ -277,6 +313,34 @@ class Entries(Part):
             else:
                 results.append(self._again(conn, bank, bank_id, entry))
         return results, floor
+
+    @staticmethod
+    def _insert_returning(
+        conn: Any, bank_id: int, fresh: list[NewEntry], at: datetime, submitted_by: str | None
+    ) -> dict[tuple[str, str], int]:
+        """PostgreSQL: one multi-row insert; a value a concurrent writer added meanwhile is
+        skipped (and then treated as found)."""
+        rows_in = [
+            {
+                "bank_id": bank_id,
+                "signal_type": entry.signal_type,
+                "value": entry.value,
+                "quality": entry.quality,
+                "source": entry.source,
+                "metadata": entry.metadata,
+                "created_at": at,
+                "withdrawn_at": entry.withdrawn_at,
+                "submitted_by": submitted_by,
+            }
+            for entry in fresh
+        ]
+        returned = conn.execute(
+            postgresql.insert(entries)
+            .on_conflict_do_nothing(index_elements=["bank_id", "signal_type", "value"])
+            .returning(entries.c.id, entries.c.signal_type, entries.c.value),
+            rows_in,
+        )
+        return {(r.signal_type, r.value): int(r.id) for r in returned}
 
     def _again(self, conn: Any, bank: str, bank_id: int, entry: NewEntry) -> AddResult:
         """A value the bank holds already: reinstated, withdrawn, or left as it is."""
