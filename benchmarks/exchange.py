@@ -4,7 +4,7 @@
 
 A hub (`counterfake serve`, SQLite) holds a bank of `--entries` PDQ entries shared with the
 follower's tenant. In the same run:
-- initial sync: a follower's `exchange fetch` (the change feed, 1,000 changes a page) into an
+- initial sync: a follower's `exchange fetch` (the change feed, 5,000 changes a page) into an
   empty bank, against the baseline of `bank export --format jsonl` on the hub and `bank import`
   of that file on the follower (the way banks moved before exchanges);
 - incremental: `--increment` more adds (a tenth of them withdrawn again) on the hub, then one

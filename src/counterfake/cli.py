@@ -1034,6 +1034,31 @@ def exchange_credential(
     _print(f"{'Cleared' if clear else 'Set'} the {kind} exchange credential", highlight=False)
 
 
+@exchange.command("feedback")
+@click.argument("name")
+@click.argument("values", nargs=-1, required=True, metavar="PDQ...")
+@click.option(
+    "--value",
+    "feedback",
+    required=True,
+    type=click.Choice(
+        ["Blocked", "NotBlocked", "PendingReview", "QualityUnknown", "None", "Unknown"]
+    ),
+    help="What this platform found: Blocked (reviewed: intimate imagery), NotBlocked...",
+)
+@click.option("--tag", "tags", multiple=True, help="A tag sent with it (repeatable).")
+@click.pass_context
+def exchange_feedback(
+    ctx: click.Context, name: str, values: tuple[str, ...], feedback: str, tags: tuple[str, ...]
+) -> None:
+    """Tell a stopncii exchange's source what you found for these PDQ hashes (its credential
+    needs the SubmitFeedback function key as a third part)."""
+    core = _core(ctx)
+    with _errors():
+        sent = core.send_exchange_feedback(name, list(values), feedback, tags=list(tags))
+    _print(f"Sent {feedback} on {sent} hashes to {_escape(name)}", highlight=False)
+
+
 @exchange.command("remove")
 @click.argument("name")
 @click.pass_context

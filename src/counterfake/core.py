@@ -645,6 +645,43 @@ class Counterfake:
         self._fetch_claimed(stored)
         return _shown_exchange(self.store.get_exchange(stored), _tenant(principal))
 
+    def send_exchange_feedback(
+        self,
+        name: str,
+        values: Sequence[str],
+        feedback: str,
+        *,
+        tags: Sequence[str] = (),
+        principal: ApiKey | None = None,
+    ) -> int:
+        """Tell a `stopncii` exchange's source what this platform found for these PDQ hashes
+        (`Blocked`: reviewed and found to be intimate imagery; `NotBlocked`, `PendingReview`...).
+        Needs the SubmitFeedback function key as a third part of the credential. Returns how
+        many hashes were sent; audited with the count only."""
+        from .exchange import follow, stopncii
+
+        found = self._own_exchange(name, principal)
+        if found.type != "stopncii":
+            raise InputError(
+                f"only stopncii exchanges take feedback; {name!r} is {found.type}",
+                code="unsupported_option",
+            )
+        if feedback not in stopncii.FEEDBACK:
+            raise InputError(
+                f"feedback is one of {', '.join(stopncii.FEEDBACK)}; got {feedback!r}",
+                code="invalid_feedback",
+            )
+        pdq = get_signal_type("pdq")
+        hashes = list(dict.fromkeys(pdq.normalize(v) for v in values))
+        if not hashes or len(hashes) > 100_000:
+            raise InputError("feedback is on 1 to 100,000 hashes", code="invalid_feedback")
+        credential, shared = self.store.exchange_credential(found.name)
+        config = {**found.config, **shared}
+        with follow.client(self.settings.exchange_timeout) as client:
+            stopncii.send_feedback(client, config, credential, hashes, feedback, list(tags))
+        self.store.audit_exchange_feedback(found.name, feedback, len(hashes))
+        return len(hashes)
+
     def fetch_due_exchanges(self) -> int:
         """Fetch every exchange that is due and that no other fetcher holds (what the service
         does in the background); returns how many were fetched. A failure is recorded on its
@@ -698,8 +735,10 @@ class Counterfake:
                     entries = page.entries
                     if page.snapshot:
                         entries = [*entries, *self._gone(exchange, entries)]
+                    withdrawn = 0
                     if entries:
-                        self._add(exchange.bank, entries, None)
+                        outcome = self._add(exchange.bank, entries, None)
+                        withdrawn += sum(r.status == "withdrawn" for r in outcome)
                     if page.withdraw_remote:  # tombstones, once this page's adds are in
                         at = datetime.now(UTC)
                         brought = self.store.brought_by(exchange.bank, name, page.withdraw_remote)
@@ -708,9 +747,14 @@ class Counterfake:
                             for kind, value in brought
                         ]
                         if withdrawals:
-                            self._add(exchange.bank, withdrawals, None)
+                            outcome = self._add(exchange.bank, withdrawals, None)
+                            withdrawn += sum(r.status == "withdrawn" for r in outcome)
                     self.store.advance_exchange(
-                        name, page.cursor, len(page.entries), lease_seconds=self._EXCHANGE_LEASE
+                        name,
+                        page.cursor,
+                        len(page.entries),
+                        withdrawn=withdrawn,
+                        lease_seconds=self._EXCHANGE_LEASE,
                     )
                     position = page.next_position
                     if not page.more:

@@ -390,3 +390,62 @@ def test_a_slow_or_silent_hub_is_cut_off_and_what_was_applied_stays(
             assert sorted(e.value for e in entries) == [f"{n:064x}" for n in (1, 2, 3)]
     finally:
         server.shutdown()
+
+
+def test_a_hub_killed_and_restarted_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "hub"
+    home.mkdir()
+    values = [f"{n:064x}" for n in range(1, 151)]
+    with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+        store.create_bank("protected", shared_with=["platform"])
+        store.add_entries("protected", [NewEntry("pdq", v) for v in values[:100]])
+        _, follow = store.keys.create("platform", ["follow"], name="platform")
+    time.sleep(0.6)  # the feed serves changes half a second old
+    hub = Server(home)
+    with hub, Counterfake(_settings(tmp_path / "follower")) as core:  # type: ignore[arg-type]
+        core.create_bank("copy")
+        core.add_exchange(
+            "hub",
+            type="counterfake",
+            bank="copy",
+            url=hub.url,
+            remote_bank="default:protected",
+            credential=follow,
+        )
+        assert core.fetch_exchange("hub").applied == 100
+        assert hub._process is not None
+        hub._process.send_signal(signal.SIGKILL)  # the hub crashes
+        hub._process.wait()
+        with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+            store.add_entries("protected", [NewEntry("pdq", v) for v in values[100:]])
+            for entry in list(store.iter_entries("protected"))[:10]:
+                store.withdraw("protected", entry.id)
+        with pytest.raises(Exception) as down:
+            core.fetch_exchange("hub")
+        assert getattr(down.value, "code", None) == "exchange_unreachable"
+        assert core.exchange("hub").applied == 100
+
+        with hub:  # back on the same address
+            time.sleep(0.6)
+            assert core.fetch_exchange("hub").last_error is None
+        entries = list(core.store.iter_entries("copy", include_withdrawn=True))
+        assert sorted(e.value for e in entries) == values  # each exactly once
+        assert sum(e.withdrawn_at is not None for e in entries) == 10
+        assert core.bank("copy").active_entries == 140
+
+
+def test_a_huge_page_is_refused_before_it_is_read_whole(
+    bad_hub: tuple[str, type[_BadHub]], tmp_path: Path
+) -> None:
+    url, handler = bad_hub
+    # Valid JSON (whitespace, then a good page), but past the 64 MB a page may take.
+    good = json.dumps({"changes": [_good_change(1)], "next_after": 1, "more": False})
+    handler.pages = [b" " * (65 * 1024 * 1024) + good.encode()]
+    with Counterfake(_settings(tmp_path)) as core:  # type: ignore[arg-type]
+        core.create_bank("copy")
+        core.add_exchange("huge", type="counterfake", bank="copy", url=url, remote_bank="x")
+        with pytest.raises(Exception) as raised:
+            core.fetch_exchange("huge")
+        assert getattr(raised.value, "code", None) == "exchange_bad_page"
+        assert "larger than" in str(raised.value)
+        assert core.exchange("huge").cursor == "" and core.bank("copy").active_entries == 0

@@ -21,7 +21,7 @@ from counterfake import Counterfake
 from counterfake.errors import CounterfakeError
 from counterfake.settings import load_settings
 
-SUBSCRIPTION, FUNCTION = "sub-key-123", "fn-key-456"
+SUBSCRIPTION, FUNCTION, FEEDBACK = "sub-key-123", "fn-key-456", "fb-key-789"
 
 
 class _StopNCIIStandIn(http.server.BaseHTTPRequestHandler):
@@ -30,6 +30,19 @@ class _StopNCIIStandIn(http.server.BaseHTTPRequestHandler):
 
     records: ClassVar[list[dict[str, Any]]] = []
     calls: ClassVar[list[dict[str, str]]] = []
+    feedbacks: ClassVar[list[Any]] = []
+
+    def do_POST(self) -> None:
+        """SubmitFeedback, with its own function key; the body is kept for the test."""
+        keys = (self.headers.get("Ocp-Apim-Subscription-Key"), self.headers.get("x-functions-key"))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if urllib.parse.urlparse(self.path).path != "/v1/SubmitFeedback":
+            self._answer(404, {"message": "not found"})
+        elif keys != (SUBSCRIPTION, FEEDBACK):
+            self._answer(401, {"statusCode": 401, "message": "Access denied"})
+        else:
+            self.feedbacks.append(json.loads(body))
+            self._answer(200, {})
 
     def do_GET(self) -> None:
         url = urllib.parse.urlparse(self.path)
@@ -97,6 +110,7 @@ def stand_in() -> Iterator[tuple[str, type[_StopNCIIStandIn]]]:
         + [_record(i, kind="Text") for i in range(4001, 4011)]
     )
     _StopNCIIStandIn.calls = []
+    _StopNCIIStandIn.feedbacks = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StopNCIIStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1", _StopNCIIStandIn
@@ -150,6 +164,9 @@ def test_against_a_local_stopncii_stand_in_hashes_arrive_and_withdrawals_are_hon
     assert all(e.metadata["case_numbers"] for e in entries)
     assert _matched(core, 5)
     assert not _matched(core, 2005)  # withdrawn at the source
+    audited = [e for e in core.store.audit_events(limit=50) if e.action == "exchange_withdrew"]
+    assert sum(e.detail["withdrawn"] for e in audited) == 150
+    assert {(e.bank, e.detail["exchange"]) for e in audited} == {("stopncii", "stopncii")}
 
     # Later the person withdraws a hash: the next fetch asks only for what changed since.
     handler.records.append(_record(7, "Withdrawn", at=1_800_000_000))
@@ -193,3 +210,51 @@ def test_an_exchange_without_a_key_uses_its_tenants_key_for_the_type(
     assert _matched(core, 1)
     core.set_exchange_credential("stopncii", None)
     assert not core.has_exchange_credential("stopncii")
+
+
+def test_feedback_reaches_the_stand_in_as_python_threatexchanges_client_sends_it(
+    stand_in: tuple[str, type[_StopNCIIStandIn]], core: Counterfake
+) -> None:
+    from threatexchange.exchanges.clients.stopncii.api import (
+        StopNCIIAPI,
+        StopNCIICSPFeedbackValue,
+        StopNCIIEndpoint,
+        StopNCIISignalType,
+    )
+
+    url, handler = stand_in
+    value = hashlib.sha256(b"1").hexdigest()
+    StopNCIIAPI(
+        SUBSCRIPTION,
+        FUNCTION,
+        additional_function_keys={StopNCIIEndpoint.SubmitFeedback: FEEDBACK},
+        base_url_override=url,
+    ).submit_feedback(StopNCIISignalType.ImagePDQ, value, StopNCIICSPFeedbackValue.Blocked)
+    theirs = handler.feedbacks.pop()
+
+    core.add_exchange(
+        "ncii", type="stopncii", bank="stopncii", url=url, credential=f"{SUBSCRIPTION}:{FUNCTION}"
+    )
+    with pytest.raises(CounterfakeError) as no_key:  # the feedback key is its own
+        core.send_exchange_feedback("ncii", [value], "Blocked")
+    assert no_key.value.code == "exchange_refused"
+    core.remove_exchange("ncii")
+    core.add_exchange(
+        "ncii",
+        type="stopncii",
+        bank="stopncii",
+        url=url,
+        credential=f"{SUBSCRIPTION}:{FUNCTION}:{FEEDBACK}",
+    )
+    assert core.send_exchange_feedback("ncii", [value.upper(), value], "Blocked") == 1
+    assert handler.feedbacks == [theirs]  # the same body as python-threatexchange's
+    assert theirs == {
+        "count": 1,
+        "hashFeedbacks": [{"tags": [], "feedbackValue": "Blocked", "hashValue": value}],
+    }
+    events = core.store.audit_events(limit=10)
+    assert events[0].action == "exchange_feedback_sent" and events[0].detail["hashes"] == 1
+    assert FEEDBACK not in str([e.detail for e in events])
+    with pytest.raises(CounterfakeError) as wrong:
+        core.send_exchange_feedback("ncii", [value], "Withdrawn")  # StopNCII's own state
+    assert wrong.value.code == "invalid_feedback"

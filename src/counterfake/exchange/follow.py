@@ -86,12 +86,19 @@ def get_json(
 
 
 def get_bytes(
-    client: httpx.Client, url: str, params: dict[str, Any] | None, headers: dict[str, str]
+    client: httpx.Client,
+    url: str,
+    params: dict[str, Any] | None,
+    headers: dict[str, str],
+    *,
+    post: Any = None,
 ) -> bytes:
-    """A source's answer, its size and its time capped; HTTP failures as coded errors."""
+    """A source's answer (to a GET, or to a POST of the JSON `post`), its size and its time
+    capped; HTTP failures as coded errors."""
     deadline = time.monotonic() + (client.timeout.read or 30.0) * _PAGE_TIMEOUTS
+    method, body = ("GET", None) if post is None else ("POST", post)
     try:
-        with client.stream("GET", url, params=params, headers=headers) as answer:
+        with client.stream(method, url, params=params, headers=headers, json=body) as answer:
             if answer.status_code in (401, 403):
                 raise FetchError(
                     f"the source refused this exchange's key ({answer.status_code})",
@@ -101,7 +108,7 @@ def get_bytes(
                 raise FetchError(
                     "the source has nothing there for this key", code="exchange_refused"
                 )
-            if answer.status_code != 200:
+            if not 200 <= answer.status_code < 300:
                 raise FetchError(
                     f"the source answered {answer.status_code}", code="exchange_unreachable"
                 )

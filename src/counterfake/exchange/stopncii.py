@@ -24,9 +24,9 @@ import httpx
 from ..errors import FetchError, SignalError
 from ..model import NewEntry
 from ..signals import get_signal_type
-from .follow import Page, bad_page, get_json
+from .follow import Page, bad_page, get_bytes, get_json
 
-__all__ = ["BASE_URL", "read_page"]
+__all__ = ["BASE_URL", "FEEDBACK", "read_page", "send_feedback"]
 
 BASE_URL: Final = "https://api.stopncii.org/v1"
 _PAGE_SIZE: Final = 800
@@ -37,16 +37,55 @@ _WITHDRAWN: Final = ("Withdrawn", "Deleted")
 _STATUSES: Final = ("Unknown", "Received", "Active", *_WITHDRAWN)
 
 
-def credentials(text: str | None) -> dict[str, str]:
-    """The stored credential: the subscription key and the FetchHashes function key, as
-    'SUBSCRIPTION_KEY:FUNCTION_KEY'."""
-    subscription, _, function = (text or "").partition(":")
+#: What a platform may tell StopNCII about a hash (python-threatexchange's
+#: StopNCIICSPFeedbackValue without StopNCII's own Withdrawn and Deleted).
+FEEDBACK: Final = ("Blocked", "NotBlocked", "PendingReview", "QualityUnknown", "None", "Unknown")
+_FEEDBACK_BATCH: Final = 500
+
+
+def credentials(text: str | None, *, feedback: bool = False) -> dict[str, str]:
+    """The stored credential, 'SUBSCRIPTION_KEY:FUNCTION_KEY[:FEEDBACK_FUNCTION_KEY]' (each
+    StopNCII endpoint has its own function key), as the headers for FetchHashes, or for
+    SubmitFeedback."""
+    subscription, _, keys = (text or "").partition(":")
+    function, _, feedback_key = keys.partition(":")
     if not subscription or not function:
         raise FetchError(
             "a stopncii exchange needs its credential as SUBSCRIPTION_KEY:FUNCTION_KEY",
             code="exchange_refused",
         )
-    return {"Ocp-Apim-Subscription-Key": subscription, "x-functions-key": function}
+    if feedback and not feedback_key:
+        raise FetchError(
+            "sending feedback needs the SubmitFeedback function key, as a third part of the"
+            " credential (SUBSCRIPTION_KEY:FUNCTION_KEY:FEEDBACK_FUNCTION_KEY)",
+            code="exchange_refused",
+        )
+    key = feedback_key if feedback else function
+    return {"Ocp-Apim-Subscription-Key": subscription, "x-functions-key": key}
+
+
+def send_feedback(
+    client: httpx.Client,
+    config: dict[str, Any],
+    credential: str | None,
+    values: list[str],
+    feedback: str,
+    tags: list[str],
+) -> None:
+    """Tell StopNCII what this platform found for these PDQ hashes (`SubmitFeedback`, as
+    python-threatexchange's client posts it: `{"count", "hashFeedbacks": [{"tags",
+    "feedbackValue", "hashValue"}]}`), a batch at a time."""
+    headers = credentials(credential, feedback=True)
+    url = f"{str(config.get('url') or BASE_URL).rstrip('/')}/SubmitFeedback"
+    for start in range(0, len(values), _FEEDBACK_BATCH):
+        batch = values[start : start + _FEEDBACK_BATCH]
+        body = {
+            "count": len(batch),
+            "hashFeedbacks": [
+                {"tags": tags, "feedbackValue": feedback, "hashValue": value} for value in batch
+            ],
+        }
+        get_bytes(client, url, None, headers, post=body)
 
 
 def read_page(

@@ -153,6 +153,15 @@ class Exchanges(Part):
                 detail={"tenant": tenant, "type": type},
             )
 
+    def audit_exchange_feedback(self, name: str, feedback: str, count: int) -> None:
+        """Feedback was sent to an exchange's source: which, what, on how many hashes."""
+        with self._db.write() as conn:
+            self._db.audit(
+                conn,
+                "exchange_feedback_sent",
+                detail={"exchange": name, "feedback": feedback, "hashes": count},
+            )
+
     def has_type_credential(self, tenant: str, type: str) -> bool:
         with self._db.read() as conn:
             return (
@@ -220,10 +229,23 @@ class Exchanges(Part):
         return name if claimed else None
 
     def advance_exchange(
-        self, name: str, cursor: str, applied: int, *, lease_seconds: float
+        self, name: str, cursor: str, applied: int, *, withdrawn: int = 0, lease_seconds: float
     ) -> None:
-        """A page is applied: the cursor moves past it and the lease is renewed."""
+        """A page is applied: the cursor moves past it and the lease is renewed. Withdrawals
+        it made are audited under the exchange's name."""
         with self._db.write() as conn:
+            if withdrawn:
+                bank = conn.execute(
+                    sa.select(banks.c.name)
+                    .join(exchanges, banks.c.id == exchanges.c.bank_id)
+                    .where(exchanges.c.name == name)
+                ).scalar_one_or_none()
+                self._db.audit(
+                    conn,
+                    "exchange_withdrew",
+                    bank=bank,
+                    detail={"exchange": name, "withdrawn": withdrawn, "cursor": cursor},
+                )
             conn.execute(
                 exchanges.update()
                 .where(exchanges.c.name == name)
