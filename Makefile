@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -78,7 +78,10 @@ bench-protect-page: web $(CHROMIUM)
 	$(BIN)/python benchmarks/protect_page.py --corpus ../shared/corpus/photos --screenshots docs
 
 bench-exchange: $(STAMP)
-	$(BIN)/python benchmarks/exchange.py --entries 200000 --increment 10000
+	$(BIN)/python benchmarks/exchange.py --entries 1000000 --increment 10000
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+bench-review: $(STAMP)
+	$(BIN)/python benchmarks/review.py --cases 100000 --reviewers 8

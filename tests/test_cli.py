@@ -254,3 +254,62 @@ def test_bank_delete_at_a_terminal_asks_and_n_keeps_the_bank(home: Path) -> None
             assert open_store().get_bank("asked").name == "asked"
     with pytest.raises(NotFoundError):
         open_store().get_bank("asked")
+
+
+def test_review_commands_claim_decide_and_export_the_decision_log(
+    home: Path, tmp_path: Path
+) -> None:
+    with open_store() as store:
+        for n in range(2):
+            store.open_case(
+                "default",
+                bank="protected",
+                signal="pdq",
+                evidence=[{"bank": "protected", "entry_id": n + 1, "signal": "pdq", "distance": 2}],
+                query=f"sha256:{n}",
+                content_id=f"upload-{n}",
+                content_url=None,
+            )
+    listed = lines(run("review", "list", "--status", "open", "--json"))
+    assert [c["content_id"] for c in listed] == ["upload-0", "upload-1"]
+    claimed = lines(run("review", "claim", "--json"))[0]
+    assert claimed["claimed_by"] == "operator"
+    decided = run(
+        "review",
+        "decide",
+        str(claimed["id"]),
+        "--decision",
+        "confirm",
+        "--action",
+        "remove",
+        "--policy",
+        "ncii",
+        "--reason",
+        "the protected photo",
+        "--json",
+    )
+    assert lines(decided)[0]["status"] == "decided"
+    refused = run(
+        "review",
+        "decide",
+        str(claimed["id"]),
+        "--decision",
+        "confirm",
+        "--policy",
+        "ncii",
+        "--reason",
+        "again",
+        "--json",
+    )
+    assert refused.exit_code != 0 and lines(refused)[0]["error"]["code"] == "case_decided"
+    out = tmp_path / "log.csv"
+    exported = run("review", "export", "--format", "csv", "-o", str(out))
+    assert exported.exit_code == 0, exported.output
+    text = out.read_text().splitlines()
+    assert len(text) == 2 and "upload-0" in text[1] and "remove" in text[1]
+    assert lines(run("review", "export"))[0]["decision"] == "confirm"
+
+    made = lines(run("webhook", "add", "http://127.0.0.1:9/", "--event", "case.decided", "--json"))
+    assert made[0]["secret"].startswith("whsec_")
+    assert "secret" not in lines(run("webhook", "list", "--json"))[0]
+    assert run("webhook", "remove", str(made[0]["id"])).exit_code == 0

@@ -12,13 +12,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .errors import CounterfakeError, FileInputError, FormatError
-from .model import SCOPES, Exchange
+from .model import SCOPES, Case, Exchange
 
 if TYPE_CHECKING:  # imported where used: `counterfake --version` loads none of them
     from rich.console import Console
@@ -1100,6 +1101,225 @@ def intake_withdraw(ctx: click.Context, code: str, as_json: bool) -> None:
         _emit({"entries": withdrawn})
     else:
         _print(f"Withdrew {withdrawn} entries", highlight=False)
+
+
+# review --------------------------------------------------------------------------------------
+
+
+@main.group()
+def review() -> None:
+    """Review cases, for scripted use (reviewers use the service's routes): list, claim,
+    decide, appeal, and export the decision log. The local operator reviews as `operator`."""
+
+
+def _print_case(case: Case, as_json: bool) -> None:
+    if as_json:
+        _emit(case.to_dict())
+        return
+    held = f", claimed by {case.claimed_by}" if case.claimed_by else ""
+    decided = f", {case.decision} ({_escape(case.policy or '')})" if case.decision else ""
+    _print(
+        f"case {case.id} [{case.status}] {_escape(case.tenant)}/{_escape(case.bank)} "
+        f"{case.signal}, {len(case.evidence)} matches, opened {case.opened_at:%Y-%m-%d %H:%M}"
+        f"{held}{decided}",
+        highlight=False,
+    )
+
+
+@review.command("list")
+@click.option("--status", type=click.Choice(["open", "escalated", "appeal", "decided"]))
+@click.option("--bank")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def review_list(
+    ctx: click.Context, status: str | None, bank: str | None, limit: int, as_json: bool
+) -> None:
+    """Cases, oldest first."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        for case in core.cases(status=status, bank=bank, limit=limit):
+            _print_case(case, as_json)
+
+
+@review.command("claim")
+@click.option("--queue", type=click.Choice(["open", "escalated", "appeal"]), default="open")
+@click.option("--bank")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def review_claim(ctx: click.Context, queue: str, bank: str | None, as_json: bool) -> None:
+    """Lock the oldest free case of a queue for five minutes."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        case = core.claim_case(queue=queue, bank=bank)
+    if case is not None:
+        _print_case(case, as_json)
+    elif as_json:
+        _emit({"case": None})
+    else:
+        _print("No case is waiting", highlight=False)
+
+
+@review.command("decide")
+@click.argument("case_id", type=int)
+@click.option(
+    "--decision", required=True, type=click.Choice(["confirm", "not_a_match", "escalate"])
+)
+@click.option("--policy", required=True)
+@click.option("--reason", required=True)
+@click.option("--action", help="confirm: what the platform does (remove, restrict...).")
+@click.option("--remember", is_flag=True, help="not_a_match: the pair never opens a case again.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def review_decide(
+    ctx: click.Context,
+    case_id: int,
+    decision: str,
+    policy: str,
+    reason: str,
+    action: str | None,
+    remember: bool,
+    as_json: bool,
+) -> None:
+    """Decide a case; audited and sent to the tenant's webhooks."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        case = core.decide_case(
+            case_id, decision, policy=policy, reason=reason, action=action, remember=remember
+        )
+    _print_case(case, as_json)
+
+
+@review.command("appeal")
+@click.argument("case_id", type=int)
+@click.option("--reason", required=True)
+@click.pass_context
+def review_appeal(ctx: click.Context, case_id: int, reason: str) -> None:
+    """Reopen a decided case into the appeal queue."""
+    core = _core(ctx)
+    with _errors():
+        _print_case(core.appeal_case(case_id, reason), False)
+
+
+@review.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--since", type=click.DateTime(), help="Only decisions from this time (UTC).")
+@click.option("--decision", type=click.Choice(["confirm", "not_a_match", "escalate"]))
+@click.option("--bank")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Default: standard output.")
+@click.pass_context
+def review_export(
+    ctx: click.Context,
+    fmt: str,
+    since: datetime | None,
+    decision: str | None,
+    bank: str | None,
+    output: str | None,
+) -> None:
+    """The decision log, as JSON Lines or CSV."""
+    from .review import write_decisions
+
+    core = _core(ctx)
+    stamp = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
+    with _errors():
+        cases = core.decision_log(since=stamp, decision=decision, bank=bank)
+        if output is None:
+            count = write_decisions(cases, sys.stdout, fmt)
+        else:
+            with open(output, "w", encoding="utf-8", newline="") as fh:
+                count = write_decisions(cases, fh, fmt)
+    _print(f"Exported {count} decisions", stderr=True, highlight=False)
+
+
+@main.group()
+def webhook() -> None:
+    """Where review events go (case.opened, case.decided, appeal.decided, entry.withdrawn),
+    signed; the service delivers them in the background."""
+
+
+@webhook.command("add")
+@click.argument("url")
+@click.option(
+    "--event",
+    "events",
+    multiple=True,
+    required=True,
+    type=click.Choice(["case.opened", "case.decided", "appeal.decided", "entry.withdrawn"]),
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def webhook_add(ctx: click.Context, url: str, events: tuple[str, ...], as_json: bool) -> None:
+    """Send these events to URL; prints the signing secret, this once."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        hook, secret = core.add_webhook(url, list(events))
+    if as_json:
+        _emit({**hook.to_dict(), "secret": secret})
+    else:
+        _print(
+            f"Webhook {hook.id} -> {_escape(hook.url)}; signing secret: {secret}", highlight=False
+        )
+
+
+@webhook.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def webhook_list(ctx: click.Context, as_json: bool) -> None:
+    """Every webhook (never its secret)."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        for hook in core.webhooks():
+            if as_json:
+                _emit(hook.to_dict())
+            else:
+                _print(
+                    f"{hook.id}: {_escape(hook.tenant)} {_escape(hook.url)} "
+                    f"{', '.join(hook.events)}",
+                    highlight=False,
+                )
+
+
+@webhook.command("deliveries")
+@click.argument("webhook_id", type=int)
+@click.option("--dead", is_flag=True, help="Only the dead letters.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def webhook_deliveries(ctx: click.Context, webhook_id: int, dead: bool, as_json: bool) -> None:
+    """A webhook's delivery log, newest first."""
+    core = _core(ctx, as_json=as_json)
+    with _errors(as_json):
+        for item in core.deliveries(webhook_id, status="dead" if dead else None):
+            if as_json:
+                _emit(item.to_dict())
+            else:
+                why = f"; {_escape(item.last_error)}" if item.last_error else ""
+                _print(
+                    f"{item.id}: {item.event} {item.event_id} {item.status}, "
+                    f"{item.attempts} attempts{why}",
+                    highlight=False,
+                )
+
+
+@webhook.command("replay")
+@click.argument("delivery_id", type=int)
+@click.pass_context
+def webhook_replay(ctx: click.Context, delivery_id: int) -> None:
+    """Send a delivery again (a dead letter), with its event id."""
+    core = _core(ctx)
+    with _errors():
+        core.replay_delivery(delivery_id)
+    _print(f"Delivery {delivery_id} will be sent again", highlight=False)
+
+
+@webhook.command("remove")
+@click.argument("webhook_id", type=int)
+@click.pass_context
+def webhook_remove(ctx: click.Context, webhook_id: int) -> None:
+    """Remove a webhook and what it had still to deliver."""
+    core = _core(ctx)
+    with _errors():
+        core.remove_webhook(webhook_id)
+    _print(f"Removed webhook {webhook_id}", highlight=False)
 
 
 # demo ----------------------------------------------------------------------------------------

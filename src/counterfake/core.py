@@ -40,9 +40,12 @@ from .model import (
     AddResult,
     ApiKey,
     Bank,
+    Case,
+    Delivery,
     Entry,
     Exchange,
     NewEntry,
+    Webhook,
     bank_key,
     shown_bank,
 )
@@ -151,6 +154,17 @@ def _shown(bank: Bank, viewer: str) -> Bank:
     """A bank with its stored name as `viewer` names it."""
     shown = shown_bank(bank.name, viewer)
     return bank if shown == bank.name else dataclasses.replace(bank, name=shown)
+
+
+def _scope(principal: ApiKey | None) -> str | None:
+    """The tenant whose records a principal sees: its own, or every one (None) for the
+    operator and admin keys."""
+    return None if principal is None or principal.is_admin else principal.tenant
+
+
+def _reviewer(principal: ApiKey | None) -> str:
+    """Who claims and decides: the key's id, or the local operator."""
+    return principal.key_id if principal is not None else "operator"
 
 
 def _shown_exchange(exchange: Exchange, viewer: str) -> Exchange:
@@ -763,6 +777,213 @@ class Counterfake:
             self.store.release_exchange(name, error=f"{exc.code}: {exc.message}")
             raise
         self.store.release_exchange(name)
+
+    # review ------------------------------------------------------------------------------------
+    #: How long a reviewer's claim on a case holds before the case is free again.
+    CLAIM_SECONDS: ClassVar[float] = 300.0
+
+    def open_case(
+        self,
+        matches: Sequence[Match],
+        *,
+        query: str,
+        content_id: str | None = None,
+        content_url: str | None = None,
+        principal: ApiKey | None = None,
+    ) -> Case | None:
+        """Open a review case for a lookup's matches (as the principal names their banks):
+        it waits in the queue of the strongest match's bank. `query` names what was looked
+        up (its SHA-256, or `signal:value`), never its bytes; `content_id` and `content_url`
+        are the platform's own. None when there is no match, or when a reviewer found each of
+        them not to match this query before."""
+        if not matches:
+            return None
+        if len(content_id or "") > 200 or len(content_url or "") > 2000:
+            raise InputError(
+                "content_id is at most 200 characters and content_url at most 2,000",
+                code="invalid_case",
+            )
+        top = matches[0]
+        return self.store.open_case(
+            _tenant(principal),
+            bank=top.bank,
+            signal=top.signal,
+            evidence=[m.to_dict() for m in matches],
+            query=query,
+            content_id=content_id or None,
+            content_url=content_url or None,
+        )
+
+    def cases(
+        self,
+        *,
+        status: str | None = None,
+        bank: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+        principal: ApiKey | None = None,
+    ) -> list[Case]:
+        """The principal's tenant's cases, oldest first (every tenant's for the operator or an
+        admin key): all, or one status (open, escalated, appeal, decided) or bank."""
+        return self.store.list_cases(
+            _scope(principal),
+            statuses=(status,) if status else (),
+            bank=bank,
+            after=after,
+            limit=max(1, min(limit, 1000)),
+        )
+
+    def case(self, case_id: int, *, principal: ApiKey | None = None) -> Case:
+        return self.store.get_case(case_id, _scope(principal))
+
+    def claim_case(
+        self, *, queue: str = "open", bank: str | None = None, principal: ApiKey | None = None
+    ) -> Case | None:
+        """The oldest free case of a queue (`open`, `escalated` or `appeal`, optionally one
+        bank), locked for this reviewer for `CLAIM_SECONDS`; None when the queue is empty."""
+        from .review import REOPENING
+
+        if queue not in REOPENING:
+            raise InputError(
+                f"queues are {', '.join(REOPENING)}; got {queue!r}", code="invalid_queue"
+            )
+        return self.store.claim_case(
+            _tenant(principal),
+            _reviewer(principal),
+            statuses=(queue,),
+            bank=bank,
+            lease_seconds=self.CLAIM_SECONDS,
+        )
+
+    def release_case(self, case_id: int, *, principal: ApiKey | None = None) -> Case:
+        """Give a claimed case back to its queue."""
+        return self.store.release_case(case_id, _scope(principal), _reviewer(principal))
+
+    def decide_case(
+        self,
+        case_id: int,
+        decision: str,
+        *,
+        policy: str,
+        reason: str,
+        action: str | None = None,
+        remember: bool = False,
+        principal: ApiKey | None = None,
+    ) -> Case:
+        """Decide a case this reviewer claimed (or that nobody holds): `confirm` (with the
+        `action` the platform takes), `not_a_match` (`remember`: the same pair does not open
+        a case again) or `escalate`. Policy and reason are required. Audited, and sent to the
+        tenant's webhooks as `case.decided` (`appeal.decided` for an appeal)."""
+        from .review import check_decision
+
+        check_decision(decision, policy, reason)
+        if action is not None and len(action) > 64:
+            raise InputError("an action is at most 64 characters", code="invalid_decision")
+        return self.store.decide_case(
+            case_id,
+            _scope(principal),
+            _reviewer(principal),
+            decision=decision,
+            policy=policy.strip(),
+            reason=reason.strip(),
+            action=action,
+            remember=remember,
+        )
+
+    def appeal_case(self, case_id: int, reason: str, *, principal: ApiKey | None = None) -> Case:
+        """Reopen a decided case into the appeal queue (the uploader disputes the decision)."""
+        if not reason.strip() or len(reason) > 4000:
+            raise InputError(
+                "an appeal needs a reason (at most 4,000 characters)", code="invalid_appeal"
+            )
+        return self.store.appeal_case(case_id, _scope(principal), reason.strip())
+
+    def decision_log(
+        self,
+        *,
+        since: datetime | None = None,
+        decision: str | None = None,
+        bank: str | None = None,
+        principal: ApiKey | None = None,
+    ) -> Iterator[Case]:
+        """The tenant's decided cases (escalations included), oldest case first, optionally
+        only those decided since a time, of one decision or in one bank: what a platform
+        keeps as its record. Pages through the store."""
+        after = 0
+        while True:
+            page = self.store.list_cases(_scope(principal), bank=bank, after=after, limit=1000)
+            for case in page:
+                if case.decided_at is None or (decision and case.decision != decision):
+                    continue
+                if since is not None and case.decided_at < since:
+                    continue
+                yield case
+            if len(page) < 1000:
+                return
+            after = page[-1].id
+
+    def add_webhook(
+        self, url: str, events: Sequence[str], *, principal: ApiKey | None = None
+    ) -> tuple[Webhook, str]:
+        """Send the tenant's review events to `url`, signed; returns the webhook and its
+        signing secret, shown this once."""
+        from .review import check_events
+
+        if not url.startswith(("http://", "https://")) or len(url) > 2000:
+            raise InputError("a webhook needs an http(s) URL", code="invalid_webhook")
+        return self.store.add_webhook(_tenant(principal), url, check_events(list(events)))
+
+    def webhooks(self, *, principal: ApiKey | None = None) -> list[Webhook]:
+        return self.store.list_webhooks(_scope(principal))
+
+    def remove_webhook(self, webhook_id: int, *, principal: ApiKey | None = None) -> None:
+        self.store.remove_webhook(webhook_id, _scope(principal))
+
+    def deliveries(
+        self,
+        webhook_id: int,
+        *,
+        status: str | None = None,
+        limit: int = 100,
+        principal: ApiKey | None = None,
+    ) -> list[Delivery]:
+        """A webhook's delivery log, newest first; `status="dead"` lists its dead letters."""
+        return self.store.list_deliveries(
+            webhook_id, _scope(principal), status=status, limit=max(1, min(limit, 1000))
+        )
+
+    def replay_delivery(self, delivery_id: int, *, principal: ApiKey | None = None) -> Delivery:
+        """Send a delivery again, with its event id (the receiver's idempotency key)."""
+        return self.store.replay_delivery(delivery_id, _scope(principal))
+
+    def deliver_due_events(self) -> int:
+        """Send every due webhook delivery this worker can lease (what the service does in the
+        background); returns how many were attempted. A failure waits with backoff."""
+        import httpx
+
+        from .review import SIGNATURE_HEADER, sign
+
+        claimed = self.store.claim_deliveries(limit=50, lease_seconds=60.0)
+        if not claimed:
+            return 0
+        with httpx.Client(timeout=httpx.Timeout(10.0), follow_redirects=False) as client:
+            for item in claimed:
+                body = str(item["body"]).encode()
+                headers = {
+                    "Content-Type": "application/json",
+                    "User-Agent": "Counterfake-Webhooks",
+                    "Counterfake-Event-Id": str(item["event_id"]),
+                    SIGNATURE_HEADER: sign(str(item["secret"]), body),
+                }
+                error: str | None = None
+                try:
+                    answer = client.post(str(item["url"]), content=body, headers=headers)
+                    if not 200 <= answer.status_code < 300:
+                        error = f"the receiver answered {answer.status_code}"
+                except httpx.HTTPError as exc:
+                    error = f"the receiver could not be reached ({type(exc).__name__})"
+                self.store.finish_delivery(int(item["id"]), error=error)
+        return len(claimed)
 
     # intake ------------------------------------------------------------------------------------
 

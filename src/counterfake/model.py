@@ -18,10 +18,13 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "Bank",
+    "Case",
     "Change",
+    "Delivery",
     "Entry",
     "Exchange",
     "NewEntry",
+    "Webhook",
     "bank_key",
     "shown_bank",
 ]
@@ -32,7 +35,8 @@ DEFAULT_TENANT: Final = "default"
 #: curate: manage its tenant's banks and their entries.  admin: everything, every tenant.
 #: follow: read the change feed of banks its tenant owns or that are shared with it (another
 #: Counterfake following this one; exchange/follow.py).
-SCOPES: Final = ("submit", "match", "curate", "follow", "admin")
+#: review: claim and decide its tenant's review cases (review.py).
+SCOPES: Final = ("submit", "match", "curate", "follow", "review", "admin")
 
 
 def bank_key(name: str, tenant: str = DEFAULT_TENANT) -> str:
@@ -231,3 +235,73 @@ class ApiKey:
             "created_at": self.created_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
         }
+
+
+def _iso(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A match waiting for (or given) a person's decision. It holds the evidence and the
+    platform's own content id and URL, never the image."""
+
+    id: int
+    tenant: str
+    #: The bank of the strongest match: the queue it waits in.
+    bank: str
+    signal: str
+    #: open, escalated, appeal (each a queue), or decided.
+    status: str
+    opened_at: datetime
+    content_id: str | None
+    content_url: str | None
+    #: The matches: bank, entry_id, signal, distance, and for a derivative its score, changed
+    #: fraction and the matched part.
+    evidence: list[dict[str, Any]]
+    claimed_by: str | None = None
+    claim_until: datetime | None = None
+    decision: str | None = None
+    action: str | None = None
+    policy: str | None = None
+    reason: str | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    appeal_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _iso(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class Webhook:
+    """Where a tenant's review events go. Its signing secret is shown once, when made."""
+
+    id: int
+    tenant: str
+    url: str
+    events: tuple[str, ...]
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return _iso({**dataclasses.asdict(self), "events": list(self.events)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """One event on its way to one webhook: pending (retried with backoff), delivered, or
+    dead (given up on; it can be replayed)."""
+
+    id: int
+    webhook_id: int
+    event_id: str
+    event: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _iso(dataclasses.asdict(self))

@@ -72,7 +72,7 @@ def _multipart(setup: Setup, bank: str) -> dict[str, Any]:
     return {"files": {"photo": ("p.jpg", JPEG, "image/jpeg")}}
 
 
-S, M, C, F = "submit", "match", "curate", "follow"
+S, M, C, F, R = "submit", "match", "curate", "follow", "review"
 
 ROUTES = [
     Route("GET", "/status/live", frozenset()),
@@ -205,6 +205,34 @@ ROUTES = [
     Route("GET", "/c/exchange/{exchange_name}/status", frozenset({C})),
     Route("PUT", "/c/exchange/{exchange_name}", frozenset({C}), build=lambda s, b: {"json": {}}),
     Route("DELETE", "/c/exchange/{exchange_name}", frozenset({C})),
+    # Review: reviewers claim and decide; curators list, appeal and run the webhooks.
+    Route("GET", "/v1/cases", frozenset({R, C})),
+    Route("GET", "/v1/cases/export", frozenset({R, C})),
+    Route("GET", "/v1/cases/{case_id}", frozenset({R, C})),
+    Route("POST", "/v1/cases/claim", frozenset({R}), build=lambda s, b: {"json": {}}),
+    Route("POST", "/v1/cases/{case_id}/release", frozenset({R})),
+    Route(
+        "POST",
+        "/v1/cases/{case_id}/decision",
+        frozenset({R}),
+        build=lambda s, b: {"json": {"decision": "confirm", "policy": "p", "reason": "r"}},
+    ),
+    Route(
+        "POST",
+        "/v1/cases/{case_id}/appeal",
+        frozenset({R, C}),
+        build=lambda s, b: {"json": {"reason": "r"}},
+    ),
+    Route("GET", "/v1/webhooks", frozenset({C})),
+    Route(
+        "POST",
+        "/v1/webhooks",
+        frozenset({C}),
+        build=lambda s, b: {"json": {"url": "http://127.0.0.1:9/", "events": ["case.opened"]}},
+    ),
+    Route("DELETE", "/v1/webhooks/{webhook_id}", frozenset({C})),
+    Route("GET", "/v1/webhooks/{webhook_id}/deliveries", frozenset({C})),
+    Route("POST", "/v1/deliveries/{delivery_id}/replay", frozenset({C})),
     # Keyless by design: the protect page's intake (off here: no intake bank is configured).
     Route("GET", "/v1/intake", frozenset()),
     Route("POST", "/v1/intake", frozenset(), build=lambda s, b: {"content": b"{}"}),
@@ -234,6 +262,9 @@ def _path(route: Route, bank: str, entry_id: int, key_id: str = "") -> str:
         signal_type_name="pdq",
         api_name="stop_ncii",
         exchange_name="X_SHARED",
+        case_id=999_999,
+        webhook_id=999_999,
+        delivery_id=999_999,
     )
 
 

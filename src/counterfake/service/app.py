@@ -289,6 +289,17 @@ def _fetch_exchanges(core: Counterfake, stop: threading.Event) -> None:
             log.warning("exchange fetcher: %s", exc.code)
 
 
+def _deliver_events(core: Counterfake, stop: threading.Event) -> None:
+    """The background deliverer: due webhook deliveries go out from whichever worker leases
+    them; a failure waits with backoff (logged by code, never a secret)."""
+    while not stop.wait(_EXCHANGE_POLL):
+        try:
+            while core.deliver_due_events():
+                pass
+        except CounterfakeError as exc:
+            log.warning("webhook deliverer: %s", exc.code)
+
+
 def _has_body(headers: dict[bytes, bytes]) -> bool:
     declared = headers.get(b"content-length", b"0")
     return (declared.isdigit() and int(declared) > 0) or b"transfer-encoding" in headers
@@ -324,14 +335,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             target=_fetch_exchanges, args=(core, stop), name="exchanges", daemon=True
         )
         fetcher.start()
+        deliverer = threading.Thread(
+            target=_deliver_events, args=(core, stop), name="webhooks", daemon=True
+        )
+        deliverer.start()
         try:
             yield
         finally:
             stop.set()
             fetcher.join(timeout=30)
+            deliverer.join(timeout=30)
             core.close()
 
-    from . import intake, omm, routes
+    from . import intake, omm, review, routes
 
     app = FastAPIOffline(  # Swagger UI served from the package: /docs works offline
         title="Counterfake",
@@ -342,6 +358,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(omm.router)
     app.include_router(intake.router)
+    app.include_router(review.router)
 
     @app.exception_handler(CounterfakeError)
     async def _counterfake_error(request: Request, exc: CounterfakeError) -> JSONResponse:

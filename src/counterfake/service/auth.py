@@ -27,6 +27,8 @@ __all__ = [
     "Hashing",
     "KeyCache",
     "MatchKey",
+    "Review",
+    "ReviewOrCurate",
     "Submit",
     "authenticate",
     "core_of",
@@ -122,3 +124,5 @@ Follow = Annotated[ApiKey, Depends(require("follow", "curate"))]
 Hashing = Annotated[ApiKey, Depends(require("match", "curate"))]
 Admin = Annotated[ApiKey, Depends(require("admin"))]
 AnyKey = Annotated[ApiKey, Depends(require("submit", "match", "curate"))]
+Review = Annotated[ApiKey, Depends(require("review"))]
+ReviewOrCurate = Annotated[ApiKey, Depends(require("review", "curate"))]

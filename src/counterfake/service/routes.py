@@ -281,11 +281,31 @@ def withdraw_entry(request: Request, key: Submit, bank: str, entry_id: int) -> d
 
 @router.get("/v1/lookup", tags=["matching"])
 async def lookup_signal(
-    request: Request, key: MatchKey, signal: str, signal_type: str = "pdq", bank: Banks = None
+    request: Request,
+    key: MatchKey,
+    signal: str,
+    signal_type: str = "pdq",
+    bank: Banks = None,
+    review: bool = False,
+    content_id: str | None = None,
+    content_url: str | None = None,
 ) -> dict[str, Any]:
-    """Match one signal value against the banks this key may match (or those named)."""
-    matches = core_of(request).lookup_signal(signal_type, signal, banks=bank or (), principal=key)
-    return {"matches": _match_dicts(matches)}
+    """Match one signal value against the banks this key may match (or those named).
+    `review=1` opens a review case for the matches (`case`), with the platform's own
+    `content_id` and `content_url`."""
+    core = core_of(request)
+    matches = core.lookup_signal(signal_type, signal, banks=bank or (), principal=key)
+    out: dict[str, Any] = {"matches": _match_dicts(matches)}
+    if review:
+        case = core.open_case(
+            matches,
+            query=f"{signal_type}:{signal.strip().lower()}",
+            content_id=content_id,
+            content_url=content_url,
+            principal=key,
+        )
+        out["case"] = None if case is None else case.to_dict()
+    return out
 
 
 @router.post("/v1/lookup", tags=["matching"])
@@ -295,9 +315,14 @@ async def lookup_upload(
     bank: Banks = None,
     dihedral: bool = False,
     url: str | None = None,
+    review: bool = False,
+    content_id: str | None = None,
+    content_url: str | None = None,
 ) -> dict[str, Any]:
     """Hash an image (body or `url`) and match it in one call: its hashes and its matches.
-    When copies match nothing and a bank protects photos, derivatives of them too."""
+    When copies match nothing and a bank protects photos, derivatives of them too.
+    `review=1` opens a review case for the matches (`case`), with the platform's own
+    `content_id` and `content_url` (default: `url`); the image itself is not kept."""
     core = core_of(request)
     core.searchable(bank or (), principal=key)  # an unknown bank fails before the upload is read
     data = await request_image(request, url)
@@ -305,7 +330,18 @@ async def lookup_upload(
         request,
         lambda: core.lookup(data, banks=bank or (), dihedral=dihedral, principal=key),
     )
-    return found.to_dict()
+    out = found.to_dict()
+    if review:
+        case = await run_in_threadpool(
+            core.open_case,
+            found.matches,
+            query=f"sha256:{found.hashes.signals.get('sha256', '')}",
+            content_id=content_id,
+            content_url=content_url or url,
+            principal=key,
+        )
+        out["case"] = None if case is None else case.to_dict()
+    return out
 
 
 @router.post("/v1/hash", tags=["matching"])

@@ -20,6 +20,7 @@ from ..settings import Settings, load_settings
 from ._db import Database
 from .audit import AuditLog
 from .banks import Banks
+from .cases import Cases
 from .changes import ChangeLog
 from .entries import Entries
 from .exchanges import Exchanges
@@ -27,6 +28,7 @@ from .keys import KeyRing
 from .refs import References
 from .signatures import Signatures
 from .submissions import Submissions
+from .webhooks import Webhooks
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -43,9 +45,20 @@ __all__ = [
 ]
 
 
-class Store(Banks, Entries, Signatures, ChangeLog, AuditLog, References, Submissions, Exchanges):
+class Store(
+    Banks,
+    Entries,
+    Signatures,
+    ChangeLog,
+    AuditLog,
+    References,
+    Submissions,
+    Exchanges,
+    Cases,
+    Webhooks,
+):
     """Banks, entries, signatures, change log, audit log, keys, derivative references and
-    intake submissions and exchanges over one database.
+    intake submissions, exchanges, review cases and webhooks over one database.
     Open with `Store.open()`; writes are idempotent per (bank, signal type, value)."""
 
     def __init__(self, db: Database, *, default_threshold: int) -> None:

@@ -191,3 +191,74 @@ exchange_credentials = Table(
     Column("credential", Text, nullable=False),
     Column("config", JSON, nullable=False),
 )
+
+#: Review cases: a match a platform's moderators confirm or reject. `query` names what was
+#: looked up (its SHA-256, or `signal:value`), never its bytes; `evidence` is the matches.
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("bank", String(201), nullable=False),
+    Column("signal", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("content_id", String(200), nullable=True),
+    Column("content_url", String(2000), nullable=True),
+    Column("query", String(200), nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claim_until", DateTime(timezone=True), nullable=True),
+    Column("decision", String(16), nullable=True),
+    Column("action", String(64), nullable=True),
+    Column("policy", String(200), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("decided_by", String(64), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("appeal_reason", Text, nullable=True),
+    Index("ix_cases_queue", "tenant", "status", "opened_at"),
+    Index("ix_cases_bank_queue", "tenant", "bank", "status", "opened_at"),
+)
+
+#: Pairs a reviewer found not to match, remembered so that they do not open a case again.
+case_rejections = Table(
+    "case_rejections",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("entry_id", BigInteger, primary_key=True),
+    Column("query", String(200), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+#: A tenant's webhooks: where its events go, signed with `secret` (shown once, when made).
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The outbox: one row per event and webhook, written in the transaction that made the event,
+#: delivered (and retried with backoff) by whichever worker leases it.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("webhook_id", _Id, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_webhook", "webhook_id", "id"),
+)

@@ -1,0 +1,137 @@
+"""Review's rules: what a decision may be, which events a webhook may take, how an event is
+signed (and checked by its receiver), and how long a failed delivery waits.
+
+An event's body is signed with HMAC-SHA256 over `{t}.{body}` (`t` the Unix time of sending), sent
+as `Counterfake-Signature: t=...,v1=...`. A receiver recomputes it and rejects a timestamp
+older than its tolerance, so a captured event cannot be replayed later (ROOST Coop's signature
+covers the body alone). `Counterfake-Event-Id` is the idempotency key: the same for every
+attempt at one event.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterable
+from typing import IO, Final
+
+from .errors import InputError
+from .model import Case
+
+__all__ = [
+    "DECISIONS",
+    "EVENTS",
+    "MAX_ATTEMPTS",
+    "REOPENING",
+    "SIGNATURE_HEADER",
+    "backoff",
+    "check_decision",
+    "check_events",
+    "sign",
+    "verify",
+    "write_decisions",
+]
+
+#: confirm: it is the protected photo or a derivative (with an action the platform takes);
+#: not_a_match: it is not; escalate: someone else decides (the escalated queue).
+DECISIONS: Final = ("confirm", "not_a_match", "escalate")
+EVENTS: Final = ("case.opened", "case.decided", "appeal.decided", "entry.withdrawn")
+#: Statuses a reviewer may claim from: each is a queue.
+REOPENING: Final = ("open", "escalated", "appeal")
+SIGNATURE_HEADER: Final = "Counterfake-Signature"
+#: A delivery is given up on (dead, replayable) after this many attempts.
+MAX_ATTEMPTS: Final = 8
+_FIRST_WAIT: Final = 2.0
+_LONGEST_WAIT: Final = 3600.0
+#: A receiver's default tolerance for the signature's timestamp.
+TOLERANCE: Final = 300
+
+
+def check_decision(decision: str, policy: str, reason: str) -> None:
+    """A decision names its kind, the policy it applies and the reviewer's reason."""
+    if decision not in DECISIONS:
+        raise InputError(
+            f"a decision is one of {', '.join(DECISIONS)}; got {decision!r}",
+            code="invalid_decision",
+        )
+    if not policy.strip() or not reason.strip() or len(policy) > 200 or len(reason) > 4000:
+        raise InputError(
+            "a decision needs its policy (at most 200 characters) and a reason (at most 4,000)",
+            code="invalid_decision",
+        )
+
+
+def check_events(events: list[str]) -> tuple[str, ...]:
+    unknown = sorted(set(events) - set(EVENTS))
+    if not events or unknown:
+        raise InputError(
+            f"webhook events are {', '.join(EVENTS)}; got {unknown or 'none'}",
+            code="invalid_webhook",
+        )
+    return tuple(e for e in EVENTS if e in events)
+
+
+def sign(secret: str, body: bytes, at: int | None = None) -> str:
+    """The `Counterfake-Signature` header's value for `body` sent at `at` (now)."""
+    stamp = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    return f"t={stamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, body: bytes, header: str, *, tolerance: int = TOLERANCE) -> bool:
+    """What a receiver does: the signature matches the body and its timestamp is recent."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        stamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - stamp) > tolerance:
+        return False
+    expected = sign(secret, body, stamp).split(",v1=")[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next attempt after `attempts` failed ones: 2, 4, 8... up to an hour."""
+    return float(min(_LONGEST_WAIT, _FIRST_WAIT * 2.0 ** max(0, attempts - 1)))
+
+
+#: The decision log's columns, in order (CSV); JSON Lines carries the whole case.
+DECISION_COLUMNS: Final = (
+    "id",
+    "tenant",
+    "bank",
+    "signal",
+    "status",
+    "decision",
+    "action",
+    "policy",
+    "reason",
+    "decided_by",
+    "decided_at",
+    "content_id",
+    "content_url",
+    "opened_at",
+    "appeal_reason",
+)
+
+
+def write_decisions(cases: Iterable[Case], out: IO[str], fmt: str) -> int:
+    """Write the decision log as JSON Lines (each case whole) or CSV (`DECISION_COLUMNS`);
+    returns how many were written."""
+    count = 0
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(DECISION_COLUMNS)
+        for case in cases:
+            row = case.to_dict()
+            writer.writerow(["" if row[c] is None else row[c] for c in DECISION_COLUMNS])
+            count += 1
+        return count
+    for case in cases:
+        out.write(json.dumps(case.to_dict(), sort_keys=True) + "\n")
+        count += 1
+    return count

@@ -1,0 +1,279 @@
+"""Review cases: opened from a match, claimed by one reviewer at a time (a lock that
+expires), decided with a policy and a reason, appealed back into a queue. Every change writes
+its webhook events in the same transaction (`webhooks.enqueue`) and its audit event."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import ConflictError, NotFoundError
+from ..model import Case
+from ..review import REOPENING
+from ._db import now, utc
+from ._part import Part
+from .schema import case_rejections, cases
+from .webhooks import enqueue
+
+__all__ = ["Cases"]
+
+#: Tries at claiming the oldest free case before answering that none is free.
+_CLAIM_TRIES = 10
+
+
+def _case(row: Any) -> Case:
+    return Case(
+        id=row.id,
+        tenant=row.tenant,
+        bank=row.bank,
+        signal=row.signal,
+        status=row.status,
+        opened_at=utc(row.opened_at) or row.opened_at,
+        content_id=row.content_id,
+        content_url=row.content_url,
+        evidence=list(row.evidence),
+        claimed_by=row.claimed_by,
+        claim_until=utc(row.claim_until),
+        decision=row.decision,
+        action=row.action,
+        policy=row.policy,
+        reason=row.reason,
+        decided_by=row.decided_by,
+        decided_at=utc(row.decided_at),
+        appeal_reason=row.appeal_reason,
+    )
+
+
+class Cases(Part):
+    """The store's review cases (a part of `Store`)."""
+
+    def open_case(
+        self,
+        tenant: str,
+        *,
+        bank: str,
+        signal: str,
+        evidence: list[dict[str, Any]],
+        query: str,
+        content_id: str | None,
+        content_url: str | None,
+    ) -> Case | None:
+        """A new open case, unless a reviewer found every one of its matches not to match this
+        query before (None)."""
+        entry_ids = [int(m["entry_id"]) for m in evidence]
+        with self._db.write() as conn:
+            rejected = set(
+                conn.execute(
+                    sa.select(case_rejections.c.entry_id).where(
+                        case_rejections.c.tenant == tenant,
+                        case_rejections.c.query == query,
+                        case_rejections.c.entry_id.in_(entry_ids),
+                    )
+                ).scalars()
+            )
+            if rejected >= set(entry_ids):
+                return None
+            case_id = conn.execute(
+                cases.insert()
+                .values(
+                    tenant=tenant,
+                    bank=bank,
+                    signal=signal,
+                    status="open",
+                    opened_at=now(),
+                    content_id=content_id,
+                    content_url=content_url,
+                    query=query,
+                    evidence=evidence,
+                )
+                .returning(cases.c.id)
+            ).scalar_one()
+            case = _case(conn.execute(sa.select(cases).where(cases.c.id == case_id)).one())
+            enqueue(conn, tenant, "case.opened", case.to_dict())
+            self._db.audit(conn, "case_opened", bank=bank, detail={"case": case.id})
+        return case
+
+    def get_case(self, case_id: int, tenant: str | None) -> Case:
+        query = sa.select(cases).where(cases.c.id == case_id)
+        if tenant is not None:
+            query = query.where(cases.c.tenant == tenant)
+        with self._db.read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no case {case_id}", code="case_not_found")
+        return _case(row)
+
+    def list_cases(
+        self,
+        tenant: str | None,
+        *,
+        statuses: Sequence[str] = (),
+        bank: str | None = None,
+        limit: int = 100,
+        after: int = 0,
+    ) -> list[Case]:
+        """Cases oldest first (a queue's order), optionally only some statuses or one bank."""
+        query = sa.select(cases).where(cases.c.id > after)
+        if tenant is not None:
+            query = query.where(cases.c.tenant == tenant)
+        if statuses:
+            query = query.where(cases.c.status.in_(list(statuses)))
+        if bank is not None:
+            query = query.where(cases.c.bank == bank)
+        with self._db.read() as conn:
+            rows = conn.execute(query.order_by(cases.c.id).limit(limit))
+            return [_case(r) for r in rows]
+
+    def claim_case(
+        self,
+        tenant: str,
+        reviewer: str,
+        *,
+        statuses: Sequence[str] = ("open",),
+        bank: str | None = None,
+        lease_seconds: float,
+    ) -> Case | None:
+        """Lock the oldest free case of the queue for `reviewer` until the lease ends; None
+        when every case is decided or locked. A case is never locked for two reviewers: the
+        lock is taken by an update that holds only while the case is free."""
+        for _ in range(_CLAIM_TRIES):
+            at = now()
+            free = sa.or_(cases.c.claim_until.is_(None), cases.c.claim_until < at)
+            where = [cases.c.tenant == tenant, cases.c.status.in_(list(statuses)), free]
+            if bank is not None:
+                where.append(cases.c.bank == bank)
+            with self._db.read() as conn:
+                case_id = conn.execute(
+                    sa.select(cases.c.id)
+                    .where(*where)
+                    .order_by(cases.c.opened_at, cases.c.id)
+                    .limit(1)
+                ).scalar_one_or_none()
+            if case_id is None:
+                return None
+            with self._db.write() as conn:
+                taken = conn.execute(
+                    cases.update()
+                    .where(cases.c.id == case_id, *where)
+                    .values(claimed_by=reviewer, claim_until=at + timedelta(seconds=lease_seconds))
+                ).rowcount
+                if taken:
+                    self._db.audit(
+                        conn, "case_claimed", detail={"case": case_id, "reviewer": reviewer}
+                    )
+                    row = conn.execute(sa.select(cases).where(cases.c.id == case_id)).one()
+                    return _case(row)
+        return None
+
+    def release_case(self, case_id: int, tenant: str | None, reviewer: str) -> Case:
+        """Give a claimed case back to its queue."""
+        with self._db.write() as conn:
+            self._locked_row(conn, case_id, tenant, reviewer)
+            conn.execute(
+                cases.update()
+                .where(cases.c.id == case_id)
+                .values(claimed_by=None, claim_until=None)
+            )
+        return self.get_case(case_id, tenant)
+
+    def _locked_row(self, conn: Any, case_id: int, tenant: str | None, reviewer: str) -> Any:
+        """The case's row, if it waits in a queue and no other reviewer holds it."""
+        query = sa.select(cases).where(cases.c.id == case_id)
+        if tenant is not None:
+            query = query.where(cases.c.tenant == tenant)
+        row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no case {case_id}", code="case_not_found")
+        if row.status not in REOPENING:
+            raise ConflictError(f"case {case_id} is decided", code="case_decided")
+        held = utc(row.claim_until)
+        if row.claimed_by not in (None, reviewer) and held is not None and held > now():
+            raise ConflictError(
+                f"case {case_id} is claimed by another reviewer", code="case_claimed"
+            )
+        return row
+
+    def decide_case(
+        self,
+        case_id: int,
+        tenant: str | None,
+        reviewer: str,
+        *,
+        decision: str,
+        policy: str,
+        reason: str,
+        action: str | None,
+        remember: bool,
+    ) -> Case:
+        """Record a decision: `confirm` or `not_a_match` closes the case (`remember` keeps the
+        pair from opening a case again), `escalate` moves it to the escalated queue."""
+        at = now()
+        with self._db.write() as conn:
+            row = self._locked_row(conn, case_id, tenant, reviewer)
+            appeal = row.status == "appeal"
+            conn.execute(
+                cases.update()
+                .where(cases.c.id == case_id)
+                .values(
+                    status="escalated" if decision == "escalate" else "decided",
+                    decision=decision,
+                    action=action if decision == "confirm" else None,
+                    policy=policy,
+                    reason=reason,
+                    decided_by=reviewer,
+                    decided_at=at,
+                    claimed_by=None,
+                    claim_until=None,
+                )
+            )
+            if remember and decision == "not_a_match":
+                for match in row.evidence:
+                    key = (row.tenant, int(match["entry_id"]), row.query)
+                    known = conn.execute(
+                        sa.select(case_rejections.c.at).where(
+                            case_rejections.c.tenant == key[0],
+                            case_rejections.c.entry_id == key[1],
+                            case_rejections.c.query == key[2],
+                        )
+                    ).first()
+                    if known is None:
+                        conn.execute(
+                            case_rejections.insert().values(
+                                tenant=key[0], entry_id=key[1], query=key[2], at=at
+                            )
+                        )
+            case = _case(conn.execute(sa.select(cases).where(cases.c.id == case_id)).one())
+            event = "appeal.decided" if appeal and decision != "escalate" else "case.decided"
+            enqueue(conn, row.tenant, event, case.to_dict())
+            self._db.audit(
+                conn,
+                "case_decided",
+                bank=row.bank,
+                detail={"case": case_id, "decision": decision, "reviewer": reviewer},
+            )
+        return case
+
+    def appeal_case(self, case_id: int, tenant: str | None, reason: str) -> Case:
+        """Reopen a decided case into the appeal queue."""
+        with self._db.write() as conn:
+            query = sa.select(cases).where(cases.c.id == case_id)
+            if tenant is not None:
+                query = query.where(cases.c.tenant == tenant)
+            row = conn.execute(query).first()
+            if row is None:
+                raise NotFoundError(f"no case {case_id}", code="case_not_found")
+            if row.status != "decided":
+                raise ConflictError(
+                    f"case {case_id} is not decided, so it cannot be appealed",
+                    code="case_not_decided",
+                )
+            conn.execute(
+                cases.update()
+                .where(cases.c.id == case_id)
+                .values(status="appeal", appeal_reason=reason, claimed_by=None, claim_until=None)
+            )
+            self._db.audit(conn, "case_appealed", bank=row.bank, detail={"case": case_id})
+        return self.get_case(case_id, tenant)

@@ -1,0 +1,191 @@
+"""Review through a real `counterfake serve`: a lookup opens a case, two reviewers claim from
+one queue without ever sharing a case, decisions and appeals move it, and every event reaches
+a local receiver signed over its timestamp and body (which the receiver checks, as the README's
+snippet does)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from counterfake import Store
+from counterfake.review import sign, verify
+
+from ..images import encode, photo_like
+from .server import Server
+
+PHOTO = encode(photo_like(640, 480, seed=77))
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    home: Path = tmp_path_factory.mktemp("review")
+    with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+        store.create_bank("protected", tenant="acme")
+        keys = {
+            name: store.keys.create("acme", [scope], name=name)[1]
+            for name, scope in [
+                ("curate", "curate"),
+                ("match", "match"),
+                ("alice", "review"),
+                ("bob", "review"),
+            ]
+        }
+        keys["other"] = store.keys.create("beta", ["review"], name="other")[1]
+    with Server(home) as server:
+        yield server, keys
+
+
+def _event(kind: str, seconds: float = 10.0) -> tuple[dict[str, str], bytes, dict[str, Any]]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for headers, body in _Receiver.received:
+            parsed = json.loads(body)
+            if parsed["type"] == kind:
+                _Receiver.received.remove((headers, body))
+                return headers, body, parsed
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} event arrived")
+
+
+def test_a_case_goes_from_lookup_to_decision_to_appeal_and_every_event_is_signed(
+    service: tuple[Server, dict[str, str]], receiver: str
+) -> None:
+    server, keys = service
+    curate, match = server.client(keys["curate"]), server.client(keys["match"])
+    alice, bob = server.client(keys["alice"]), server.client(keys["bob"])
+
+    made = curate.post(
+        "/v1/webhooks",
+        json={
+            "url": receiver,
+            "events": ["case.opened", "case.decided", "appeal.decided", "entry.withdrawn"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    secret = made.json()["secret"]
+    assert "secret" not in curate.get("/v1/webhooks").json()["webhooks"][0]
+
+    value = secrets.token_hex(32)
+    added = curate.post("/v1/banks/protected/signals", json={"value": value})
+    entry_id = added.json()["entries"][0]["entry_id"]
+    found = match.get(
+        "/v1/lookup", params={"signal": value, "review": 1, "content_id": "upload-42"}
+    ).json()
+    case = found["case"]
+    assert case["status"] == "open" and case["content_id"] == "upload-42"
+    assert case["evidence"][0]["entry_id"] == entry_id and case["bank"] == "protected"
+    assert "case" not in match.get("/v1/lookup", params={"signal": value}).json()
+
+    headers, body, event = _event("case.opened")
+    assert event["data"]["id"] == case["id"]
+    assert headers["Counterfake-Event-Id"] == event["id"]
+    signature = headers["Counterfake-Signature"]
+    assert verify(secret, body, signature)
+    assert not verify(secret, body.replace(b"upload-42", b"upload-43"), signature)
+    assert not verify("whsec_wrong", body, signature)
+    stale = sign(secret, body, int(time.time()) - 3600)
+    assert not verify(secret, body, stale)  # a captured event cannot be replayed later
+
+    # Two reviewers, one queue: one case, one claim.
+    claimed = alice.post("/v1/cases/claim", json={}).json()["case"]
+    assert claimed["id"] == case["id"] and claimed["claimed_by"]
+    assert bob.post("/v1/cases/claim", json={}).json()["case"] is None
+    decision = {"decision": "confirm", "policy": "ncii", "reason": "the protected photo"}
+    taken = bob.post(f"/v1/cases/{case['id']}/decision", json=decision)
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "case_claimed"
+    missing = alice.post(f"/v1/cases/{case['id']}/decision", json={**decision, "reason": " "})
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "invalid_decision"
+    decided = alice.post(f"/v1/cases/{case['id']}/decision", json={**decision, "action": "remove"})
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["status"] == "decided" and decided.json()["action"] == "remove"
+    _, body, event = _event("case.decided")
+    assert event["data"]["decision"] == "confirm" and event["data"]["policy"] == "ncii"
+
+    # Another tenant's reviewer sees nothing of it.
+    other = server.client(keys["other"])
+    assert other.get(f"/v1/cases/{case['id']}").status_code == 404
+    assert other.post("/v1/cases/claim", json={}).json()["case"] is None
+
+    # An appeal reopens it into the appeal queue; its decision is an appeal.decided event.
+    appealed = curate.post(f"/v1/cases/{case['id']}/appeal", json={"reason": "not me"})
+    assert appealed.json()["status"] == "appeal"
+    assert bob.post("/v1/cases/claim", json={}).json()["case"] is None  # open queue is empty
+    again = bob.post("/v1/cases/claim", json={"queue": "appeal"}).json()["case"]
+    assert again["id"] == case["id"]
+    overturned = {"decision": "not_a_match", "policy": "ncii", "reason": "another person"}
+    assert bob.post(f"/v1/cases/{case['id']}/decision", json=overturned).status_code == 200
+    _, _, event = _event("appeal.decided")
+    assert event["data"]["decision"] == "not_a_match"
+
+    # The decision log, as CSV and JSON Lines.
+    table = curate.get("/v1/cases/export", params={"format": "csv"})
+    assert table.headers["content-type"].startswith("text/csv")
+    assert table.text.splitlines()[0].startswith("id,tenant,bank")
+    assert f"\n{case['id']},acme,protected," in table.text
+    log_lines = curate.get("/v1/cases/export", params={"decision": "not_a_match"}).text
+    assert [json.loads(line)["id"] for line in log_lines.splitlines()] == [case["id"]]
+    assert other.get("/v1/cases/export").text == ""
+
+    # A withdrawal reaches the platform too, and the delivery log shows what went.
+    assert curate.delete(f"/v1/banks/protected/entries/{entry_id}").status_code == 200
+    _, _, event = _event("entry.withdrawn")
+    assert event["data"] == {"bank": "protected", "entry_id": entry_id}
+    hook = curate.get("/v1/webhooks").json()["webhooks"][0]["id"]
+    log = curate.get(f"/v1/webhooks/{hook}/deliveries").json()["deliveries"]
+    assert {d["event"] for d in log} == {
+        "case.opened",
+        "case.decided",
+        "appeal.decided",
+        "entry.withdrawn",
+    }
+    assert all(d["status"] == "delivered" for d in log)
+    assert secret not in server.log.read_text()
+
+
+def test_an_image_lookup_opens_a_case_under_the_uploads_digest(
+    service: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = service
+    curate, match = server.client(keys["curate"]), server.client(keys["match"])
+    curate.post(
+        "/v1/banks/protected/content", content=PHOTO, headers={"Content-Type": "image/jpeg"}
+    ).raise_for_status()
+    found = match.post(
+        "/v1/lookup",
+        params={"review": 1, "content_url": "https://platform.example/p/1"},
+        content=PHOTO,
+        headers={"Content-Type": "image/jpeg"},
+    ).json()
+    assert found["matches"] and found["case"]["content_url"] == "https://platform.example/p/1"
+    listed = curate.get("/v1/cases", params={"status": "open"}).json()["cases"]
+    assert found["case"]["id"] in [c["id"] for c in listed]

@@ -1,0 +1,130 @@
+"""Review cases and the webhook outbox in the store, the same on SQLite and PostgreSQL: a case
+is claimed by one reviewer at a time even when many claim at once, decisions need the claim,
+a remembered rejection keeps the pair from reopening, and every event is written with what it
+reports."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from typing import Any
+
+import pytest
+
+from counterfake import Store
+from counterfake.errors import ConflictError, NotFoundError
+from counterfake.review import MAX_ATTEMPTS
+
+
+def _open(store: Store, tenant: str = "acme", query: str = "sha256:aa", entry: int = 1) -> Any:
+    return store.open_case(
+        tenant,
+        bank="b",
+        signal="pdq",
+        evidence=[{"bank": "b", "entry_id": entry, "signal": "pdq", "distance": 3}],
+        query=query,
+        content_id="upload-1",
+        content_url=None,
+    )
+
+
+def _decide(store: Store, case_id: int, reviewer: str, decision: str = "confirm", **kw: Any) -> Any:
+    return store.decide_case(
+        case_id,
+        "acme",
+        reviewer,
+        decision=decision,
+        policy="ncii",
+        reason="the protected photo",
+        action=kw.get("action"),
+        remember=kw.get("remember", False),
+    )
+
+
+def test_concurrent_reviewers_never_claim_the_same_case(store: Store) -> None:
+    opened = [_open(store, query=f"sha256:{n}").id for n in range(12)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        claims = list(
+            pool.map(lambda n: store.claim_case("acme", f"r{n % 8}", lease_seconds=60), range(16))
+        )
+    taken = [c.id for c in claims if c is not None]
+    assert sorted(taken) == opened  # every case once, none twice, the rest found none
+    assert claims.count(None) == 4
+    assert store.claim_case("beta", "x", lease_seconds=60) is None  # another tenant's queue
+
+
+def test_a_claim_gates_decisions_and_expires(store: Store) -> None:
+    case = _open(store)
+    assert store.claim_case("acme", "alice", lease_seconds=60).id == case.id
+    with pytest.raises(ConflictError) as held:
+        _decide(store, case.id, "bob")
+    assert held.value.code == "case_claimed"
+    assert store.claim_case("acme", "bob", lease_seconds=60) is None
+    store.release_case(case.id, "acme", "alice")
+    assert store.claim_case("acme", "bob", lease_seconds=-1).id == case.id  # expired at once
+    assert store.claim_case("acme", "carol", lease_seconds=60).id == case.id
+    decided = _decide(store, case.id, "carol", action="remove")
+    assert (decided.status, decided.decision, decided.action) == ("decided", "confirm", "remove")
+    assert decided.decided_by == "carol" and decided.claimed_by is None
+    with pytest.raises(ConflictError) as again:
+        _decide(store, case.id, "carol")
+    assert again.value.code == "case_decided"
+    with pytest.raises(NotFoundError):
+        store.get_case(case.id, "beta")
+
+
+def test_escalation_and_appeal_move_a_case_between_queues(store: Store) -> None:
+    case = _open(store)
+    escalated = _decide(store, case.id, "alice", "escalate")
+    assert escalated.status == "escalated"
+    assert store.claim_case("acme", "bob", lease_seconds=60) is None  # not in the open queue
+    assert store.claim_case("acme", "bob", statuses=("escalated",), lease_seconds=60).id == case.id
+    _decide(store, case.id, "bob", "not_a_match")
+    appealed = store.appeal_case(case.id, "acme", "it is me, and I did not consent")
+    assert appealed.status == "appeal" and appealed.appeal_reason
+    with pytest.raises(ConflictError):
+        store.appeal_case(case.id, "acme", "twice")
+    assert store.claim_case("acme", "carol", statuses=("appeal",), lease_seconds=60).id == case.id
+    assert _decide(store, case.id, "carol", action="remove").decision == "confirm"
+
+
+def test_a_remembered_rejection_keeps_the_pair_from_reopening(store: Store) -> None:
+    case = _open(store, query="sha256:bb", entry=7)
+    _decide(store, case.id, "alice", "not_a_match", remember=True)
+    assert _open(store, query="sha256:bb", entry=7) is None
+    assert _open(store, query="sha256:cc", entry=7) is not None  # another upload
+    assert _open(store, query="sha256:bb", entry=8) is not None  # another protected entry
+
+
+def test_events_are_written_with_what_they_report_and_retried_to_the_dead_letters(
+    store: Store,
+) -> None:
+    hook, secret = store.add_webhook("acme", "http://127.0.0.1:9/", ("case.opened", "case.decided"))
+    other, _ = store.add_webhook("beta", "http://127.0.0.1:9/", ("case.opened",))
+    assert secret.startswith("whsec_") and secret not in repr(hook.to_dict())
+    case = _open(store)
+    _decide(store, case.id, "alice")
+    claimed = store.claim_deliveries(limit=10, lease_seconds=60)
+    assert [json.loads(c["body"])["type"] for c in claimed] == ["case.opened", "case.decided"]
+    assert all(c["secret"] == secret for c in claimed)  # beta's webhook got nothing
+    assert json.loads(claimed[0]["body"])["data"]["id"] == case.id
+    assert store.claim_deliveries(limit=10, lease_seconds=60) == []  # leased
+    first, second = claimed
+    store.finish_delivery(first["id"])
+    for _ in range(MAX_ATTEMPTS):
+        store.finish_delivery(second["id"], error="the receiver answered 500")
+    log = {d.id: d for d in store.list_deliveries(hook.id, "acme")}
+    assert log[first["id"]].status == "delivered" and log[second["id"]].status == "dead"
+    assert [d.id for d in store.list_deliveries(hook.id, "acme", status="dead")] == [second["id"]]
+    with pytest.raises(NotFoundError):
+        store.list_deliveries(hook.id, "beta")
+    replayed = store.replay_delivery(second["id"], "acme")
+    assert (replayed.status, replayed.attempts, replayed.event_id) == (
+        "pending",
+        0,
+        log[second["id"]].event_id,
+    )
+    again = store.claim_deliveries(limit=10, lease_seconds=60)
+    assert [c["event_id"] for c in again] == [replayed.event_id]  # the same idempotency key
+    store.remove_webhook(other.id, "beta")
+    assert [w.id for w in store.list_webhooks(None)] == [hook.id]
