@@ -966,6 +966,7 @@ class Counterfake:
         claimed = self.store.claim_deliveries(limit=50, lease_seconds=60.0)
         if not claimed:
             return 0
+        outcomes: dict[int, str | None] = {}
         with httpx.Client(timeout=httpx.Timeout(10.0), follow_redirects=False) as client:
             for item in claimed:
                 body = str(item["body"]).encode()
@@ -982,7 +983,8 @@ class Counterfake:
                         error = f"the receiver answered {answer.status_code}"
                 except httpx.HTTPError as exc:
                     error = f"the receiver could not be reached ({type(exc).__name__})"
-                self.store.finish_delivery(int(item["id"]), error=error)
+                outcomes[int(item["id"])] = error
+        self.store.finish_deliveries(outcomes)
         return len(claimed)
 
     # intake ------------------------------------------------------------------------------------

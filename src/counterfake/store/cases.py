@@ -20,9 +20,6 @@ from .webhooks import enqueue
 
 __all__ = ["Cases"]
 
-#: Tries at claiming the oldest free case before answering that none is free.
-_CLAIM_TRIES = 10
-
 
 def _case(row: Any) -> Case:
     return Case(
@@ -137,36 +134,31 @@ class Cases(Part):
         lease_seconds: float,
     ) -> Case | None:
         """Lock the oldest free case of the queue for `reviewer` until the lease ends; None
-        when every case is decided or locked. A case is never locked for two reviewers: the
-        lock is taken by an update that holds only while the case is free."""
-        for _ in range(_CLAIM_TRIES):
-            at = now()
-            free = sa.or_(cases.c.claim_until.is_(None), cases.c.claim_until < at)
-            where = [cases.c.tenant == tenant, cases.c.status.in_(list(statuses)), free]
-            if bank is not None:
-                where.append(cases.c.bank == bank)
-            with self._db.read() as conn:
-                case_id = conn.execute(
-                    sa.select(cases.c.id)
-                    .where(*where)
-                    .order_by(cases.c.opened_at, cases.c.id)
-                    .limit(1)
-                ).scalar_one_or_none()
+        when every case is decided or locked. One transaction finds and locks it: SQLite has
+        one writer at a time, and PostgreSQL skips rows another claim holds (`FOR UPDATE SKIP
+        LOCKED`), so a case is never locked for two reviewers and claimers do not queue."""
+        at = now()
+        free = sa.or_(cases.c.claim_until.is_(None), cases.c.claim_until < at)
+        where = [cases.c.tenant == tenant, cases.c.status.in_(list(statuses)), free]
+        if bank is not None:
+            where.append(cases.c.bank == bank)
+        with self._db.write() as conn:
+            case_id = conn.execute(
+                sa.select(cases.c.id)
+                .where(*where)
+                .order_by(cases.c.opened_at, cases.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).scalar_one_or_none()
             if case_id is None:
                 return None
-            with self._db.write() as conn:
-                taken = conn.execute(
-                    cases.update()
-                    .where(cases.c.id == case_id, *where)
-                    .values(claimed_by=reviewer, claim_until=at + timedelta(seconds=lease_seconds))
-                ).rowcount
-                if taken:
-                    self._db.audit(
-                        conn, "case_claimed", detail={"case": case_id, "reviewer": reviewer}
-                    )
-                    row = conn.execute(sa.select(cases).where(cases.c.id == case_id)).one()
-                    return _case(row)
-        return None
+            conn.execute(
+                cases.update()
+                .where(cases.c.id == case_id)
+                .values(claimed_by=reviewer, claim_until=at + timedelta(seconds=lease_seconds))
+            )
+            self._db.audit(conn, "case_claimed", detail={"case": case_id, "reviewer": reviewer})
+            return _case(conn.execute(sa.select(cases).where(cases.c.id == case_id)).one())
 
     def release_case(self, case_id: int, tenant: str | None, reviewer: str) -> Case:
         """Give a claimed case back to its queue."""

@@ -216,8 +216,8 @@ cases = Table(
     Column("decided_by", String(64), nullable=True),
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("appeal_reason", Text, nullable=True),
-    Index("ix_cases_queue", "tenant", "status", "opened_at"),
-    Index("ix_cases_bank_queue", "tenant", "bank", "status", "opened_at"),
+    Index("ix_cases_queue", "tenant", "status", "opened_at", "id"),
+    Index("ix_cases_bank_queue", "tenant", "bank", "status", "opened_at", "id"),
 )
 
 #: Pairs a reviewer found not to match, remembered so that they do not open a case again.

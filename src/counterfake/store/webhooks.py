@@ -193,26 +193,32 @@ class Webhooks(Part):
             ).all()
         return [dict(r._mapping) for r in rows]
 
-    def finish_delivery(self, delivery_id: int, *, error: str | None = None) -> None:
-        """A delivery attempt is over: delivered, or failed (retried after a backoff, dead
-        after `MAX_ATTEMPTS`)."""
+    def finish_deliveries(self, outcomes: dict[int, str | None]) -> None:
+        """Delivery attempts are over (delivery id -> None, or why it failed): delivered, or
+        retried after a backoff, dead after `MAX_ATTEMPTS`. One transaction for a batch."""
         at = now()
         with self._db.write() as conn:
-            attempts = conn.execute(
-                sa.select(deliveries.c.attempts).where(deliveries.c.id == delivery_id)
-            ).scalar_one_or_none()
-            if attempts is None:
-                return
-            attempts = int(attempts) + 1
-            values: dict[str, Any] = {
-                "attempts": attempts,
-                "lease_until": None,
-                "last_error": error,
-            }
-            if error is None:
-                values |= {"status": "delivered", "delivered_at": at}
-            elif attempts >= MAX_ATTEMPTS:
-                values["status"] = "dead"
-            else:
-                values["next_attempt_at"] = at + timedelta(seconds=backoff(attempts))
-            conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(**values))
+            rows = conn.execute(
+                sa.select(deliveries.c.id, deliveries.c.attempts).where(
+                    deliveries.c.id.in_(list(outcomes))
+                )
+            )
+            known = {int(r.id): int(r.attempts) for r in rows}
+            for delivery_id, error in outcomes.items():
+                if delivery_id not in known:
+                    continue
+                attempts = known[delivery_id] + 1
+                values: dict[str, Any] = {
+                    "attempts": attempts,
+                    "lease_until": None,
+                    "last_error": error,
+                }
+                if error is None:
+                    values |= {"status": "delivered", "delivered_at": at}
+                elif attempts >= MAX_ATTEMPTS:
+                    values["status"] = "dead"
+                else:
+                    values["next_attempt_at"] = at + timedelta(seconds=backoff(attempts))
+                conn.execute(
+                    deliveries.update().where(deliveries.c.id == delivery_id).values(**values)
+                )

@@ -39,8 +39,8 @@ def upgrade() -> None:
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("appeal_reason", sa.Text, nullable=True),
     )
-    op.create_index("ix_cases_queue", "cases", ["tenant", "status", "opened_at"])
-    op.create_index("ix_cases_bank_queue", "cases", ["tenant", "bank", "status", "opened_at"])
+    op.create_index("ix_cases_queue", "cases", ["tenant", "status", "opened_at", "id"])
+    op.create_index("ix_cases_bank_queue", "cases", ["tenant", "bank", "status", "opened_at", "id"])
     op.create_table(
         "case_rejections",
         sa.Column("tenant", sa.String(100), primary_key=True),
