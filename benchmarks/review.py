@@ -4,10 +4,11 @@
 
 `counterfake serve --workers 2` (SQLite, or `--database-url`) holds `--cases` open cases of
 one tenant. `--reviewers` threads, each with its own review key, claim the oldest free case and
-decide it (`confirm`), `--rounds` times each after 3 untimed ones; every claim and decision is
-timed, and the run fails if any case is claimed twice. Every decision is a `case.decided` event for a local
-receiver: the run reports how fast deliveries arrive while reviewers decide, and how fast a
-backlog of events (`--burst` decisions made straight in the store) drains. The baseline in the
+decide it (`confirm`), `--rounds` times each after 3 untimed ones; every claim and decision
+is timed, and the run fails if any case is claimed twice. Every decision is a `case.decided`
+event for a local receiver: the run reports whether deliveries keep up while reviewers decide,
+and how fast a backlog of events (`--burst` decisions made in the store before the service
+starts) drains, from its first arrival to its last. The baseline in the
 same run is `GET /status/live` on the same service: what a request costs before any work.
 Targets (issue 16): claim and decide p99 <= 100 ms; webhooks keep up with 200 decisions/s.
 Writes benchmarks/results/review.json and .md.

@@ -96,3 +96,24 @@ def test_the_decision_log_is_json_lines_or_csv() -> None:
     assert list(rows[0]) == list(DECISION_COLUMNS) and len(rows) == 2
     assert rows[0]["content_id"] == "upload, with a comma" and rows[0]["reason"] == 'said "yes"'
     assert rows[0]["content_url"] == ""
+
+
+def test_a_retention_is_a_number_and_a_unit_and_a_bad_one_stops_the_start(
+    tmp_path: object,
+) -> None:
+    import dataclasses
+
+    from counterfake import Counterfake
+    from counterfake.errors import UsageError
+    from counterfake.review import retention_seconds
+    from counterfake.settings import load_settings
+
+    assert retention_seconds("") is None
+    assert retention_seconds("72h") == 72 * 3600 and retention_seconds("30m") == 1800
+    assert retention_seconds("7d") == 7 * 86400
+    for bad in ("72", "h", "0h", "-1h", "3w", "1.5h"):
+        with pytest.raises(InputError):
+            retention_seconds(bad)
+    settings = dataclasses.replace(load_settings({}), home=tmp_path, review_retention="soon")
+    with pytest.raises(UsageError, match="review_retention"):
+        Counterfake(settings)

@@ -19,7 +19,7 @@ import os
 import random
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
@@ -32,6 +32,7 @@ from .errors import (
     NotFoundError,
     StoreError,
     UnavailableError,
+    UsageError,
 )
 from .hashing import ImageHashes, bank_entries, hash_bytes, hash_decoded, hash_file, read_input
 from .media import DecodedImage, Limits, decode
@@ -226,6 +227,12 @@ class Counterfake:
     ) -> None:
         self.settings = settings or load_settings()
         self.limits = Limits.from_settings(self.settings)
+        from .review import retention_seconds
+
+        try:  # a malformed retention fails at start, not at the first case it would keep
+            retention_seconds(self.settings.review_retention)
+        except InputError as exc:
+            raise UsageError(f"setting review_retention: {exc.message}") from None
         self._store = store
         self._owns_store = store is None
         self._matcher_banks = list(banks) if banks is not None else None
@@ -789,13 +796,18 @@ class Counterfake:
         query: str,
         content_id: str | None = None,
         content_url: str | None = None,
+        image: bytes | None = None,
         principal: ApiKey | None = None,
     ) -> Case | None:
         """Open a review case for a lookup's matches (as the principal names their banks):
         it waits in the queue of the strongest match's bank. `query` names what was looked
-        up (its SHA-256, or `signal:value`), never its bytes; `content_id` and `content_url`
-        are the platform's own. None when there is no match, or when a reviewer found each of
-        them not to match this query before."""
+        up (its SHA-256, or `signal:value`); `content_id` and `content_url` are the
+        platform's own. The `image` is kept only under a review retention
+        (COUNTERFAKE_REVIEW_RETENTION), for previews, until a decision or the retention's
+        end. None when there is no match, or when a reviewer found each of them not to match
+        this query before."""
+        from .review import retention_seconds
+
         if not matches:
             return None
         if len(content_id or "") > 200 or len(content_url or "") > 2000:
@@ -804,6 +816,7 @@ class Counterfake:
                 code="invalid_case",
             )
         top = matches[0]
+        keep = retention_seconds(self.settings.review_retention)
         return self.store.open_case(
             _tenant(principal),
             bank=top.bank,
@@ -812,7 +825,44 @@ class Counterfake:
             query=query,
             content_id=content_id or None,
             content_url=content_url or None,
+            image=image if keep else None,
+            keep_until=datetime.now(UTC) + timedelta(seconds=keep) if keep else None,
         )
+
+    def case_preview(
+        self,
+        case_id: int,
+        *,
+        blur: float = 12.0,
+        grey: bool = True,
+        principal: ApiKey | None = None,
+    ) -> bytes:
+        """A small (256 px), blurred, by default grey JPEG of a case's kept image: what a
+        reviewer sees first. `no_case_image` when none is kept."""
+        from .media import decode_rgb
+        from .review import PREVIEW_SIDE, render
+
+        if not 4.0 <= blur <= 40.0:
+            raise InputError("blur is 4 to 40", code="invalid_preview")
+        data = self.store.case_image(case_id, _scope(principal))
+        image = decode_rgb(data, limits=self.limits)
+        return render(image, side=PREVIEW_SIDE, blur=blur, grey=grey)
+
+    def reveal_case_image(self, case_id: int, *, principal: ApiKey | None = None) -> bytes:
+        """A clearer render (768 px at most, not blurred) of a case this reviewer holds,
+        audited as `case_revealed`; the upload itself is never sent."""
+        from .media import decode_rgb
+        from .review import REVEAL_SIDE, render
+
+        data = self.store.case_image(case_id, _scope(principal))
+        self.store.audit_reveal(case_id, _scope(principal), _reviewer(principal))
+        image = decode_rgb(data, limits=self.limits)
+        return render(image, side=REVEAL_SIDE, blur=0.0, grey=False)
+
+    def purge_case_images(self) -> int:
+        """Delete kept images whose retention has passed (the service does it in the
+        background); returns how many."""
+        return self.store.purge_case_images()
 
     def cases(
         self,

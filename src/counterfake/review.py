@@ -13,10 +13,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import io
 import json
 import time
 from collections.abc import Iterable
-from typing import IO, Final
+from typing import IO, Any, Final
 
 from .errors import InputError
 from .model import Case
@@ -30,6 +31,8 @@ __all__ = [
     "backoff",
     "check_decision",
     "check_events",
+    "render",
+    "retention_seconds",
     "sign",
     "verify",
     "write_decisions",
@@ -135,3 +138,40 @@ def write_decisions(cases: Iterable[Case], out: IO[str], fmt: str) -> int:
         out.write(json.dumps(case.to_dict(), sort_keys=True) + "\n")
         count += 1
     return count
+
+
+#: A preview's longer side, and the most a reveal shows.
+PREVIEW_SIDE: Final = 256
+REVEAL_SIDE: Final = 768
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def retention_seconds(text: str) -> float | None:
+    """COUNTERFAKE_REVIEW_RETENTION as seconds ('72h', '30m', '7d', '90s'); None when off."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit() or int(number) == 0:
+        raise InputError(
+            f"a review retention is a number and a unit (s, m, h, d), like 72h; got {text!r}",
+            code="invalid_setting",
+        )
+    return float(int(number) * _UNITS[unit])
+
+
+def render(image: Any, *, side: int, blur: float, grey: bool) -> bytes:
+    """A JPEG of a decoded image (PIL, RGB) made for a reviewer's eyes: at most `side` pixels
+    on its longer side, blurred (Gaussian radius `blur`, relative to a 256-pixel preview) and
+    optionally grey. The upload itself never leaves the server."""
+    from PIL import ImageFilter
+
+    shown = image.copy()
+    shown.thumbnail((side, side))
+    if grey:
+        shown = shown.convert("L")
+    if blur > 0:
+        shown = shown.filter(ImageFilter.GaussianBlur(blur * max(shown.size) / PREVIEW_SIDE))
+    out = io.BytesIO()
+    shown.save(out, "JPEG", quality=80)
+    return out.getvalue()

@@ -114,6 +114,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("intake_daily", int, 5000, "Service: intake submissions per UTC day, in all."),
     Setting(
+        "review_retention",
+        str,
+        "",
+        "Review: keep an image looked up with review=1 this long for its open case (72h, 30m,"
+        " 7d), so reviewers see a blurred preview; purged on decision or expiry. Off when empty.",
+    ),
+    Setting(
         "exchange_timeout",
         float,
         30.0,
@@ -153,6 +160,7 @@ class Settings:
     intake_address_daily: int = DEFAULTS["intake_address_daily"]
     intake_daily: int = DEFAULTS["intake_daily"]
     exchange_timeout: float = DEFAULTS["exchange_timeout"]
+    review_retention: str = DEFAULTS["review_retention"]
 
     @property
     def resolved_database_url(self) -> str:

@@ -211,6 +211,8 @@ ROUTES = [
     Route("GET", "/v1/cases/{case_id}", frozenset({R, C})),
     Route("POST", "/v1/cases/claim", frozenset({R}), build=lambda s, b: {"json": {}}),
     Route("POST", "/v1/cases/{case_id}/release", frozenset({R})),
+    Route("GET", "/v1/cases/{case_id}/preview", frozenset({R})),
+    Route("POST", "/v1/cases/{case_id}/reveal", frozenset({R})),
     Route(
         "POST",
         "/v1/cases/{case_id}/decision",

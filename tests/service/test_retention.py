@@ -46,7 +46,12 @@ def test_uploaded_image_bytes_are_found_nowhere_on_disk(tmp_path: Path) -> None:
             as_file = {"files": {"photo": ("x.jpg", data, "application/octet-stream")}}
             raw = {"content": data, "headers": {"Content-Type": "application/octet-stream"}}
             for kwargs in (as_file, raw):
-                for path in ("/v1/banks/retained/content", "/v1/lookup", "/v1/hash"):
+                for path in (
+                    "/v1/banks/retained/content",
+                    "/v1/lookup",
+                    "/v1/lookup?review=1",  # a case opens; without a retention, no image stays
+                    "/v1/hash",
+                ):
                     assert client.post(path, **kwargs).status_code < 300  # type: ignore[arg-type]
             for path in ("/c/bank/retained/content", "/m/lookup", "/h/hash"):
                 assert client.post(path, **as_file).status_code < 300  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ snippet does)."""
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import threading
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
 from counterfake import Store
@@ -21,6 +23,7 @@ from counterfake.review import sign, verify
 
 from ..images import encode, photo_like
 from .server import Server
+from .test_retention import _windows
 
 PHOTO = encode(photo_like(640, 480, seed=77))
 
@@ -189,3 +192,83 @@ def test_an_image_lookup_opens_a_case_under_the_uploads_digest(
     assert found["matches"] and found["case"]["content_url"] == "https://platform.example/p/1"
     listed = curate.get("/v1/cases", params={"status": "open"}).json()["cases"]
     assert found["case"]["id"] in [c["id"] for c in listed]
+
+
+def _sharpness(jpeg: bytes) -> float:
+    """The variance of a Laplacian: high for sharp detail, low once blurred."""
+    from PIL import Image, ImageFilter
+
+    grey = Image.open(io.BytesIO(jpeg)).convert("L")
+    edges = grey.filter(ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], 1, 128))
+    return float(np.asarray(edges, dtype=np.float64).var())
+
+
+def test_without_a_retention_no_image_is_kept_for_a_preview(
+    service: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = service
+    match, alice = server.client(keys["match"]), server.client(keys["alice"])
+    found = match.post(
+        "/v1/lookup", params={"review": 1}, content=PHOTO, headers={"Content-Type": "image/jpeg"}
+    ).json()
+    preview = alice.get(f"/v1/cases/{found['case']['id']}/preview")
+    assert preview.status_code == 404 and preview.json()["error"]["code"] == "no_case_image"
+
+
+def test_under_a_retention_reviewers_see_blurred_renders_and_the_image_is_purged_on_decision(
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+
+    home = tmp_path / "home"
+    big = encode(photo_like(1600, 1200, seed=78), quality=92)
+    with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+        store.create_bank("protected", tenant="acme")
+        curate = store.keys.create("acme", ["curate", "match"], name="platform")[1]
+        reviewer = store.keys.create("acme", ["review"], name="alice")[1]
+        other = store.keys.create("acme", ["review"], name="bob")[1]
+    env = {"COUNTERFAKE_REVIEW_RETENTION": "1h", "TMPDIR": str(home / "tmp")}
+    (home / "tmp").mkdir(parents=True)
+    with Server(home, env=env) as server:
+        platform, alice, bob = (server.client(k) for k in (curate, reviewer, other))
+        jpeg = {"Content-Type": "image/jpeg"}
+        platform.post("/v1/banks/protected/content", content=big, headers=jpeg).raise_for_status()
+        found = platform.post("/v1/lookup", params={"review": 1}, content=big, headers=jpeg)
+        case_id = found.json()["case"]["id"]
+
+        preview = alice.get(f"/v1/cases/{case_id}/preview")
+        assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
+        assert preview.headers["cache-control"] == "no-store"
+        shown = Image.open(io.BytesIO(preview.content))
+        assert max(shown.size) <= 256 and shown.mode == "L"  # small and grey by default
+        plain = Image.open(io.BytesIO(big)).convert("L")
+        plain.thumbnail((256, 256))
+        unblurred = io.BytesIO()
+        plain.save(unblurred, "JPEG", quality=80)
+        assert _sharpness(preview.content) < _sharpness(unblurred.getvalue()) / 5
+        assert alice.get(f"/v1/cases/{case_id}/preview", params={"blur": 1}).status_code == 400
+
+        # A reveal needs the case in hand; it is clearer, capped, and audited.
+        refused = alice.post(f"/v1/cases/{case_id}/reveal")
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "case_not_claimed"
+        assert alice.post("/v1/cases/claim", json={}).json()["case"]["id"] == case_id
+        assert bob.post(f"/v1/cases/{case_id}/reveal").status_code == 409  # alice holds it
+        revealed = alice.post(f"/v1/cases/{case_id}/reveal")
+        assert revealed.status_code == 200
+        clear = Image.open(io.BytesIO(revealed.content))
+        assert max(clear.size) == 768 and clear.mode == "RGB"
+
+        decision = {"decision": "confirm", "policy": "ncii", "reason": "r", "action": "remove"}
+        assert alice.post(f"/v1/cases/{case_id}/decision", json=decision).status_code == 200
+        gone = alice.get(f"/v1/cases/{case_id}/preview")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "no_case_image"
+    with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+        actions = [e.action for e in store.audit_events(limit=50)]
+    assert "case_revealed" in actions
+
+    # Purged on decision: no part of the image is left anywhere in the data folder.
+    for path in (p for p in home.rglob("*") if p.is_file()):
+        content = path.read_bytes()
+        for window in _windows(big):
+            assert window not in content, f"bytes of the image found in {path}"

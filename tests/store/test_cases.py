@@ -128,3 +128,40 @@ def test_events_are_written_with_what_they_report_and_retried_to_the_dead_letter
     assert [c["event_id"] for c in again] == [replayed.event_id]  # the same idempotency key
     store.remove_webhook(other.id, "beta")
     assert [w.id for w in store.list_webhooks(None)] == [hook.id]
+
+
+def test_a_kept_image_expires_and_is_purged(store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    kept = store.open_case(
+        "acme",
+        bank="b",
+        signal="pdq",
+        evidence=[{"entry_id": 1}],
+        query="sha256:k",
+        content_id=None,
+        content_url=None,
+        image=b"\xff\xd8 jpeg bytes",
+        keep_until=soon,
+    )
+    past = store.open_case(
+        "acme",
+        bank="b",
+        signal="pdq",
+        evidence=[{"entry_id": 2}],
+        query="sha256:p",
+        content_id=None,
+        content_url=None,
+        image=b"\xff\xd8 old bytes",
+        keep_until=datetime.now(UTC) - timedelta(seconds=1),
+    )
+    assert kept is not None and past is not None
+    assert store.case_image(kept.id, "acme") == b"\xff\xd8 jpeg bytes"
+    with pytest.raises(NotFoundError) as expired:
+        store.case_image(past.id, "acme")
+    assert expired.value.code == "no_case_image"
+    assert store.purge_case_images() == 1
+    assert store.purge_case_images() == 0
+    with pytest.raises(NotFoundError):
+        store.case_image(kept.id, "beta")  # another tenant's case

@@ -289,13 +289,22 @@ def _fetch_exchanges(core: Counterfake, stop: threading.Event) -> None:
             log.warning("exchange fetcher: %s", exc.code)
 
 
+#: How often kept review images past their retention are looked for and deleted.
+_PURGE_EVERY: Final = 5.0
+
+
 def _deliver_events(core: Counterfake, stop: threading.Event) -> None:
     """The background deliverer: due webhook deliveries go out from whichever worker leases
-    them; a failure waits with backoff (logged by code, never a secret)."""
+    them (a failure waits with backoff; logged by code, never a secret), and kept review
+    images past their retention are deleted."""
+    purged_at = 0.0
     while not stop.wait(_EXCHANGE_POLL):
         try:
             while core.deliver_due_events():
                 pass
+            if time.monotonic() - purged_at > _PURGE_EVERY:
+                core.purge_case_images()
+                purged_at = time.monotonic()
         except CounterfakeError as exc:
             log.warning("webhook deliverer: %s", exc.code)
 

@@ -95,6 +95,35 @@ def claim_case(request: Request, key: Review, body: Claim | None = None) -> dict
     return {"case": None if case is None else case.to_dict()}
 
 
+_PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+@router.get(
+    "/v1/cases/{case_id}/preview",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def case_preview(
+    request: Request, key: Review, case_id: int, blur: float = 12.0, grey: bool = True
+) -> Response:
+    """A small blurred (by default grey) JPEG of the case's kept image, rendered here: the
+    upload itself is never sent. 404 `no_case_image` without a review retention."""
+    data = core_of(request).case_preview(case_id, blur=blur, grey=grey, principal=key)
+    return Response(data, media_type="image/jpeg", headers=_PRIVATE)
+
+
+@router.post(
+    "/v1/cases/{case_id}/reveal",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def reveal_case(request: Request, key: Review, case_id: int) -> Response:
+    """A clearer render (at most 768 px, not blurred) of a case this reviewer holds; every
+    reveal is in the audit log."""
+    data = core_of(request).reveal_case_image(case_id, principal=key)
+    return Response(data, media_type="image/jpeg", headers=_PRIVATE)
+
+
 @router.post("/v1/cases/{case_id}/release")
 def release_case(request: Request, key: Review, case_id: int) -> dict[str, Any]:
     return core_of(request).release_case(case_id, principal=key).to_dict()

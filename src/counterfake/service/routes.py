@@ -338,6 +338,7 @@ async def lookup_upload(
             query=f"sha256:{found.hashes.signals.get('sha256', '')}",
             content_id=content_id,
             content_url=content_url or url,
+            image=data,
             principal=key,
         )
         out["case"] = None if case is None else case.to_dict()

@@ -96,6 +96,9 @@ def _engine_for(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+            # Deleted content is overwritten, not left in free pages: a purged review image
+            # must be gone from the file.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
@@ -205,6 +208,24 @@ class Database:
             self._writes += 1
             if self._writes % WAL_CHECK_EVERY == 0:
                 self._bound_wal()
+
+    def scrub(self) -> None:
+        """SQLite: checkpoint and truncate the write-ahead log now, so that content just
+        deleted (overwritten in the database by secure_delete) is not left in older WAL frames.
+        PostgreSQL reclaims deleted rows by VACUUM."""
+        if self._wal is None:
+            return
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+        except Exception as exc:  # the size bound checkpoints it later
+            log.warning("checkpointing the write-ahead log failed: %s", exc)
+        finally:
+            raw.close()
 
     def _bound_wal(self) -> None:
         """Checkpoint and truncate an oversized write-ahead log (between writes: the writer

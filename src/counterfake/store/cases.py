@@ -5,7 +5,7 @@ its webhook events in the same transaction (`webhooks.enqueue`) and its audit ev
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from ..model import Case
 from ..review import REOPENING
 from ._db import now, utc
 from ._part import Part
-from .schema import case_rejections, cases
+from .schema import case_images, case_rejections, cases
 from .webhooks import enqueue
 
 __all__ = ["Cases"]
@@ -57,9 +57,11 @@ class Cases(Part):
         query: str,
         content_id: str | None,
         content_url: str | None,
+        image: bytes | None = None,
+        keep_until: datetime | None = None,
     ) -> Case | None:
         """A new open case, unless a reviewer found every one of its matches not to match this
-        query before (None)."""
+        query before (None). `image` is kept with it until `keep_until` (a review retention)."""
         entry_ids = [int(m["entry_id"]) for m in evidence]
         with self._db.write() as conn:
             rejected = set(
@@ -88,6 +90,10 @@ class Cases(Part):
                 )
                 .returning(cases.c.id)
             ).scalar_one()
+            if image is not None and keep_until is not None:
+                conn.execute(
+                    case_images.insert().values(case_id=case_id, data=image, expires_at=keep_until)
+                )
             case = _case(conn.execute(sa.select(cases).where(cases.c.id == case_id)).one())
             enqueue(conn, tenant, "case.opened", case.to_dict())
             self._db.audit(conn, "case_opened", bank=bank, detail={"case": case.id})
@@ -221,6 +227,13 @@ class Cases(Part):
                     claim_until=None,
                 )
             )
+            purged = False
+            if decision != "escalate":  # decided: its image, if kept, goes now
+                purged = bool(
+                    conn.execute(
+                        case_images.delete().where(case_images.c.case_id == case_id)
+                    ).rowcount
+                )
             if remember and decision == "not_a_match":
                 for match in row.evidence:
                     key = (row.tenant, int(match["entry_id"]), row.query)
@@ -246,6 +259,8 @@ class Cases(Part):
                 bank=row.bank,
                 detail={"case": case_id, "decision": decision, "reviewer": reviewer},
             )
+        if purged:
+            self._db.scrub()
         return case
 
     def appeal_case(self, case_id: int, tenant: str | None, reason: str) -> Case:
@@ -269,3 +284,41 @@ class Cases(Part):
             )
             self._db.audit(conn, "case_appealed", bank=row.bank, detail={"case": case_id})
         return self.get_case(case_id, tenant)
+
+    def case_image(self, case_id: int, tenant: str | None) -> bytes:
+        """The image kept for an open case (for rendering only; never sent as it is)."""
+        self.get_case(case_id, tenant)
+        with self._db.read() as conn:
+            data = conn.execute(
+                sa.select(case_images.c.data).where(
+                    case_images.c.case_id == case_id, case_images.c.expires_at > now()
+                )
+            ).scalar_one_or_none()
+        if data is None:
+            raise NotFoundError(
+                f"no image is kept for case {case_id} (no review retention, or purged)",
+                code="no_case_image",
+            )
+        return bytes(data)
+
+    def audit_reveal(self, case_id: int, tenant: str | None, reviewer: str) -> None:
+        """A reviewer asked for the clearer render: allowed only while holding the case."""
+        with self._db.write() as conn:
+            row = self._locked_row(conn, case_id, tenant, reviewer)
+            if row.claimed_by != reviewer:
+                raise ConflictError(
+                    f"claim case {case_id} before revealing its image", code="case_not_claimed"
+                )
+            self._db.audit(
+                conn, "case_revealed", bank=row.bank, detail={"case": case_id, "reviewer": reviewer}
+            )
+
+    def purge_case_images(self) -> int:
+        """Delete the images whose retention has passed; returns how many."""
+        with self._db.write() as conn:
+            gone = int(
+                conn.execute(case_images.delete().where(case_images.c.expires_at <= now())).rowcount
+            )
+        if gone:
+            self._db.scrub()
+        return gone

@@ -220,6 +220,16 @@ cases = Table(
     Index("ix_cases_bank_queue", "tenant", "bank", "status", "opened_at", "id"),
 )
 
+#: The image of an open case, kept only when the operator sets a review retention; deleted on
+#: decision or at `expires_at` (SQLite overwrites deleted content: secure_delete).
+case_images = Table(
+    "case_images",
+    metadata,
+    Column("case_id", _Id, ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 #: Pairs a reviewer found not to match, remembered so that they do not open a case again.
 case_rejections = Table(
     "case_rejections",

@@ -1,5 +1,5 @@
-"""Review: cases a platform's moderators decide, pairs they found not to match, webhooks and
-the outbox of their deliveries.
+"""Review: cases a platform's moderators decide, the images kept for them (only under a review
+retention), pairs they found not to match, webhooks and the outbox of their deliveries.
 
 Revision ID: 0012
 Revises: 0011
@@ -42,6 +42,12 @@ def upgrade() -> None:
     op.create_index("ix_cases_queue", "cases", ["tenant", "status", "opened_at", "id"])
     op.create_index("ix_cases_bank_queue", "cases", ["tenant", "bank", "status", "opened_at", "id"])
     op.create_table(
+        "case_images",
+        sa.Column("case_id", _Id, sa.ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
         "case_rejections",
         sa.Column("tenant", sa.String(100), primary_key=True),
         sa.Column("entry_id", sa.BigInteger, primary_key=True),
@@ -82,4 +88,5 @@ def downgrade() -> None:
     op.drop_table("deliveries")
     op.drop_table("webhooks")
     op.drop_table("case_rejections")
+    op.drop_table("case_images")
     op.drop_table("cases")
