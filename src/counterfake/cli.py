@@ -300,6 +300,11 @@ def bank_create(
     "--share", "shares", multiple=True, help="Tenant that may match against it (replaces)."
 )
 @click.option("--unshare-all", is_flag=True, help="Share with no other tenant.")
+@click.option(
+    "--review/--no-review",
+    default=None,
+    help="Every match in this bank opens a review case (or only lookups that ask).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def bank_update(
@@ -309,13 +314,19 @@ def bank_update(
     description: str | None,
     shares: tuple[str, ...],
     unshare_all: bool,
+    review: bool | None,
     as_json: bool,
 ) -> None:
-    """Change a bank's threshold, description or the tenants it is shared with."""
+    """Change a bank's threshold, description, the tenants it is shared with, or its review
+    rule."""
     shared_with = () if unshare_all else (shares or None)
     with _errors(as_json):
         updated = _core(ctx).update_bank(
-            name, description=description, threshold=threshold, shared_with=shared_with
+            name,
+            description=description,
+            threshold=threshold,
+            shared_with=shared_with,
+            review=review,
         )
     if as_json:
         _emit(updated.to_dict())

@@ -42,6 +42,7 @@ from .model import (
     ApiKey,
     Bank,
     Case,
+    Comment,
     Delivery,
     Entry,
     Exchange,
@@ -368,10 +369,11 @@ class Counterfake:
         threshold: int | None = None,
         shared_with: Iterable[str] | None = None,
         enabled_ratio: float | None = None,
+        review: bool | None = None,
         principal: ApiKey | None = None,
     ) -> Bank:
-        """Change a bank's description, PDQ threshold, the tenants it is shared with, or the
-        share of lookups that search it."""
+        """Change a bank's description, PDQ threshold, the tenants it is shared with, the
+        share of lookups that search it, or whether every match in it opens a review case."""
         key = self._own(name, principal).name
         bank = self.store.update_bank(
             key,
@@ -379,6 +381,7 @@ class Counterfake:
             threshold=threshold,
             shared_with=shared_with,
             enabled_ratio=enabled_ratio,
+            review=review,
         )
         self._wrote(bank=True)
         return _shown(bank, _tenant(principal))
@@ -797,6 +800,7 @@ class Counterfake:
         content_id: str | None = None,
         content_url: str | None = None,
         image: bytes | None = None,
+        requested: bool = True,
         principal: ApiKey | None = None,
     ) -> Case | None:
         """Open a review case for a lookup's matches (as the principal names their banks):
@@ -805,10 +809,13 @@ class Counterfake:
         platform's own. The `image` is kept only under a review retention
         (COUNTERFAKE_REVIEW_RETENTION), for previews, until a decision or the retention's
         end. None when there is no match, or when a reviewer found each of them not to match
-        this query before."""
+        this query before. `requested=False` (a lookup that did not ask) opens one only when a
+        matched bank has its `review` rule on."""
         from .review import retention_seconds
 
         if not matches:
+            return None
+        if not requested and not self._review_rule(matches, principal):
             return None
         if len(content_id or "") > 200 or len(content_url or "") > 2000:
             raise InputError(
@@ -828,6 +835,20 @@ class Counterfake:
             image=image if keep else None,
             keep_until=datetime.now(UTC) + timedelta(seconds=keep) if keep else None,
         )
+
+    def _review_rule(self, matches: Sequence[Match], principal: ApiKey | None) -> bool:
+        """Whether a matched bank says every match in it opens a case."""
+        viewer = _tenant(principal)
+        for name in {m.bank for m in matches}:
+            key = bank_key(name, viewer)
+            held = self.matcher.held_bank(key)
+            try:
+                bank = held or self.store.get_bank(key, counts=False)
+            except NotFoundError:  # deleted since it matched
+                continue
+            if bank.review:
+                return True
+        return False
 
     def case_preview(
         self,
@@ -971,6 +992,18 @@ class Counterfake:
             if len(page) < 1000:
                 return
             after = page[-1].id
+
+    def comment_case(self, case_id: int, body: str, *, principal: ApiKey | None = None) -> Comment:
+        """Add a comment to a case: what a reviewer wants the next one (or an appeal) to know."""
+        if not body.strip() or len(body) > 4000:
+            raise InputError("a comment is 1 to 4,000 characters", code="invalid_comment")
+        return self.store.comment_case(
+            case_id, _scope(principal), _reviewer(principal), body.strip()
+        )
+
+    def case_comments(self, case_id: int, *, principal: ApiKey | None = None) -> list[Comment]:
+        """A case's comments, oldest first."""
+        return self.store.case_comments(case_id, _scope(principal))
 
     def add_webhook(
         self, url: str, events: Sequence[str], *, principal: ApiKey | None = None

@@ -20,6 +20,7 @@ __all__ = [
     "Bank",
     "Case",
     "Change",
+    "Comment",
     "Delivery",
     "Entry",
     "Exchange",
@@ -73,6 +74,8 @@ class Bank:
     #: The share of lookups that search this bank (HMA's matching_enabled_ratio): 1.0 all,
     #: 0.0 none (matching disabled); a lookup's seed decides which ones.
     enabled_ratio: float = 1.0
+    #: Every match in this bank opens a review case (not only lookups that ask, review=1).
+    review: bool = False
     #: Active entries by where they came from: hashes, protect, import, exchange...
     active_by_source: dict[str, int] = dataclasses.field(
         default_factory=dict, compare=False, hash=False
@@ -89,6 +92,7 @@ class Bank:
             "tenant": self.tenant,
             "shared_with": list(self.shared_with),
             "enabled_ratio": self.enabled_ratio,
+            "review": self.review,
             "active_entries": self.active_entries,
             "withdrawn_entries": self.withdrawn_entries,
             "active_by_source": dict(self.active_by_source),
@@ -268,6 +272,20 @@ class Case:
     decided_by: str | None = None
     decided_at: datetime | None = None
     appeal_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _iso(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class Comment:
+    """A note on a case by a reviewer or a curator (their key id)."""
+
+    id: int
+    case_id: int
+    author: str
+    body: str
+    at: datetime
 
     def to_dict(self) -> dict[str, Any]:
         return _iso(dataclasses.asdict(self))

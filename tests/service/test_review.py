@@ -145,6 +145,13 @@ def test_a_case_goes_from_lookup_to_decision_to_appeal_and_every_event_is_signed
     assert bob.post("/v1/cases/claim", json={}).json()["case"] is None  # open queue is empty
     again = bob.post("/v1/cases/claim", json={"queue": "appeal"}).json()["case"]
     assert again["id"] == case["id"]
+    note = bob.post(f"/v1/cases/{case['id']}/comments", json={"body": "the uploader is another"})
+    assert note.status_code == 201 and note.json()["author"]
+    comments = curate.get(f"/v1/cases/{case['id']}/comments").json()["comments"]
+    assert [c["body"] for c in comments] == ["the uploader is another"]
+    assert other.get(f"/v1/cases/{case['id']}/comments").status_code == 404
+    blank = bob.post(f"/v1/cases/{case['id']}/comments", json={"body": "  "})
+    assert blank.status_code == 400 and blank.json()["error"]["code"] == "invalid_comment"
     overturned = {"decision": "not_a_match", "policy": "ncii", "reason": "another person"}
     assert bob.post(f"/v1/cases/{case['id']}/decision", json=overturned).status_code == 200
     _, _, event = _event("appeal.decided")
@@ -272,3 +279,30 @@ def test_under_a_retention_reviewers_see_blurred_renders_and_the_image_is_purged
         content = path.read_bytes()
         for window in _windows(big):
             assert window not in content, f"bytes of the image found in {path}"
+
+
+def test_a_banks_review_rule_opens_a_case_for_every_match_hma_lookups_included(
+    service: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = service
+    curate, match = server.client(keys["curate"]), server.client(keys["match"])
+    value = secrets.token_hex(32)
+    curate.post("/v1/banks/protected/signals", json={"value": value}).raise_for_status()
+    assert "case" not in match.get("/v1/lookup", params={"signal": value}).json()  # rule off
+
+    ruled = curate.patch("/v1/banks/protected", json={"review": True})
+    assert ruled.status_code == 200 and ruled.json()["review"] is True
+    found = match.get("/v1/lookup", params={"signal": value, "content_id": "u-7"}).json()
+    assert found["case"]["content_id"] == "u-7" and found["case"]["status"] == "open"
+
+    before = len(curate.get("/v1/cases", params={"limit": 1000}).json()["cases"])
+    curate.post(
+        "/v1/banks/protected/content", content=PHOTO, headers={"Content-Type": "image/jpeg"}
+    )
+    hma = match.post("/m/lookup", files={"photo": ("p.jpg", PHOTO, "image/jpeg")})
+    assert hma.status_code == 200 and "case" not in hma.json()  # HMA's answer, unchanged
+    after = curate.get("/v1/cases", params={"limit": 1000}).json()["cases"]
+    assert len(after) == before + 1 and after[-1]["evidence"]
+
+    curate.patch("/v1/banks/protected", json={"review": False}).raise_for_status()
+    assert "case" not in match.get("/v1/lookup", params={"signal": value}).json()

@@ -165,3 +165,14 @@ def test_a_kept_image_expires_and_is_purged(store: Store) -> None:
     assert store.purge_case_images() == 0
     with pytest.raises(NotFoundError):
         store.case_image(kept.id, "beta")  # another tenant's case
+
+
+def test_comments_stay_with_their_case_and_tenant(store: Store) -> None:
+    case = _open(store)
+    first = store.comment_case(case.id, "acme", "alice", "looks like the protected photo")
+    store.comment_case(case.id, None, "operator", "second")
+    assert [c.body for c in store.case_comments(case.id, "acme")] == [first.body, "second"]
+    with pytest.raises(NotFoundError):
+        store.comment_case(case.id, "beta", "x", "no")
+    with pytest.raises(NotFoundError):
+        store.case_comments(case.id, "beta")

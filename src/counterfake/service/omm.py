@@ -96,12 +96,24 @@ async def _image_lookup(
     request: Request, key: ApiKey, url: str | None, seed: str | None, bypass: bool
 ) -> Lookup:
     """The request's image (fetched from `url`, or the multipart field `photo`) looked up,
-    derivatives included, on the hashing threads."""
+    derivatives included, on the hashing threads; a case opens where a matched bank's review
+    rule says so."""
     core = core_of(request)
     data = await request_image(request, url, field="photo")
-    return await run_image_work(
+    found = await run_image_work(
         request, lambda: core.lookup(data, principal=key, seed=seed, bypass_coinflip=bypass)
     )
+    if found.matches:  # a matched bank's review rule opens a case (HMA's answer is unchanged)
+        await run_in_threadpool(
+            core.open_case,
+            found.matches,
+            query=f"sha256:{found.hashes.signals.get('sha256', '')}",
+            content_url=url,
+            image=data,
+            requested=False,
+            principal=key,
+        )
+    return found
 
 
 # matching ----------------------------------------------------------------------------------------

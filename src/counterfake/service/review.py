@@ -40,6 +40,10 @@ class Appeal(_Body):
     reason: str
 
 
+class CommentCreate(_Body):
+    body: str
+
+
 class WebhookCreate(_Body):
     url: str
     events: list[str]
@@ -154,6 +158,21 @@ def appeal_case(
 ) -> dict[str, Any]:
     """Reopen a decided case into the appeal queue."""
     return core_of(request).appeal_case(case_id, body.reason, principal=key).to_dict()
+
+
+@router.get("/v1/cases/{case_id}/comments")
+def list_comments(request: Request, key: ReviewOrCurate, case_id: int) -> dict[str, Any]:
+    """The case's comments, oldest first."""
+    found = core_of(request).case_comments(case_id, principal=key)
+    return {"comments": [c.to_dict() for c in found]}
+
+
+@router.post("/v1/cases/{case_id}/comments", status_code=201)
+def add_comment(
+    request: Request, key: ReviewOrCurate, case_id: int, body: CommentCreate
+) -> dict[str, Any]:
+    """Comment on a case (by this key's id); audited."""
+    return core_of(request).comment_case(case_id, body.body, principal=key).to_dict()
 
 
 @router.get("/v1/webhooks")

@@ -45,6 +45,7 @@ class BankUpdate(_Body):
     pdq_threshold: int | None = None
     shared_with: list[str] | None = None
     enabled_ratio: float | None = None
+    review: bool | None = None
 
 
 class SignalAdd(_Body):
@@ -163,6 +164,7 @@ def update_bank(request: Request, key: Curate, bank: str, body: BankUpdate) -> d
         threshold=body.pdq_threshold,
         shared_with=body.shared_with,
         enabled_ratio=body.enabled_ratio,
+        review=body.review,
         principal=key,
     )
     return updated.to_dict()
@@ -296,14 +298,15 @@ async def lookup_signal(
     core = core_of(request)
     matches = core.lookup_signal(signal_type, signal, banks=bank or (), principal=key)
     out: dict[str, Any] = {"matches": _match_dicts(matches)}
-    if review:
-        case = core.open_case(
-            matches,
-            query=f"{signal_type}:{signal.strip().lower()}",
-            content_id=content_id,
-            content_url=content_url,
-            principal=key,
-        )
+    case = core.open_case(
+        matches,
+        query=f"{signal_type}:{signal.strip().lower()}",
+        content_id=content_id,
+        content_url=content_url,
+        requested=review,
+        principal=key,
+    )
+    if review or case is not None:
         out["case"] = None if case is None else case.to_dict()
     return out
 
@@ -331,7 +334,7 @@ async def lookup_upload(
         lambda: core.lookup(data, banks=bank or (), dihedral=dihedral, principal=key),
     )
     out = found.to_dict()
-    if review:
+    if found.matches:
         case = await run_in_threadpool(
             core.open_case,
             found.matches,
@@ -339,9 +342,13 @@ async def lookup_upload(
             content_id=content_id,
             content_url=content_url or url,
             image=data,
+            requested=review,
             principal=key,
         )
-        out["case"] = None if case is None else case.to_dict()
+        if review or case is not None:
+            out["case"] = None if case is None else case.to_dict()
+    elif review:
+        out["case"] = None
     return out
 
 

@@ -97,9 +97,10 @@ class Banks(Part):
         threshold: int | None = None,
         shared_with: Iterable[str] | None = None,
         enabled_ratio: float | None = None,
+        review: bool | None = None,
     ) -> Bank:
-        """Change what a bank says, its threshold, who may match against it, or the share of
-        lookups that search it."""
+        """Change what a bank says, its threshold, who may match against it, the share of
+        lookups that search it, or whether every match in it opens a review case."""
         if threshold is not None:
             _check_threshold(threshold)
         if enabled_ratio is not None:
@@ -114,6 +115,8 @@ class Banks(Part):
                 values["pdq_threshold"] = threshold
             if enabled_ratio is not None:
                 values["enabled_ratio"] = enabled_ratio
+            if review is not None:
+                values["review"] = review
             if values:
                 conn.execute(banks.update().where(banks.c.id == bank_id).values(**values))
             if shares is not None:
@@ -204,5 +207,6 @@ def _bank(conn: Connection, row: Any, *, counts: bool) -> Bank:
         tenant=row.tenant,
         shared_with=tuple(shared),
         enabled_ratio=float(row.enabled_ratio),
+        review=bool(row.review),
         active_by_source=by_source,
     )

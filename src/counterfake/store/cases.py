@@ -11,11 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import ConflictError, NotFoundError
-from ..model import Case
+from ..model import Case, Comment
 from ..review import REOPENING
 from ._db import now, utc
 from ._part import Part
-from .schema import case_images, case_rejections, cases
+from .schema import case_comments, case_images, case_rejections, cases
 from .webhooks import enqueue
 
 __all__ = ["Cases"]
@@ -322,3 +322,26 @@ class Cases(Part):
         if gone:
             self._db.scrub()
         return gone
+
+    def comment_case(self, case_id: int, tenant: str | None, author: str, body: str) -> Comment:
+        """Add a comment to a case (open or decided)."""
+        self.get_case(case_id, tenant)
+        at = now()
+        with self._db.write() as conn:
+            comment_id = conn.execute(
+                case_comments.insert()
+                .values(case_id=case_id, author=author, body=body, at=at)
+                .returning(case_comments.c.id)
+            ).scalar_one()
+            self._db.audit(conn, "case_commented", detail={"case": case_id, "author": author})
+        return Comment(int(comment_id), case_id, author, body, at)
+
+    def case_comments(self, case_id: int, tenant: str | None) -> list[Comment]:
+        self.get_case(case_id, tenant)
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(case_comments)
+                .where(case_comments.c.case_id == case_id)
+                .order_by(case_comments.c.id)
+            )
+            return [Comment(r.id, r.case_id, r.author, r.body, utc(r.at) or r.at) for r in rows]

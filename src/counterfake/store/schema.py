@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 
@@ -35,6 +36,8 @@ banks = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("tenant", String(100), nullable=False, server_default="default"),
     Column("enabled_ratio", Float, nullable=False, server_default="1.0"),
+    #: Every match in this bank opens a review case.
+    Column("review", Boolean, nullable=False, server_default=false()),
 )
 
 bank_shares = Table(
@@ -228,6 +231,18 @@ case_images = Table(
     Column("case_id", _Id, ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True),
     Column("data", LargeBinary, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Reviewers' and curators' comments on a case, oldest first.
+case_comments = Table(
+    "case_comments",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("case_id", _Id, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
+    Column("author", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_case_comments_case", "case_id", "id"),
 )
 
 #: Pairs a reviewer found not to match, remembered so that they do not open a case again.

@@ -17,6 +17,8 @@ _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("banks") as batch:
+        batch.add_column(sa.Column("review", sa.Boolean, nullable=False, server_default=sa.false()))
     op.create_table(
         "cases",
         sa.Column("id", _Id, primary_key=True, autoincrement=True),
@@ -47,6 +49,15 @@ def upgrade() -> None:
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_table(
+        "case_comments",
+        sa.Column("id", _Id, primary_key=True, autoincrement=True),
+        sa.Column("case_id", _Id, sa.ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("author", sa.String(64), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_case_comments_case", "case_comments", ["case_id", "id"])
     op.create_table(
         "case_rejections",
         sa.Column("tenant", sa.String(100), primary_key=True),
@@ -89,4 +100,7 @@ def downgrade() -> None:
     op.drop_table("webhooks")
     op.drop_table("case_rejections")
     op.drop_table("case_images")
+    op.drop_table("case_comments")
     op.drop_table("cases")
+    with op.batch_alter_table("banks") as batch:
+        batch.drop_column("review")
