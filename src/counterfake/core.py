@@ -850,31 +850,72 @@ class Counterfake:
                 return True
         return False
 
+    def review_settings(self, *, principal: ApiKey | None = None) -> dict[str, Any]:
+        """How this reviewer sees cases: their own settings over their tenant's defaults over
+        the built-in ones (blurred, grey, a reveal confirmed by a second request)."""
+        from .review import DEFAULT_SETTINGS
+
+        defaults, own = self.store.review_settings(_tenant(principal), _reviewer(principal))
+        return {**DEFAULT_SETTINGS, **defaults, **own}
+
+    def set_review_settings(
+        self,
+        values: dict[str, Any],
+        *,
+        tenant_default: bool = False,
+        principal: ApiKey | None = None,
+    ) -> dict[str, Any]:
+        """Change this reviewer's settings (`blur`, `grey`, `confirm_reveal`), or with
+        `tenant_default` the tenant's defaults for reviewers who set none; returns what now
+        applies (to this reviewer, or the defaults)."""
+        from .review import DEFAULT_SETTINGS, check_settings
+
+        checked = check_settings(values)
+        tenant = _tenant(principal)
+        defaults, own = self.store.review_settings(tenant, _reviewer(principal))
+        if tenant_default:
+            self.store.set_review_settings(tenant, "", {**defaults, **checked})
+            return {**DEFAULT_SETTINGS, **defaults, **checked}
+        self.store.set_review_settings(tenant, _reviewer(principal), {**own, **checked})
+        return self.review_settings(principal=principal)
+
     def case_preview(
         self,
         case_id: int,
         *,
-        blur: float = 12.0,
-        grey: bool = True,
+        blur: float | None = None,
+        grey: bool | None = None,
         principal: ApiKey | None = None,
     ) -> bytes:
         """A small (256 px), blurred, by default grey JPEG of a case's kept image: what a
-        reviewer sees first. `no_case_image` when none is kept."""
+        reviewer sees first, as their settings say unless `blur` or `grey` are given.
+        `no_case_image` when none is kept."""
         from .media import decode_rgb
         from .review import PREVIEW_SIDE, render
 
+        settings = self.review_settings(principal=principal)
+        blur = float(settings["blur"]) if blur is None else blur
+        grey = bool(settings["grey"]) if grey is None else grey
         if not 4.0 <= blur <= 40.0:
             raise InputError("blur is 4 to 40", code="invalid_preview")
         data = self.store.case_image(case_id, _scope(principal))
         image = decode_rgb(data, limits=self.limits)
         return render(image, side=PREVIEW_SIDE, blur=blur, grey=grey)
 
-    def reveal_case_image(self, case_id: int, *, principal: ApiKey | None = None) -> bytes:
+    def reveal_case_image(
+        self, case_id: int, *, confirm: bool = False, principal: ApiKey | None = None
+    ) -> bytes:
         """A clearer render (768 px at most, not blurred) of a case this reviewer holds,
-        audited as `case_revealed`; the upload itself is never sent."""
+        audited as `case_revealed`; the upload itself is never sent. Unless the reviewer
+        turned `confirm_reveal` off, the request must say `confirm` (the second click)."""
         from .media import decode_rgb
         from .review import REVEAL_SIDE, render
 
+        if self.review_settings(principal=principal)["confirm_reveal"] and not confirm:
+            raise InputError(
+                "confirm the reveal (confirm: true); the image is shown clearer",
+                code="reveal_unconfirmed",
+            )
         data = self.store.case_image(case_id, _scope(principal))
         self.store.audit_reveal(case_id, _scope(principal), _reviewer(principal))
         image = decode_rgb(data, limits=self.limits)

@@ -31,6 +31,7 @@ __all__ = [
     "backoff",
     "check_decision",
     "check_events",
+    "check_settings",
     "render",
     "retention_seconds",
     "sign",
@@ -175,3 +176,30 @@ def render(image: Any, *, side: int, blur: float, grey: bool) -> bytes:
     out = io.BytesIO()
     shown.save(out, "JPEG", quality=80)
     return out.getvalue()
+
+
+#: What a reviewer sees unless they or their tenant chose otherwise: a blurred, grey preview,
+#: and a reveal that must be confirmed (a second click).
+DEFAULT_SETTINGS: Final = {"blur": 12.0, "grey": True, "confirm_reveal": True}
+
+
+def check_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Reviewer settings: any of `blur` (4-40), `grey` and `confirm_reveal` (true or false)."""
+    unknown = sorted(set(values) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise InputError(
+            f"review settings are blur, grey and confirm_reveal; got {unknown[0]!r}",
+            code="invalid_settings",
+        )
+    out: dict[str, Any] = {}
+    if "blur" in values:
+        blur = values["blur"]
+        if isinstance(blur, bool) or not isinstance(blur, int | float) or not 4 <= blur <= 40:
+            raise InputError("blur is a number from 4 to 40", code="invalid_settings")
+        out["blur"] = float(blur)
+    for name in ("grey", "confirm_reveal"):
+        if name in values:
+            if not isinstance(values[name], bool):
+                raise InputError(f"{name} is true or false", code="invalid_settings")
+            out[name] = values[name]
+    return out

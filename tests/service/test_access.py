@@ -232,6 +232,9 @@ ROUTES = [
         frozenset({R, C}),
         build=lambda s, b: {"json": {"reason": "r"}},
     ),
+    Route("GET", "/v1/review/settings", frozenset({R})),
+    Route("PUT", "/v1/review/settings", frozenset({R}), build=lambda s, b: {"json": {}}),
+    Route("PUT", "/v1/review/defaults", frozenset({C}), build=lambda s, b: {"json": {}}),
     Route("GET", "/v1/webhooks", frozenset({C})),
     Route(
         "POST",

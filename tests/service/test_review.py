@@ -255,16 +255,39 @@ def test_under_a_retention_reviewers_see_blurred_renders_and_the_image_is_purged
         assert _sharpness(preview.content) < _sharpness(unblurred.getvalue()) / 5
         assert alice.get(f"/v1/cases/{case_id}/preview", params={"blur": 1}).status_code == 400
 
-        # A reveal needs the case in hand; it is clearer, capped, and audited.
-        refused = alice.post(f"/v1/cases/{case_id}/reveal")
+        # A reveal is confirmed (the second click) and needs the case in hand; it is
+        # clearer, capped, and audited.
+        yes = {"confirm": True}
+        unconfirmed = alice.post(f"/v1/cases/{case_id}/reveal")
+        assert unconfirmed.status_code == 400
+        assert unconfirmed.json()["error"]["code"] == "reveal_unconfirmed"
+        refused = alice.post(f"/v1/cases/{case_id}/reveal", json=yes)
         assert refused.status_code == 409
         assert refused.json()["error"]["code"] == "case_not_claimed"
         assert alice.post("/v1/cases/claim", json={}).json()["case"]["id"] == case_id
-        assert bob.post(f"/v1/cases/{case_id}/reveal").status_code == 409  # alice holds it
-        revealed = alice.post(f"/v1/cases/{case_id}/reveal")
+        taken = bob.post(f"/v1/cases/{case_id}/reveal", json=yes)
+        assert taken.status_code == 409  # alice holds it
+        revealed = alice.post(f"/v1/cases/{case_id}/reveal", json=yes)
         assert revealed.status_code == 200
         clear = Image.open(io.BytesIO(revealed.content))
         assert max(clear.size) == 768 and clear.mode == "RGB"
+
+        # Settings: a reviewer's own over the tenant's defaults over the built-in ones.
+        assert alice.get("/v1/review/settings").json() == {
+            "blur": 12.0,
+            "grey": True,
+            "confirm_reveal": True,
+        }
+        own = alice.put("/v1/review/settings", json={"confirm_reveal": False, "blur": 20})
+        assert own.json() == {"blur": 20.0, "grey": True, "confirm_reveal": False}
+        assert alice.post(f"/v1/cases/{case_id}/reveal").status_code == 200  # one click now
+        assert platform.put("/v1/review/defaults", json={"grey": False}).status_code == 200
+        assert bob.get("/v1/review/settings").json()["grey"] is False  # the tenant's default
+        assert alice.get("/v1/review/settings").json()["grey"] is False
+        coloured = Image.open(io.BytesIO(bob.get(f"/v1/cases/{case_id}/preview").content))
+        assert coloured.mode == "RGB"
+        bad = alice.put("/v1/review/settings", json={"blur": 99})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_settings"
 
         decision = {"decision": "confirm", "policy": "ncii", "reason": "r", "action": "remove"}
         assert alice.post(f"/v1/cases/{case_id}/decision", json=decision).status_code == 200

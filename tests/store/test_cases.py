@@ -176,3 +176,13 @@ def test_comments_stay_with_their_case_and_tenant(store: Store) -> None:
         store.comment_case(case.id, "beta", "x", "no")
     with pytest.raises(NotFoundError):
         store.case_comments(case.id, "beta")
+
+
+def test_review_settings_are_a_reviewers_own_over_the_tenants_defaults(store: Store) -> None:
+    assert store.review_settings("acme", "alice") == ({}, {})
+    store.set_review_settings("acme", "", {"grey": False})
+    store.set_review_settings("acme", "alice", {"blur": 20.0})
+    store.set_review_settings("acme", "alice", {"blur": 30.0})  # replaced, not added
+    assert store.review_settings("acme", "alice") == ({"grey": False}, {"blur": 30.0})
+    assert store.review_settings("acme", "bob") == ({"grey": False}, {})
+    assert store.review_settings("beta", "alice") == ({}, {})

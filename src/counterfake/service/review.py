@@ -40,6 +40,19 @@ class Appeal(_Body):
     reason: str
 
 
+class Reveal(_Body):
+    confirm: bool = False
+
+
+class ReviewSettings(_Body):
+    blur: float | None = Field(default=None, description="4 to 40")
+    grey: bool | None = None
+    confirm_reveal: bool | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class CommentCreate(_Body):
     body: str
 
@@ -108,10 +121,15 @@ _PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     responses={200: {"content": {"image/jpeg": {}}}},
 )
 def case_preview(
-    request: Request, key: Review, case_id: int, blur: float = 12.0, grey: bool = True
+    request: Request,
+    key: Review,
+    case_id: int,
+    blur: float | None = None,
+    grey: bool | None = None,
 ) -> Response:
-    """A small blurred (by default grey) JPEG of the case's kept image, rendered here: the
-    upload itself is never sent. 404 `no_case_image` without a review retention."""
+    """A small blurred (by default grey) JPEG of the case's kept image, rendered here as the
+    reviewer's settings say (or `blur`, `grey`): the upload itself is never sent. 404
+    `no_case_image` without a review retention."""
     data = core_of(request).case_preview(case_id, blur=blur, grey=grey, principal=key)
     return Response(data, media_type="image/jpeg", headers=_PRIVATE)
 
@@ -121,10 +139,14 @@ def case_preview(
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}},
 )
-def reveal_case(request: Request, key: Review, case_id: int) -> Response:
-    """A clearer render (at most 768 px, not blurred) of a case this reviewer holds; every
+def reveal_case(
+    request: Request, key: Review, case_id: int, body: Reveal | None = None
+) -> Response:
+    """A clearer render (at most 768 px, not blurred) of a case this reviewer holds, once
+    confirmed (`{"confirm": true}`, unless the reviewer's settings say otherwise); every
     reveal is in the audit log."""
-    data = core_of(request).reveal_case_image(case_id, principal=key)
+    confirm = body is not None and body.confirm
+    data = core_of(request).reveal_case_image(case_id, confirm=confirm, principal=key)
     return Response(data, media_type="image/jpeg", headers=_PRIVATE)
 
 
@@ -173,6 +195,24 @@ def add_comment(
 ) -> dict[str, Any]:
     """Comment on a case (by this key's id); audited."""
     return core_of(request).comment_case(case_id, body.body, principal=key).to_dict()
+
+
+@router.get("/v1/review/settings")
+def get_review_settings(request: Request, key: Review) -> dict[str, Any]:
+    """How this reviewer sees cases: their settings over the tenant's defaults."""
+    return core_of(request).review_settings(principal=key)
+
+
+@router.put("/v1/review/settings")
+def put_review_settings(request: Request, key: Review, body: ReviewSettings) -> dict[str, Any]:
+    """Change this reviewer's own settings (`blur`, `grey`, `confirm_reveal`)."""
+    return core_of(request).set_review_settings(body.values(), principal=key)
+
+
+@router.put("/v1/review/defaults")
+def put_review_defaults(request: Request, key: Curate, body: ReviewSettings) -> dict[str, Any]:
+    """Change the tenant's defaults for reviewers who set none."""
+    return core_of(request).set_review_settings(body.values(), tenant_default=True, principal=key)
 
 
 @router.get("/v1/webhooks")

@@ -15,7 +15,7 @@ from ..model import Case, Comment
 from ..review import REOPENING
 from ._db import now, utc
 from ._part import Part
-from .schema import case_comments, case_images, case_rejections, cases
+from .schema import case_comments, case_images, case_rejections, cases, review_settings
 from .webhooks import enqueue
 
 __all__ = ["Cases"]
@@ -345,3 +345,29 @@ class Cases(Part):
                 .order_by(case_comments.c.id)
             )
             return [Comment(r.id, r.case_id, r.author, r.body, utc(r.at) or r.at) for r in rows]
+
+    def review_settings(self, tenant: str, reviewer: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The tenant's defaults and the reviewer's own settings (each possibly empty)."""
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(review_settings.c.reviewer, review_settings.c.settings).where(
+                    review_settings.c.tenant == tenant,
+                    review_settings.c.reviewer.in_(["", reviewer]),
+                )
+            ).all()
+        found = {r.reviewer: dict(r.settings) for r in rows}
+        return found.get("", {}), found.get(reviewer, {}) if reviewer else {}
+
+    def set_review_settings(self, tenant: str, reviewer: str, settings: dict[str, Any]) -> None:
+        """Replace a reviewer's settings (reviewer "": the tenant's defaults)."""
+        where = (review_settings.c.tenant == tenant, review_settings.c.reviewer == reviewer)
+        with self._db.write() as conn:
+            conn.execute(review_settings.delete().where(*where))
+            conn.execute(
+                review_settings.insert().values(tenant=tenant, reviewer=reviewer, settings=settings)
+            )
+            self._db.audit(
+                conn,
+                "review_settings_set",
+                detail={"tenant": tenant, "reviewer": reviewer or "(defaults)", **settings},
+            )

@@ -245,6 +245,16 @@ case_comments = Table(
     Index("ix_case_comments_case", "case_id", "id"),
 )
 
+#: How a reviewer sees cases (blur, grey, a confirmed reveal); reviewer "" holds the tenant's
+#: defaults.
+review_settings = Table(
+    "review_settings",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("reviewer", String(64), primary_key=True),
+    Column("settings", JSON, nullable=False),
+)
+
 #: Pairs a reviewer found not to match, remembered so that they do not open a case again.
 case_rejections = Table(
     "case_rejections",

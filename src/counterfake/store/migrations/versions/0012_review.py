@@ -59,6 +59,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_case_comments_case", "case_comments", ["case_id", "id"])
     op.create_table(
+        "review_settings",
+        sa.Column("tenant", sa.String(100), primary_key=True),
+        sa.Column("reviewer", sa.String(64), primary_key=True),
+        sa.Column("settings", sa.JSON, nullable=False),
+    )
+    op.create_table(
         "case_rejections",
         sa.Column("tenant", sa.String(100), primary_key=True),
         sa.Column("entry_id", sa.BigInteger, primary_key=True),
@@ -101,6 +107,7 @@ def downgrade() -> None:
     op.drop_table("case_rejections")
     op.drop_table("case_images")
     op.drop_table("case_comments")
+    op.drop_table("review_settings")
     op.drop_table("cases")
     with op.batch_alter_table("banks") as batch:
         batch.drop_column("review")
