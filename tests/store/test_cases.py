@@ -186,3 +186,32 @@ def test_review_settings_are_a_reviewers_own_over_the_tenants_defaults(store: St
     assert store.review_settings("acme", "alice") == ({"grey": False}, {"blur": 30.0})
     assert store.review_settings("acme", "bob") == ({"grey": False}, {})
     assert store.review_settings("beta", "alice") == ({}, {})
+
+
+def test_every_way_of_withdrawing_an_entry_tells_the_webhooks(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    from counterfake.model import NewEntry
+
+    store.create_bank("protected", tenant="acme", shared_with=["beta"])
+    mine, _ = store.add_webhook("acme", "http://127.0.0.1:9/a", ("entry.withdrawn",))
+    theirs, _ = store.add_webhook("beta", "http://127.0.0.1:9/b", ("entry.withdrawn",))
+    values = [f"{n:064x}" for n in range(1, 4)]
+    ids = [
+        r.entry_id
+        for r in store.add_entries("acme:protected", [NewEntry("pdq", v) for v in values])
+    ]
+    store.withdraw("acme:protected", ids[0])  # by hand
+    # as an exchange applies a withdrawal: the same value, withdrawn
+    store.add_entries(
+        "acme:protected", [NewEntry("pdq", values[1], withdrawn_at=datetime.now(UTC))]
+    )
+    store.add_submission("s1", "acme:protected", code_sha256="c" * 64, address_key="a", photos=1)
+    store.link_submission("s1", [ids[2]])
+    store.withdraw_submission("c" * 64)  # by the victim's withdrawal code
+    told: dict[str, list[Any]] = {}
+    for item in store.claim_deliveries(limit=50, lease_seconds=60):
+        told.setdefault(item["url"][-1], []).append(json.loads(item["body"])["data"])
+    assert told["a"] == [{"bank": "protected", "entry_id": i} for i in ids]
+    assert told["b"] == [{"bank": "acme:protected", "entry_id": i} for i in ids]
+    assert mine.id != theirs.id

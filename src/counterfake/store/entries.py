@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import InputError, NotFoundError, StoreError
-from ..model import AddResult, Entry, NewEntry, shown_bank
+from ..model import AddResult, Entry, NewEntry
 from ..signals import get_signal_type
 from ._db import now, utc
 from ._part import Part
-from .schema import bank_shares, banks, changes, entries, id_floors, signatures
-from .webhooks import enqueue
+from .schema import banks, changes, entries, id_floors, signatures
+from .webhooks import tell_withdrawn
 
 __all__ = ["Entries"]
 
@@ -164,18 +164,6 @@ def _log_adds(conn: Any, bank: str, entry_ids: list[int], at: datetime) -> None:
             changes.insert(),
             [{"at": at, "op": "add", "bank": bank, "entry_id": e} for e in entry_ids],
         )
-
-
-def _tell_withdrawn(conn: Any, bank: str, bank_id: int, entry_id: int) -> None:
-    """`entry.withdrawn` for the webhooks of the bank's tenant and of those it is shared with
-    (they may have acted on a match of it)."""
-    owner = conn.execute(sa.select(banks.c.tenant).where(banks.c.id == bank_id)).scalar_one()
-    shared = conn.execute(
-        sa.select(bank_shares.c.tenant).where(bank_shares.c.bank_id == bank_id)
-    ).scalars()
-    for tenant in dict.fromkeys([owner, *shared]):
-        data = {"bank": shown_bank(bank, tenant), "entry_id": entry_id}
-        enqueue(conn, tenant, "entry.withdrawn", data)
 
 
 class Entries(Part):
@@ -377,6 +365,7 @@ class Entries(Part):
                 .values(withdrawn_at=entry.withdrawn_at)
             )
             self._db.change(conn, "withdraw", bank, existing.id)
+            tell_withdrawn(conn, bank, [existing.id])
             return AddResult(existing.id, entry.signal_type, "withdrawn")
         return AddResult(existing.id, entry.signal_type, "existing")
 
@@ -409,7 +398,7 @@ class Entries(Part):
                 )
                 self._db.audit(conn, "entry_withdrawn", bank=bank, entry_id=entry_id, detail={})
                 self._db.change(conn, "withdraw", bank, entry_id)
-                _tell_withdrawn(conn, bank, bank_id, entry_id)
+                tell_withdrawn(conn, bank, [entry_id])
         return self.get_entry(entry_id)
 
     def get_entry(self, entry_id: int) -> Entry:

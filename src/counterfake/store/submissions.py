@@ -14,6 +14,7 @@ from ..errors import NotFoundError
 from ._db import now
 from ._part import Part
 from .schema import banks, entries, instance_secrets, submission_entries, submissions
+from .webhooks import tell_withdrawn
 
 __all__ = ["Submissions"]
 
@@ -121,6 +122,7 @@ class Submissions(Part):
                     entries.update().where(entries.c.id == entry_id).values(withdrawn_at=at)
                 )
                 self._db.change(conn, "withdraw", bank, entry_id)
+                tell_withdrawn(conn, bank, [entry_id])
             self._db.audit(
                 conn,
                 "intake_withdrawn",

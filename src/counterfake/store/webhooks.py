@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import NotFoundError
-from ..model import Delivery, Webhook
+from ..model import Delivery, Webhook, shown_bank
 from ..review import MAX_ATTEMPTS, backoff
 from ._db import now, utc
 from ._part import Part
-from .schema import deliveries, webhooks
+from .schema import bank_shares, banks, deliveries, webhooks
 
-__all__ = ["Webhooks", "enqueue"]
+__all__ = ["Webhooks", "enqueue", "tell_withdrawn"]
 
 
 def enqueue(conn: Connection, tenant: str, event: str, data: dict[str, Any]) -> int:
@@ -52,6 +52,24 @@ def enqueue(conn: Connection, tenant: str, event: str, data: dict[str, Any]) -> 
     if rows:
         conn.execute(deliveries.insert(), rows)
     return len(rows)
+
+
+def tell_withdrawn(conn: Connection, bank: str, entry_ids: list[int]) -> None:
+    """`entry.withdrawn` for each entry, to the webhooks of the bank's tenant and of those it
+    is shared with (they may have acted on a match of it), however it was withdrawn: by hand,
+    by an intake withdrawal code, or by an exchange."""
+    if not entry_ids:
+        return
+    row = conn.execute(sa.select(banks.c.id, banks.c.tenant).where(banks.c.name == bank)).first()
+    if row is None:
+        return
+    shared = conn.execute(
+        sa.select(bank_shares.c.tenant).where(bank_shares.c.bank_id == row.id)
+    ).scalars()
+    for tenant in dict.fromkeys([row.tenant, *shared]):
+        shown = shown_bank(bank, tenant)
+        for entry_id in entry_ids:
+            enqueue(conn, tenant, "entry.withdrawn", {"bank": shown, "entry_id": entry_id})
 
 
 def _webhook(row: Any) -> Webhook:
