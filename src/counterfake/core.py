@@ -399,9 +399,11 @@ class Counterfake:
 
     def banks(self, *, principal: ApiKey | None = None, counts: bool = True) -> list[Bank]:
         """The banks the principal's tenant owns (every bank for the operator or an admin)."""
-        tenant = None if principal is None or principal.is_admin else principal.tenant
         viewer = _tenant(principal)
-        return [_shown(b, viewer) for b in self.store.list_banks(counts=counts, tenant=tenant)]
+        return [
+            _shown(b, viewer)
+            for b in self.store.list_banks(counts=counts, tenant=_scope(principal))
+        ]
 
     def _own(self, name: str, principal: ApiKey | None, *, counts: bool = False) -> Bank:
         """The stored bank a principal names, if it may curate it (its `name` is the stored
@@ -607,9 +609,10 @@ class Counterfake:
     def exchanges(self, *, principal: ApiKey | None = None) -> list[Exchange]:
         """The exchanges that fetch into the principal's tenant's banks (every one for the
         operator or an admin key)."""
-        tenant = None if principal is None or principal.is_admin else principal.tenant
         viewer = _tenant(principal)
-        return [_shown_exchange(x, viewer) for x in self.store.list_exchanges(tenant=tenant)]
+        return [
+            _shown_exchange(x, viewer) for x in self.store.list_exchanges(tenant=_scope(principal))
+        ]
 
     def exchange(self, name: str, *, principal: ApiKey | None = None) -> Exchange:
         """An exchange's settings and status (cursor, last fetch, last error, entries applied)."""

@@ -6,7 +6,6 @@ file of the same XML. PDQ and MD5 fingerprints arrive; a tombstone withdraws its
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import http.server
 import threading
@@ -19,7 +18,6 @@ import pytest
 
 from counterfake import Counterfake
 from counterfake.errors import CounterfakeError
-from counterfake.settings import load_settings
 
 USER, PASSWORD = "platform", "s3cret"
 NS = "https://hashsharing.ncmec.org/hashsharing/v2"
@@ -95,17 +93,6 @@ def stand_in() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-@pytest.fixture
-def core(tmp_path: Path, store_url: str) -> Iterator[Counterfake]:
-    """A core on each backend (SQLite and PostgreSQL)."""
-    settings = dataclasses.replace(
-        load_settings({}), home=tmp_path / "home", database_url=store_url
-    )
-    with Counterfake(settings) as opened:
-        opened.create_bank("ncmec")
-        yield opened
 
 
 def test_the_stand_in_speaks_what_python_threatexchange_reads(stand_in: str) -> None:

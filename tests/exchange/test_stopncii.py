@@ -5,21 +5,18 @@ python-threatexchange's own StopNCII client reads the stand-in's answers is chec
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import http.server
 import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from counterfake import Counterfake
 from counterfake.errors import CounterfakeError
-from counterfake.settings import load_settings
 
 SUBSCRIPTION, FUNCTION, FEEDBACK = "sub-key-123", "fn-key-456", "fb-key-789"
 
@@ -115,17 +112,6 @@ def stand_in() -> Iterator[tuple[str, type[_StopNCIIStandIn]]]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1", _StopNCIIStandIn
     server.shutdown()
-
-
-@pytest.fixture
-def core(tmp_path: Path, store_url: str) -> Iterator[Counterfake]:
-    """A core on each backend (SQLite and PostgreSQL)."""
-    settings = dataclasses.replace(
-        load_settings({}), home=tmp_path / "home", database_url=store_url
-    )
-    with Counterfake(settings) as opened:
-        opened.create_bank("stopncii")
-        yield opened
 
 
 def test_the_stand_in_speaks_what_python_threatexchange_reads(

@@ -44,6 +44,17 @@ def _case(row: Any) -> Case:
     )
 
 
+def _row(conn: Any, case_id: int, tenant: str | None) -> Any:
+    """A case's row, if `tenant` (None: any) owns it; `case_not_found` otherwise."""
+    query = sa.select(cases).where(cases.c.id == case_id)
+    if tenant is not None:
+        query = query.where(cases.c.tenant == tenant)
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFoundError(f"no case {case_id}", code="case_not_found")
+    return row
+
+
 class Cases(Part):
     """The store's review cases (a part of `Store`)."""
 
@@ -94,20 +105,14 @@ class Cases(Part):
                 conn.execute(
                     case_images.insert().values(case_id=case_id, data=image, expires_at=keep_until)
                 )
-            case = _case(conn.execute(sa.select(cases).where(cases.c.id == case_id)).one())
+            case = _case(_row(conn, case_id, None))
             enqueue(conn, tenant, "case.opened", case.to_dict())
             self._db.audit(conn, "case_opened", bank=bank, detail={"case": case.id})
         return case
 
     def get_case(self, case_id: int, tenant: str | None) -> Case:
-        query = sa.select(cases).where(cases.c.id == case_id)
-        if tenant is not None:
-            query = query.where(cases.c.tenant == tenant)
         with self._db.read() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            raise NotFoundError(f"no case {case_id}", code="case_not_found")
-        return _case(row)
+            return _case(_row(conn, case_id, tenant))
 
     def list_cases(
         self,
@@ -164,7 +169,7 @@ class Cases(Part):
                 .values(claimed_by=reviewer, claim_until=at + timedelta(seconds=lease_seconds))
             )
             self._db.audit(conn, "case_claimed", detail={"case": case_id, "reviewer": reviewer})
-            return _case(conn.execute(sa.select(cases).where(cases.c.id == case_id)).one())
+            return _case(_row(conn, case_id, None))
 
     def release_case(self, case_id: int, tenant: str | None, reviewer: str) -> Case:
         """Give a claimed case back to its queue."""
@@ -179,12 +184,7 @@ class Cases(Part):
 
     def _locked_row(self, conn: Any, case_id: int, tenant: str | None, reviewer: str) -> Any:
         """The case's row, if it waits in a queue and no other reviewer holds it."""
-        query = sa.select(cases).where(cases.c.id == case_id)
-        if tenant is not None:
-            query = query.where(cases.c.tenant == tenant)
-        row = conn.execute(query).first()
-        if row is None:
-            raise NotFoundError(f"no case {case_id}", code="case_not_found")
+        row = _row(conn, case_id, tenant)
         if row.status not in REOPENING:
             raise ConflictError(f"case {case_id} is decided", code="case_decided")
         held = utc(row.claim_until)
@@ -250,7 +250,7 @@ class Cases(Part):
                                 tenant=key[0], entry_id=key[1], query=key[2], at=at
                             )
                         )
-            case = _case(conn.execute(sa.select(cases).where(cases.c.id == case_id)).one())
+            case = _case(_row(conn, case_id, None))
             event = "appeal.decided" if appeal and decision != "escalate" else "case.decided"
             enqueue(conn, row.tenant, event, case.to_dict())
             self._db.audit(
@@ -266,12 +266,7 @@ class Cases(Part):
     def appeal_case(self, case_id: int, tenant: str | None, reason: str) -> Case:
         """Reopen a decided case into the appeal queue."""
         with self._db.write() as conn:
-            query = sa.select(cases).where(cases.c.id == case_id)
-            if tenant is not None:
-                query = query.where(cases.c.tenant == tenant)
-            row = conn.execute(query).first()
-            if row is None:
-                raise NotFoundError(f"no case {case_id}", code="case_not_found")
+            row = _row(conn, case_id, tenant)
             if row.status != "decided":
                 raise ConflictError(
                     f"case {case_id} is not decided, so it cannot be appealed",

@@ -210,8 +210,11 @@ class Entries(Part):
                     outcomes[number] = exc
                     continue
                 results: list[AddResult] = []
+                withdrawn: list[int] = []  # entries that were active and are withdrawn now
                 if len(ready) >= _BULK:
-                    results, floor = self._add_bulk(conn, bank, bank_id, ready, submitted_by, floor)
+                    results, floor = self._add_bulk(
+                        conn, bank, bank_id, ready, submitted_by, floor, withdrawn
+                    )
                     ready = []
                 for entry in ready:
                     values = {
@@ -240,7 +243,8 @@ class Entries(Part):
                         if status == "created":
                             db.change(conn, "add", bank, row.id)
                         continue
-                    results.append(self._again(conn, bank, bank_id, entry))
+                    results.append(self._again(conn, bank, bank_id, entry, withdrawn))
+                tell_withdrawn(conn, bank, withdrawn)
                 counts: dict[str, Any] = {}
                 for result in results:
                     counts[result.status] = counts.get(result.status, 0) + 1
@@ -258,6 +262,7 @@ class Entries(Part):
         ready: list[NewEntry],
         submitted_by: str | None,
         floor: int | None,
+        withdrawn: list[int],
     ) -> tuple[list[AddResult], int | None]:
         """`add_many`'s row-by-row work done set-wise, for a large batch (a page of an
         exchange, an import): values already in the bank are found first, each other value's
@@ -312,7 +317,7 @@ class Entries(Part):
                 results.append(AddResult(created[key], entry.signal_type, status))
                 del first[key]  # a later occurrence is applied to the row now there
             else:
-                results.append(self._again(conn, bank, bank_id, entry))
+                results.append(self._again(conn, bank, bank_id, entry, withdrawn))
         return results, floor
 
     @staticmethod
@@ -343,7 +348,9 @@ class Entries(Part):
         )
         return {(r.signal_type, r.value): int(r.id) for r in returned}
 
-    def _again(self, conn: Any, bank: str, bank_id: int, entry: NewEntry) -> AddResult:
+    def _again(
+        self, conn: Any, bank: str, bank_id: int, entry: NewEntry, withdrawn: list[int]
+    ) -> AddResult:
         """A value the bank holds already: reinstated, withdrawn, or left as it is."""
         existing = conn.execute(
             sa.select(entries.c.id, entries.c.withdrawn_at).where(
@@ -365,7 +372,7 @@ class Entries(Part):
                 .values(withdrawn_at=entry.withdrawn_at)
             )
             self._db.change(conn, "withdraw", bank, existing.id)
-            tell_withdrawn(conn, bank, [existing.id])
+            withdrawn.append(existing.id)
             return AddResult(existing.id, entry.signal_type, "withdrawn")
         return AddResult(existing.id, entry.signal_type, "existing")
 

@@ -117,12 +117,15 @@ class Submissions(Part):
                     entries.c.id.not_in(others),
                 )
             ).all()
+            by_bank: dict[str, list[int]] = {}
             for entry_id, bank in rows:
                 conn.execute(
                     entries.update().where(entries.c.id == entry_id).values(withdrawn_at=at)
                 )
                 self._db.change(conn, "withdraw", bank, entry_id)
-                tell_withdrawn(conn, bank, [entry_id])
+                by_bank.setdefault(bank, []).append(entry_id)
+            for bank, withdrawn in by_bank.items():
+                tell_withdrawn(conn, bank, withdrawn)
             self._db.audit(
                 conn,
                 "intake_withdrawn",
