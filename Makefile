@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -85,3 +85,7 @@ clean:
 
 bench-review: $(STAMP)
 	$(BIN)/python benchmarks/review.py --cases 100000 --reviewers 8
+
+# The review pages' screenshots in docs/, taken by their Chromium tests.
+screenshots: $(STAMP) $(CHROMIUM)
+	COUNTERFAKE_SCREENSHOTS=docs $(BIN)/pytest -q tests/pages/test_review_pages.py

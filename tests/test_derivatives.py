@@ -4,13 +4,14 @@ resizing and cropping; unrelated photos are not; the changed region is shown whe
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from counterfake.derivatives import overlay, verify
+from counterfake.derivatives import Outline, overlay, verify
 from counterfake.signals.keypoints import Features, image_features
 from tests.derivative_images import grid_truth, reencode, replace_region
 from tests.images import encode
@@ -63,7 +64,7 @@ def test_the_overlay_marks_the_changed_region_in_red(photos: list[Image.Image]) 
             break
     assert evidence is not None and evidence.changed_mask.any()
     query = Image.open(io.BytesIO(data)).convert("RGB")
-    image = overlay(query, evidence)
+    image = overlay(query, evidence.outline)
     assert image.width == query.width and image.height > query.height  # a legend below
     drawn = np.asarray(image.crop((0, 0, query.width, query.height))).astype(int)
     legend = np.asarray(image.crop((0, query.height, image.width, image.height)))
@@ -73,6 +74,23 @@ def test_the_overlay_marks_the_changed_region_in_red(photos: list[Image.Image]) 
     assert 0.1 < redder.mean() < 0.6  # the changed part of the upload is tinted, not all of it
     rows = evidence.to_dict()["changed_mask"]
     assert sum(r.count("#") for r in rows[6:]) > sum(r.count("#") for r in rows[:6])  # lower
+
+
+def test_an_outline_kept_with_a_case_draws_the_same_overlay(photos: list[Image.Image]) -> None:
+    photo, other = photos[2], photos[7]
+    fake, _ = replace_region(photo, other, 0.3)
+    data = reencode(fake)
+    evidence = verify(_source(photo), image_features(data, query=True))
+    assert evidence is not None
+    kept = Outline.from_dict(json.loads(json.dumps(evidence.outline.to_dict())))
+    query = Image.open(io.BytesIO(data)).convert("RGB")
+    drawn = np.asarray(overlay(query, kept)).astype(int)
+    same = np.asarray(overlay(query, evidence.outline)).astype(int)
+    assert drawn.shape == same.shape and np.abs(drawn - same).mean() < 0.5  # kept to 4 places
+    half = query.resize((query.width // 2, query.height // 2))  # a smaller render: same marks
+    assert overlay(half, kept).width == half.width
+    with pytest.raises(ValueError):
+        Outline.from_dict({**evidence.outline.to_dict(), "changed_mask": ["#"]})
 
 
 def test_the_legend_says_when_the_protected_photo_runs_past_the_image(
@@ -87,8 +105,8 @@ def test_the_legend_says_when_the_protected_photo_runs_past_the_image(
     whole = encode(photo, "JPEG", quality=85)
     same = verify(_source(photo), image_features(whole, query=True))
     assert same is not None
-    with_crop = overlay(query, evidence)
-    without = overlay(Image.open(io.BytesIO(whole)).convert("RGB"), same)
+    with_crop = overlay(query, evidence.outline)
+    without = overlay(Image.open(io.BytesIO(whole)).convert("RGB"), same.outline)
     # One more legend line for the crop: the outline runs past the image's edges.
     assert with_crop.height - query.height > without.height - photo.height
 

@@ -670,7 +670,7 @@ def _explain(
     for m in explained:
         assert m.evidence is not None
         stem = f"{path.stem}-{m.bank}-{m.entry_id}"
-        overlay(image, m.evidence).save(folder / f"{stem}.png")
+        overlay(image, m.evidence.outline).save(folder / f"{stem}.png")
         record = {"path": str(path), **m.to_dict(), "evidence": m.evidence.to_dict()}
         with _writing(folder / f"{stem}.json") as fh:
             fh.write(json.dumps(record, indent=2) + "\n")

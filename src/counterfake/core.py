@@ -14,6 +14,7 @@ CLI, the demo, an investigation), who sees every bank.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import random
@@ -831,7 +832,7 @@ class Counterfake:
             _tenant(principal),
             bank=top.bank,
             signal=top.signal,
-            evidence=[m.to_dict() for m in matches],
+            evidence=[_case_evidence(m) for m in matches],
             query=query,
             content_id=content_id or None,
             content_url=content_url or None,
@@ -905,6 +906,44 @@ class Counterfake:
         image = decode_rgb(data, limits=self.limits)
         return render(image, side=PREVIEW_SIDE, blur=blur, grey=grey)
 
+    def case_overlay(self, case_id: int, *, principal: ApiKey | None = None) -> bytes:
+        """The evidence overlay of a derivative case, as a JPEG: where the protected photo lies
+        in the upload (green) and what was changed in it (red), drawn from the match's outline
+        over the reviewer's blurred preview, or over a blank of the upload's shape when no
+        image is kept. `no_overlay` for a case of copies (nothing was changed)."""
+        from PIL import Image
+
+        from .derivatives import Outline, overlay
+        from .media import decode_rgb
+        from .review import OVERLAY_SIDE, render
+
+        case = self.store.get_case(case_id, _scope(principal))
+        drawn = [m["outline"] for m in case.evidence if isinstance(m.get("outline"), dict)]
+        if not drawn:
+            raise NotFoundError(
+                "this case's matches are copies: there is no changed region to draw",
+                code="no_overlay",
+            )
+        outline = Outline.from_dict(drawn[0])
+        try:
+            data = self.store.case_image(case_id, _scope(principal))
+        except NotFoundError:
+            width, height = outline.query_size
+            fit = OVERLAY_SIDE / max(width, height)
+            base = Image.new("RGB", (round(width * fit), round(height * fit)), (128, 128, 128))
+        else:
+            settings = self.review_settings(principal=principal)
+            shown = render(
+                decode_rgb(data, limits=self.limits),
+                side=OVERLAY_SIDE,
+                blur=float(settings["blur"]),
+                grey=bool(settings["grey"]),
+            )
+            base = Image.open(io.BytesIO(shown)).convert("RGB")
+        out = io.BytesIO()
+        overlay(base, outline).save(out, "JPEG", quality=85)
+        return out.getvalue()
+
     def reveal_case_image(
         self, case_id: int, *, confirm: bool = False, principal: ApiKey | None = None
     ) -> bytes:
@@ -936,17 +975,27 @@ class Counterfake:
         bank: str | None = None,
         after: int = 0,
         limit: int = 100,
+        held: bool = False,
+        newest_first: bool = False,
         principal: ApiKey | None = None,
     ) -> list[Case]:
         """The principal's tenant's cases, oldest first (every tenant's for the operator or an
-        admin key): all, or one status (open, escalated, appeal, decided) or bank."""
+        admin key): all, or one status (open, escalated, appeal, decided) or bank; `held`:
+        only those this reviewer holds now."""
         return self.store.list_cases(
             _scope(principal),
             statuses=(status,) if status else (),
             bank=bank,
             after=after,
             limit=max(1, min(limit, 1000)),
+            held_by=_reviewer(principal) if held else None,
+            newest_first=newest_first,
         )
+
+    def review_queues(self, *, principal: ApiKey | None = None) -> dict[str, dict[str, int]]:
+        """How many cases wait in each of the tenant's queues (open, escalated, appeal), per
+        bank."""
+        return self.store.queue_counts(_tenant(principal))
 
     def case(self, case_id: int, *, principal: ApiKey | None = None) -> Case:
         return self.store.get_case(case_id, _scope(principal))
@@ -1433,3 +1482,11 @@ class Counterfake:
         distance = kind.distance(a, b)
         threshold = self.settings.pdq_threshold if signal_type == "pdq" else kind.threshold
         return {"distance": distance, "threshold": threshold, "match": distance <= threshold}
+
+
+def _case_evidence(match: Match) -> dict[str, Any]:
+    """A match as a case keeps it: with a derivative's outline, for the evidence overlay."""
+    out = match.to_dict()
+    if match.evidence is not None:
+        out["outline"] = match.evidence.outline.to_dict()
+    return out

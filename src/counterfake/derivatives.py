@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .signals.keypoints import Features, View
 
-__all__ = ["MIN_INLIERS", "Alignment", "Evidence", "align", "overlay", "verify"]
+__all__ = ["MIN_INLIERS", "Alignment", "Evidence", "Outline", "align", "overlay", "verify"]
 
 #: Fewest RANSAC inliers for a match. Unrelated photo pairs reached at most 6 here
 #: (benchmarks/robustness.py measures the false-positive rate at this threshold).
@@ -56,6 +56,38 @@ class Alignment:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class Outline:
+    """Where the protected photo lies in an upload and which part of it was changed: all an
+    overlay needs, small enough to keep with a review case (the photo itself is never held)."""
+
+    transform: np.ndarray  # 2x3: source working pixels -> query working pixels
+    changed_mask: np.ndarray  # (12, 12) bool over the source photo; True = changed
+    source_size: tuple[int, int]
+    query_size: tuple[int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "matrix": [[round(float(v), 4) for v in row] for row in self.transform],
+            "changed_mask": ["".join("#" if c else "." for c in row) for row in self.changed_mask],
+            "source_size": list(self.source_size),
+            "query_size": list(self.query_size),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outline:
+        """The outline `to_dict` wrote; ValueError when it is not one."""
+        transform = np.array(data["matrix"], dtype=np.float64)
+        mask = np.array([[c == "#" for c in row] for row in data["changed_mask"]], dtype=bool)
+        source = tuple(int(v) for v in data["source_size"])
+        query = tuple(int(v) for v in data["query_size"])
+        if transform.shape != (2, 3) or mask.shape != (_GRID, _GRID) or len(source) != 2:
+            raise ValueError("not an outline")
+        if len(query) != 2 or min(*source, *query) <= 0:
+            raise ValueError("not an outline")
+        return cls(transform, mask, (source[0], source[1]), (query[0], query[1]))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Evidence:
     """Why an upload is taken for a derivative of a protected photo."""
 
@@ -78,6 +110,10 @@ class Evidence:
     @property
     def mirrored(self) -> bool:
         return self.view == "mirror"
+
+    @property
+    def outline(self) -> Outline:
+        return Outline(self.transform, self.changed_mask, self.source_size, self.query_size)
 
     @property
     def scale(self) -> float:
@@ -317,34 +353,32 @@ def _near_pairs(
     return i[close], j[close]
 
 
-def overlay(query: Image.Image, evidence: Evidence) -> Image.Image:
-    """The upload with the protected photo's outline (green) and the changed region (red)
-    drawn over it, for a reviewer."""
+def overlay(query: Image.Image, outline: Outline) -> Image.Image:
+    """The upload (or a render of it: any size of the same shape) with the protected photo's
+    outline (green) and the changed region (red) drawn over it, for a reviewer."""
     base = query.convert("RGB")
-    sx = base.width / evidence.query_size[0]
-    sy = base.height / evidence.query_size[1]
-    width, height = evidence.source_size
+    sx = base.width / outline.query_size[0]
+    sy = base.height / outline.query_size[1]
+    width, height = outline.source_size
 
     def to_query(x: float, y: float) -> tuple[float, float]:
-        qx, qy = evidence.transform @ np.array([x, y, 1.0])
+        qx, qy = outline.transform @ np.array([x, y, 1.0])
         return float(qx * sx), float(qy * sy)
 
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     cell_w, cell_h = width / _GRID, height / _GRID
     line = max(2, round(min(base.size) / 150))
-    for row, col in zip(*np.nonzero(evidence.changed_mask), strict=True):
+    for row, col in zip(*np.nonzero(outline.changed_mask), strict=True):
         x0, y0 = col * cell_w, row * cell_h
         corners = [(x0, y0), (x0 + cell_w, y0), (x0 + cell_w, y0 + cell_h), (x0, y0 + cell_h)]
         draw.polygon([to_query(x, y) for x, y in corners], fill=(255, 0, 0, 90))
         # A hatch as well as the colour: the region reads without telling red from green.
         draw.line([to_query(x0, y0 + cell_h), to_query(x0 + cell_w, y0)], fill=(255, 0, 0, 200))
-    outline = [to_query(x, y) for x, y in [(0, 0), (width, 0), (width, height), (0, height)]]
-    draw.line([*outline, outline[0]], fill=(0, 255, 0, 255), width=line)
+    edge = [to_query(x, y) for x, y in [(0, 0), (width, 0), (width, height), (0, height)]]
+    draw.line([*edge, edge[0]], fill=(0, 255, 0, 255), width=line)
     drawn = Image.alpha_composite(base.convert("RGBA"), layer).convert("RGB")
-    outside = any(
-        not (-1 <= x <= base.width + 1 and -1 <= y <= base.height + 1) for x, y in outline
-    )
+    outside = any(not (-1 <= x <= base.width + 1 and -1 <= y <= base.height + 1) for x, y in edge)
     return _with_legend(drawn, line, outside)
 
 

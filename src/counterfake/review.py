@@ -143,6 +143,8 @@ def write_decisions(cases: Iterable[Case], out: IO[str], fmt: str) -> int:
 
 #: A preview's longer side, and the most a reveal shows.
 PREVIEW_SIDE: Final = 256
+#: The evidence overlay's longer side (over a blurred render).
+OVERLAY_SIDE: Final = 512
 REVEAL_SIDE: Final = 768
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -212,6 +212,7 @@ ROUTES = [
     Route("POST", "/v1/cases/claim", frozenset({R}), build=lambda s, b: {"json": {}}),
     Route("POST", "/v1/cases/{case_id}/release", frozenset({R})),
     Route("GET", "/v1/cases/{case_id}/preview", frozenset({R})),
+    Route("GET", "/v1/cases/{case_id}/overlay", frozenset({R})),
     Route("GET", "/v1/cases/{case_id}/comments", frozenset({R, C})),
     Route(
         "POST",

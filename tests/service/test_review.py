@@ -329,3 +329,43 @@ def test_a_banks_review_rule_opens_a_case_for_every_match_hma_lookups_included(
 
     curate.patch("/v1/banks/protected", json={"review": False}).raise_for_status()
     assert "case" not in match.get("/v1/lookup", params={"signal": value}).json()
+
+
+def test_a_derivative_case_has_an_evidence_overlay_and_a_case_of_copies_has_none(
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+
+    from ..review_cases import make_review_home, open_derivative_case
+
+    home = tmp_path / "home"
+    home.mkdir()
+    keys = make_review_home(home)
+    with Server(home) as server:  # no retention: drawn on a blank of the upload's shape
+        platform, alice = server.client(keys["platform"]), server.client(keys["alice"])
+        case_id = open_derivative_case(platform, seed=51)
+        case = alice.get(f"/v1/cases/{case_id}").json()
+        outline = case["evidence"][0]["outline"]
+        assert len(outline["changed_mask"]) == 12 and len(outline["matrix"]) == 2
+        drawn = alice.get(f"/v1/cases/{case_id}/overlay")
+        assert drawn.status_code == 200 and drawn.headers["cache-control"] == "no-store"
+        image = np.asarray(Image.open(io.BytesIO(drawn.content)).convert("RGB")).astype(int)
+        red = (image[..., 0] > image[..., 1] + 40) & (image[..., 0] > image[..., 2] + 40)
+        grey = (np.abs(image - 128) < 6).all(axis=2)
+        assert red.mean() > 0.05 and grey.mean() > 0.05  # changed cells over the blank
+        assert max(image.shape[:2]) <= 512 + 120  # the render and its legend
+        hidden = server.client(keys["eve"]).get(f"/v1/cases/{case_id}/overlay")
+        assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "case_not_found"
+
+        # A copy (PDQ) match: nothing was changed, so there is nothing to draw.
+        jpeg = {"Content-Type": "image/jpeg"}
+        platform.post("/v1/banks/protected/content", content=PHOTO, headers=jpeg)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = platform.post("/v1/lookup", params={"review": 1}, content=PHOTO, headers=jpeg)
+            if found.json()["matches"]:
+                break
+            time.sleep(0.2)
+        copy_case = found.json()["case"]["id"]
+        none = alice.get(f"/v1/cases/{copy_case}/overlay")
+        assert none.status_code == 404 and none.json()["error"]["code"] == "no_overlay"

@@ -448,7 +448,9 @@ def _html(
                 picture = _picture(inv, image, limits)
                 cell = ""
                 if picture is not None and record is not None:
-                    shown = overlay(picture, record.evidence) if record.evidence else picture
+                    shown = (
+                        overlay(picture, record.evidence.outline) if record.evidence else picture
+                    )
                     cell = f"<img class='thumb' alt='evidence' src='{_thumbnail(shown, _OVERLAY)}'>"
                 row += f"<td>{cell}</td>"
             parts.append(row + "</tr>")

@@ -27,54 +27,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._memory import release_freed_memory
 from ..core import Counterfake
 from ..errors import (
-    AccessError,
-    ConflictError,
     CounterfakeError,
-    DatabaseError,
     InputError,
     MediaError,
-    NotFoundError,
-    UnavailableError,
 )
 from ..model import ApiKey
 from ..settings import Settings, load_settings
 from .auth import KeyCache, authenticate, secret_of
 from .fetch import Fetcher, parse_networks
+from .statuses import OMM_PREFIXES, status_for
 from .uploads import ENVELOPE, Hasher
 
 __all__ = ["create_app"]
 
 access_log = logging.getLogger("counterfake.access")
 log = logging.getLogger("counterfake.service")
-
-_OMM_PREFIXES: Final = ("/m/", "/h/", "/c/")
-_STATUS: Final = {
-    "missing_key": 401,
-    "invalid_key": 401,
-    "input_too_large": 413,
-    "image_too_large": 413,
-    "unsupported_format": 415,
-    "body_timeout": 408,
-    "too_many_uploads": 429,
-    "rate_limited": 429,
-    "client_disconnected": 499,
-}
-
-
-def _status_for(exc: CounterfakeError, path: str = "") -> int:
-    if exc.code == "bank_exists" and path.startswith(_OMM_PREFIXES):
-        return 403  # HMA answers a duplicate bank with 403
-    if exc.code in _STATUS:
-        return _STATUS[exc.code]
-    if isinstance(exc, AccessError):
-        return 403
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, ConflictError):
-        return 409
-    if isinstance(exc, UnavailableError | DatabaseError):
-        return 503
-    return 400
 
 
 def _error(
@@ -86,7 +53,7 @@ def _error(
 ) -> JSONResponse:
     body: dict[str, Any] = {"error": {**(detail or {}), "code": code, "message": message}}
     path = request if isinstance(request, str) else request.url.path
-    if path.startswith(_OMM_PREFIXES):
+    if path.startswith(OMM_PREFIXES):
         body["message"] = message  # OpenMediaMatch clients read a top-level message
     headers = {"Retry-After": "1"} if status == 503 else None
     return JSONResponse(body, status_code=status, headers=headers)
@@ -104,6 +71,7 @@ _PUBLIC: Final = (
     "/static-offline-docs/",
     "/protect",  # the protect page, and the keyless intake it sends to (when enabled)
     "/v1/intake",
+    "/review",  # the review pages: a session cookie, opened by signing in with a key
 )
 
 
@@ -242,7 +210,7 @@ class _Edge:
     def _anonymous_allowed(self, path: str, client: str) -> bool:
         """A keyless call on an HMA route from an allowed network, when the operator set
         `hma_anonymous_tenant` (HMA clients such as Coop send no key)."""
-        if self._anonymous is None or not path.startswith(_OMM_PREFIXES):
+        if self._anonymous is None or not path.startswith(OMM_PREFIXES):
             return False
         try:
             address = ipaddress.ip_address(client)
@@ -263,7 +231,7 @@ class _Edge:
                 else:
                     key = authenticate(scope["app"].state.keys, secret)
             except CounterfakeError as exc:
-                return _error(path, _status_for(exc, path), exc.code, exc.message)
+                return _error(path, status_for(exc, path), exc.code, exc.message)
             scope.setdefault("state", {})["api_key"] = key
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
@@ -356,7 +324,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             deliverer.join(timeout=30)
             core.close()
 
-    from . import intake, omm, review, routes
+    from . import intake, omm, review, review_pages, routes
 
     app = FastAPIOffline(  # Swagger UI served from the package: /docs works offline
         title="Counterfake",
@@ -368,10 +336,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(omm.router)
     app.include_router(intake.router)
     app.include_router(review.router)
+    app.include_router(review_pages.router)
 
     @app.exception_handler(CounterfakeError)
     async def _counterfake_error(request: Request, exc: CounterfakeError) -> JSONResponse:
-        status = _status_for(exc, request.url.path)
+        status = status_for(exc, request.url.path)
         return _error(request, status, exc.code, exc.message, exc.to_dict())
 
     @app.exception_handler(RequestValidationError)

@@ -134,6 +134,19 @@ def case_preview(
     return Response(data, media_type="image/jpeg", headers=_PRIVATE)
 
 
+@router.get(
+    "/v1/cases/{case_id}/overlay",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def case_overlay(request: Request, key: Review, case_id: int) -> Response:
+    """The evidence overlay of a derivative case (JPEG): the protected photo's outline and the
+    changed region, drawn over the blurred preview (or a blank of the upload's shape when no
+    image is kept). 404 `no_overlay` for a case of copies."""
+    data = core_of(request).case_overlay(case_id, principal=key)
+    return Response(data, media_type="image/jpeg", headers=_PRIVATE)
+
+
 @router.post(
     "/v1/cases/{case_id}/reveal",
     response_class=Response,

@@ -122,8 +122,11 @@ class Cases(Part):
         bank: str | None = None,
         limit: int = 100,
         after: int = 0,
+        held_by: str | None = None,
+        newest_first: bool = False,
     ) -> list[Case]:
-        """Cases oldest first (a queue's order), optionally only some statuses or one bank."""
+        """Cases oldest first (a queue's order) or newest first, optionally only some
+        statuses, one bank, or those a reviewer holds now. `after` pages oldest first."""
         query = sa.select(cases).where(cases.c.id > after)
         if tenant is not None:
             query = query.where(cases.c.tenant == tenant)
@@ -131,9 +134,25 @@ class Cases(Part):
             query = query.where(cases.c.status.in_(list(statuses)))
         if bank is not None:
             query = query.where(cases.c.bank == bank)
+        if held_by is not None:
+            query = query.where(cases.c.claimed_by == held_by, cases.c.claim_until > now())
+        order = cases.c.id.desc() if newest_first else cases.c.id
         with self._db.read() as conn:
-            rows = conn.execute(query.order_by(cases.c.id).limit(limit))
+            rows = conn.execute(query.order_by(order).limit(limit))
             return [_case(r) for r in rows]
+
+    def queue_counts(self, tenant: str) -> dict[str, dict[str, int]]:
+        """How many cases wait in each queue (status), per bank: the queue page's figures."""
+        query = (
+            sa.select(cases.c.status, cases.c.bank, sa.func.count())
+            .where(cases.c.tenant == tenant, cases.c.status != "decided")
+            .group_by(cases.c.status, cases.c.bank)
+        )
+        out: dict[str, dict[str, int]] = {}
+        with self._db.read() as conn:
+            for status, bank, count in conn.execute(query):
+                out.setdefault(status, {})[bank] = int(count)
+        return out
 
     def claim_case(
         self,

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -17,11 +18,13 @@ import sqlalchemy as sa
 from ..errors import AccessError, InputError, NotFoundError
 from ..model import SCOPES, ApiKey
 from ._db import Database, check_tenants, now, utc
-from .schema import api_keys
+from .schema import api_keys, sessions
 
 __all__ = ["KeyRing"]
 
 _PREFIX: Final = "cfk_"
+#: A review session ends this long after sign-in (a shift), or when its key is revoked.
+SESSION_SECONDS: Final = 8 * 3600
 
 
 def _digest(secret: str) -> str:
@@ -78,6 +81,47 @@ class KeyRing:
             ):
                 return self._from_row(row)
         raise AccessError("the API key is unknown or revoked", code="invalid_key")
+
+    def open_session(self, secret: str) -> tuple[ApiKey, str, str]:
+        """Sign in with a key: the key, a new session's token (for a cookie; only its SHA-256
+        is kept) and the token its forms carry. Ended sessions are cleared here."""
+        key = self.authenticate(secret)
+        token, form_token = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        at = now()
+        with self._db.write() as conn:
+            conn.execute(sessions.delete().where(sessions.c.expires_at < at))
+            conn.execute(
+                sessions.insert().values(
+                    token_sha256=_digest(token),
+                    key_id=key.key_id,
+                    form_token=form_token,
+                    created_at=at,
+                    expires_at=at + timedelta(seconds=SESSION_SECONDS),
+                )
+            )
+            self._db.audit(conn, "signed_in", detail={"key_id": key.key_id})
+        return key, token, form_token
+
+    def session(self, token: str) -> tuple[ApiKey, str]:
+        """The live key behind a session token and its form token; AccessError(no_session)
+        when the session is unknown, ended, or its key revoked."""
+        if token:
+            query = (
+                sa.select(api_keys, sessions.c.form_token, sessions.c.expires_at)
+                .join(sessions, sessions.c.key_id == api_keys.c.key_id)
+                .where(sessions.c.token_sha256 == _digest(token))
+            )
+            with self._db.read() as conn:
+                row = conn.execute(query).first()
+            ends = None if row is None else utc(row.expires_at)
+            if row is not None and row.revoked_at is None and ends is not None and ends > now():
+                return self._from_row(row), row.form_token
+        raise AccessError("sign in again: the session has ended", code="no_session")
+
+    def close_session(self, token: str) -> None:
+        """Sign out: the session's token is refused from now on."""
+        with self._db.write() as conn:
+            conn.execute(sessions.delete().where(sessions.c.token_sha256 == _digest(token)))
 
     def list(self) -> list[ApiKey]:
         with self._db.read() as conn:

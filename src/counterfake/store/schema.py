@@ -97,6 +97,19 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
 
+#: Signed-in reviewers of the review pages: a SHA-256 of each session cookie's token, the key it
+#: stands for, and the token its forms must carry (against cross-site requests).
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("key_id", String(32), ForeignKey("api_keys.key_id", ondelete="CASCADE"), nullable=False),
+    Column("form_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sessions_expiry", "expires_at"),
+)
+
 signatures = Table(
     "signatures",
     metadata,
