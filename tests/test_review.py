@@ -16,6 +16,7 @@ from counterfake.model import Case
 from counterfake.review import (
     DECISION_COLUMNS,
     backoff,
+    band,
     check_decision,
     check_events,
     sign,
@@ -36,6 +37,37 @@ def test_a_signature_covers_the_timestamp_and_the_body() -> None:
     assert not verify("whsec_a", body, moved)  # the timestamp is signed too
     assert not verify("whsec_a", body, sign("whsec_a", body, int(time.time()) - 301))
     assert not verify("whsec_a", body, "garbage")
+
+
+def _pdq(distance: int) -> dict[str, object]:
+    return {"signal": "pdq", "distance": distance}
+
+
+def _derivative(score: float, part: str = "subject") -> dict[str, object]:
+    return {"signal": "derivative", "score": score, "matched_part": part}
+
+
+@pytest.mark.parametrize(
+    ("evidence", "expected"),
+    [
+        ([{"signal": "sha256", "distance": 0}], "high"),
+        ([_pdq(0)], "high"),
+        ([_pdq(10)], "high"),
+        ([_pdq(11)], "medium"),
+        ([_pdq(24)], "medium"),
+        ([_pdq(25)], "low"),
+        ([{"signal": "vpdq", "distance": 40}], "medium"),  # another type's scale: no guess
+        ([_derivative(0.9)], "high"),
+        ([_derivative(0.9, "photo")], "high"),
+        ([_derivative(0.4)], "medium"),
+        ([_derivative(0.2)], "low"),
+        ([_derivative(0.9, "background")], "low"),  # a shared backdrop: a weaker signal
+        ([_derivative(0.9, "background"), _pdq(5)], "high"),  # the best match decides
+        ([], "low"),
+    ],
+)
+def test_a_cases_score_band_is_its_best_matchs(evidence: list, expected: str) -> None:
+    assert band(evidence) == expected
 
 
 def test_retries_wait_longer_each_time_up_to_an_hour() -> None:

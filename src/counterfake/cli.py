@@ -1131,38 +1131,59 @@ def _print_case(case: Case, as_json: bool) -> None:
     decided = f", {case.decision} ({_escape(case.policy or '')})" if case.decision else ""
     _print(
         f"case {case.id} [{case.status}] {_escape(case.tenant)}/{_escape(case.bank)} "
-        f"{case.signal}, {len(case.evidence)} matches, opened {case.opened_at:%Y-%m-%d %H:%M}"
+        f"{case.signal} ({case.band}), {len(case.evidence)} matches,"
+        f" opened {case.opened_at:%Y-%m-%d %H:%M}"
         f"{held}{decided}",
         highlight=False,
     )
 
 
+_BAND = click.Choice(["high", "medium", "low"])
+
+
 @review.command("list")
 @click.option("--status", type=click.Choice(["open", "escalated", "appeal", "decided"]))
 @click.option("--bank")
+@click.option("--signal", help="Only cases whose strongest match is of this signal type.")
+@click.option("--band", type=_BAND, help="Only cases of this score band.")
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def review_list(
-    ctx: click.Context, status: str | None, bank: str | None, limit: int, as_json: bool
+    ctx: click.Context,
+    status: str | None,
+    bank: str | None,
+    signal: str | None,
+    band: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Cases, oldest first."""
     core = _core(ctx, as_json=as_json)
     with _errors(as_json):
-        for case in core.cases(status=status, bank=bank, limit=limit):
+        for case in core.cases(status=status, bank=bank, signal=signal, band=band, limit=limit):
             _print_case(case, as_json)
 
 
 @review.command("claim")
 @click.option("--queue", type=click.Choice(["open", "escalated", "appeal"]), default="open")
 @click.option("--bank")
+@click.option("--signal", help="Only a case whose strongest match is of this signal type.")
+@click.option("--band", type=_BAND, help="Only a case of this score band.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def review_claim(ctx: click.Context, queue: str, bank: str | None, as_json: bool) -> None:
+def review_claim(
+    ctx: click.Context,
+    queue: str,
+    bank: str | None,
+    signal: str | None,
+    band: str | None,
+    as_json: bool,
+) -> None:
     """Lock the oldest free case of a queue for five minutes."""
     core = _core(ctx, as_json=as_json)
     with _errors(as_json):
-        case = core.claim_case(queue=queue, bank=bank)
+        case = core.claim_case(queue=queue, bank=bank, signal=signal, band=band)
     if case is not None:
         _print_case(case, as_json)
     elif as_json:

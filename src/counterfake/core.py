@@ -815,7 +815,7 @@ class Counterfake:
         end. None when there is no match, or when a reviewer found each of them not to match
         this query before. `requested=False` (a lookup that did not ask) opens one only when a
         matched bank has its `review` rule on."""
-        from .review import retention_seconds
+        from .review import band, retention_seconds
 
         if not matches:
             return None
@@ -828,14 +828,16 @@ class Counterfake:
             )
         top = matches[0]
         keep = retention_seconds(self.settings.review_retention)
+        evidence = [_case_evidence(m) for m in matches]
         return self.store.open_case(
             _tenant(principal),
             bank=top.bank,
             signal=top.signal,
-            evidence=[_case_evidence(m) for m in matches],
+            evidence=evidence,
             query=query,
             content_id=content_id or None,
             content_url=content_url or None,
+            band=band(evidence),
             image=image if keep else None,
             keep_until=datetime.now(UTC) + timedelta(seconds=keep) if keep else None,
         )
@@ -973,6 +975,8 @@ class Counterfake:
         *,
         status: str | None = None,
         bank: str | None = None,
+        signal: str | None = None,
+        band: str | None = None,
         after: int = 0,
         limit: int = 100,
         held: bool = False,
@@ -980,32 +984,55 @@ class Counterfake:
         principal: ApiKey | None = None,
     ) -> list[Case]:
         """The principal's tenant's cases, oldest first (every tenant's for the operator or an
-        admin key): all, or one status (open, escalated, appeal, decided) or bank; `held`:
-        only those this reviewer holds now."""
+        admin key): all, or one status (open, escalated, appeal, decided), bank, signal or
+        score band; `held`: only those this reviewer holds now."""
+        from .review import check_band
+
         return self.store.list_cases(
             _scope(principal),
             statuses=(status,) if status else (),
             bank=bank,
+            signal=signal,
+            band=check_band(band),
             after=after,
             limit=max(1, min(limit, 1000)),
             held_by=_reviewer(principal) if held else None,
             newest_first=newest_first,
         )
 
-    def review_queues(self, *, principal: ApiKey | None = None) -> dict[str, dict[str, int]]:
-        """How many cases wait in each of the tenant's queues (open, escalated, appeal), per
-        bank."""
-        return self.store.queue_counts(_tenant(principal))
+    def review_queues(self, *, principal: ApiKey | None = None) -> dict[str, dict[str, Any]]:
+        """What waits in each of the tenant's queues (open, escalated, appeal): a total, and
+        counts per bank, signal and score band."""
+        from .review import REOPENING
+
+        out: dict[str, dict[str, Any]] = {
+            queue: {"total": 0, "banks": {}, "signals": {}, "bands": {}} for queue in REOPENING
+        }
+        for status, bank, signal, band, count in self.store.queue_counts(_tenant(principal)):
+            queue = out.get(status)
+            if queue is None:
+                continue
+            queue["total"] += count
+            for name, value in (("banks", bank), ("signals", signal), ("bands", band)):
+                queue[name][value] = queue[name].get(value, 0) + count
+        return out
 
     def case(self, case_id: int, *, principal: ApiKey | None = None) -> Case:
         return self.store.get_case(case_id, _scope(principal))
 
     def claim_case(
-        self, *, queue: str = "open", bank: str | None = None, principal: ApiKey | None = None
+        self,
+        *,
+        queue: str = "open",
+        bank: str | None = None,
+        signal: str | None = None,
+        band: str | None = None,
+        principal: ApiKey | None = None,
     ) -> Case | None:
         """The oldest free case of a queue (`open`, `escalated` or `appeal`, optionally one
-        bank), locked for this reviewer for `CLAIM_SECONDS`; None when the queue is empty."""
-        from .review import REOPENING
+        bank, signal or score band), locked for this reviewer for `CLAIM_SECONDS`; None when
+        the queue is empty."""
+        from .review import REOPENING, check_band
 
         if queue not in REOPENING:
             raise InputError(
@@ -1016,6 +1043,8 @@ class Counterfake:
             _reviewer(principal),
             statuses=(queue,),
             bank=bank,
+            signal=signal,
+            band=check_band(band),
             lease_seconds=self.CLAIM_SECONDS,
         )
 

@@ -272,6 +272,8 @@ class Case:
     decided_by: str | None = None
     decided_at: datetime | None = None
     appeal_reason: str | None = None
+    #: high, medium or low: how strong the best match is (`counterfake.review.band`).
+    band: str = "medium"
 
     def to_dict(self) -> dict[str, Any]:
         return _iso(dataclasses.asdict(self))

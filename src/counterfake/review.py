@@ -16,19 +16,22 @@ import hmac
 import io
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any, Final
 
 from .errors import InputError
 from .model import Case
 
 __all__ = [
+    "BANDS",
     "DECISIONS",
     "EVENTS",
     "MAX_ATTEMPTS",
     "REOPENING",
     "SIGNATURE_HEADER",
     "backoff",
+    "band",
+    "check_band",
     "check_decision",
     "check_events",
     "check_settings",
@@ -52,6 +55,47 @@ _FIRST_WAIT: Final = 2.0
 _LONGEST_WAIT: Final = 3600.0
 #: A receiver's default tolerance for the signature's timestamp.
 TOLERANCE: Final = 300
+
+
+#: Score bands, by which a queue can be worked strongest first: `band` says which.
+BANDS: Final = ("high", "medium", "low")
+#: PDQ distances (bits of 256) at most this are a high band's copy; beyond the other, low.
+_PDQ_HIGH: Final = 10
+_PDQ_LOW: Final = 24
+#: Derivative scores (0-1) at least this are high; under the other, low.
+_SCORE_HIGH: Final = 0.6
+_SCORE_LOW: Final = 0.25
+
+
+def band(evidence: Iterable[Mapping[str, Any]]) -> str:
+    """How strong a case's best match is. high: an exact digest or copy (distance 0), a PDQ
+    copy within 10 bits, or a derivative scoring 0.6 or more on the person or the whole photo.
+    low: a match on the background alone (two portraits shot against one backdrop share it),
+    a PDQ copy beyond 24 bits, or a derivative scoring under 0.25. medium: the rest."""
+    best = len(BANDS) - 1
+    for match in evidence:
+        if match.get("score") is not None:
+            score = float(match["score"])
+            if match.get("matched_part") == "background" or score < _SCORE_LOW:
+                rank = 2
+            else:
+                rank = 0 if score >= _SCORE_HIGH else 1
+        else:
+            distance = int(match.get("distance", 0))
+            if distance == 0 or (match.get("signal") == "pdq" and distance <= _PDQ_HIGH):
+                rank = 0
+            else:
+                rank = 2 if match.get("signal") == "pdq" and distance > _PDQ_LOW else 1
+        best = min(best, rank)
+    return BANDS[best]
+
+
+def check_band(value: str | None) -> str | None:
+    if value is not None and value not in BANDS:
+        raise InputError(
+            f"a score band is one of {', '.join(BANDS)}; got {value!r}", code="invalid_queue"
+        )
+    return value
 
 
 def check_decision(decision: str, policy: str, reason: str) -> None:
@@ -116,6 +160,7 @@ DECISION_COLUMNS: Final = (
     "reason",
     "decided_by",
     "decided_at",
+    "band",
     "content_id",
     "content_url",
     "opened_at",

@@ -5,6 +5,7 @@ pages themselves are driven in a real Chromium in tests/pages/test_review_pages.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from counterfake import Store
 
+from ..images import encode, photo_like
 from ..review_cases import make_review_home, open_derivative_case
 from .server import Server
 
@@ -145,3 +147,43 @@ def test_signing_out_or_revoking_the_key_ends_the_session(
     assert carol.get("/review").headers["location"] == "/review/login"
     assert any(e.action == "signed_in" for e in sessions)
     assert secret not in server.log.read_text() and cookie not in server.log.read_text()
+
+
+def test_a_reviewer_works_the_strongest_matches_first(
+    service: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = service
+    platform = httpx.Client(base_url=server.url, headers={"X-API-Key": keys["platform"]})
+    open_derivative_case(platform, seed=34)
+    copy = encode(photo_like(640, 480, seed=90))
+    jpeg = {"Content-Type": "image/jpeg"}
+    platform.post("/v1/banks/protected/content", content=copy, headers=jpeg).raise_for_status()
+    deadline = time.monotonic() + 10
+    while (case := _lookup_case(platform, copy)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert case is not None and case["band"] == "high"  # an exact copy
+    listed = platform.get("/v1/cases", params={"band": "high"}).json()["cases"]
+    assert case["id"] in [c["id"] for c in listed] and {c["band"] for c in listed} == {"high"}
+
+    alice, _ = sign_in(server, keys["alice"])
+    queues = alice.get("/review").text
+    high = re.search(r'data-band="high">high (\d+)<', queues)
+    assert high is not None and int(high.group(1)) >= 1
+    token = form_token(queues)
+    claimed = alice.post(
+        "/review/claim", data={"queue": "open", "band": "high", "form_token": token}
+    )
+    page = alice.get(claimed.headers["location"])
+    assert '<dd data-band="high">high</dd>' in page.text
+    bogus = alice.post("/review/claim", data={"queue": "open", "band": "top", "form_token": token})
+    assert bogus.status_code == 400 and 'data-code="invalid_queue"' in bogus.text
+
+
+def _lookup_case(platform: httpx.Client, image: bytes) -> dict | None:
+    found = platform.post(
+        "/v1/lookup",
+        params={"review": 1},
+        content=image,
+        headers={"Content-Type": "image/jpeg"},
+    ).json()
+    return found["case"] if found["matches"] else None

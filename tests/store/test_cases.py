@@ -53,6 +53,41 @@ def test_concurrent_reviewers_never_claim_the_same_case(store: Store) -> None:
     assert store.claim_case("beta", "x", lease_seconds=60) is None  # another tenant's queue
 
 
+def test_a_queue_is_worked_by_bank_signal_or_score_band(store: Store) -> None:
+    def opened(bank: str, signal: str, band: str, n: int) -> int:
+        evidence = [{"bank": bank, "entry_id": n, "signal": signal, "distance": 3}]
+        case = store.open_case(
+            "acme",
+            bank=bank,
+            signal=signal,
+            evidence=evidence,
+            query=f"q{n}",
+            content_id=None,
+            content_url=None,
+            band=band,
+        )
+        assert case is not None and case.band == band
+        return int(case.id)
+
+    low = opened("a", "pdq", "low", 1)
+    derivative = opened("b", "derivative", "medium", 2)
+    high = opened("a", "pdq", "high", 3)
+    counts = store.queue_counts("acme")
+    assert sorted(counts) == [
+        ("open", "a", "pdq", "high", 1),
+        ("open", "a", "pdq", "low", 1),
+        ("open", "b", "derivative", "medium", 1),
+    ]
+    assert [c.id for c in store.list_cases("acme", band="high")] == [high]
+    assert [c.id for c in store.list_cases("acme", bank="a")] == [low, high]
+    assert store.claim_case("acme", "r", band="high", lease_seconds=60).id == high
+    assert store.claim_case("acme", "r", band="high", lease_seconds=60) is None
+    assert store.claim_case("acme", "r", signal="derivative", lease_seconds=60).id == derivative
+    assert store.claim_case("acme", "r", bank="a", lease_seconds=60).id == low
+    held = store.list_cases("acme", held_by="r", newest_first=True)
+    assert [c.id for c in held] == [high, derivative, low]
+
+
 def test_a_claim_gates_decisions_and_expires(store: Store) -> None:
     case = _open(store)
     assert store.claim_case("acme", "alice", lease_seconds=60).id == case.id

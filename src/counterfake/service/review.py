@@ -26,6 +26,8 @@ class _Body(BaseModel):
 class Claim(_Body):
     queue: Literal["open", "escalated", "appeal"] = "open"
     bank: str | None = None
+    signal: str | None = None
+    band: Literal["high", "medium", "low"] | None = None
 
 
 class Decision(_Body):
@@ -68,12 +70,21 @@ def list_cases(
     key: ReviewOrCurate,
     status: str | None = None,
     bank: str | None = None,
+    signal: str | None = None,
+    band: Literal["high", "medium", "low"] | None = None,
     after: int = 0,
     limit: int = 100,
 ) -> dict[str, Any]:
-    """The tenant's cases, oldest first (`after`: the last id of the previous page)."""
+    """The tenant's cases, oldest first (`after`: the last id of the previous page), of one
+    status, bank, signal or score band."""
     found = core_of(request).cases(
-        status=status, bank=bank, after=after, limit=limit, principal=key
+        status=status,
+        bank=bank,
+        signal=signal,
+        band=band,
+        after=after,
+        limit=limit,
+        principal=key,
     )
     return {"cases": [c.to_dict() for c in found]}
 
@@ -105,10 +116,17 @@ def show_case(request: Request, key: ReviewOrCurate, case_id: int) -> dict[str, 
 
 @router.post("/v1/cases/claim")
 def claim_case(request: Request, key: Review, body: Claim | None = None) -> dict[str, Any]:
-    """Lock the oldest free case of a queue for this reviewer (`case` is null when the queue
-    is empty); the lock ends after five minutes or with a decision or a release."""
+    """Lock the oldest free case of a queue (of one bank, signal or score band) for this
+    reviewer (`case` is null when the queue is empty); the lock ends after five minutes or
+    with a decision or a release."""
     wanted = body or Claim()
-    case = core_of(request).claim_case(queue=wanted.queue, bank=wanted.bank, principal=key)
+    case = core_of(request).claim_case(
+        queue=wanted.queue,
+        bank=wanted.bank,
+        signal=wanted.signal,
+        band=wanted.band,
+        principal=key,
+    )
     return {"case": None if case is None else case.to_dict()}
 
 

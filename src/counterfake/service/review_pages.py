@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from ..errors import AccessError, CounterfakeError, InputError, NotFoundError
 from ..model import ApiKey
-from ..review import REOPENING
+from ..review import BANDS, REOPENING
 from ..store.keys import SESSION_SECONDS
 from .auth import core_of
 from .statuses import status_for
@@ -214,8 +214,10 @@ def queues_page(request: Request, done: str = "", case: int = 0, queue: str = ""
         {
             "name": name,
             "label": _QUEUES[name],
-            "total": sum(counts.get(name, {}).values()),
-            "banks": sorted(counts.get(name, {}).items()),
+            "total": counts[name]["total"],
+            "banks": sorted(counts[name]["banks"].items()),
+            "signals": sorted(counts[name]["signals"].items()),
+            "bands": [(b, counts[name]["bands"].get(b, 0)) for b in BANDS],
         }
         for name in REOPENING
     ]
@@ -240,11 +242,19 @@ def claim(
     form_token: Annotated[str, Form()] = "",
     queue: Annotated[str, Form()] = "open",
     bank: Annotated[str, Form()] = "",
+    signal: Annotated[str, Form()] = "",
+    band: Annotated[str, Form()] = "",
 ) -> Response:
-    """Claim the oldest free case of a queue and open it."""
+    """Claim the oldest free case of a queue (of one bank, signal or score band) and open it."""
 
     def act(signed: _Signed) -> Response:
-        case = core_of(request).claim_case(queue=queue, bank=bank or None, principal=signed.key)
+        case = core_of(request).claim_case(
+            queue=queue,
+            bank=bank or None,
+            signal=signal or None,
+            band=band or None,
+            principal=signed.key,
+        )
         if case is None:
             return _go(f"/review?done=empty&queue={queue}")
         return _go(f"/review/cases/{case.id}")

@@ -41,7 +41,17 @@ def _case(row: Any) -> Case:
         decided_by=row.decided_by,
         decided_at=utc(row.decided_at),
         appeal_reason=row.appeal_reason,
+        band=row.band,
     )
+
+
+def _within(bank: str | None, signal: str | None, band: str | None) -> list[Any]:
+    """A queue's narrowing: one bank, one signal, one score band."""
+    where = []
+    for column, value in ((cases.c.bank, bank), (cases.c.signal, signal), (cases.c.band, band)):
+        if value is not None:
+            where.append(column == value)
+    return where
 
 
 def _row(conn: Any, case_id: int, tenant: str | None) -> Any:
@@ -68,6 +78,7 @@ class Cases(Part):
         query: str,
         content_id: str | None,
         content_url: str | None,
+        band: str = "medium",
         image: bytes | None = None,
         keep_until: datetime | None = None,
     ) -> Case | None:
@@ -98,6 +109,7 @@ class Cases(Part):
                     content_url=content_url,
                     query=query,
                     evidence=evidence,
+                    band=band,
                 )
                 .returning(cases.c.id)
             ).scalar_one()
@@ -120,20 +132,21 @@ class Cases(Part):
         *,
         statuses: Sequence[str] = (),
         bank: str | None = None,
+        signal: str | None = None,
+        band: str | None = None,
         limit: int = 100,
         after: int = 0,
         held_by: str | None = None,
         newest_first: bool = False,
     ) -> list[Case]:
         """Cases oldest first (a queue's order) or newest first, optionally only some
-        statuses, one bank, or those a reviewer holds now. `after` pages oldest first."""
-        query = sa.select(cases).where(cases.c.id > after)
+        statuses, one bank, signal or band, or those a reviewer holds now. `after` pages
+        oldest first."""
+        query = sa.select(cases).where(cases.c.id > after, *_within(bank, signal, band))
         if tenant is not None:
             query = query.where(cases.c.tenant == tenant)
         if statuses:
             query = query.where(cases.c.status.in_(list(statuses)))
-        if bank is not None:
-            query = query.where(cases.c.bank == bank)
         if held_by is not None:
             query = query.where(cases.c.claimed_by == held_by, cases.c.claim_until > now())
         order = cases.c.id.desc() if newest_first else cases.c.id
@@ -141,18 +154,16 @@ class Cases(Part):
             rows = conn.execute(query.order_by(order).limit(limit))
             return [_case(r) for r in rows]
 
-    def queue_counts(self, tenant: str) -> dict[str, dict[str, int]]:
-        """How many cases wait in each queue (status), per bank: the queue page's figures."""
+    def queue_counts(self, tenant: str) -> list[tuple[str, str, str, str, int]]:
+        """How many cases wait in each queue (status), per bank, signal and band."""
+        columns = (cases.c.status, cases.c.bank, cases.c.signal, cases.c.band)
         query = (
-            sa.select(cases.c.status, cases.c.bank, sa.func.count())
+            sa.select(*columns, sa.func.count())
             .where(cases.c.tenant == tenant, cases.c.status != "decided")
-            .group_by(cases.c.status, cases.c.bank)
+            .group_by(*columns)
         )
-        out: dict[str, dict[str, int]] = {}
         with self._db.read() as conn:
-            for status, bank, count in conn.execute(query):
-                out.setdefault(status, {})[bank] = int(count)
-        return out
+            return [(r[0], r[1], r[2], r[3], int(r[4])) for r in conn.execute(query)]
 
     def claim_case(
         self,
@@ -161,6 +172,8 @@ class Cases(Part):
         *,
         statuses: Sequence[str] = ("open",),
         bank: str | None = None,
+        signal: str | None = None,
+        band: str | None = None,
         lease_seconds: float,
     ) -> Case | None:
         """Lock the oldest free case of the queue for `reviewer` until the lease ends; None
@@ -170,8 +183,7 @@ class Cases(Part):
         at = now()
         free = sa.or_(cases.c.claim_until.is_(None), cases.c.claim_until < at)
         where = [cases.c.tenant == tenant, cases.c.status.in_(list(statuses)), free]
-        if bank is not None:
-            where.append(cases.c.bank == bank)
+        where += _within(bank, signal, band)
         with self._db.write() as conn:
             case_id = conn.execute(
                 sa.select(cases.c.id)

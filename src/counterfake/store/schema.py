@@ -232,6 +232,8 @@ cases = Table(
     Column("decided_by", String(64), nullable=True),
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("appeal_reason", Text, nullable=True),
+    #: high, medium or low: how strong the best match is (counterfake.review.band).
+    Column("band", String(8), nullable=False, server_default="medium"),
     Index("ix_cases_queue", "tenant", "status", "opened_at", "id"),
     Index("ix_cases_bank_queue", "tenant", "bank", "status", "opened_at", "id"),
 )

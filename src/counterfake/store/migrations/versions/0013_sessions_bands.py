@@ -1,5 +1,6 @@
 """Sessions: a reviewer signed in to the review pages with an API key holds a session cookie;
-only a SHA-256 of its token is kept, with the key it stands for and when it ends.
+only a SHA-256 of its token is kept, with the key it stands for and when it ends. Cases get
+their score band (high, medium, low), by which a queue can be worked.
 
 Revision ID: 0013
 Revises: 0012
@@ -29,7 +30,11 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_sessions_expiry", "sessions", ["expires_at"])
+    with op.batch_alter_table("cases") as batch:
+        batch.add_column(sa.Column("band", sa.String(8), nullable=False, server_default="medium"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("cases") as batch:
+        batch.drop_column("band")
     op.drop_table("sessions")
