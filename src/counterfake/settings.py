@@ -75,6 +75,27 @@ SETTINGS: tuple[Setting, ...] = (
         16,
         "Service: bodies one client address may be sending at once, per worker.",
     ),
+    Setting(
+        "rate_limit",
+        float,
+        0.0,
+        "Service: requests a second one API key may make, per worker; more get 429"
+        " rate_limited with Retry-After. 0 (the default): no limit.",
+    ),
+    Setting(
+        "rate_burst",
+        int,
+        0,
+        "Service: requests a key (or an address) may make at once before its rate applies"
+        " (0: one second's worth).",
+    ),
+    Setting(
+        "address_rate_limit",
+        float,
+        0.0,
+        "Service: requests a second one client address may make to the routes that take no"
+        " key (intake, the protect and review pages, keyless HMA), per worker. 0: no limit.",
+    ),
     Setting("fetch_urls", bool, False, "Service: let clients submit an image by URL (off)."),
     Setting(
         "fetch_allow",
@@ -150,6 +171,9 @@ class Settings:
     json_max_bytes: int = DEFAULTS["json_max_bytes"]
     body_timeout: float = DEFAULTS["body_timeout"]
     client_uploads: int = DEFAULTS["client_uploads"]
+    rate_limit: float = DEFAULTS["rate_limit"]
+    rate_burst: int = DEFAULTS["rate_burst"]
+    address_rate_limit: float = DEFAULTS["address_rate_limit"]
     fetch_urls: bool = DEFAULTS["fetch_urls"]
     fetch_allow: str = DEFAULTS["fetch_allow"]
     fetch_timeout: float = DEFAULTS["fetch_timeout"]

@@ -70,3 +70,56 @@ def test_beyond_the_hashing_limit_requests_are_refused_busy_not_queued_forever(
     assert set(statuses) <= {200, 503}
     busy = next(r for r in responses if r.status_code == 503)
     assert busy.json()["error"]["code"] == "busy" and busy.headers["retry-after"] == "1"
+
+
+def test_a_noisy_key_is_slowed_to_its_rate_and_a_quiet_one_is_not(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    with Store.open(f"sqlite:///{tmp_path / 'counterfake.db'}") as store:
+        noisy = store.keys.create("t", ["match"], name="noisy")[1]
+        quiet = store.keys.create("t", ["match"], name="quiet")[1]
+    env = {
+        "COUNTERFAKE_RATE_LIMIT": "20",
+        "COUNTERFAKE_RATE_BURST": "10",
+        "COUNTERFAKE_ADDRESS_RATE_LIMIT": "2",
+    }
+    lookup = {"signal": "0" * 64}
+    with Server(tmp_path, env=env) as server:
+        stop = threading.Event()
+        statuses: list[int] = []
+        waits: set[str] = set()
+
+        def hammer() -> None:
+            client = server.client(noisy)
+            while not stop.is_set():
+                answer = client.get("/v1/lookup", params=lookup)
+                statuses.append(answer.status_code)
+                if answer.status_code == 429:
+                    assert answer.json()["error"]["code"] == "rate_limited"
+                    waits.add(answer.headers["retry-after"])
+
+        threads = [threading.Thread(target=hammer) for _ in range(6)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        calm = server.client(quiet)
+        answered = []
+        for _ in range(15):  # 5 a second, under its own rate: never refused
+            answered.append(calm.get("/v1/lookup", params=lookup).status_code)
+            time.sleep(0.2)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        seconds = time.monotonic() - started
+        assert answered == [200] * 15
+        allowed = statuses.count(200)
+        assert statuses.count(429) > allowed  # most of the flood was refused
+        assert allowed <= 10 + 20 * seconds + 5  # the burst, then the rate
+        assert waits == {"1"}
+
+        # Keyless routes are limited per client address; health checks never are.
+        anonymous = httpx.Client(base_url=server.url)
+        codes = [anonymous.get("/v1/intake").status_code for _ in range(30)]
+        assert codes.count(200) <= 10 + 2 * 2 and codes[-1] == 429
+        assert all(anonymous.get("/status/live").status_code == 200 for _ in range(30))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import math
 import os
 import threading
 import time
@@ -35,6 +36,7 @@ from ..model import ApiKey
 from ..settings import Settings, load_settings
 from .auth import KeyCache, authenticate, secret_of
 from .fetch import Fetcher, parse_networks
+from .limits import RateLimiter
 from .statuses import OMM_PREFIXES, status_for
 from .uploads import ENVELOPE, Hasher
 
@@ -75,6 +77,21 @@ _PUBLIC: Final = (
 )
 
 
+#: Keyless routes no rate applies to: health checks and the API's documentation.
+_UNLIMITED: Final = ("/status/", "/docs", "/redoc", "/openapi.json", "/static-offline-docs/")
+
+
+def _limiter(rate: float, burst: int) -> RateLimiter:
+    return RateLimiter(rate, burst or math.ceil(rate))
+
+
+def _too_fast(path: str, wait: int, who: str) -> JSONResponse:
+    """429 rate_limited, saying when to come back."""
+    response = _error(path, 429, "rate_limited", f"{who} is sending too fast; retry in {wait} s")
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 def _printable(text: str) -> str:
     """Control characters (a newline in a decoded path) escaped, so that no client can forge
     a log line."""
@@ -101,6 +118,8 @@ class _Edge:
         self._intake_limit = settings.intake_max_photos * 64 * 1024 + 4096
         self._timeout = settings.body_timeout
         self._per_client = settings.client_uploads
+        self._per_key = _limiter(settings.rate_limit, settings.rate_burst)
+        self._per_address = _limiter(settings.address_rate_limit, settings.rate_burst)
         self._sending: dict[str, int] = {}
         self._worker = str(os.getpid()).encode()
         self._anonymous: ApiKey | None = None
@@ -233,6 +252,16 @@ class _Edge:
             except CounterfakeError as exc:
                 return _error(path, status_for(exc, path), exc.code, exc.message)
             scope.setdefault("state", {})["api_key"] = key
+            if key is self._anonymous:
+                wait = self._per_address.take(client)
+            else:
+                wait = self._per_key.take(key.key_id if key else "")
+            if wait:
+                return _too_fast(path, wait, "this key")
+        elif not path.startswith(_UNLIMITED):
+            wait = self._per_address.take(client)
+            if wait:
+                return _too_fast(path, wait, "this address")
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             message = f"the request body is {int(declared)} bytes; the limit is {limit}"
