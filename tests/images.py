@@ -52,3 +52,14 @@ def png_bomb(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
     )
+
+
+def malformed_exif_jpeg() -> bytes:
+    """A JPEG whose EXIF block names more data than it holds: Pillow decodes the image and
+    warns ("Tag data larger than file")."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 200  # ImageDescription
+    data = bytearray(encode(photo_like(64, 48), exif=exif.tobytes()))
+    at = data.find(b"\x01\x0e\x00\x02")  # the tag, then its type (ASCII) and its count
+    data[at + 4 : at + 8] = struct.pack("<I", 100_000)
+    return bytes(data)

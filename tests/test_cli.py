@@ -313,3 +313,21 @@ def test_review_commands_claim_decide_and_export_the_decision_log(
     assert made[0]["secret"].startswith("whsec_")
     assert "secret" not in lines(run("webhook", "list", "--json"))[0]
     assert run("webhook", "remove", str(made[0]["id"])).exit_code == 0
+
+
+def test_a_third_party_warning_stays_off_the_terminal(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.images import malformed_exif_jpeg
+
+    image = tmp_path / "odd.jpg"
+    image.write_bytes(malformed_exif_jpeg())
+    counterfake = Path(sys.executable).with_name("counterfake")
+    env = {**os.environ, "COUNTERFAKE_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [str(counterfake), "hash", "--json", str(image)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0 and json.loads(done.stdout)["pdq"]
+    assert "Warning" not in done.stderr and "Tag data" not in done.stderr

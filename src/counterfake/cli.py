@@ -200,6 +200,9 @@ def main(ctx: click.Context) -> None:
     Settings come from COUNTERFAKE_* environment variables (see the README); the store is a
     SQLite file under COUNTERFAKE_HOME unless COUNTERFAKE_DATABASE_URL names another.
     """
+    from ._warnings import log_warnings
+
+    log_warnings()
     ctx.ensure_object(dict)
 
 

@@ -241,3 +241,14 @@ def test_a_restart_on_the_same_port_binds_at_once(tmp_path: Path) -> None:
     second.port, second.url = first.port, first.url
     with second, httpx.Client(base_url=second.url) as client:
         assert client.get("/status/live").status_code == 200
+
+
+def test_a_third_party_warning_goes_to_the_log_as_ours(edge: tuple[Server, dict[str, str]]) -> None:
+    from ..images import malformed_exif_jpeg
+
+    server, keys = edge
+    with server.client(keys["match"]) as client:
+        assert client.post("/v1/hash", content=malformed_exif_jpeg()).status_code == 200
+    log = server.log.read_text()
+    assert "counterfake.warnings UserWarning: Tag data larger than file" in log
+    assert "warnings.warn(" not in log  # not Python's own two-line print

@@ -26,6 +26,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._memory import release_freed_memory
+from .._warnings import log_warnings
 from ..core import Counterfake
 from ..errors import (
     CounterfakeError,
@@ -103,7 +104,8 @@ class _Edge:
     - the API key is checked first (a keyless or unknown key costs no body read);
     - bodies are capped per route (images at `limit`, JSON far lower), counted while they
       stream, and must arrive within `body_timeout`; one client address may send at most
-      `client_uploads` bodies at once;
+      `client_uploads` bodies at once; a key (an address, on keyless routes) over its request
+      rate is answered 429 at once;
     - a path with a trailing slash is served as the path without it (no redirect that would
       echo the client's Host);
     - a client that goes away mid-body is one log line (status 499), not a server error;
@@ -320,6 +322,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
+    log_warnings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

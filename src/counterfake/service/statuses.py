@@ -31,6 +31,7 @@ _STATUS: Final = {
 
 
 def status_for(exc: CounterfakeError, path: str = "") -> int:
+    """The status of an error's answer: by its code where one is fixed, else by its kind."""
     if exc.code == "bank_exists" and path.startswith(OMM_PREFIXES):
         return 403  # HMA answers a duplicate bank with 403
     if exc.code in _STATUS:
