@@ -17,6 +17,7 @@ from counterfake import (
     NotFoundError,
     SignalError,
     Store,
+    UnavailableError,
 )
 
 PDQ_A = "a" * 64
@@ -218,10 +219,10 @@ def test_two_processes_writing_at_once_lose_nothing(
     assert values == list(range(500))
 
 
-def test_an_unreachable_database_is_a_database_error() -> None:
-    with pytest.raises(DatabaseError) as info:
+def test_an_unreachable_database_is_unavailable_not_broken() -> None:
+    with pytest.raises(UnavailableError) as info:  # retry later: 503 with Retry-After
         Store.open("postgresql://nobody@127.0.0.1:1/none")
-    assert info.value.code == "database_error"
+    assert info.value.code == "store_unavailable"
 
 
 def test_an_unwritable_sqlite_folder_is_a_database_error(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ _STATUS: Final = {
     "too_many_uploads": 429,
     "rate_limited": 429,
     "client_disconnected": 499,
+    "store_full": 507,
 }
 
 

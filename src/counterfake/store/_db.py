@@ -21,7 +21,7 @@ except ImportError:  # not on Windows: SQLite's own lock only
     fcntl = None  # type: ignore[assignment]
 from sqlalchemy.engine import Connection, Engine
 
-from ..errors import DatabaseError, InputError, NotFoundError
+from ..errors import DatabaseError, InputError, NotFoundError, UnavailableError
 from .schema import audit_log, banks, changes
 
 # Statements every write runs, built once: SQLAlchemy then skips building and keying them (most
@@ -66,11 +66,46 @@ def check_tenants(tenants: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
-    """Driver errors become DatabaseError at the store's boundary."""
+    """Driver errors become ours at the store's boundary: `store_unavailable` when the database
+    cannot be reached (retry), `store_full` when its disk is full, DatabaseError otherwise."""
     try:
         yield
     except sa.exc.SQLAlchemyError as exc:
+        if _unreachable(exc):
+            raise UnavailableError(
+                "the database cannot be reached; retry shortly", code="store_unavailable"
+            ) from exc
+        if _full(exc):
+            raise DatabaseError(
+                "the store's disk is full: nothing more can be written", code="store_full"
+            ) from exc
         raise DatabaseError(f"the store failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _unreachable(exc: sa.exc.SQLAlchemyError) -> bool:
+    """Refused, lost mid-statement, shutting down, or no pooled connection came free in
+    time: the database, not the statement, is the trouble."""
+    if isinstance(exc, sa.exc.TimeoutError):
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not type(exc.orig).__module__.startswith("psycopg"):
+        return False
+    state = getattr(exc.orig, "sqlstate", None)
+    # No state: the connection itself failed; 08: connection exception; 57P: the server is
+    # shutting down or starting up.
+    connection = state is None or state.startswith(("08", "57P"))
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and connection
+
+
+def _full(exc: sa.exc.SQLAlchemyError) -> bool:
+    orig = getattr(exc, "orig", None)
+    return (
+        getattr(orig, "sqlite_errorname", "") == "SQLITE_FULL"
+        or getattr(orig, "sqlstate", "") == "53100"  # PostgreSQL: disk_full
+    )
 
 
 def _engine_for(url: str) -> Engine:
@@ -107,7 +142,21 @@ def _engine_for(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # A database that went away fails a request within seconds instead of hanging: connecting
+    # gives up after 5 s, a dead peer is found by keepalives within about 25 s, and a request
+    # waits at most 10 s for a pooled connection.
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={
+            "connect_timeout": 5,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        },
+    )
 
 
 #: SQLite: past this size the write-ahead log is checkpointed and truncated by a writer (every

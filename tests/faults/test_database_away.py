@@ -1,0 +1,79 @@
+"""The database goes away under load and comes back (PostgreSQL behind a forwarder that the
+test cuts, as a restart does): requests fail fast with 503 store_unavailable, the service
+recovers by itself, and every acknowledged entry is in the store exactly once."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from counterfake import Store
+
+from ..service.server import Server
+from .forwarder import Forwarder
+
+
+def test_a_database_restart_fails_requests_fast_and_loses_nothing_acknowledged(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    url = sa.engine.make_url(postgres_url)
+    with Store.open(postgres_url) as store:
+        store.create_bank("b")
+        secret = store.keys.create("default", ["curate", "match"])[1]
+
+    with Forwarder(url.host or "127.0.0.1", url.port or 5432) as forwarder:
+        proxied = url.set(port=forwarder.port).render_as_string(hide_password=False)
+        with Server(tmp_path, workers=2, database_url=proxied) as server:
+            answers: list[tuple[float, float, int, str, str]] = []  # sent, seconds, status...
+            stop = threading.Event()
+
+            def load() -> None:
+                with httpx.Client(
+                    base_url=server.url, headers={"X-API-Key": secret}, timeout=60
+                ) as client:
+                    while not stop.is_set():
+                        value = secrets.token_hex(32)
+                        sent = time.monotonic()
+                        answer = client.post("/v1/banks/b/signals", json={"value": value})
+                        code = answer.json().get("error", {}).get("code", "")
+                        answers.append(
+                            (sent, time.monotonic() - sent, answer.status_code, code, value)
+                        )
+                        time.sleep(0.02)
+
+            threads = [threading.Thread(target=load) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            time.sleep(2)
+            cut_at = time.monotonic()
+            forwarder.cut()
+            time.sleep(5)
+            restored_at = time.monotonic()
+            forwarder.restore()
+            time.sleep(8)
+            stop.set()
+            for thread in threads:
+                thread.join()
+            log = server.log.read_text()
+
+    before = [a for a in answers if a[0] < cut_at - 0.5]
+    during = [a for a in answers if cut_at + 0.5 < a[0] < restored_at]
+    after = [a for a in answers if a[0] > restored_at + 5]
+    assert before and all(a[2] == 201 for a in before)
+    refused = [a for a in during if a[2] != 201]
+    assert refused, "nothing was refused while the database was away"
+    assert {(a[2], a[3]) for a in refused} == {(503, "store_unavailable")}
+    assert max(a[1] for a in answers) < 12  # failed fast: no request hung
+    assert after and all(a[2] == 201 for a in after)  # recovered by itself
+    assert "Traceback" not in log
+
+    acknowledged = [a[4] for a in answers if a[2] == 201]
+    with Store.open(postgres_url) as store:
+        kept = [e.value for e in store.list_entries("b", limit=100_000)]
+    assert sorted(set(kept) & set(acknowledged)) == sorted(acknowledged)  # every one kept
+    assert len(kept) == len(set(kept))  # none twice
