@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -89,3 +89,15 @@ bench-review: $(STAMP)
 # The review pages' screenshots in docs/, taken by their Chromium tests.
 screenshots: $(STAMP) $(CHROMIUM)
 	COUNTERFAKE_SCREENSHOTS=docs $(BIN)/pytest -q tests/pages/test_review_pages.py
+
+# Coverage-guided fuzzing (atheris) of every parser of untrusted input, FUZZ_SECONDS each.
+# Each works in .fuzz/TARGET, seeded from tests/fuzz/seeds/TARGET; findings land there.
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS := image signature_file import_lines ncmec stopncii telegram
+fuzz: $(STAMP)
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p .fuzz/$$t && cp tests/fuzz/seeds/$$t/* .fuzz/$$t/ && \
+		(cd .fuzz && PYTHONPATH=$(CURDIR) ../$(BIN)/python -m tests.fuzz.run $$t \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
+			-print_final_stats=1 $$t) || exit 1; \
+	done
