@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz crash soak clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -101,3 +101,11 @@ fuzz: $(STAMP)
 			-max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
 			-print_final_stats=1 $$t) || exit 1; \
 	done
+
+# kill -9 of a running service mid-write, 50 times on SQLite and on PostgreSQL.
+crash: $(STAMP)
+	COUNTERFAKE_KILLS=50 $(BIN)/pytest -q tests/faults/test_kill.py
+
+# The service for 30 minutes at 80% of its peak, on SQLite (SOAK_DATABASE_URL for PostgreSQL).
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py --minutes 30 $(if $(SOAK_DATABASE_URL),--database-url $(SOAK_DATABASE_URL))

@@ -8,9 +8,23 @@ A finding is written as `crash-*` / `timeout-*` in the working folder; copy it i
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import atheris
+
+#: The modules the targets call into (the targets import them lazily).
+PARSERS = (
+    "counterfake.exchange.formats",
+    "counterfake.exchange.ncmec",
+    "counterfake.exchange.stopncii",
+    "counterfake.hashing",
+    "counterfake.intake",
+    "counterfake.investigate.archive",
+    "counterfake.protect",
+    "counterfake.signals.keypoints",
+    "defusedxml.ElementTree",
+)
 
 # Our parsers and the Python parts of those we build on (Pillow's format plugins, defusedxml)
 # are imported here, under instrumentation, so that coverage guides the fuzzer through them.
@@ -18,6 +32,8 @@ with atheris.instrument_imports(include=["counterfake", "PIL", "defusedxml"]):
     from PIL import Image
 
     Image.init()  # every format plugin, now rather than at the first open
+    for parser in PARSERS:
+        importlib.import_module(parser)
     from tests.fuzz.targets import TARGETS, run
 
 

@@ -219,3 +219,13 @@ def test_a_large_export_is_streamed_not_loaded(tmp_path: Path) -> None:
     assert count == 100
     assert reader.messages == 100_000
     assert peak < size / 20  # a message at a time, not the document
+
+
+def test_an_export_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    # Found by fuzzing (tests/fuzz/seeds/telegram/regress-invalid-utf8.json): ijson's decoder
+    # raised UnicodeDecodeError, which escaped.
+    seed = Path(__file__).parents[1] / "fuzz" / "seeds" / "telegram" / "regress-invalid-utf8.json"
+    (tmp_path / "result.json").write_bytes(seed.read_bytes())
+    reader = read_archive(tmp_path)
+    assert list(reader.posts()) == []
+    assert [p.code for p in reader.problems] == ["json_error"]

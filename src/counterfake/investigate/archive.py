@@ -177,7 +177,7 @@ class ArchiveReader:
                 head, _, field = prefix.rpartition(".")
                 if field in _CHAT_FIELDS and head in _CHAT_PREFIXES:
                     chat[field] = value
-        except ijson.JSONError as error:
+        except (ijson.JSONError, UnicodeDecodeError) as error:  # found by fuzzing: not UTF-8
             self._problem("json_error", str(self._json_path()), str(error)[:200])
 
     @staticmethod

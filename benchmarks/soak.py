@@ -1,0 +1,306 @@
+"""Soak: a running service under a steady mixed load for a long time, watched for errors,
+latency drift and memory growth.
+
+    python benchmarks/soak.py [--database-url URL] [--entries 1000000] [--photos 10000]
+                              [--minutes 30] [--load 0.8] [--workers 2]
+
+`counterfake serve --workers 2` holds a bank of `--entries` random PDQ hashes and one of
+`--photos` protected photos (derivative signatures of synthetic photos). A first minute at
+full speed (8 clients, no pause) measures the peak; then `--load` of it is offered at a fixed
+rate (arrivals scheduled, not waiting on answers) for `--minutes`: 70% signal lookups, 10%
+image uploads, 5% derivative lookups (a region of a protected photo replaced), 10% adds and
+5% withdrawals. Every 10 s it records the window's latency percentiles, errors and the workers'
+resident memory. At the end the workers must have followed the change log to its end.
+Targets (issue 18): 0 errors; p99 of the last 5 minutes within 20% of the first 5 (after a
+minute's warm-up); resident memory growth < 5% after warm-up. The baseline in the same run is
+the peak phase: the same mix with nothing held back. Writes benchmarks/results/soak-*.json,
+.md and .png (latency and RSS over time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from counterfake import Store
+from counterfake.model import NewEntry
+from counterfake.protect import protect_bytes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.derivative_images import reencode, replace_region
+from tests.images import encode, photo_like
+from tests.service.server import Server
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_MIX = (("lookup", 0.70), ("upload", 0.10), ("derivative", 0.05), ("add", 0.10), ("withdraw", 0.05))
+_WINDOW = 10.0
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its descendants."""
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/statm") as fh:
+                total += int(fh.read().split()[1]) * 4096
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return total
+
+
+class _Workload:
+    """The requests of the mix, with what they need made up front."""
+
+    def __init__(self, key: str, values: list[str], uploads: list[bytes], fakes: list[bytes]):
+        self.key = key
+        self.values = values
+        self.uploads = uploads
+        self.fakes = fakes
+        self.added: list[int] = []
+        self.lock = threading.Lock()
+
+    def one(self, client: httpx.Client, kind: str, rng: random.Random) -> int:
+        if kind == "lookup":
+            value = rng.choice(self.values)
+            return client.get("/v1/lookup", params={"signal": value, "bank": "hashes"}).status_code
+        if kind == "upload":
+            data = rng.choice(self.uploads)
+            return client.post("/v1/lookup", params={"bank": "hashes"}, content=data).status_code
+        if kind == "derivative":
+            data = rng.choice(self.fakes)
+            return client.post("/v1/lookup", params={"bank": "photos"}, content=data).status_code
+        if kind == "add":
+            answer = client.post("/v1/banks/hashes/signals", json={"value": secrets.token_hex(32)})
+            if answer.status_code == 201:
+                with self.lock:
+                    self.added.append(answer.json()["entries"][0]["entry_id"])
+            return answer.status_code
+        with self.lock:
+            entry = self.added.pop() if self.added else None
+        if entry is None:
+            return 200
+        return client.delete(f"/v1/banks/hashes/entries/{entry}").status_code
+
+
+def _kind(rng: random.Random) -> str:
+    roll = rng.random()
+    for kind, share in _MIX:
+        if roll < share:
+            return kind
+        roll -= share
+    return _MIX[0][0]
+
+
+def _peak(server: Server, work: _Workload, seconds: float) -> tuple[float, list[float], int]:
+    """Requests a second with 8 clients and no pause: the baseline, and what the load is cut
+    from."""
+    stop = time.monotonic() + seconds
+    took: list[float] = []
+    errors = [0]
+
+    def client_loop(seed: int) -> None:
+        rng = random.Random(seed)
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": work.key}, timeout=30) as c:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                status = work.one(c, _kind(rng), rng)
+                took.append(time.perf_counter() - started)
+                if status >= 400:
+                    errors[0] += 1
+
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(took) / seconds, took, errors[0]
+
+
+def _steady(
+    server: Server, work: _Workload, rate: float, seconds: float
+) -> tuple[list[dict[str, Any]], int]:
+    """`rate` requests a second, scheduled (open loop) over 16 senders, windows of 10 s."""
+    started = time.monotonic()
+    records: list[tuple[float, float, int]] = []  # (at, seconds, status)
+    lock = threading.Lock()
+    senders = 16
+    interval = senders / rate
+
+    def sender(n: int) -> None:
+        rng = random.Random(1000 + n)
+        due = started + n * interval / senders
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": work.key}, timeout=30) as c:
+            while due < started + seconds:
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                began = time.perf_counter()
+                try:
+                    status = work.one(c, _kind(rng), rng)
+                except httpx.HTTPError:
+                    status = 599
+                with lock:
+                    records.append((due - started, time.perf_counter() - began, status))
+                due += interval
+
+    windows: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    pid = server._process.pid if server._process else 0
+    while any(t.is_alive() for t in threads):
+        time.sleep(_WINDOW)
+        windows.append({"at": round(time.monotonic() - started, 1), "rss": _tree_rss(pid)})
+    for thread in threads:
+        thread.join()
+    for window in windows:
+        inside = [r for r in records if window["at"] - _WINDOW <= r[0] < window["at"]]
+        took = np.array([r[1] for r in inside]) * 1000 if inside else np.zeros(1)
+        window.update(
+            requests=len(inside),
+            errors=sum(r[2] >= 400 for r in inside),
+            p50_ms=round(float(np.percentile(took, 50)), 2),
+            p99_ms=round(float(np.percentile(took, 99)), 2),
+        )
+    return windows, sum(r[2] >= 400 for r in records)
+
+
+def _plot(windows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [w["at"] / 60 for w in windows]
+    figure, (latency, memory) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    latency.plot(minutes, [w["p50_ms"] for w in windows], label="p50")
+    latency.plot(minutes, [w["p99_ms"] for w in windows], label="p99")
+    latency.set_ylabel("ms")
+    latency.legend()
+    latency.set_title(title)
+    memory.plot(minutes, [w["rss"] / 2**20 for w in windows], color="tab:green")
+    memory.set_ylabel("workers' RSS, MB")
+    memory.set_xlabel("minutes")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--photos", type=int, default=10_000)
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--load", type=float, default=0.8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--peak-seconds", type=float, default=60)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="soak-"))
+    url = args.database_url or f"sqlite:///{home / 'counterfake.db'}"
+    backend = "postgresql" if url.startswith("postgres") else "sqlite"
+    rng = random.Random(0)
+
+    print(f"filling {args.entries:,} hashes and {args.photos:,} protected photos ...", flush=True)
+    values = [f"{rng.getrandbits(256):064x}" for _ in range(args.entries)]
+    photos = [photo_like(320, 240, seed=n) for n in range(args.photos)]
+    with Store.open(url) as store:
+        store.create_bank("hashes")
+        store.create_bank("photos")
+        key = store.keys.create("default", ["curate", "match"])[1]
+        for begin in range(0, len(values), 50_000):
+            chunk = values[begin : begin + 50_000]
+            store.add_entries("hashes", [NewEntry("pdq", v, source="soak") for v in chunk])
+        for begin in range(0, len(photos), 200):
+            entries = []
+            for photo in photos[begin : begin + 200]:
+                entries += protect_bytes(encode(photo, quality=90)).entries()
+            store.add_entries("photos", entries)
+    uploads = [encode(photo_like(640, 480, seed=100_000 + n)) for n in range(20)]
+    fakes = [
+        reencode(replace_region(photos[n], photo_like(320, 240, seed=200_000 + n), 0.3)[0])
+        for n in range(20)
+    ]
+    work = _Workload(key, values, uploads, fakes)
+
+    with Server(home, workers=args.workers, database_url=url) as server:
+        peak, peak_took, peak_errors = _peak(server, work, args.peak_seconds)
+        rate = peak * args.load
+        print(f"peak {peak:.0f} requests/s; soaking at {rate:.0f}/s", flush=True)
+        windows, errors = _steady(server, work, rate, args.minutes * 60)
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": key}) as client:
+            deadline = time.monotonic() + 60
+            while not (status := client.get("/status").json())["caught_up"]:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+    with Store.open(url) as store:
+        active = store.get_bank("hashes").active_entries
+        active += store.get_bank("photos").active_entries
+
+    settled = [w for w in windows if w["at"] > 60]  # after a minute's warm-up
+    per_five = max(1, int(300 / _WINDOW))
+    first = np.percentile([w["p99_ms"] for w in settled[:per_five]] or [0], 50)
+    last = np.percentile([w["p99_ms"] for w in settled[-per_five:]] or [0], 50)
+    rss_start, rss_end = settled[0]["rss"], settled[-1]["rss"]
+    result = {
+        "backend": backend,
+        "workers": args.workers,
+        "entries": args.entries,
+        "photos": args.photos,
+        "minutes": args.minutes,
+        "peak_per_second": round(peak, 1),
+        "peak_p50_ms": round(float(np.percentile(peak_took, 50)) * 1000, 2),
+        "peak_p99_ms": round(float(np.percentile(peak_took, 99)) * 1000, 2),
+        "peak_errors": peak_errors,
+        "offered_per_second": round(rate, 1),
+        "errors": int(errors),
+        "p99_first_5min_ms": round(float(first), 2),
+        "p99_last_5min_ms": round(float(last), 2),
+        "p99_drift": round(float(last / first - 1), 3) if first else None,
+        "rss_growth": round(rss_end / rss_start - 1, 4),
+        "caught_up": bool(status["caught_up"]),
+        "held_entries": status["entries"],
+        "store_active_entries": active,
+        "windows": windows,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"soak-{backend}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    _plot(windows, stem.with_suffix(".png"), f"soak, {backend}, {args.workers} workers")
+    rows = [
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| baseline: peak, 8 clients, no pause | {peak:.0f}/s (p50 {result['peak_p50_ms']} ms,"
+        f" p99 {result['peak_p99_ms']} ms) | |",
+        f"| offered ({args.load:.0%} of peak), {args.minutes:g} min | {rate:.0f}/s | |",
+        f"| errors | {errors} | 0 |",
+        f"| p99 first / last 5 min (median of 10 s windows) | {first:.1f} / {last:.1f} ms"
+        f" ({result['p99_drift']:+.0%}) | within 20% |",
+        f"| workers' RSS after warm-up, start / end | {rss_start / 2**20:.0f} / "
+        f"{rss_end / 2**20:.0f} MB ({result['rss_growth']:+.1%}) | < 5% growth |",
+        f"| change log followed to the end | {result['caught_up']} ({status['entries']:,} held,"
+        f" {active:,} active in the store) | yes |",
+    ]
+    table = "\n".join(rows)
+    stem.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
