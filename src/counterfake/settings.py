@@ -96,6 +96,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Service: requests a second one client address may make to the routes that take no"
         " key (intake, the protect and review pages, keyless HMA), per worker. 0: no limit.",
     ),
+    Setting(
+        "statement_timeout",
+        float,
+        30.0,
+        "Store (PostgreSQL): seconds one SQL statement may run, or wait on a lock, before it is"
+        " canceled with store_timeout (503; retry). 0: no limit.",
+    ),
     Setting("fetch_urls", bool, False, "Service: let clients submit an image by URL (off)."),
     Setting(
         "fetch_allow",
@@ -176,6 +183,7 @@ class Settings:
     address_rate_limit: float = DEFAULTS["address_rate_limit"]
     fetch_urls: bool = DEFAULTS["fetch_urls"]
     fetch_allow: str = DEFAULTS["fetch_allow"]
+    statement_timeout: float = DEFAULTS["statement_timeout"]
     fetch_timeout: float = DEFAULTS["fetch_timeout"]
     hma_anonymous_tenant: str = DEFAULTS["hma_anonymous_tenant"]
     hma_anonymous_networks: str = DEFAULTS["hma_anonymous_networks"]

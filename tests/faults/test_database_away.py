@@ -81,3 +81,43 @@ def test_a_database_restart_fails_requests_fast_and_loses_nothing_acknowledged(
         kept = [e.value for e in store.list_entries("b", limit=100_000)]
     assert sorted(set(kept) & set(acknowledged)) == sorted(acknowledged)  # every one kept
     assert len(kept) == len(set(kept))  # none twice
+
+
+def test_a_statement_that_waits_past_the_timeout_is_canceled_and_answered_503(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A database that accepts the connection but does not answer in time (here a table held
+    locked by another session): the request fails with 503 store_timeout after about
+    `statement_timeout`, lookups go on, and writes succeed once it answers."""
+    with Store.open(postgres_url) as store:
+        store.create_bank("b")
+        secret = store.keys.create("default", ["curate", "match"])[1]
+    blocker = sa.create_engine(postgres_url)
+    env = {"COUNTERFAKE_STATEMENT_TIMEOUT": "1.5"}
+    with Server(tmp_path, database_url=postgres_url, env=env) as server:
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": secret}, timeout=30) as client:
+            assert client.post("/v1/banks/b/signals", json={"value": "a" * 64}).status_code == 201
+            deadline = time.monotonic() + 10
+            while not client.get("/v1/lookup", params={"signal": "a" * 64}).json()["matches"]:
+                assert time.monotonic() < deadline, "the add never reached the matcher"
+                time.sleep(0.1)
+            with blocker.connect() as held:
+                held.exec_driver_sql("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")
+                sent = time.monotonic()
+                answer = client.post("/v1/banks/b/signals", json={"value": "b" * 64})
+                waited = time.monotonic() - sent
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["error"]["code"] == "store_timeout"
+                assert answer.headers["Retry-After"] == "1"
+                assert 1.4 < waited < 6, waited
+                # Lookups are answered from the matcher's index, without the locked table.
+                found = client.get("/v1/lookup", params={"signal": "a" * 64})
+                assert found.status_code == 200, found.text
+                assert [m["bank"] for m in found.json()["matches"]] == ["b"]
+                held.rollback()
+            again = client.post("/v1/banks/b/signals", json={"value": "b" * 64})
+            assert again.status_code == 201, again.text
+        assert "Traceback" not in server.log.read_text()
+    blocker.dispose()
+    with Store.open(postgres_url) as store:
+        assert sorted(e.value for e in store.iter_entries("b")) == ["a" * 64, "b" * 64]

@@ -19,6 +19,7 @@ from counterfake import (
     Store,
     UnavailableError,
 )
+from counterfake.settings import load_settings
 
 PDQ_A = "a" * 64
 
@@ -358,3 +359,33 @@ def test_a_large_batch_is_added_set_wise_with_the_same_outcome_as_one_by_one(sto
     outcome = store.add_entries("bulk", twice)
     assert outcome[0].status == "created" and outcome[-1].status == "withdrawn"
     assert outcome[-1].entry_id == outcome[0].entry_id
+
+
+def test_a_batch_larger_than_one_lookup_finds_every_value_the_bank_holds(store: Store) -> None:
+    """The set-wise path looks values up in chunks: a batch spanning several, half of it held,
+    reports each held value as existing and adds only the others."""
+    store.create_bank("chunks")
+    values = [f"{i:064x}" for i in range(12_000)]
+    held = store.add_entries("chunks", [NewEntry("pdq", v) for v in values[::2]])
+    results = store.add_entries("chunks", [NewEntry("pdq", v) for v in values])
+    assert [r.status for r in results[::2]] == ["existing"] * 6_000
+    assert [r.entry_id for r in results[::2]] == [r.entry_id for r in held]
+    assert {r.status for r in results[1::2]} == {"created"}
+    assert store.get_bank("chunks").active_entries == 12_000
+
+
+def test_a_statement_past_the_timeout_is_store_timeout(postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL cancels a statement that waits past `statement_timeout`: an UnavailableError
+    with its own code (retry), and the store works once the database answers again."""
+    settings = load_settings(home=tmp_path, statement_timeout=0.5)
+    blocker = sa.create_engine(postgres_url)
+    with Store.open(postgres_url, settings=settings) as store:
+        store.create_bank("slow")
+        with blocker.connect() as held:
+            held.exec_driver_sql("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(UnavailableError) as info:
+                store.add_entries("slow", [NewEntry("pdq", "c" * 64)])
+            assert info.value.code == "store_timeout"
+            held.rollback()
+        assert store.add_entries("slow", [NewEntry("pdq", "c" * 64)])[0].status == "created"
+    blocker.dispose()

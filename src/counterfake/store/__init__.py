@@ -71,7 +71,9 @@ class Store(
     def open(cls, url: str | None = None, *, settings: Settings | None = None) -> Store:
         """Open (creating and migrating if needed) the store named by `url` or the settings."""
         settings = settings or load_settings()
-        db = Database.connect(url or settings.resolved_database_url)
+        db = Database.connect(
+            url or settings.resolved_database_url, statement_timeout=settings.statement_timeout
+        )
         db.migrate()
         return cls(db, default_threshold=settings.pdq_threshold)
 

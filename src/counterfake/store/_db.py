@@ -75,6 +75,11 @@ def translated() -> Iterator[None]:
             raise UnavailableError(
                 "the database cannot be reached; retry shortly", code="store_unavailable"
             ) from exc
+        if _canceled(exc):
+            raise UnavailableError(
+                "the database did not answer within the statement timeout; retry shortly",
+                code="store_timeout",
+            ) from exc
         if _full(exc):
             raise DatabaseError(
                 "the store's disk is full: nothing more can be written", code="store_full"
@@ -100,6 +105,12 @@ def _unreachable(exc: sa.exc.SQLAlchemyError) -> bool:
     return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and connection
 
 
+def _canceled(exc: sa.exc.SQLAlchemyError) -> bool:
+    """PostgreSQL canceled a statement that ran past `statement_timeout` (or waited on a lock
+    that long)."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", "") == "57014"
+
+
 def _full(exc: sa.exc.SQLAlchemyError) -> bool:
     orig = getattr(exc, "orig", None)
     return (
@@ -108,7 +119,7 @@ def _full(exc: sa.exc.SQLAlchemyError) -> bool:
     )
 
 
-def _engine_for(url: str) -> Engine:
+def _engine_for(url: str, statement_timeout: float = 0.0) -> Engine:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
@@ -143,20 +154,20 @@ def _engine_for(url: str) -> Engine:
 
         return engine
     # A database that went away fails a request within seconds instead of hanging: connecting
-    # gives up after 5 s, a dead peer is found by keepalives within about 25 s, and a request
-    # waits at most 10 s for a pooled connection.
-    return sa.create_engine(
-        url,
-        pool_pre_ping=True,
-        pool_timeout=10,
-        connect_args={
-            "connect_timeout": 5,
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-        },
-    )
+    # gives up after 5 s, a dead peer is found by keepalives within about 25 s (or once 20 s
+    # of sent data go unacknowledged), a request waits at most 10 s for a pooled connection,
+    # and a statement that runs (or waits on a lock) past `statement_timeout` is canceled.
+    connect_args: dict[str, Any] = {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 20_000,
+    }
+    if statement_timeout > 0:
+        connect_args["options"] = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
+    return sa.create_engine(url, pool_pre_ping=True, pool_timeout=10, connect_args=connect_args)
 
 
 #: SQLite: past this size the write-ahead log is checkpointed and truncated by a writer (every
@@ -211,8 +222,10 @@ class Database:
                 self._writer = _WriterLock(Path(path).expanduser())
 
     @classmethod
-    def connect(cls, url: str) -> Database:
-        return cls(_engine_for(url))
+    def connect(cls, url: str, *, statement_timeout: float = 0.0) -> Database:
+        """`statement_timeout` (seconds, PostgreSQL; 0: none) cancels a statement that runs
+        longer: a request then fails with `store_timeout` instead of holding its worker."""
+        return cls(_engine_for(url, statement_timeout))
 
     @property
     def dialect(self) -> str:
@@ -230,6 +243,7 @@ class Database:
         config.set_main_option("script_location", str(_MIGRATIONS))
         with translated(), self.engine.begin() as connection:
             if self.dialect == "postgresql":
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")  # index builds
                 connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724011)")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

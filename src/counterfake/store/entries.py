@@ -28,7 +28,7 @@ METADATA_DEPTH: Final = 8
 METADATA_BYTES: Final = 16 * 1024
 #: A batch at least this large, of distinct values, is added set-wise (`_add_bulk`).
 _BULK: Final = 64
-_LOOKUP_CHUNK: Final = 500
+_LOOKUP_CHUNK: Final = 5_000
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -154,6 +154,32 @@ def _insert_sqlite(
     return {(e.signal_type, e.value): floor + 1 + n for n, e in enumerate(fresh)}
 
 
+def _existing(dialect: str, bank_id: int, signal_type: str) -> sa.Select[Any]:
+    """Which of `:values` the bank holds. On PostgreSQL the values are an array joined to the
+    unique index: an `IN` list there is planned from statistics that a bulk load has made
+    stale, and was filtered row by row (seconds per 500 values at 150,000 entries)."""
+    if dialect != "postgresql":
+        return sa.select(entries.c.value).where(
+            entries.c.bank_id == bank_id,
+            entries.c.signal_type == signal_type,
+            entries.c.value.in_(sa.bindparam("values", expanding=True)),
+        )
+    wanted = (
+        sa.func.unnest(sa.bindparam("values", type_=postgresql.ARRAY(sa.String)))
+        .table_valued("value")
+        .render_derived(name="wanted")
+    )
+    return sa.select(entries.c.value).join_from(
+        wanted,
+        entries,
+        sa.and_(
+            entries.c.bank_id == bank_id,
+            entries.c.signal_type == signal_type,
+            entries.c.value == wanted.c.value,
+        ),
+    )
+
+
 def _log_adds(conn: Any, bank: str, entry_ids: list[int], at: datetime) -> None:
     """The change-log rows of new entries, in one statement."""
     if conn.dialect.name == "sqlite":
@@ -277,14 +303,11 @@ class Entries(Part):
         by_type: dict[str, list[str]] = {}
         for signal_type, value in first:
             by_type.setdefault(signal_type, []).append(value)
-        for signal_type, values in by_type.items():  # the unique index's full prefix
+        for signal_type, values in by_type.items():
             for start in range(0, len(values), _LOOKUP_CHUNK):
                 rows = conn.execute(
-                    sa.select(entries.c.value).where(
-                        entries.c.bank_id == bank_id,
-                        entries.c.signal_type == signal_type,
-                        entries.c.value.in_(values[start : start + _LOOKUP_CHUNK]),
-                    )
+                    _existing(conn.dialect.name, bank_id, signal_type),
+                    {"values": values[start : start + _LOOKUP_CHUNK]},
                 )
                 found.update((signal_type, r.value) for r in rows)
         fresh = [e for key, e in first.items() if key not in found]
