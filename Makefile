@@ -102,9 +102,10 @@ fuzz: $(STAMP)
 			-print_final_stats=1 $$t) || exit 1; \
 	done
 
-# kill -9 of a running service mid-write, 50 times on SQLite and on PostgreSQL.
+# kill -9 mid-write, 50 times each: a running service, bulk adds and imports, intake, exchange fetches.
 crash: $(STAMP)
-	COUNTERFAKE_KILLS=50 $(BIN)/pytest -q tests/faults/test_kill.py
+	COUNTERFAKE_KILLS=50 $(BIN)/pytest -q tests/faults/test_kill.py tests/faults/test_kill_jobs.py \
+		tests/exchange/test_follow.py -k killed
 
 # The service for 30 minutes at 80% of its peak, on SQLite (SOAK_DATABASE_URL for PostgreSQL).
 soak: $(STAMP)

@@ -404,27 +404,24 @@ def bank_delete(ctx: click.Context, name: str, yes: bool) -> None:
 
 def _add_parsed(
     core: Counterfake, bank_name: str, path: str, lines: Iterator[str], batch: _Batch
-) -> list[Added]:
+) -> Iterator[Added]:
+    """Add parsed lines in batches, yielding each batch once committed: what the caller
+    prints has been acknowledged, so a run that is killed tells how far it got."""
     from .exchange import parse_lines
 
-    added: list[Added] = []
     pending: list[NewEntry] = []
-
-    def flush() -> None:
-        added.append(core.add_signals(bank_name, pending))
-        batch.ok += len(pending)
-        pending.clear()
-
     for item in parse_lines(lines, source="import", path=path):
         if isinstance(item, FormatError):
             batch.failure(f"{path}:{item.line}", item)
             continue
         pending.append(item)
         if len(pending) >= _IMPORT_BATCH:
-            flush()
+            yield core.add_signals(bank_name, pending)
+            batch.ok += len(pending)
+            pending = []
     if pending:
-        flush()
-    return added
+        yield core.add_signals(bank_name, pending)
+        batch.ok += len(pending)
 
 
 def _print_added(added: Added, where: str, as_json: bool) -> None:
@@ -583,12 +580,11 @@ def bank_import(ctx: click.Context, name: str, file: str, as_json: bool) -> None
     with _errors(as_json):
         core.bank(name, counts=False)
         text = _read_text(file)
-        added = _add_parsed(core, name, file, iter(text.splitlines()), batch)
-    counts: dict[str, int] = {}
-    for part in added:
-        _print_added(part, file, as_json)
-        for r in part.results:
-            counts[r.status] = counts.get(r.status, 0) + 1
+        counts: dict[str, int] = {}
+        for part in _add_parsed(core, name, file, iter(text.splitlines()), batch):
+            _print_added(part, file, as_json)
+            for r in part.results:
+                counts[r.status] = counts.get(r.status, 0) + 1
     if not as_json:
         summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing"
         _print(f"Bank [bold]{name}[/bold]: {summary}")

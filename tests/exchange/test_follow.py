@@ -10,6 +10,7 @@ import http.server
 import io
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from counterfake.model import NewEntry
 from counterfake.protect import protect_bytes, write_signatures
 from counterfake.settings import load_settings
 
+from ..faults.test_kill import KILLS
 from ..service.server import Server
 
 COUNTERFAKE = Path(sys.executable).with_name("counterfake")
@@ -166,12 +168,14 @@ def test_a_fetch_killed_mid_way_loses_and_duplicates_nothing(hub: Hub, tmp_path:
     env = {**os.environ, "COUNTERFAKE_HOME": str(home)}
     env.pop("COUNTERFAKE_DATABASE_URL", None)
     killed = 0
-    for _ in range(3):  # killed as soon as it has applied a page, three times over
+    rng = random.Random(3)
+    for _ in range(max(3, KILLS)):  # killed at a random moment once it has applied a page
         process = subprocess.Popen(
             [str(COUNTERFAKE), "exchange", "fetch", "bulk"], env=env, stdout=subprocess.DEVNULL
         )
         applied_before = _applied(home)
         _until(lambda b=applied_before, p=process: _applied(home) > b or p.poll() is not None, 60)
+        time.sleep(rng.uniform(0, 0.3))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             killed += 1
