@@ -93,7 +93,7 @@ screenshots: $(STAMP) $(CHROMIUM)
 # Coverage-guided fuzzing (atheris) of every parser of untrusted input, FUZZ_SECONDS each.
 # Each works in .fuzz/TARGET, seeded from tests/fuzz/seeds/TARGET; findings land there.
 FUZZ_SECONDS ?= 120
-FUZZ_TARGETS := image signature_file import_lines ncmec stopncii telegram
+FUZZ_TARGETS := image signature_file import_lines ncmec stopncii telegram request_bodies
 fuzz: $(STAMP)
 	for t in $(FUZZ_TARGETS); do \
 		mkdir -p .fuzz/$$t && cp tests/fuzz/seeds/$$t/* .fuzz/$$t/ && \

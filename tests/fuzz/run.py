@@ -22,9 +22,18 @@ PARSERS = (
     "counterfake.intake",
     "counterfake.investigate.archive",
     "counterfake.protect",
+    "counterfake.service.app",
+    "counterfake.service.intake",
+    "counterfake.service.omm",
+    "counterfake.service.review",
+    "counterfake.service.routes",
+    "counterfake.service.uploads",
     "counterfake.signals.keypoints",
     "defusedxml.ElementTree",
 )
+
+# Numba compiles the index's kernels from their bytecode, which instrumentation would change.
+importlib.import_module("counterfake.index._kernels")
 
 # Our parsers and the Python parts of those we build on (Pillow's format plugins, defusedxml)
 # are imported here, under instrumentation, so that coverage guides the fuzzer through them.

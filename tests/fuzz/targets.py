@@ -11,6 +11,7 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from counterfake._warnings import log_warnings
 from counterfake.errors import CounterfakeError
@@ -70,6 +71,84 @@ def telegram(data: bytes) -> None:
         pass
 
 
+#: Content types a fuzzed request body is sent as (the input's second byte chooses).
+_CONTENT_TYPES = (
+    "application/json",
+    "application/x-ndjson",
+    "multipart/form-data; boundary=fuzz",
+    "application/x-www-form-urlencoded",
+    "image/jpeg",
+)
+_service: tuple[Any, list[tuple[str, str]]] | None = None
+
+
+def _request_client() -> tuple[Any, list[tuple[str, str]]]:
+    """One in-process service (SQLite in a temporary folder, intake on) for every execution,
+    a key with every scope, and every route that takes a body, its path filled in."""
+    global _service
+    if _service is None:
+        import logging
+        import re
+        import warnings
+
+        with warnings.catch_warnings():  # Starlette would rather it used httpx2
+            warnings.simplefilter("ignore")
+            from starlette.testclient import TestClient
+
+        from counterfake import Store
+        from counterfake.service.app import create_app
+        from counterfake.settings import load_settings
+        from counterfake.store import SCOPES
+
+        home = Path(tempfile.mkdtemp(prefix="counterfake-fuzz-"))
+        settings = load_settings(
+            home=home,
+            intake_bank="people",
+            intake_address_daily=10**9,
+            intake_daily=10**9,
+            max_bytes=_LIMITS.max_bytes,
+            max_pixels=_LIMITS.max_pixels,
+        )
+        with Store.open(settings.resolved_database_url) as store:
+            secret = store.keys.create("default", list(SCOPES))[1]
+            store.create_bank("fz")
+        app = create_app(settings)
+        for name in ("counterfake", "counterfake.access"):  # a line per request otherwise
+            logging.getLogger(name).setLevel(logging.ERROR)
+        client = TestClient(app, headers={"X-API-Key": secret}, raise_server_exceptions=True)
+        client.__enter__()  # the lifespan: the core, the matcher, the hasher
+        routes = sorted(
+            (method.upper(), re.sub(r"\{(bank|bank_name|name)\}", "fz", path))
+            for path, methods in app.openapi()["paths"].items()
+            for method in methods
+            if method in ("post", "put", "patch")
+        )
+        _service = (client, [(m, re.sub(r"\{[a-z_]+\}", "1", p)) for m, p in routes])
+    return _service
+
+
+def request_bodies(data: bytes) -> None:
+    """A request body to a route of the service (`/v1`, HMA's, intake, review), in process:
+    the first byte chooses the route, the second the content type. Refused bodies must be
+    answered with a coded error; a server error (500) is a finding."""
+    if len(data) < 2:
+        return
+    client, routes = _request_client()
+    method, path = routes[data[0] % len(routes)]
+    answer = client.request(
+        method,
+        path,
+        content=data[2:],
+        headers={"Content-Type": _CONTENT_TYPES[data[1] % len(_CONTENT_TYPES)]},
+    )
+    if answer.status_code >= 500:
+        raise AssertionError(f"{method} {path} answered {answer.status_code}: {answer.text[:300]}")
+    if answer.status_code >= 400 and not path.startswith(("/m/", "/h/", "/c/")):
+        error = answer.json().get("error", {})
+        if not error.get("code"):
+            raise AssertionError(f"{method} {path} answered {answer.status_code} without a code")
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "image": image,
     "signature_file": signature_file,
@@ -77,6 +156,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "ncmec": ncmec,
     "stopncii": stopncii,
     "telegram": telegram,
+    "request_bodies": request_bodies,
 }
 SEEDS = Path(__file__).parent / "seeds"
 
