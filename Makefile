@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz crash soak clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-index-stall bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz crash soak clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench-index: $(STAMP)
 
 bench-index-sync: $(STAMP)
 	$(BIN)/python benchmarks/index_sync.py --size 10M --database sqlite
+
+bench-index-stall: $(STAMP)
+	$(BIN)/python benchmarks/index_stall.py --size 10M --seconds 90
 
 bench-service: $(STAMP)
 	$(BIN)/python benchmarks/service.py --corpus ../shared/corpus/photos --entries 100000

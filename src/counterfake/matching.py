@@ -422,22 +422,26 @@ class Matcher:
             return
         if self._builder is not None or (signal_type, bank) in self._journal:
             return  # one build at a time; asked again at the next change or quiet spell
-        ids, codes = index.arrays()  # copies (a linear index's arrays are never changed)
+        snapshot = index.snapshot()  # cheap now; copied out on the builder's thread
         self._journal[(signal_type, bank)] = []
         self._builder = threading.Thread(
             target=self._build_and_swap,
-            args=(signal_type, bank, index, ids, codes),
+            args=(signal_type, bank, index, snapshot),
             name="counterfake-index-build",
             daemon=True,
         )
         self._builder.start()
 
     def _build_and_swap(
-        self, signal_type: str, bank: str, old: HammingIndex, ids: np.ndarray, codes: np.ndarray
+        self,
+        signal_type: str,
+        bank: str,
+        old: HammingIndex,
+        snapshot: Callable[[], tuple[np.ndarray, np.ndarray]],
     ) -> None:
         try:
-            built = self._new_index(ids, codes)
-            del ids, codes
+            built = self._new_index(*snapshot())
+            del snapshot
             with self._lock:
                 journal = self._journal.pop((signal_type, bank), [])
                 if self._hamming.get(signal_type, {}).get(bank) is old:  # not reloaded since

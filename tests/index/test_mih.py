@@ -131,3 +131,25 @@ def test_large_radius_falls_back_to_a_scan_and_stays_exact() -> None:
     brute = LinearHammingIndex()
     brute.add(list(range(300)), codes)
     assert _same(index.search(codes[:3], 120), brute.search(codes[:3], 120))
+
+
+@pytest.mark.parametrize("kind", [LinearHammingIndex, MultiIndexHammingIndex])
+def test_a_snapshot_copies_out_the_index_as_it_was_when_taken(kind: type) -> None:
+    """A rebuild takes a snapshot under the matcher's lock and copies it out later: changes
+    made in between (adds, removals from the tables and from the delta) are not in it."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 2**63, size=(3000, 4), dtype=np.int64).view(np.uint64)
+    index = kind() if kind is LinearHammingIndex else kind(np.arange(2000), codes[:2000])
+    if kind is LinearHammingIndex:
+        index.add(list(range(2000)), codes[:2000])
+    index.add(list(range(2000, 2500)), codes[2000:2500])
+    index.remove([5, 2005])
+    expected_ids, expected_codes = (a.copy() for a in index.arrays())
+    snapshot = index.snapshot()
+    index.add(list(range(2500, 3000)), codes[2500:])
+    index.remove([7, 2007, 2600])
+    ids, codes_out = snapshot()
+    order, expected = np.argsort(ids), np.argsort(expected_ids)
+    assert np.array_equal(ids[order], expected_ids[expected])
+    assert np.array_equal(codes_out[order], expected_codes[expected])
+    assert len(ids) == 2498 and 7 in ids and 2007 in ids and 2600 not in ids

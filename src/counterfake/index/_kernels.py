@@ -1,4 +1,5 @@
-"""Compiled loops of the multi-index Hamming search (Numba; compiled once, cached on disk)."""
+"""Compiled loops of the multi-index Hamming search (Numba; compiled once, cached on disk).
+They release the GIL: a lookup goes on while another thread builds an index."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def distance(codes: np.ndarray, slot: np.int64, query: np.ndarray) -> np.int64:
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def substring_keys(codes: np.ndarray, bitpos: np.ndarray, table: int) -> np.ndarray:
     """Key of every code in one table: the code's bits at bitpos[table], packed low to high."""
     n = codes.shape[0]
@@ -41,7 +42,16 @@ def substring_keys(codes: np.ndarray, bitpos: np.ndarray, table: int) -> np.ndar
     return keys
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
+def key_counts(keys: np.ndarray, buckets: int) -> np.ndarray:
+    """How many codes have each key (NumPy's bincount would hold the GIL meanwhile)."""
+    counts = np.zeros(buckets, dtype=np.int64)
+    for key in keys:
+        counts[key] += 1
+    return counts
+
+
+@njit(cache=True, nogil=True)
 def fill_members(keys: np.ndarray, first: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
     """Counting sort of slots by key; each slot split into its low 16 bits and the rest."""
     fill = first.copy()
@@ -106,7 +116,7 @@ def _verify(
     return found
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def search_table(
     t: int,
     query: np.ndarray,
@@ -173,7 +183,7 @@ def search_table(
     return _verify(pending, n_pending, codes, alive, query, radius, out_slots, out_dist, found)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def search_one(
     query: np.ndarray,
     radius: int,
@@ -210,7 +220,7 @@ def search_one(
     return found
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def search_split(
     query: np.ndarray,
     radius: int,
@@ -247,7 +257,7 @@ def search_split(
         )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def scan(
     codes: np.ndarray,
     alive: np.ndarray,
@@ -309,7 +319,7 @@ def _search_row(
         out_count[q] = scan(codes, alive, limit, queries[q], radius, out_slots[q], out_dist[q])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def search_serial(
     queries: np.ndarray,
     radius: int,
@@ -349,7 +359,7 @@ def search_serial(
         )
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def search_many(
     queries: np.ndarray,
     radius: int,

@@ -7,7 +7,7 @@ can replace it in matching.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -30,6 +30,10 @@ class HammingIndex(Protocol):
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The live ids and (n, 4) codes, not to be changed later: what a rebuild starts from."""
+        ...
+
+    def snapshot(self) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """`arrays()` as of now, to be copied out later, while the index goes on changing."""
         ...
 
     def search(self, codes: np.ndarray, radius: int) -> list[list[tuple[int, int]]]:
@@ -62,6 +66,11 @@ class LinearHammingIndex:
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Its ids and (n, 4) codes, to build another index from."""
         return self._ids, self._codes
+
+    def snapshot(self) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """Changes replace the arrays rather than write into them: they are the snapshot."""
+        ids, codes = self._ids, self._codes
+        return lambda: (ids, codes)
 
     def remove(self, ids: Iterable[int]) -> None:
         gone = np.fromiter(ids, dtype=np.int64)

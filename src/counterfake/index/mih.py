@@ -21,7 +21,7 @@ once; when the delta outgrows an eighth of the main part, both are merged into n
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -153,7 +153,7 @@ class MultiIndexHammingIndex:
         per_table = []
         for t in range(self._tables):
             keys = _kernels.substring_keys(codes, self._bitpos, t)
-            counts = np.bincount(keys, minlength=buckets)
+            counts = _kernels.key_counts(keys, buckets)
             first = np.zeros(buckets, dtype=np.int64)
             np.cumsum(counts[:-1], out=first[1:])
             self._starts[t, :-1] = first[::_BLOCK]
@@ -204,11 +204,29 @@ class MultiIndexHammingIndex:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the live ids and codes, to build a fresh index from (reads only)."""
-        keep_main = np.flatnonzero(_alive(self._alive, np.arange(self._ids.size)))
-        keep_delta = np.flatnonzero(_alive(self._delta_alive, np.arange(self._delta_n)))
-        ids = np.concatenate([self._main_ids(keep_main), self._delta_ids[keep_delta]])
-        codes = np.concatenate([self._codes[keep_main], self._delta_codes[keep_delta]])
-        return ids, codes
+        return self.snapshot()()
+
+    def snapshot(self) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """`arrays()` in two steps: taken now, cheaply (under the owner's lock), and copied
+        out later, off it. The tables' codes and ids never change once built (removals only
+        clear liveness bits), so only the bitmap and the delta are copied now; copying 10M
+        codes under the lock held lookups up for seconds."""
+        alive = self._alive.copy()
+        n = self._delta_n
+        delta_ids, delta_codes = self._delta_ids[:n].copy(), self._delta_codes[:n].copy()
+        delta_alive = self._delta_alive.copy()
+        main_ids, main_codes, base = self._ids, self._codes, self._id_base
+
+        def copy_out() -> tuple[np.ndarray, np.ndarray]:
+            keep_main = np.flatnonzero(_alive(alive, np.arange(main_ids.size)))
+            keep_delta = np.flatnonzero(_alive(delta_alive, np.arange(n)))
+            ids = np.concatenate(
+                [np.asarray(main_ids[keep_main], dtype=np.int64) + base, delta_ids[keep_delta]]
+            )
+            codes = np.concatenate([main_codes[keep_main], delta_codes[keep_delta]])
+            return ids, codes
+
+        return copy_out
 
     @property
     def nbytes(self) -> int:
