@@ -145,43 +145,52 @@ def test_the_credential_is_never_shown(follower: tuple[Server, str], hub: Hub) -
     assert hub.follow not in hub.server.log.read_text()
 
 
-def test_a_fetch_killed_mid_way_loses_and_duplicates_nothing(hub: Hub, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_fetch_killed_mid_way_loses_and_duplicates_nothing(
+    backend: str, hub: Hub, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    home = tmp_path / "follower"
+    url = (
+        f"sqlite:///{home / 'counterfake.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    remote = f"bulk-{backend}"
     values = [f"{i:064x}" for i in range(1, 3501)]
     with Store.open(f"sqlite:///{hub.server.home / 'counterfake.db'}") as store:
-        store.create_bank("bulk", shared_with=["platform"])
-        store.add_entries("bulk", [NewEntry("pdq", v, quality=100) for v in values])
-        withdrawn = store.list_entries("bulk", limit=50)
+        store.create_bank(remote, shared_with=["platform"])
+        store.add_entries(remote, [NewEntry("pdq", v, quality=100) for v in values])
+        withdrawn = store.list_entries(remote, limit=50)
         for entry in withdrawn:
-            store.withdraw("bulk", entry.id)
+            store.withdraw(remote, entry.id)
     time.sleep(0.6)  # the feed serves changes once they are half a second old
-    home = tmp_path / "follower"
-    with Counterfake(_settings(home)) as core:  # type: ignore[arg-type]
+    settings = dataclasses.replace(load_settings({}), home=home, database_url=url)
+    with Counterfake(settings) as core:
         core.create_bank("copy")
         core.add_exchange(
             "bulk",
             type="counterfake",
             bank="copy",
             url=hub.server.url,
-            remote_bank="default:bulk",
+            remote_bank=f"default:{remote}",
             credential=hub.follow,
         )
-    env = {**os.environ, "COUNTERFAKE_HOME": str(home)}
-    env.pop("COUNTERFAKE_DATABASE_URL", None)
+    env = {**os.environ, "COUNTERFAKE_HOME": str(home), "COUNTERFAKE_DATABASE_URL": url}
     killed = 0
     rng = random.Random(3)
     for _ in range(max(3, KILLS)):  # killed at a random moment once it has applied a page
         process = subprocess.Popen(
             [str(COUNTERFAKE), "exchange", "fetch", "bulk"], env=env, stdout=subprocess.DEVNULL
         )
-        applied_before = _applied(home)
-        _until(lambda b=applied_before, p=process: _applied(home) > b or p.poll() is not None, 60)
+        applied_before = _applied(url)
+        _until(lambda b=applied_before, p=process: _applied(url) > b or p.poll() is not None, 60)
         time.sleep(rng.uniform(0, 0.3))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             killed += 1
         process.wait()
         # A killed fetch leaves its lease; the next takes over once it expires.
-        with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+        with Store.open(url) as store:
             store.release_exchange("bulk")
     assert killed >= 1
     finished = subprocess.run(
@@ -191,7 +200,7 @@ def test_a_fetch_killed_mid_way_loses_and_duplicates_nothing(hub: Hub, tmp_path:
         text=True,
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+    with Store.open(url) as store:
         entries = list(store.iter_entries("copy", include_withdrawn=True))
     assert sorted(e.value for e in entries) == values  # each exactly once
     gone = {e.value for e in withdrawn}
@@ -199,9 +208,9 @@ def test_a_fetch_killed_mid_way_loses_and_duplicates_nothing(hub: Hub, tmp_path:
     assert all(e.metadata["exchange"] == "bulk" for e in entries)
 
 
-def _applied(home: Path) -> int:
+def _applied(url: str) -> int:
     try:
-        with Store.open(f"sqlite:///{home / 'counterfake.db'}") as store:
+        with Store.open(url) as store:
             return store.get_exchange("bulk").applied
     except Exception:  # the database is being written: ask again
         return 0
