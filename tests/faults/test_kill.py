@@ -13,6 +13,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,32 @@ def _kill_all(server: Server) -> None:
     process.wait()
 
 
+def kill_under_load(
+    home: Path,
+    url: str,
+    env: dict[str, str],
+    load: Callable[[Server, threading.Event, int, int], None],
+    *,
+    seed: int,
+) -> None:
+    """KILLS rounds: serve with 2 workers, let 4 clients run `load(server, stop, round,
+    client)`, and `kill -9` every worker at a random moment."""
+    rng = random.Random(seed)
+    for round_ in range(KILLS):
+        with Server(home, workers=2, database_url=url, env=env) as server:
+            stop = threading.Event()
+            clients = [
+                threading.Thread(target=load, args=(server, stop, round_, n)) for n in range(4)
+            ]
+            for thread in clients:
+                thread.start()
+            time.sleep(rng.uniform(0.3, 2.0))
+            _kill_all(server)  # kill -9, every worker, mid-write
+            stop.set()
+            for thread in clients:
+                thread.join()
+
+
 def _load(server: Server, secret: str, stop: threading.Event, acked: dict[str, list]) -> None:
     """Add entries and withdraw some of those acknowledged, recording each acknowledgement."""
     rng = random.Random()
@@ -80,20 +107,13 @@ def test_a_killed_service_loses_and_duplicates_nothing_it_acknowledged(
         store.create_bank("b")
         secret = store.keys.create("default", ["curate"])[1]
     acked: dict[str, list] = {"added": [], "withdrawn": []}
-    rng = random.Random(7)
-    for _ in range(KILLS):
-        with Server(tmp_path / "home", workers=2, database_url=url) as server:
-            stop = threading.Event()
-            clients = [
-                threading.Thread(target=_load, args=(server, secret, stop, acked)) for _ in range(4)
-            ]
-            for thread in clients:
-                thread.start()
-            time.sleep(rng.uniform(0.3, 2.0))
-            _kill_all(server)  # kill -9, every worker, mid-write
-            stop.set()
-            for thread in clients:
-                thread.join()
+    kill_under_load(
+        tmp_path / "home",
+        url,
+        {},
+        lambda server, stop, _round, _client: _load(server, secret, stop, acked),
+        seed=7,
+    )
     assert len(acked["added"]) > 20 * KILLS  # the load did run
 
     with Store.open(url) as store:

@@ -25,7 +25,7 @@ from counterfake.settings import load_settings
 from counterfake.signals.keypoints import Features
 
 from ..service.server import COUNTERFAKE, Server
-from .test_kill import KILLS, _kill_all
+from .test_kill import KILLS, kill_under_load
 
 
 def _url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
@@ -193,21 +193,13 @@ def test_a_killed_service_keeps_every_acknowledged_intake_submission(
         "COUNTERFAKE_INTAKE_DAILY": "1000000",
     }
     acked: dict[str, list] = {"sent": [], "withdrawn": []}
-    rng = random.Random(9)
-    for round_ in range(KILLS):
-        with Server(home, workers=2, database_url=url, env=env) as server:
-            stop = threading.Event()
-            clients = [
-                threading.Thread(target=_send, args=(server, stop, 1000 * round_ + n, acked))
-                for n in range(4)
-            ]
-            for thread in clients:
-                thread.start()
-            time.sleep(rng.uniform(0.3, 2.0))
-            _kill_all(server)  # kill -9, every worker, mid-submission
-            stop.set()
-            for thread in clients:
-                thread.join()
+    kill_under_load(
+        home,
+        url,
+        env,
+        lambda server, stop, round_, client: _send(server, stop, 1000 * round_ + client, acked),
+        seed=9,
+    )
     assert len(acked["sent"]) > 5 * KILLS  # the load did run
 
     with Store.open(url) as store:
