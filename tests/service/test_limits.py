@@ -123,3 +123,64 @@ def test_a_noisy_key_is_slowed_to_its_rate_and_a_quiet_one_is_not(tmp_path: Path
         codes = [anonymous.get("/v1/intake").status_code for _ in range(30)]
         assert codes.count(200) <= 10 + 2 * 2 and codes[-1] == 429
         assert all(anonymous.get("/status/live").status_code == 200 for _ in range(30))
+
+
+def test_the_workers_of_one_service_share_each_keys_rate(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    with Store.open(f"sqlite:///{tmp_path / 'counterfake.db'}") as store:
+        _, secret = store.keys.create("t", ["match"])
+    env = {"COUNTERFAKE_RATE_LIMIT": "20", "COUNTERFAKE_RATE_BURST": "10"}
+    with Server(tmp_path, workers=2, env=env) as server:
+        stop = threading.Event()
+        answers: list[tuple[int, str]] = []
+
+        def hammer() -> None:
+            while not stop.is_set():  # a new connection each time: the kernel spreads them
+                answer = httpx.get(
+                    f"{server.url}/v1/lookup",
+                    params={"signal": "0" * 64},
+                    headers={"Authorization": f"Bearer {secret}"},
+                )
+                answers.append((answer.status_code, answer.headers["x-counterfake-worker"]))
+
+        threads = [threading.Thread(target=hammer) for _ in range(6)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        seconds = time.monotonic() - started
+    allowed = [worker for status, worker in answers if status == 200]
+    assert len(set(allowed)) == 2  # both workers answered
+    assert {status for status, _ in answers} == {200, 429}
+    # One bucket for the key across both workers; each worker's own would allow twice this.
+    assert len(allowed) <= 10 + 20 * seconds + 5
+
+
+def test_a_worker_killed_while_it_holds_a_bucket_keeps_no_other_waiting(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import signal
+
+    from counterfake.service.limits import BucketTable
+
+    path = BucketTable.create()
+    try:
+        first, second = BucketTable(path), BucketTable(path)
+        assert [first.take("key:a", 1.0, 2.0) for _ in range(2)] == [0, 0]
+        assert second.take("key:a", 1.0, 2.0) == 1  # the same bucket, seen from another worker
+        assert second.take("key:b", 1.0, 2.0) == 0  # another name's bucket is its own
+
+        child = os.fork()
+        if child == 0:  # a worker that takes every lock of the table and dies holding them
+            fd = os.open(path, os.O_RDWR)
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.waitpid(child, 0)
+        assert second.take("key:c", 1.0, 2.0) == 0
+    finally:
+        path.unlink()

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -37,7 +38,7 @@ from ..model import ApiKey
 from ..settings import Settings, load_settings
 from .auth import KeyCache, authenticate, secret_of
 from .fetch import Fetcher, parse_networks
-from .limits import RateLimiter
+from .limits import BucketTable, RateLimiter
 from .statuses import OMM_PREFIXES, status_for
 from .uploads import ENVELOPE, Hasher
 
@@ -82,10 +83,6 @@ _PUBLIC: Final = (
 _UNLIMITED: Final = ("/status/", "/docs", "/redoc", "/openapi.json", "/static-offline-docs/")
 
 
-def _limiter(rate: float, burst: int) -> RateLimiter:
-    return RateLimiter(rate, burst or math.ceil(rate))
-
-
 def _too_fast(path: str, wait: int, who: str) -> JSONResponse:
     """429 rate_limited, saying when to come back."""
     response = _error(path, 429, "rate_limited", f"{who} is sending too fast; retry in {wait} s")
@@ -112,7 +109,12 @@ class _Edge:
     - logs method, path (escaped; never the query string: it can hold signals), status and
       time, and tags responses with the worker that served them."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], settings: Settings) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        settings: Settings,
+        rate_table: Path | None = None,
+    ) -> None:
         self._app = app
         self._image_limit = settings.max_bytes + ENVELOPE
         self._json_limit = settings.json_max_bytes
@@ -120,8 +122,17 @@ class _Edge:
         self._intake_limit = settings.intake_max_photos * 64 * 1024 + 4096
         self._timeout = settings.body_timeout
         self._per_client = settings.client_uploads
-        self._per_key = _limiter(settings.rate_limit, settings.rate_burst)
-        self._per_address = _limiter(settings.address_rate_limit, settings.rate_burst)
+        buckets = BucketTable(rate_table)
+        burst = settings.rate_burst
+        self._per_key = RateLimiter(
+            settings.rate_limit, burst or math.ceil(settings.rate_limit), buckets, "key"
+        )
+        self._per_address = RateLimiter(
+            settings.address_rate_limit,
+            burst or math.ceil(settings.address_rate_limit),
+            buckets,
+            "address",
+        )
         self._sending: dict[str, int] = {}
         self._worker = str(os.getpid()).encode()
         self._anonymous: ApiKey | None = None
@@ -313,8 +324,9 @@ def _has_body(headers: dict[bytes, bytes]) -> bool:
     return (declared.isdigit() and int(declared) > 0) or b"transfer-encoding" in headers
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The service over the store the settings name (COUNTERFAKE_* variables by default)."""
+def create_app(settings: Settings | None = None, *, rate_table: Path | None = None) -> FastAPI:
+    """The service over the store the settings name (COUNTERFAKE_* variables by default).
+    `rate_table` is the rate buckets' table the workers of one run share (`BucketTable`)."""
     settings = settings or load_settings()
     root = logging.getLogger("counterfake")
     if not root.handlers:
@@ -397,7 +409,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
         return _error(request, 500, "internal_error", "unexpected server error; see the log")
 
-    app.add_middleware(_Edge, settings=settings)
+    app.add_middleware(_Edge, settings=settings, rate_table=rate_table)
     return app
 
 

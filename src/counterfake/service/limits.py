@@ -1,31 +1,114 @@
 """Request rates: a token bucket per API key, and per client address on the keyless routes, so
 that one noisy client cannot starve the others.
 
-Each worker keeps its own buckets (no request waits on another process or the database), so a
-client whose connections reach every worker may send up to `workers x rate`.
+The buckets live in a fixed table in shared memory, so that the workers of one `serve` share
+them: a client whose connections reach every worker still gets `rate`, not `workers x rate`.
+A bucket is taken under a lock of its group of slots only (`fcntl` byte-range locks, which the
+kernel drops when a worker dies, so a killed worker never leaves the others waiting), and no
+request waits on the database. Names are stored as salted 8-byte digests, not as keys' ids or
+addresses.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import math
+import mmap
+import os
+import secrets
+import struct
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Final
 
-__all__ = ["RateLimiter"]
+__all__ = ["BucketTable", "RateLimiter"]
 
-#: Buckets kept before the full ones (clients that went quiet) are forgotten.
-_MOST_BUCKETS: Final = 100_000
+_SALT: Final = 16
+_SLOT: Final = struct.Struct("<Qdd")  # digest of the name (0: free), tokens, when
+_WAYS: Final = 8  # slots in a group: a name's bucket is one of its group's
+_GROUPS: Final = 8192  # 65,536 clients at once; past that the least recent in a group goes
+_GROUP_BYTES: Final = _WAYS * _SLOT.size
+_SIZE: Final = _SALT + _GROUPS * _GROUP_BYTES
+
+
+class BucketTable:
+    """Token buckets by name in shared memory: `BucketTable.create()` in the parent, then
+    `BucketTable(path)` in each worker; `BucketTable()` alone is private to one process."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._fd: int | None = None
+        if path is None:
+            self._map = mmap.mmap(-1, _SIZE)
+            self._map[:_SALT] = secrets.token_bytes(_SALT)
+        else:
+            self._fd = os.open(path, os.O_RDWR)
+            self._map = mmap.mmap(self._fd, _SIZE)
+        self._salt = bytes(self._map[:_SALT])
+        self._lock = threading.Lock()  # fcntl locks are per process, not per thread
+
+    @staticmethod
+    def create() -> Path:
+        """A new, empty table file for the workers of one run (in memory where the system
+        has /dev/shm); the caller removes it when they are gone."""
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        fd, name = tempfile.mkstemp(prefix="counterfake-rates-", dir=folder)
+        try:
+            os.ftruncate(fd, _SIZE)
+            os.pwrite(fd, secrets.token_bytes(_SALT), 0)
+        finally:
+            os.close(fd)
+        return Path(name)
+
+    def take(self, name: str, rate: float, burst: float) -> int:
+        """Takes one token from `name`'s bucket: 0 if there was one, else the whole seconds
+        until there will be (and nothing is taken)."""
+        digest = hashlib.blake2b(name.encode(), key=self._salt, digest_size=8).digest()
+        tag = int.from_bytes(digest, "little") or 1
+        start = _SALT + (tag % _GROUPS) * _GROUP_BYTES
+        now = time.monotonic()  # one clock for every process of the machine
+        with self._held(start):
+            slots = [_SLOT.unpack_from(self._map, start + i * _SLOT.size) for i in range(_WAYS)]
+            mine = next((i for i, slot in enumerate(slots) if slot[0] == tag), None)
+            if mine is None:
+                mine = min(range(_WAYS), key=lambda i: (slots[i][0] != 0, slots[i][2]))
+                tokens = burst
+            else:
+                _, tokens, at = slots[mine]
+                tokens = min(burst, tokens + max(0.0, now - at) * rate)
+            wait = 0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = max(1, math.ceil((1.0 - tokens) / rate))
+            _SLOT.pack_into(self._map, start + mine * _SLOT.size, tag, tokens, now)
+        return wait
+
+    @contextmanager
+    def _held(self, start: int) -> Iterator[None]:
+        with self._lock:
+            if self._fd is None:
+                yield
+                return
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, _GROUP_BYTES, start)
+            try:
+                yield
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, _GROUP_BYTES, start)
 
 
 class RateLimiter:
-    """Token buckets by name: `rate` requests a second on average, `burst` at once."""
+    """`rate` requests a second on average and `burst` at once, per name, in `table`."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, table: BucketTable, kind: str) -> None:
         self.rate = rate
         self.burst = float(max(1, burst))
-        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, at)
-        self._lock = threading.Lock()
+        self._table = table
+        self._kind = kind  # keys and addresses never share a bucket
 
     @property
     def enabled(self) -> bool:
@@ -36,24 +119,4 @@ class RateLimiter:
         (for `Retry-After`), and nothing is taken."""
         if not self.enabled:
             return 0
-        now = time.monotonic()
-        with self._lock:
-            tokens, at = self._buckets.get(name, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[name] = (tokens - 1.0, now)
-                if len(self._buckets) > _MOST_BUCKETS:
-                    self._forget(now)
-                return 0
-            self._buckets[name] = (tokens, now)
-            return max(1, math.ceil((1.0 - tokens) / self.rate))
-
-    def _forget(self, now: float) -> None:
-        """Drop buckets that have refilled: their clients start full again anyway."""
-        full = [
-            name
-            for name, (tokens, at) in self._buckets.items()
-            if tokens + (now - at) * self.rate >= self.burst
-        ]
-        for name in full:
-            del self._buckets[name]
+        return self._table.take(f"{self._kind}:{name}", self.rate, self.burst)

@@ -5,18 +5,23 @@ SO_REUSEPORT, so the kernel spreads new connections evenly over the workers. Uvi
 `--workers` shares one listening socket, and whichever worker wakes first accepts a burst of
 connections: with keep-alive clients one worker can end up serving nearly all of them (measured
 here: 1,900 lookups/s with two workers, the rate of one). Elsewhere we fall back to Uvicorn's.
+The workers share one table of rate buckets (`limits.BucketTable`), made here.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import Any, Final
 
 import uvicorn
+
+from .limits import BucketTable
 
 __all__ = ["run"]
 
@@ -33,13 +38,16 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
+def _worker(host: str, port: int, log_level: str, rate_table: Path) -> None:
+    from .app import create_app
+
     sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    uvicorn.Server(uvicorn.Config(APP, **_options(log_level))).run(sockets=[sock])
+    app = functools.partial(create_app, rate_table=rate_table)
+    uvicorn.Server(uvicorn.Config(app, **_options(log_level))).run(sockets=[sock])
 
 
 def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
@@ -63,8 +71,12 @@ def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    rate_table = BucketTable.create()
+
     def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        process = context.Process(
+            target=_worker, args=(host, port, log_level, rate_table), daemon=False
+        )
         process.start()
         return process
 
@@ -86,3 +98,4 @@ def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
+        rate_table.unlink(missing_ok=True)
