@@ -63,3 +63,22 @@ def malformed_exif_jpeg() -> bytes:
     at = data.find(b"\x01\x0e\x00\x02")  # the tag, then its type (ASCII) and its count
     data[at + 4 : at + 8] = struct.pack("<I", 100_000)
     return bytes(data)
+
+
+def hostile_tiff(compression: str, tag: int, value: int | None) -> bytes:
+    """A small little-endian TIFF whose first IFD says `value` for `tag`; with no value, the
+    place `tag` points at is overwritten with garbage instead (a strip's data, say)."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 140, 200)).save(out, "TIFF", compression=compression)
+    data = bytearray(out.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == tag:
+            if value is None:
+                at = struct.unpack_from("<I", data, entry + 8)[0]
+                data[at : at + 20] = b"\xff" * 20
+            else:
+                struct.pack_into("<HHII", data, entry, tag, 4, 1, value)  # one LONG
+            return bytes(data)
+    raise AssertionError(f"no tag {tag}")

@@ -331,3 +331,32 @@ def test_a_third_party_warning_stays_off_the_terminal(tmp_path: Path) -> None:
     )
     assert done.returncode == 0 and json.loads(done.stdout)["pdq"]
     assert "Warning" not in done.stderr and "Tag data" not in done.stderr
+
+
+def test_a_hostile_tiff_is_refused_with_a_code_and_nothing_else_on_the_terminal(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.images import hostile_tiff
+
+    hostile = {  # what libtiff (in C) and Pillow's logger would print to stderr
+        "strip.tif": hostile_tiff("tiff_lzw", 273, None),  # LZW: Using code not yet in table
+        "samples.tif": hostile_tiff("raw", 277, 20_000),  # More samples per pixel than ...
+    }
+    for name, data in hostile.items():
+        (tmp_path / name).write_bytes(data)
+    counterfake = Path(sys.executable).with_name("counterfake")
+    env = {**os.environ, "COUNTERFAKE_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [str(counterfake), "hash", *(str(tmp_path / name) for name in hostile)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode != 0
+    said = done.stderr.splitlines()
+    assert said[-1] == "0 ok, 2 failed"
+    assert len(said) == 3 and all("[corrupt_image]" in line for line in said[:2]), said

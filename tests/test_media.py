@@ -203,3 +203,19 @@ def test_large_jpeg_is_decoded_at_reduced_size() -> None:
     assert decoded.luma.shape == (300, 400)
     assert (decoded.width, decoded.height) == (3200, 2400)
     assert hash_bytes(data).pdq - pdq_reference(data) <= 10
+
+
+def test_libtiffs_complaints_go_to_our_log_not_to_stderr(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from tests.images import hostile_tiff
+
+    with (
+        caplog.at_level("INFO", logger="counterfake.warnings"),
+        pytest.raises(MediaError) as refused,
+    ):
+        decode(hostile_tiff("tiff_lzw", 273, None))  # a strip of LZW garbage
+    assert refused.value.code == "corrupt_image"
+    said = [r.getMessage() for r in caplog.records if r.name == "counterfake.warnings"]
+    assert any(m.startswith("libtiff error: ") and "not yet in table" in m for m in said), said
+    assert "not yet in table" not in capfd.readouterr().err

@@ -17,8 +17,11 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageOps
 
+from ._warnings import log_c_libraries
 from .errors import MediaError
 from .settings import DEFAULTS, Settings
+
+log_c_libraries()
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedImage", "Limits", "decode", "decode_gray", "decode_rgb"]
 
