@@ -136,7 +136,7 @@ def _steady(
 ) -> tuple[list[dict[str, Any]], int]:
     """`rate` requests a second, scheduled (open loop) over 16 senders, windows of 10 s."""
     started = time.monotonic()
-    records: list[tuple[float, float, int]] = []  # (at, seconds, status)
+    records: list[tuple[float, float, int, str]] = []  # (at, seconds, status, kind)
     lock = threading.Lock()
     senders = 16
     interval = senders / rate
@@ -150,12 +150,13 @@ def _steady(
                 if pause > 0:
                     time.sleep(pause)
                 began = time.perf_counter()
+                kind = _kind(rng)
                 try:
-                    status = work.one(c, _kind(rng), rng)
+                    status = work.one(c, kind, rng)
                 except httpx.HTTPError:
                     status = 599
                 with lock:
-                    records.append((due - started, time.perf_counter() - began, status))
+                    records.append((due - started, time.perf_counter() - began, status, kind))
                 due += interval
 
     windows: list[dict[str, Any]] = []
@@ -176,6 +177,11 @@ def _steady(
             errors=sum(r[2] >= 400 for r in inside),
             p50_ms=round(float(np.percentile(took, 50)), 2),
             p99_ms=round(float(np.percentile(took, 99)), 2),
+            p99_by_kind_ms={
+                kind: round(float(np.percentile([r[1] * 1000 for r in mine], 99)), 2)
+                for kind, _ in _MIX
+                if (mine := [r for r in inside if r[3] == kind])
+            },
         )
     return windows, sum(r[2] >= 400 for r in records)
 
@@ -257,6 +263,15 @@ def main() -> int:
     first = np.percentile([w["p99_ms"] for w in settled[:per_five]] or [0], 50)
     last = np.percentile([w["p99_ms"] for w in settled[-per_five:]] or [0], 50)
     rss_start, rss_end = settled[0]["rss"], settled[-1]["rss"]
+
+    def median_p99(windows: list[dict[str, Any]], kind: str) -> float:
+        values = [w["p99_by_kind_ms"][kind] for w in windows if kind in w["p99_by_kind_ms"]]
+        return round(float(np.percentile(values, 50)), 2) if values else 0.0
+
+    by_kind = {
+        kind: (median_p99(settled[:per_five], kind), median_p99(settled[-per_five:], kind))
+        for kind, _ in _MIX
+    }
     result = {
         "backend": backend,
         "workers": args.workers,
@@ -273,6 +288,7 @@ def main() -> int:
         "p99_last_5min_ms": round(float(last), 2),
         "p99_drift": round(float(last / first - 1), 3) if first else None,
         "rss_growth": round(rss_end / rss_start - 1, 4),
+        "p99_first_last_5min_by_kind_ms": by_kind,
         "caught_up": bool(status["caught_up"]),
         "held_entries": status["entries"],
         "store_active_entries": active,
@@ -293,6 +309,11 @@ def main() -> int:
         f" ({result['p99_drift']:+.0%}) | within 20% |",
         f"| workers' RSS after warm-up, start / end | {rss_start / 2**20:.0f} / "
         f"{rss_end / 2**20:.0f} MB ({result['rss_growth']:+.1%}) | < 5% growth |",
+        *(
+            f"| p99 of {kind}s, first / last 5 min | {a:.1f} / {b:.1f} ms"
+            f" ({(b / a - 1 if a else 0):+.0%}) | |"
+            for kind, (a, b) in by_kind.items()
+        ),
         f"| change log followed to the end | {result['caught_up']} ({status['entries']:,} held,"
         f" {active:,} active in the store) | yes |",
     ]
