@@ -206,6 +206,23 @@ def test_keys_are_created_listed_and_revoked(home: Path) -> None:
     assert bad.exit_code == 2
 
 
+def test_a_keys_rate_limit_is_set_at_creation_and_changed_later(home: Path) -> None:
+    made = lines(
+        run("key", "create", "--tenant", "a", "--scope", "match", "--rate-limit", "40", "--json")
+    )
+    assert made[0]["rate_limit"] == 40
+    key_id = made[0]["key_id"]
+    assert "40/s" in run("key", "list").stdout
+    run("key", "rate", key_id, "0")
+    assert lines(run("key", "list", "--json"))[0]["rate_limit"] == 0
+    run("key", "rate", key_id, "default")
+    assert lines(run("key", "list", "--json"))[0]["rate_limit"] is None
+    for bad in ("fast", "2000000"):
+        refused = CliRunner().invoke(main, ["key", "rate", key_id, bad])
+        assert refused.exit_code != 0 and "invalid_rate_limit" in refused.stderr
+    assert lines(run("key", "list", "--json"))[0]["rate_limit"] is None
+
+
 def test_banks_have_tenants_and_shares_from_the_cli(home: Path) -> None:
     made = lines(run("bank", "create", "s", "--tenant", "acme", "--share", "beta", "--json"))
     assert (made[0]["tenant"], made[0]["shared_with"]) == ("acme", ["beta"])

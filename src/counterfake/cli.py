@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import CounterfakeError, FileInputError, FormatError
+from .errors import CounterfakeError, FileInputError, FormatError, InputError
 from .model import SCOPES, Case, Exchange
 
 if TYPE_CHECKING:  # imported where used: `counterfake --version` loads none of them
@@ -694,14 +694,27 @@ def key() -> None:
     help="submit, match, curate or admin (repeat for several).",
 )
 @click.option("--name", default="", help="A note on who holds the key.")
+@click.option(
+    "--rate-limit",
+    type=float,
+    default=None,
+    help="Requests a second for this key in place of COUNTERFAKE_RATE_LIMIT (0: no limit).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def key_create(
-    ctx: click.Context, tenant: str, scopes: tuple[str, ...], name: str, as_json: bool
+    ctx: click.Context,
+    tenant: str,
+    scopes: tuple[str, ...],
+    name: str,
+    rate_limit: float | None,
+    as_json: bool,
 ) -> None:
     """Create a key and print it once: only its hash is stored."""
     with _errors(as_json):
-        created, secret = _core(ctx).store.keys.create(tenant, scopes, name=name)
+        created, secret = _core(ctx).store.keys.create(
+            tenant, scopes, name=name, rate_limit=rate_limit
+        )
     if as_json:
         _emit({**created.to_dict(), "key": secret})
         return
@@ -727,7 +740,7 @@ def key_list(ctx: click.Context, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table("key id", "tenant", "scopes", "name", "created", "revoked")
+    table = Table("key id", "tenant", "scopes", "name", "rate limit", "created", "revoked")
     for k in keys:
         d = k.to_dict()
         table.add_row(
@@ -735,10 +748,33 @@ def key_list(ctx: click.Context, as_json: bool) -> None:
             k.tenant,
             " ".join(d["scopes"]),
             k.name,
+            "default" if k.rate_limit is None else f"{k.rate_limit:g}/s",
             d["created_at"],
             d["revoked_at"] or "",
         )
     _print(table if keys else "No keys yet: counterfake key create --tenant T --scope S")
+
+
+@key.command("rate")
+@click.argument("key_id")
+@click.argument("rate")
+@click.pass_context
+def key_rate(ctx: click.Context, key_id: str, rate: str) -> None:
+    """Set a key's own rate limit in requests a second (0: no limit), or `default` to go back
+    to COUNTERFAKE_RATE_LIMIT. A running service applies it within a second."""
+    with _errors():
+        if rate == "default":
+            value = None
+        else:
+            try:
+                value = float(rate)
+            except ValueError:
+                raise InputError(
+                    f"a rate is a number of requests a second or `default`; got {rate!r}",
+                    code="invalid_rate_limit",
+                ) from None
+        _core(ctx).store.keys.set_rate_limit(key_id, value)
+    _print(f"Key {key_id}: " + ("the default rate" if value is None else f"{value:g} requests/s"))
 
 
 @key.command("revoke")

@@ -220,6 +220,7 @@ class ApiKey:
     name: str
     created_at: datetime
     revoked_at: datetime | None = None
+    rate_limit: float | None = None  # requests/s in place of the service's default; 0: none
 
     @property
     def is_admin(self) -> bool:
@@ -238,6 +239,7 @@ class ApiKey:
             "name": self.name,
             "created_at": self.created_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "rate_limit": self.rate_limit,
         }
 
 

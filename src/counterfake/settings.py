@@ -79,8 +79,9 @@ SETTINGS: tuple[Setting, ...] = (
         "rate_limit",
         float,
         0.0,
-        "Service: requests a second one API key may make, per worker; more get 429"
-        " rate_limited with Retry-After. 0 (the default): no limit.",
+        "Service: requests a second one API key may make (unless the key has a rate of its"
+        " own), across the workers; more get 429 rate_limited with Retry-After. 0 (the"
+        " default): no limit.",
     ),
     Setting(
         "rate_burst",
@@ -94,7 +95,8 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         0.0,
         "Service: requests a second one client address may make to the routes that take no"
-        " key (intake, the protect and review pages, keyless HMA), per worker. 0: no limit.",
+        " key (intake, the protect and review pages, keyless HMA), across the workers. 0: no"
+        " limit.",
     ),
     Setting(
         "statement_timeout",

@@ -134,6 +134,9 @@ ROUTES = [
     ),
     Route("DELETE", "/v1/keys/{key_id}", frozenset()),
     Route(
+        "PATCH", "/v1/keys/{key_id}", frozenset(), build=lambda s, b: {"json": {"rate_limit": 5}}
+    ),
+    Route(
         "GET",
         "/m/raw_lookup",
         frozenset({M}),

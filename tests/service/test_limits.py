@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +185,31 @@ def test_a_worker_killed_while_it_holds_a_bucket_keeps_no_other_waiting(tmp_path
         assert second.take("key:c", 1.0, 2.0) == 0
     finally:
         path.unlink()
+
+
+def test_a_key_with_a_rate_of_its_own_is_held_to_it_and_an_admin_can_change_it(
+    tmp_path: Path,
+) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'counterfake.db'}") as store:
+        admin = store.keys.create("t", ["admin"])[1]
+        usual_key, usual = store.keys.create("t", ["match"])
+        fast = store.keys.create("t", ["match"], rate_limit=0)[1]  # no limit for this one
+    env = {"COUNTERFAKE_RATE_LIMIT": "2", "COUNTERFAKE_RATE_BURST": "4"}
+    lookup = {"signal": "0" * 64}
+    with Server(tmp_path, env=env) as server:
+
+        def answered(secret: str, n: int) -> int:
+            with server.client(secret) as client:
+                codes = [client.get("/v1/lookup", params=lookup).status_code for _ in range(n)]
+            assert set(codes) <= {200, 429}
+            return codes.count(200)
+
+        assert answered(fast, 40) == 40
+        assert answered(usual, 20) <= 4 + 2 * 2  # the default: its burst, then 2 a second
+        with server.client(admin) as client:
+            changed = client.patch(f"/v1/keys/{usual_key.key_id}", json={"rate_limit": 0})
+            assert changed.status_code == 200 and changed.json()["rate_limit"] == 0
+            refused = client.patch(f"/v1/keys/{usual_key.key_id}", json={"rate_limit": -1})
+            assert refused.json()["error"]["code"] == "invalid_rate_limit"
+        time.sleep(1.2)  # services cache keys for a second
+        assert answered(usual, 40) == 40

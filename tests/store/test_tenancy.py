@@ -90,6 +90,26 @@ def test_keys_are_stored_hashed_authenticated_and_revoked(store: Store) -> None:
         store.keys.revoke("nope")
 
 
+def test_a_key_may_have_a_rate_limit_of_its_own(store: Store) -> None:
+    key, secret = store.keys.create("acme", ["match"], rate_limit=50)
+    assert key.rate_limit == 50 and store.keys.authenticate(secret).rate_limit == 50
+    assert store.keys.create("acme", ["match"])[0].rate_limit is None  # the service's default
+    assert store.keys.set_rate_limit(key.key_id, 0).rate_limit == 0  # no limit
+    assert store.keys.authenticate(secret).rate_limit == 0
+    assert store.keys.set_rate_limit(key.key_id, None).rate_limit is None
+    assert store.keys.list()[0].to_dict()["rate_limit"] is None
+    for bad in (-1.0, float("nan"), float("inf"), 2e6):
+        with pytest.raises(InputError) as refused:
+            store.keys.set_rate_limit(key.key_id, bad)
+        assert refused.value.code == "invalid_rate_limit"
+        with pytest.raises(InputError):
+            store.keys.create("acme", ["match"], rate_limit=bad)
+    assert store.keys.authenticate(secret).rate_limit is None  # refusals changed nothing
+    with pytest.raises(NotFoundError) as missing:
+        store.keys.set_rate_limit("nope", 5)
+    assert missing.value.code == "key_not_found"
+
+
 def test_no_key_secret_is_written_to_the_database(store: Store, store_url: str) -> None:
     import sqlalchemy as sa
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import math
 import os
 import threading
 import time
@@ -123,15 +122,9 @@ class _Edge:
         self._timeout = settings.body_timeout
         self._per_client = settings.client_uploads
         buckets = BucketTable(rate_table)
-        burst = settings.rate_burst
-        self._per_key = RateLimiter(
-            settings.rate_limit, burst or math.ceil(settings.rate_limit), buckets, "key"
-        )
+        self._per_key = RateLimiter(settings.rate_limit, settings.rate_burst, buckets, "key")
         self._per_address = RateLimiter(
-            settings.address_rate_limit,
-            burst or math.ceil(settings.address_rate_limit),
-            buckets,
-            "address",
+            settings.address_rate_limit, settings.rate_burst, buckets, "address"
         )
         self._sending: dict[str, int] = {}
         self._worker = str(os.getpid()).encode()
@@ -265,10 +258,10 @@ class _Edge:
             except CounterfakeError as exc:
                 return _error(path, status_for(exc, path), exc.code, exc.message)
             scope.setdefault("state", {})["api_key"] = key
-            if key is self._anonymous:
+            if key is None or key is self._anonymous:
                 wait = self._per_address.take(client)
             else:
-                wait = self._per_key.take(key.key_id if key else "")
+                wait = self._per_key.take(key.key_id, key.rate_limit)
             if wait:
                 return _too_fast(path, wait, "this key")
         elif not path.startswith(_UNLIMITED):

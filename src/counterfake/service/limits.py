@@ -102,21 +102,21 @@ class BucketTable:
 
 
 class RateLimiter:
-    """`rate` requests a second on average and `burst` at once, per name, in `table`."""
+    """`rate` requests a second on average and `burst` at once (0: one second's worth), per
+    name, in `table`."""
 
     def __init__(self, rate: float, burst: int, table: BucketTable, kind: str) -> None:
         self.rate = rate
-        self.burst = float(max(1, burst))
+        self.burst = float(burst)
         self._table = table
         self._kind = kind  # keys and addresses never share a bucket
 
-    @property
-    def enabled(self) -> bool:
-        return self.rate > 0
-
-    def take(self, name: str) -> int:
+    def take(self, name: str, rate: float | None = None) -> int:
         """0 when `name` may send this request now; otherwise the whole seconds until it may
-        (for `Retry-After`), and nothing is taken."""
-        if not self.enabled:
+        (for `Retry-After`), and nothing is taken. `rate` replaces the default for this name
+        (a key's own limit); 0 is no limit."""
+        rate = self.rate if rate is None else rate
+        if rate <= 0:
             return 0
-        return self._table.take(f"{self._kind}:{name}", self.rate, self.burst)
+        burst = self.burst or math.ceil(rate)
+        return self._table.take(f"{self._kind}:{name}", rate, burst)

@@ -68,6 +68,16 @@ class KeyCreate(_Body):
     tenant: str
     scopes: list[str]
     name: str = ""
+    rate_limit: float | None = Field(
+        None, description="Requests a second in place of the service's default (0: no limit)"
+    )
+
+
+class KeyUpdate(_Body):
+    rate_limit: float | None = Field(
+        description="Requests a second in place of the service's default (0: no limit);"
+        " null: the default"
+    )
 
 
 def _added(key: ApiKey, added: Added, accepted: int) -> dict[str, Any]:
@@ -377,8 +387,16 @@ def list_keys(request: Request, key: Admin) -> dict[str, Any]:
 @router.post("/v1/keys", tags=["keys"], status_code=201)
 def create_key(request: Request, key: Admin, body: KeyCreate) -> dict[str, Any]:
     """A new key; its secret is in this answer and nowhere else."""
-    created, secret = core_of(request).store.keys.create(body.tenant, body.scopes, name=body.name)
+    created, secret = core_of(request).store.keys.create(
+        body.tenant, body.scopes, name=body.name, rate_limit=body.rate_limit
+    )
     return {**created.to_dict(), "key": secret}
+
+
+@router.patch("/v1/keys/{key_id}", tags=["keys"])
+def update_key(request: Request, key: Admin, key_id: str, body: KeyUpdate) -> dict[str, Any]:
+    """Give a key its own rate limit, or back the default; services apply it within 1 s."""
+    return core_of(request).store.keys.set_rate_limit(key_id, body.rate_limit).to_dict()
 
 
 @router.delete("/v1/keys/{key_id}", tags=["keys"])

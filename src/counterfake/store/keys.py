@@ -27,6 +27,14 @@ _PREFIX: Final = "cfk_"
 SESSION_SECONDS: Final = 8 * 3600
 
 
+def _check_rate(rate_limit: float | None) -> None:
+    if rate_limit is not None and not 0 <= rate_limit <= 1_000_000:
+        raise InputError(
+            f"a key's rate limit is 0-1,000,000 requests a second; got {rate_limit}",
+            code="invalid_rate_limit",
+        )
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -37,8 +45,16 @@ class KeyRing:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, tenant: str, scopes: Iterable[str], *, name: str = "") -> tuple[ApiKey, str]:
-        """A new key and its secret, which is shown once and never stored."""
+    def create(
+        self,
+        tenant: str,
+        scopes: Iterable[str],
+        *,
+        name: str = "",
+        rate_limit: float | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret, which is shown once and never stored. `rate_limit`:
+        requests a second in place of the service's default (0: none)."""
         wanted = frozenset(scopes)
         unknown = wanted - set(SCOPES)
         if not wanted or unknown:
@@ -47,9 +63,10 @@ class KeyRing:
                 code="invalid_scope",
             )
         check_tenants([tenant])
+        _check_rate(rate_limit)
         key_id = secrets.token_hex(6)
         secret = f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        key = ApiKey(key_id, tenant, wanted, name[:200], now())
+        key = ApiKey(key_id, tenant, wanted, name[:200], now(), rate_limit=rate_limit)
         with self._db.write() as conn:
             conn.execute(
                 api_keys.insert().values(
@@ -59,12 +76,18 @@ class KeyRing:
                     scopes=" ".join(sorted(wanted, key=SCOPES.index)),
                     name=key.name,
                     created_at=key.created_at,
+                    rate_limit=rate_limit,
                 )
             )
             self._db.audit(
                 conn,
                 "key_created",
-                detail={"key_id": key_id, "tenant": tenant, "scopes": sorted(wanted)},
+                detail={
+                    "key_id": key_id,
+                    "tenant": tenant,
+                    "scopes": sorted(wanted),
+                    "rate_limit": rate_limit,
+                },
             )
         return key, secret
 
@@ -128,6 +151,21 @@ class KeyRing:
             rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).all()
         return [self._from_row(row) for row in rows]
 
+    def set_rate_limit(self, key_id: str, rate_limit: float | None) -> ApiKey:
+        """Give a key its own rate (requests a second; 0: none), or back the service's default
+        (None). Services see it within a second, as they see a revocation."""
+        _check_rate(rate_limit)
+        with self._db.write() as conn:
+            done = conn.execute(
+                api_keys.update().where(api_keys.c.key_id == key_id).values(rate_limit=rate_limit)
+            )
+            if not done.rowcount:
+                raise NotFoundError(f"no API key {key_id!r}", code="key_not_found")
+            self._db.audit(
+                conn, "key_rate_changed", detail={"key_id": key_id, "rate_limit": rate_limit}
+            )
+        return next(k for k in self.list() if k.key_id == key_id)
+
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key: refused from the next request on (services cache keys for 1 s)."""
         with self._db.write() as conn:
@@ -150,4 +188,5 @@ class KeyRing:
             row.name,
             utc(row.created_at) or row.created_at,
             utc(row.revoked_at),
+            row.rate_limit,
         )

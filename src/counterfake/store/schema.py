@@ -95,6 +95,7 @@ api_keys = Table(
     Column("name", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("rate_limit", Float, nullable=True),  # requests/s; NULL: the service's default
 )
 
 #: Signed-in reviewers of the review pages: a SHA-256 of each session cookie's token, the key it
