@@ -169,8 +169,7 @@ def test_a_worker_killed_while_it_holds_a_bucket_keeps_no_other_waiting(tmp_path
 
     from counterfake.service.limits import BucketTable
 
-    path = BucketTable.create()
-    try:
+    with BucketTable.shared() as path:
         first, second = BucketTable(path), BucketTable(path)
         assert [first.take("key:a", 1.0, 2.0) for _ in range(2)] == [0, 0]
         assert second.take("key:a", 1.0, 2.0) == 1  # the same bucket, seen from another worker
@@ -183,8 +182,6 @@ def test_a_worker_killed_while_it_holds_a_bucket_keeps_no_other_waiting(tmp_path
             os.kill(os.getpid(), signal.SIGKILL)
         os.waitpid(child, 0)
         assert second.take("key:c", 1.0, 2.0) == 0
-    finally:
-        path.unlink()
 
 
 def test_a_key_with_a_rate_of_its_own_is_held_to_it_and_an_admin_can_change_it(
@@ -213,3 +210,30 @@ def test_a_key_with_a_rate_of_its_own_is_held_to_it_and_an_admin_can_change_it(
             assert refused.json()["error"]["code"] == "invalid_rate_limit"
         time.sleep(1.2)  # services cache keys for a second
         assert answered(usual, 40) == 40
+
+
+def test_a_service_killed_outright_leaves_no_rate_table_behind(tmp_path: Path) -> None:
+    import os
+    import signal
+    import tempfile
+
+    def tables() -> set[str]:
+        places = [Path(tempfile.gettempdir()), Path("/dev/shm")]
+        return {
+            p.name for place in places if place.is_dir() for p in place.glob("counterfake-rates*")
+        }
+
+    before = tables()
+    with Server(tmp_path, workers=2, env={"COUNTERFAKE_RATE_LIMIT": "5"}) as server:
+        assert server._process is not None
+        parent = server._process.pid
+        workers = [
+            int(pid)
+            for task in Path(f"/proc/{parent}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
+        assert len(workers) >= 2
+        for pid in [parent, *workers]:  # kill -9, every process: no cleanup runs
+            os.kill(pid, signal.SIGKILL)
+        server._process.wait()
+    assert tables() == before

@@ -52,17 +52,26 @@ class BucketTable:
         self._lock = threading.Lock()  # fcntl locks are per process, not per thread
 
     @staticmethod
-    def create() -> Path:
-        """A new, empty table file for the workers of one run (in memory where the system
-        has /dev/shm); the caller removes it when they are gone."""
-        folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        fd, name = tempfile.mkstemp(prefix="counterfake-rates-", dir=folder)
+    @contextmanager
+    def shared() -> Iterator[Path]:
+        """A new, empty table for the workers of one run, at the path they open it by, while
+        the block runs. On Linux it is a file with no name (`memfd`) that the workers open
+        through this process's /proc entry, so nothing is left behind even when every
+        process is killed; elsewhere, a temporary file removed at the end."""
+        if hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd"):
+            fd = os.memfd_create("counterfake-rates")
+            path = None
+        else:
+            fd, name = tempfile.mkstemp(prefix="counterfake-rates-")
+            path = Path(name)
         try:
             os.ftruncate(fd, _SIZE)
             os.pwrite(fd, secrets.token_bytes(_SALT), 0)
+            yield path or Path(f"/proc/{os.getpid()}/fd/{fd}")
         finally:
             os.close(fd)
-        return Path(name)
+            if path is not None:
+                path.unlink(missing_ok=True)
 
     def take(self, name: str, rate: float, burst: float) -> int:
         """Takes one token from `name`'s bucket: 0 if there was one, else the whole seconds

@@ -10,6 +10,7 @@ The workers share one table of rate buckets (`limits.BucketTable`), made here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing
@@ -71,7 +72,8 @@ def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    rate_table = BucketTable.create()
+    held = contextlib.ExitStack()
+    rate_table = held.enter_context(BucketTable.shared())
 
     def start() -> multiprocessing.process.BaseProcess:
         process = context.Process(
@@ -98,4 +100,4 @@ def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
-        rate_table.unlink(missing_ok=True)
+        held.close()
