@@ -13,10 +13,8 @@ for catch-up; a request after this process's own write waits only for the follow
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections import defaultdict
@@ -53,8 +51,6 @@ _REBUILD_FROM: Final = 16_384
 #: ... or, after this many seconds without changes, once it holds this many.
 _TIDY_AFTER: Final = 2.0
 _TIDY_FROM: Final = 1024
-#: The background builder's niceness (0-19 above the process's).
-_BUILDER_NICE: Final = 10
 #: Banks with at most this many protected photos are verified against every one of them.
 _VERIFY_ALL_UP_TO: Final = 32
 #: Otherwise the shortlist's best candidates, over all views of the query, are verified.
@@ -126,13 +122,6 @@ def _kind(signal_type: str) -> str | None:
 
 _unknown_types: set[str] = set()
 log = logging.getLogger("counterfake")
-
-
-def _yield_to_lookups() -> None:
-    """Lower the calling thread's priority (Linux's nice is per thread), so that an index
-    rebuilt in the background takes the cores lookups leave idle, not their share."""
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: as is
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BUILDER_NICE)
 
 
 def _due(index: HammingIndex, *, idle: bool) -> bool:
@@ -450,7 +439,6 @@ class Matcher:
         old: HammingIndex,
         snapshot: Callable[[], tuple[np.ndarray, np.ndarray]],
     ) -> None:
-        _yield_to_lookups()
         try:
             built = self._new_index(*snapshot())
             del snapshot
