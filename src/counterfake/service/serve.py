@@ -10,13 +10,13 @@ The workers share one table of rate buckets (`limits.BucketTable`), made here.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import multiprocessing
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -72,9 +72,6 @@ def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    held = contextlib.ExitStack()
-    rate_table = held.enter_context(BucketTable.shared())
-
     def start() -> multiprocessing.process.BaseProcess:
         process = context.Process(
             target=_worker, args=(host, port, log_level, rate_table), daemon=False
@@ -82,12 +79,22 @@ def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
         process.start()
         return process
 
+    with BucketTable.shared() as rate_table:
+        _supervise(start, workers, lambda: stopping)
+
+
+def _supervise(
+    start: Callable[[], multiprocessing.process.BaseProcess],
+    workers: int,
+    stopping: Callable[[], bool],
+) -> None:
+    """Keep `workers` started processes alive until `stopping()`, then stop them."""
     processes = [start() for _ in range(workers)]
     try:
-        while not stopping:
+        while not stopping():
             time.sleep(0.2)
             for i, process in enumerate(processes):
-                if not process.is_alive() and not stopping:
+                if not process.is_alive() and not stopping():
                     log.error(
                         "worker %s exited with %s; starting another", process.pid, process.exitcode
                     )
@@ -100,4 +107,3 @@ def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
-        held.close()
