@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import uvicorn
 
+from .._memory import settle_allocator
 from .limits import BucketTable
 
 __all__ = ["run"]
@@ -40,6 +41,7 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 def _worker(host: str, port: int, log_level: str, rate_table: Path) -> None:
+    settle_allocator()
     from .app import create_app
 
     sock = socket.socket(_family(host), socket.SOCK_STREAM)
@@ -53,6 +55,7 @@ def _worker(host: str, port: int, log_level: str, rate_table: Path) -> None:
 
 def run(host: str, port: int, workers: int, log_level: str = "info") -> None:
     """Serve until SIGINT or SIGTERM; a worker that dies is replaced."""
+    settle_allocator()
     if workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
         uvicorn.run(APP, host=host, port=port, workers=workers, **_options(log_level))
         return
