@@ -9,8 +9,9 @@ latency drift and memory growth.
 full speed (8 clients, no pause) measures the peak; then `--load` of it is offered at a fixed
 rate (arrivals scheduled, not waiting on answers) for `--minutes`: 70% signal lookups, 10%
 image uploads, 5% derivative lookups (a region of a protected photo replaced), 10% adds and
-5% withdrawals. Every 10 s it records the window's latency percentiles, errors and the workers'
-resident memory. At the end the workers must have followed the change log to its end.
+5% withdrawals. Every 10 s it records the window's latency percentiles, errors, the workers'
+resident memory and CPU seconds, and the machine's busy, idle and stolen CPU seconds. At the
+end the workers must have followed the change log to its end.
 Targets (issue 18): 0 errors; p99 of the last 5 minutes within 20% of the first 5 (after a
 minute's warm-up); resident memory growth < 5% after warm-up. The baseline in the same run is
 the peak phase: the same mix with nothing held back. Writes benchmarks/results/soak-*.json,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import secrets
 import sys
@@ -47,20 +49,34 @@ _MIX = (("lookup", 0.70), ("upload", 0.10), ("derivative", 0.05), ("add", 0.10),
 _WINDOW = 10.0
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and its descendants."""
-    total = 0
+def _tree(pid: int) -> tuple[int, float]:
+    """Resident bytes of a process and its descendants, and the CPU seconds they have used."""
+    total, cpu = 0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
     stack = [pid]
     while stack:
         current = stack.pop()
         try:
             with open(f"/proc/{current}/statm") as fh:
                 total += int(fh.read().split()[1]) * 4096
+            with open(f"/proc/{current}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+                cpu += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
             for task in Path(f"/proc/{current}/task").iterdir():
                 stack += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
             continue
-    return total
+    return total, cpu
+
+
+def _machine() -> tuple[float, float, float]:
+    """Seconds of CPU the whole machine has spent busy, idle and stolen by the host."""
+    with open("/proc/stat") as fh:
+        ticks = [int(v) for v in fh.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]
+    steal = ticks[7] if len(ticks) > 7 else 0
+    return (sum(ticks[:8]) - idle - steal) / tick, idle / tick, steal / tick
 
 
 class _Workload:
@@ -164,9 +180,24 @@ def _steady(
     for thread in threads:
         thread.start()
     pid = server._process.pid if server._process else 0
+    cpu_before, machine_before = _tree(pid)[1], _machine()
     while any(t.is_alive() for t in threads):
         time.sleep(_WINDOW)
-        windows.append({"at": round(time.monotonic() - started, 1), "rss": _tree_rss(pid)})
+        rss, cpu = _tree(pid)
+        machine = _machine()
+        busy, idle, steal = (now - then for now, then in zip(machine, machine_before, strict=True))
+        # Whether a slow phase is the service working harder or getting less of the machine.
+        windows.append(
+            {
+                "at": round(time.monotonic() - started, 1),
+                "rss": rss,
+                "service_cpu_s": round(cpu - cpu_before, 2),
+                "machine_busy_s": round(busy, 2),
+                "machine_idle_s": round(idle, 2),
+                "stolen_s": round(steal, 2),
+            }
+        )
+        cpu_before, machine_before = cpu, machine
     for thread in threads:
         thread.join()
     for window in windows:
@@ -258,7 +289,7 @@ def main() -> int:
         active = store.get_bank("hashes").active_entries
         active += store.get_bank("photos").active_entries
 
-    settled = [w for w in windows if w["at"] > 60]  # after a minute's warm-up
+    settled = [w for w in windows if w["at"] > 60] or windows  # after a minute's warm-up
     per_five = max(1, int(300 / _WINDOW))
     first = np.percentile([w["p99_ms"] for w in settled[:per_five]] or [0], 50)
     last = np.percentile([w["p99_ms"] for w in settled[-per_five:]] or [0], 50)
@@ -268,6 +299,17 @@ def main() -> int:
         values = [w["p99_by_kind_ms"][kind] for w in windows if kind in w["p99_by_kind_ms"]]
         return round(float(np.percentile(values, 50)), 2) if values else 0.0
 
+    def cpu_per_request(windows: list[dict[str, Any]]) -> float:
+        requests = sum(w["requests"] for w in windows)
+        return 1000 * sum(w["service_cpu_s"] for w in windows) / requests if requests else 0.0
+
+    def idle_share(windows: list[dict[str, Any]]) -> float:
+        spent = sum(w["machine_busy_s"] + w["machine_idle_s"] for w in windows)
+        return sum(w["machine_idle_s"] for w in windows) / spent if spent else 0.0
+
+    cpu_first, cpu_last = cpu_per_request(settled[:per_five]), cpu_per_request(settled[-per_five:])
+    idle_first, idle_last = idle_share(settled[:per_five]), idle_share(settled[-per_five:])
+    stolen = sum(w["stolen_s"] for w in windows)
     by_kind = {
         kind: (median_p99(settled[:per_five], kind), median_p99(settled[-per_five:], kind))
         for kind, _ in _MIX
@@ -289,6 +331,9 @@ def main() -> int:
         "p99_drift": round(float(last / first - 1), 3) if first else None,
         "rss_growth": round(rss_end / rss_start - 1, 4),
         "p99_first_last_5min_by_kind_ms": by_kind,
+        "service_cpu_ms_per_request_first_last_5min": [round(cpu_first, 2), round(cpu_last, 2)],
+        "machine_idle_first_last_5min": [round(idle_first, 3), round(idle_last, 3)],
+        "stolen_s": round(stolen, 1),
         "caught_up": bool(status["caught_up"]),
         "held_entries": status["entries"],
         "store_active_entries": active,
@@ -314,6 +359,9 @@ def main() -> int:
             f" ({(b / a - 1 if a else 0):+.0%}) | |"
             for kind, (a, b) in by_kind.items()
         ),
+        f"| service CPU ms per request, first / last 5 min | {cpu_first:.1f} / {cpu_last:.1f} | |",
+        f"| machine idle, first / last 5 min; stolen by the host, whole run | {idle_first:.0%} /"
+        f" {idle_last:.0%}; {stolen:.1f} s | |",
         f"| change log followed to the end | {result['caught_up']} ({status['entries']:,} held,"
         f" {active:,} active in the store) | yes |",
     ]
