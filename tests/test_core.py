@@ -172,3 +172,57 @@ def test_concurrent_adds_share_transactions_and_keep_their_own_outcomes(
         assert len({r[0].entry_id for r in created}) == len(created)  # type: ignore[index]
         assert app.bank("b").active_entries == len(created)
     assert sum(batches) == 8 * 40 and max(batches) > 1  # some commits carried several adds
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_adds_queued_behind_a_batch_that_finds_the_store_away_fail_with_it_at_once(
+    shared: bool,
+) -> None:
+    """Group commit: while one batch waits out the store's deadline, the adds that queue
+    behind it would each wait it out again; they get the same 503 instead. Any other failure
+    of a whole batch leaves the queued adds their own attempt."""
+    import threading
+
+    from counterfake.errors import DatabaseError, UnavailableError
+
+    entered, release = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+
+    def run(items: list[str]) -> list[str]:
+        batches.append(items)
+        if len(batches) == 1:
+            entered.set()
+            release.wait(10)
+            raise (
+                UnavailableError("away", code="store_unavailable")
+                if shared
+                else (DatabaseError("broken"))
+            )
+        return [f"done {item}" for item in items]
+
+    group: core_module._Group[str, str] = core_module._Group(run, shared=UnavailableError)
+    outcomes: dict[str, object] = {}
+
+    def submit(item: str) -> None:
+        try:
+            outcomes[item] = group.submit(item)
+        except Exception as exc:
+            outcomes[item] = type(exc).__name__
+
+    first = threading.Thread(target=submit, args=("a",))
+    first.start()
+    assert entered.wait(10)
+    queued = [threading.Thread(target=submit, args=(item,)) for item in "bc"]
+    for thread in queued:
+        thread.start()
+    while len(group._waiting) < 2:
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in [first, *queued]:
+        thread.join(10)
+    if shared:
+        assert outcomes == dict.fromkeys("abc", "UnavailableError")
+        assert batches == [["a"]]
+    else:
+        assert outcomes == {"a": "DatabaseError", "b": "done b", "c": "done c"}
+        assert [sorted(batch) for batch in batches] == [["a"], ["b", "c"]]

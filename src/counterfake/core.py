@@ -90,10 +90,18 @@ class _Group(Generic[_In, _Out]):
     everything waiting as one batch, then passes the lead to the first caller that arrived
     meanwhile. Alone, a caller runs its own work at once; under load each transaction carries
     as many requests as arrived while the previous one ran, so SQLite's single writer and
-    PostgreSQL's commits are shared instead of queued for."""
+    PostgreSQL's commits are shared instead of queued for. A batch that fails as a whole with
+    `shared` (the store is away) fails the callers queued behind it too: each would otherwise
+    wait out the same timeout again, one after the other."""
 
-    def __init__(self, run: Callable[[list[_In]], Sequence[_Out]]) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[_In]], Sequence[_Out]],
+        *,
+        shared: type[BaseException] | tuple[type[BaseException], ...] = (),
+    ) -> None:
         self._run = run
+        self._shared = shared
         self._lock = threading.Lock()
         self._waiting: list[_Slot[_In, _Out]] = []
         self._busy = False
@@ -109,13 +117,19 @@ class _Group(Generic[_In, _Out]):
         if slot.lead:
             with self._lock:
                 batch, self._waiting = self._waiting, []
+            failed: BaseException | None = None
             try:
                 outcomes: Sequence[_Out | BaseException] = self._run([s.item for s in batch])
             except BaseException as exc:  # the whole batch failed: every caller hears of it
                 outcomes = [exc] * len(batch)
+                failed = exc if isinstance(exc, self._shared) else None
             for member, outcome in zip(batch, outcomes, strict=True):
                 member.outcome = outcome
             with self._lock:
+                if failed is not None:
+                    for member in self._waiting:
+                        member.outcome = failed
+                    batch, self._waiting = batch + self._waiting, []
                 following = self._waiting[0] if self._waiting else None
                 if following is None:
                     self._busy = False
@@ -241,7 +255,7 @@ class Counterfake:
         self._matcher: Matcher | None = None
         # Adds from concurrent threads (a service worker's requests) share transactions.
         self._adds: _Group[_AddRequest, _AddOutcome] = _Group(
-            lambda requests: self.store.add_many(requests)
+            lambda requests: self.store.add_many(requests), shared=UnavailableError
         )
 
     @property

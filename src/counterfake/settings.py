@@ -103,7 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         30.0,
         "Store (PostgreSQL): seconds one SQL statement may run, or wait on a lock, before it is"
-        " canceled with store_timeout (503; retry). 0: no limit.",
+        " canceled with store_timeout (503; retry); a call still unanswered 5 s later has its"
+        " connection closed (store_unavailable). 0: no limit.",
     ),
     Setting("fetch_urls", bool, False, "Service: let clients submit an image by URL (off)."),
     Setting(

@@ -1,6 +1,8 @@
-"""A TCP forwarder in front of a real PostgreSQL that a test can cut: while cut, every open
-connection is reset and new ones are refused, which is what the service sees while the
-database restarts."""
+"""A TCP forwarder in front of a real PostgreSQL that a test can cut or freeze. While cut,
+every open connection is reset and new ones are refused, which is what the service sees while
+the database restarts. While frozen, connections stay open and new ones are accepted (this
+kernel acknowledges what is sent) but nothing is passed on: a database process that stopped
+answering, or a half-dead proxy."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ class Forwarder:
         self._listener: socket.socket | None = None
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.port = 0
 
     def __enter__(self) -> Forwarder:
@@ -50,6 +54,14 @@ class Forwarder:
                     pass
             self._open.clear()
 
+    def freeze(self) -> None:
+        """Keep every connection open and pass nothing on, either way."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Pass on what was held and go on forwarding."""
+        self._flowing.set()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -71,10 +83,10 @@ class Forwarder:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass

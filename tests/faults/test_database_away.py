@@ -18,6 +18,43 @@ from ..service.server import Server
 from .forwarder import Forwarder
 
 
+class Writers:
+    """Clients adding signals in a loop until the block ends. Every answer is recorded as
+    (sent, seconds, status, error code, value); a request that got no answer at all is
+    recorded with status 0 and the transport error's name, so it fails the checks."""
+
+    def __init__(self, url: str, secret: str, *, clients: int) -> None:
+        self.answers: list[tuple[float, float, int, str, str]] = []
+        self._url, self._secret = url, secret
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._write) for _ in range(clients)]
+
+    def __enter__(self) -> Writers:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _write(self) -> None:
+        headers = {"X-API-Key": self._secret}
+        with httpx.Client(base_url=self._url, headers=headers, timeout=30) as client:
+            while not self._stop.is_set():
+                value = secrets.token_hex(32)
+                sent = time.monotonic()
+                try:
+                    answer = client.post("/v1/banks/b/signals", json={"value": value})
+                    status = answer.status_code
+                    code = answer.json().get("error", {}).get("code", "")
+                except httpx.TransportError as exc:
+                    status, code = 0, type(exc).__name__
+                self.answers.append((sent, time.monotonic() - sent, status, code, value))
+                time.sleep(0.02)
+
+
 def test_a_database_restart_fails_requests_fast_and_loses_nothing_acknowledged(
     postgres_url: str, tmp_path: Path
 ) -> None:
@@ -26,39 +63,19 @@ def test_a_database_restart_fails_requests_fast_and_loses_nothing_acknowledged(
         store.create_bank("b")
         secret = store.keys.create("default", ["curate", "match"])[1]
 
+    env = {"COUNTERFAKE_STATEMENT_TIMEOUT": "3"}  # our own deadline on a call: 3 + 5 s
     with Forwarder(url.host or "127.0.0.1", url.port or 5432) as forwarder:
         proxied = url.set(port=forwarder.port).render_as_string(hide_password=False)
-        with Server(tmp_path, workers=2, database_url=proxied) as server:
-            answers: list[tuple[float, float, int, str, str]] = []  # sent, seconds, status...
-            stop = threading.Event()
-
-            def load() -> None:
-                with httpx.Client(
-                    base_url=server.url, headers={"X-API-Key": secret}, timeout=60
-                ) as client:
-                    while not stop.is_set():
-                        value = secrets.token_hex(32)
-                        sent = time.monotonic()
-                        answer = client.post("/v1/banks/b/signals", json={"value": value})
-                        code = answer.json().get("error", {}).get("code", "")
-                        answers.append(
-                            (sent, time.monotonic() - sent, answer.status_code, code, value)
-                        )
-                        time.sleep(0.02)
-
-            threads = [threading.Thread(target=load) for _ in range(4)]
-            for thread in threads:
-                thread.start()
-            time.sleep(2)
-            cut_at = time.monotonic()
-            forwarder.cut()
-            time.sleep(15)  # longer than connecting (5 s) and waiting for a connection (10 s)
-            restored_at = time.monotonic()
-            forwarder.restore()
-            time.sleep(8)
-            stop.set()
-            for thread in threads:
-                thread.join()
+        with Server(tmp_path, workers=2, database_url=proxied, env=env) as server:
+            with Writers(server.url, secret, clients=4) as writers:
+                time.sleep(2)
+                cut_at = time.monotonic()
+                forwarder.cut()
+                time.sleep(15)  # longer than connecting (5 s) and waiting for a connection (10 s)
+                restored_at = time.monotonic()
+                forwarder.restore()
+                time.sleep(8)
+            answers = writers.answers
             log = server.log.read_text()
 
     before = [a for a in answers if a[0] < cut_at - 0.5]
@@ -81,6 +98,55 @@ def test_a_database_restart_fails_requests_fast_and_loses_nothing_acknowledged(
         kept = [e.value for e in store.list_entries("b", limit=100_000)]
     assert sorted(set(kept) & set(acknowledged)) == sorted(acknowledged)  # every one kept
     assert len(kept) == len(set(kept))  # none twice
+
+
+def test_a_database_that_stops_answering_fails_requests_at_our_deadline_and_loses_nothing(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The database (or a proxy in front of it) keeps the connections open, its kernel
+    acknowledging, but answers nothing: keepalives, `tcp_user_timeout` and `statement_timeout`
+    never fire. Each call still gets `statement_timeout` + 5 s, then 503 store_unavailable; the
+    service goes on by itself once the database answers again."""
+    url = sa.engine.make_url(postgres_url)
+    with Store.open(postgres_url) as store:
+        store.create_bank("b")
+        secret = store.keys.create("default", ["curate", "match"])[1]
+    env = {"COUNTERFAKE_STATEMENT_TIMEOUT": "2"}
+    with Forwarder(url.host or "127.0.0.1", url.port or 5432) as forwarder:
+        proxied = url.set(port=forwarder.port).render_as_string(hide_password=False)
+        with Server(tmp_path, workers=2, database_url=proxied, env=env) as server:
+            with Writers(server.url, secret, clients=3) as writers:
+                time.sleep(2)
+                frozen_at = time.monotonic()
+                forwarder.freeze()
+                time.sleep(16)
+                thawed_at = time.monotonic()
+                forwarder.thaw()
+                time.sleep(8)
+            answers = writers.answers
+            log = server.log.read_text()
+
+    summary = [
+        (round(a[0] - frozen_at, 1), round(a[1], 1), a[2], a[3])
+        for a in answers
+        if a[0] + a[1] > frozen_at - 0.2
+    ]
+    # Answered while the database was frozen: each refused, none acknowledged.
+    held = [a for a in answers if frozen_at + 0.5 < a[0] + a[1] < thawed_at]
+    assert held, f"no answer while the database was frozen: {summary[:60]}"
+    assert {(a[2], a[3]) for a in held} == {(503, "store_unavailable")}, summary[:60]
+    assert {(a[2], a[3]) for a in answers} <= {(201, ""), (503, "store_unavailable")}, summary
+    slow = [a for a in summary if a[1] > 1]
+    assert max(a[1] for a in answers) < 2 + 5 + 3, slow  # the deadline, and no more
+    assert [a for a in answers if a[0] > thawed_at + 5 and a[2] == 201]  # going again
+    assert all(a[2] == 201 for a in answers if a[0] > thawed_at + 5), summary
+    assert "went unanswered" in log and "Traceback" not in log
+
+    acknowledged = [a[4] for a in answers if a[2] == 201]
+    with Store.open(postgres_url) as store:
+        kept = [e.value for e in store.list_entries("b", limit=100_000)]
+    assert sorted(set(kept) & set(acknowledged)) == sorted(acknowledged)
+    assert len(kept) == len(set(kept))
 
 
 def test_a_statement_that_waits_past_the_timeout_is_canceled_and_answered_503(

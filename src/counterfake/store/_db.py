@@ -22,6 +22,7 @@ except ImportError:  # not on Windows: SQLite's own lock only
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import DatabaseError, InputError, NotFoundError, UnavailableError
+from . import _deadline
 from .schema import audit_log, banks, changes
 
 # Statements every write runs, built once: SQLAlchemy then skips building and keying them (most
@@ -156,7 +157,8 @@ def _engine_for(url: str, statement_timeout: float = 0.0) -> Engine:
     # A database that went away fails a request within seconds instead of hanging: connecting
     # gives up after 5 s, a dead peer is found by keepalives within about 25 s (or once 20 s
     # of sent data go unacknowledged), a request waits at most 10 s for a pooled connection,
-    # and a statement that runs (or waits on a lock) past `statement_timeout` is canceled.
+    # a statement that runs (or waits on a lock) past `statement_timeout` is canceled, and a
+    # call still unanswered 5 s after that has its connection closed by us (`_deadline`).
     connect_args: dict[str, Any] = {
         "connect_timeout": 5,
         "keepalives": 1,
@@ -167,7 +169,9 @@ def _engine_for(url: str, statement_timeout: float = 0.0) -> Engine:
     }
     if statement_timeout > 0:
         connect_args["options"] = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
-    return sa.create_engine(url, pool_pre_ping=True, pool_timeout=10, connect_args=connect_args)
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_timeout=10, connect_args=connect_args)
+    _deadline.install(engine, statement_timeout)
+    return engine
 
 
 #: SQLite: past this size the write-ahead log is checkpointed and truncated by a writer (every
@@ -243,6 +247,7 @@ class Database:
         config.set_main_option("script_location", str(_MIGRATIONS))
         with translated(), self.engine.begin() as connection:
             if self.dialect == "postgresql":
+                connection.execution_options(**{_deadline.EXEMPT: True})
                 connection.exec_driver_sql("SET LOCAL statement_timeout = 0")  # index builds
                 connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724011)")
             config.attributes["connection"] = connection
