@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import sys
 from typing import Final
 
@@ -15,6 +16,7 @@ MMAP_THRESHOLD: Final = 256 * 1024
 ARENAS: Final = 2
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
@@ -34,7 +36,8 @@ def release_freed_memory() -> None:
 
 
 def settle_allocator() -> None:
-    """For a service that runs for weeks, before its threads start: glibc gives each busy
+    """For a service that runs for weeks, as early as it can (before it serves: imports may
+    have started threads, and heaps they already have stay): glibc gives each busy
     thread a heap of its own (up to 8 per core) and, once a large block has been freed, serves
     blocks up to 32 MB from those heaps too. A request's image buffers then leave holes in a
     dozen heaps, and the worker's memory creeps up for hours. Two heaps, and large blocks

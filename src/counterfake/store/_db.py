@@ -245,10 +245,13 @@ class Database:
 
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
-        with translated(), self.engine.begin() as connection:
+        with (
+            translated(),
+            self.engine.begin() as connection,
+            _deadline.limited(connection.connection.dbapi_connection, 0),  # index builds
+        ):
             if self.dialect == "postgresql":
-                connection.execution_options(**{_deadline.EXEMPT: True})
-                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")  # index builds
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
                 connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724011)")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
