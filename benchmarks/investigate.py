@@ -10,7 +10,9 @@
    reposts weeks later, targets whose original never appears, unrelated photos (some reposted),
    more new targets every week, and the exporter's traps (skipped media, a missing file, a
    corrupt JPEG, service messages, a sticker, text as arrays, `from: null`). A third of the
-   targets are protected in a bank (`protect`, by the photo's owner, from the original file).
+   targets are protected in a bank (`protect`, by the photo's owner, from the original file;
+   each release makes its own bank with its own code, since a store is only readable by the
+   release that made it or a newer one).
    Then `investigate` with the bank, and the result against the truth: distinct targets,
    derivative posts in their target's cluster, unrelated posts in target clusters, protected
    targets found.
@@ -229,12 +231,15 @@ def build_truth_archive(
     # More new targets every week: growth.
     weights = np.array([1.25**w for w in range(weeks)])
     week_of_target = np.sort(rng.choice(weeks, size=targets, p=weights / weights.sum()))
+    # Each bot makes a third of the fakes, so that every stamp style has enough carriers to
+    # be measured (drawn freely, one bot once got 5 of 40 targets).
+    bot_of_target = rng.permutation(np.arange(targets) % len(BOTS))
     protected: list[int] = []
     for t, path in enumerate(originals):
         original = _load(path)
         when = START + int(week_of_target[t]) * WEEK + int(rng.integers(0, WEEK - 86400))
         requester = users[int(rng.integers(len(users)))]
-        bot, style = BOTS[int(rng.integers(len(BOTS)))]
+        bot, style = BOTS[int(bot_of_target[t])]
         if t % 3 == 0:
             protected.append(t)
         if rng.random() < 0.7:  # the original posted as a request, resized
@@ -324,13 +329,15 @@ def build_truth_archive(
     return path, truth
 
 
-def _protect_bank(url: str, corpus: list[Path], protected: list[int]) -> dict[int, int]:
-    """The owners protect their originals; returns derivative and pdq entry id -> target."""
+def _protect_bank(url: str, corpus: list[str], protected: list[int]) -> dict[int, int]:
+    """The owners protect their originals, with whichever release is first on sys.path (a
+    store is only readable by the release that made it, or a newer one); returns derivative
+    and pdq entry id -> target."""
     owner_of: dict[int, int] = {}
     with Store.open(url) as store:
         store.create_bank("protected")
         for t in protected:
-            data = jpeg(_load(corpus[t]), 95)
+            data = jpeg(_load(Path(corpus[t])), 95)
             photo = protect_bytes(data, name=f"target-{t}")
             for result in store.add_entries("protected", photo.entries()):
                 owner_of[result.entry_id] = t
@@ -607,7 +614,9 @@ class _PeakMemory:
 def _engine_only(config: dict[str, Any]) -> None:
     """Investigate with whichever release is first on sys.path; its outcome as JSON."""
     kwargs: dict[str, Any] = {}
+    owner_of: dict[int, int] = {}
     if config["url"]:
+        owner_of = _protect_bank(config["url"], config["corpus"], config["protected"])
         kwargs["spec"] = _spec(config["url"])
     if config["workers"]:
         kwargs.update(dask=True, workers=config["workers"])
@@ -619,6 +628,7 @@ def _engine_only(config: dict[str, Any]) -> None:
     found = outcome(result)
     found["wall_s"] = round(wall, 1)
     found["images"] = len(result.images)
+    found["owner_of"] = owner_of
     Path(config["out"]).write_text(json.dumps(found))
 
 
@@ -628,14 +638,17 @@ def _run_engine(
     out: Path,
     *,
     url: str | None = None,
+    protect: tuple[list[Path], list[int]] = ([], []),
     workers: int = 0,
     report: Path | None = None,
 ) -> dict[str, Any]:
     """The outcome of `ref`'s engine (None: this tree) on the archive, in a process of its
     own (with `workers`, on a Dask LocalCluster of that many), and the peak resident memory
-    of that process and its workers."""
+    of that process and its workers. With `url`, that process first makes the bank there,
+    protecting `protect`'s targets (corpus, indices) with its own release's code."""
     config = {"archive": str(archive), "url": url, "out": str(out), "workers": workers,
-              "report": str(report) if report else None}  # fmt: skip
+              "report": str(report) if report else None,
+              "corpus": [str(p) for p in protect[0]], "protected": protect[1]}  # fmt: skip
     with _engine_src(ref) as src, _PeakMemory() as memory:
         command = [sys.executable, __file__, "--engine-only", json.dumps(config)]
         subprocess.run(command, env={**os.environ, "PYTHONPATH": src}, check=True)
@@ -813,20 +826,21 @@ def main() -> int:
         corpus, work / "truth-archive", targets=args.targets, unrelated=args.unrelated
     )
     (work / "truth.json").write_text(json.dumps(truth))
-    url = f"sqlite:///{work / 'bank.db'}"
-    owner_of = _protect_bank(url, corpus, truth["protected"])
     engines: dict[str, str | None] = {"this tree": None}
     if args.baseline != "none":
         engines = {f"previous ({args.baseline})": args.baseline, **engines}
     evaluation = {}
     for name, ref in engines.items():
+        label = ref or "this-tree"
         found = _run_engine(
             ref,
             archive.parent,
-            work / f"outcome-{ref or 'this-tree'}.json",
-            url=url,
+            work / f"outcome-{label}.json",
+            url=f"sqlite:///{work / f'bank-{label}.db'}",
+            protect=(corpus, truth["protected"]),
             report=None if ref else work / "truth-report",
         )
+        owner_of = {int(entry): t for entry, t in found.pop("owner_of").items()}
         evaluation[name] = evaluate(found, truth, owner_of)
 
     lines = _evaluation_table(evaluation)
