@@ -50,6 +50,10 @@ _BATCH: Final = 10_000
 _REBUILD_FROM: Final = 16_384
 #: ... or, after this many seconds without changes, once it holds this many.
 _TIDY_AFTER: Final = 2.0
+#: A lookup after this process's own write waits this long at most for the follower's next
+#: pass (a busy machine can take more than a refresh interval over one), unless the follower
+#: is failing (the store away): then a refresh interval, and it matches from what it holds.
+_SYNC_WAIT: Final = 5.0
 _TIDY_FROM: Final = 1024
 #: Banks with at most this many protected photos are verified against every one of them.
 _VERIFY_ALL_UP_TO: Final = 32
@@ -172,6 +176,7 @@ class Matcher:
         # This process's last write, and its last write to a bank itself (`expire`).
         self._written_at = self._bank_written_at = float("-inf")
         self._behind = False
+        self._failing = False
         self._pass_began = self._drained_at = float("-inf")
         self._last_refresh = self._last_refresh_at = 0.0
         self.reload()
@@ -499,9 +504,9 @@ class Matcher:
             except Exception as exc:  # the store is unreachable: serve what is held
                 if not failing:
                     log.warning("following the change log failed: %s", exc)
-                failing = True
+                failing = self._failing = True
                 continue
-            failing = False
+            failing = self._failing = False
             now = time.monotonic()
             if applied:
                 quiet_since = now
@@ -558,14 +563,16 @@ class Matcher:
 
     def sync(self) -> None:
         """Apply everything committed before now: directly, or with a follower by waiting
-        (at most a refresh interval) for a pass that began after now."""
+        (at most _SYNC_WAIT s; a refresh interval while it fails) for a pass that began after
+        now."""
         if self._follower is None:
             self.refresh()
             return
         asked = time.monotonic()
         self._wake.set()
+        limit = self._refresh_interval if self._failing else max(_SYNC_WAIT, self._refresh_interval)
         with self._passed:
-            self._passed.wait_for(lambda: self._pass_began >= asked, self._refresh_interval)
+            self._passed.wait_for(lambda: self._pass_began >= asked, limit)
 
     # matching ----------------------------------------------------------------------------------
 
