@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-index-stall bench-service bench-robustness bench-derivatives bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz crash soak clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-index-stall bench-service bench-robustness bench-derivatives bench-chance-fits bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz crash soak clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ bench-robustness: $(STAMP)
 
 bench-derivatives: $(STAMP)
 	$(BIN)/python benchmarks/derivatives.py --corpus ../shared/corpus/photos --half report
+
+bench-chance-fits: $(STAMP)
+	$(BIN)/python benchmarks/chance_fits.py --corpus ../shared/corpus/photos
 
 bench-derivative-scale: $(STAMP)
 	$(BIN)/python benchmarks/derivative_scale.py --corpus ../shared/corpus/photos --photos 100000

@@ -213,3 +213,41 @@ def test_a_photo_without_a_face_matches_as_a_photo(photos: list[Image.Image]) ->
     evidence = verify(_source(photos[1]), image_features(reencode(fake), query=True))
     assert evidence is not None and evidence.matched_part == "photo"
     assert evidence.to_dict()["matched_part"] == "photo"
+
+
+def _few_inliers(degrees: float, shared: int) -> tuple[Features, Features]:
+    """A photo and an upload that share `shared` exact correspondences under a similarity
+    turned by `degrees`, among unrelated keypoints: the shape of what is left of a photo 60%
+    replaced, then cropped and shrunk."""
+    rng = np.random.default_rng(5)
+    source = Features(
+        480,
+        360,
+        rng.uniform(40, 320, (200, 2)).astype(np.float32),
+        rng.integers(0, 256, (200, 32), dtype=np.uint8),
+    )
+    angle = np.radians(degrees)
+    turn = 0.9 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    placed = source.points[:shared] @ turn.T + np.array([60.0, 20.0])
+    query = Features(
+        480,
+        420,
+        np.concatenate([placed, rng.uniform(0, 400, (300, 2))]).astype(np.float32),
+        np.concatenate(
+            [source.descriptors[:shared], rng.integers(0, 256, (300, 32), dtype=np.uint8)]
+        ),
+    )
+    return source, query
+
+
+def test_a_fit_with_fewer_than_12_inliers_matches_only_upright() -> None:
+    """Down to 10 inliers, an upright fit is a match (nudifying tools do not turn the photo);
+    turned, it is chance (unrelated photo pairs reach 7 inliers at any angle); 9 is never
+    enough (landmarks and shared graphics reach it upright)."""
+    evidence = verify(*_few_inliers(degrees=3, shared=10))
+    assert evidence is not None and evidence.inliers == 10
+    assert abs(evidence.rotation_degrees - 3) < 1 and 0 < evidence.score < 0.1
+    assert verify(*_few_inliers(degrees=40, shared=10)) is None
+    assert verify(*_few_inliers(degrees=3, shared=9)) is None
+    turned = verify(*_few_inliers(degrees=40, shared=12))
+    assert turned is not None and abs(turned.rotation_degrees - 40) < 1
