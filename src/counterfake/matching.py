@@ -57,8 +57,13 @@ _SYNC_WAIT: Final = 5.0
 _TIDY_FROM: Final = 1024
 #: Banks with at most this many protected photos are verified against every one of them.
 _VERIFY_ALL_UP_TO: Final = 32
-#: Otherwise the shortlist's best candidates, over all views of the query, are verified.
+#: Otherwise the shortlist's best candidates, over all views of the query, are verified ...
 _SHORTLIST: Final = 8
+#: ... but not one with under 1/this of the best candidate's votes: a derivative's source
+#: draws many (a median of 12 at 30% replaced), chance candidates 2-5. At 100,000 photos,
+#: 1/8 cut the median derivative query by a sixth and lost none; 1/4 cut a fifth but lost 2
+#: of 200 (benchmarks/derivative_scale.py).
+_VOTE_SHARE: Final = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -693,8 +698,10 @@ class Matcher:
                         )
                     ),
                 )
-                for _, entry_id, number in voted[:_SHORTLIST]:
-                    tries.setdefault((bank, entry_id), []).append(number)
+                most = -voted[0][0] if voted else 0.0
+                for negated, entry_id, number in voted[:_SHORTLIST]:
+                    if -negated * _VOTE_SHARE >= most:
+                        tries.setdefault((bank, entry_id), []).append(number)
         sources: dict[tuple[str, int], Features] = {}
         for bank in {bank for bank, _ in tries}:
             ids = [entry_id for held, entry_id in tries if held == bank]

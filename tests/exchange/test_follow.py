@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from counterfake import Counterfake, Store
+from counterfake.exchange.follow import PAGE_SIZE
 from counterfake.model import NewEntry
 from counterfake.protect import protect_bytes, write_signatures
 from counterfake.settings import load_settings
@@ -156,7 +157,9 @@ def test_a_fetch_killed_mid_way_loses_and_duplicates_nothing(
         else request.getfixturevalue("postgres_url")
     )
     remote = f"bulk-{backend}"
-    values = [f"{i:064x}" for i in range(1, 3501)]
+    # Three pages of the feed (follow.PAGE_SIZE changes each): a kill once one is applied lands
+    # mid-way (with a single page, a slow machine saw the fetch end before the kill).
+    values = [f"{i:064x}" for i in range(1, 2 * PAGE_SIZE + 1501)]
     with Store.open(f"sqlite:///{hub.server.home / 'counterfake.db'}") as store:
         store.create_bank(remote, shared_with=["platform"])
         store.add_entries(remote, [NewEntry("pdq", v, quality=100) for v in values])
