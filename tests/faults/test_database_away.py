@@ -55,29 +55,52 @@ class Writers:
                 time.sleep(0.02)
 
 
-def test_a_database_restart_fails_requests_fast_and_loses_nothing_acknowledged(
-    postgres_url: str, tmp_path: Path
-) -> None:
+def _outage(
+    postgres_url: str, tmp_path: Path, *, timeout: str, clients: int, fault: str, seconds: float
+) -> tuple[list[tuple[float, float, int, str, str]], str, float, float]:
+    """A two-worker service on PostgreSQL behind a forwarder, under `clients` writers: 2 s
+    of normal load, then `fault` ("cut" or "freeze") for `seconds`, then 8 s restored. The
+    answers, the service's log, and when the fault began and ended."""
     url = sa.engine.make_url(postgres_url)
     with Store.open(postgres_url) as store:
         store.create_bank("b")
         secret = store.keys.create("default", ["curate", "match"])[1]
-
-    env = {"COUNTERFAKE_STATEMENT_TIMEOUT": "3"}  # our own deadline on a call: 3 + 5 s
+    env = {"COUNTERFAKE_STATEMENT_TIMEOUT": timeout}  # our own deadline on a call: + 5 s
     with Forwarder(url.host or "127.0.0.1", url.port or 5432) as forwarder:
         proxied = url.set(port=forwarder.port).render_as_string(hide_password=False)
+        begin, end = (
+            (forwarder.cut, forwarder.restore)
+            if fault == "cut"
+            else (forwarder.freeze, forwarder.thaw)
+        )
         with Server(tmp_path, workers=2, database_url=proxied, env=env) as server:
-            with Writers(server.url, secret, clients=4) as writers:
+            with Writers(server.url, secret, clients=clients) as writers:
                 time.sleep(2)
-                cut_at = time.monotonic()
-                forwarder.cut()
-                time.sleep(15)  # longer than connecting (5 s) and waiting for a connection (10 s)
-                restored_at = time.monotonic()
-                forwarder.restore()
+                began = time.monotonic()
+                begin()
+                time.sleep(seconds)
+                ended = time.monotonic()
+                end()
                 time.sleep(8)
-            answers = writers.answers
             log = server.log.read_text()
+    return writers.answers, log, began, ended
 
+
+def _kept_once(postgres_url: str, answers: list[tuple[float, float, int, str, str]]) -> None:
+    acknowledged = [a[4] for a in answers if a[2] == 201]
+    with Store.open(postgres_url) as store:
+        kept = [e.value for e in store.list_entries("b", limit=100_000)]
+    assert sorted(set(kept) & set(acknowledged)) == sorted(acknowledged)  # every one kept
+    assert len(kept) == len(set(kept))  # none twice
+
+
+def test_a_database_restart_fails_requests_fast_and_loses_nothing_acknowledged(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # 15 s: longer than connecting (5 s) and waiting for a connection (10 s).
+    answers, log, cut_at, restored_at = _outage(
+        postgres_url, tmp_path, timeout="3", clients=4, fault="cut", seconds=15
+    )
     before = [a for a in answers if a[0] < cut_at - 0.5]
     # Answered while the database was away: each refused, none acknowledged.
     away = [a for a in answers if cut_at + 0.5 < a[0] + a[1] < restored_at]
@@ -92,12 +115,7 @@ def test_a_database_restart_fails_requests_fast_and_loses_nothing_acknowledged(
     assert max(a[1] for a in answers) < 12, summary[:60]  # failed fast: no request hung
     assert after and all(a[2] == 201 for a in after)  # recovered by itself
     assert "Traceback" not in log
-
-    acknowledged = [a[4] for a in answers if a[2] == 201]
-    with Store.open(postgres_url) as store:
-        kept = [e.value for e in store.list_entries("b", limit=100_000)]
-    assert sorted(set(kept) & set(acknowledged)) == sorted(acknowledged)  # every one kept
-    assert len(kept) == len(set(kept))  # none twice
+    _kept_once(postgres_url, answers)
 
 
 def test_a_database_that_stops_answering_fails_requests_at_our_deadline_and_loses_nothing(
@@ -107,25 +125,9 @@ def test_a_database_that_stops_answering_fails_requests_at_our_deadline_and_lose
     acknowledging, but answers nothing: keepalives, `tcp_user_timeout` and `statement_timeout`
     never fire. Each call still gets `statement_timeout` + 5 s, then 503 store_unavailable; the
     service goes on by itself once the database answers again."""
-    url = sa.engine.make_url(postgres_url)
-    with Store.open(postgres_url) as store:
-        store.create_bank("b")
-        secret = store.keys.create("default", ["curate", "match"])[1]
-    env = {"COUNTERFAKE_STATEMENT_TIMEOUT": "2"}
-    with Forwarder(url.host or "127.0.0.1", url.port or 5432) as forwarder:
-        proxied = url.set(port=forwarder.port).render_as_string(hide_password=False)
-        with Server(tmp_path, workers=2, database_url=proxied, env=env) as server:
-            with Writers(server.url, secret, clients=3) as writers:
-                time.sleep(2)
-                frozen_at = time.monotonic()
-                forwarder.freeze()
-                time.sleep(16)
-                thawed_at = time.monotonic()
-                forwarder.thaw()
-                time.sleep(8)
-            answers = writers.answers
-            log = server.log.read_text()
-
+    answers, log, frozen_at, thawed_at = _outage(
+        postgres_url, tmp_path, timeout="2", clients=3, fault="freeze", seconds=16
+    )
     summary = [
         (round(a[0] - frozen_at, 1), round(a[1], 1), a[2], a[3])
         for a in answers
@@ -141,12 +143,7 @@ def test_a_database_that_stops_answering_fails_requests_at_our_deadline_and_lose
     assert [a for a in answers if a[0] > thawed_at + 5 and a[2] == 201]  # going again
     assert all(a[2] == 201 for a in answers if a[0] > thawed_at + 5), summary
     assert "went unanswered" in log and "Traceback" not in log
-
-    acknowledged = [a[4] for a in answers if a[2] == 201]
-    with Store.open(postgres_url) as store:
-        kept = [e.value for e in store.list_entries("b", limit=100_000)]
-    assert sorted(set(kept) & set(acknowledged)) == sorted(acknowledged)
-    assert len(kept) == len(set(kept))
+    _kept_once(postgres_url, answers)
 
 
 def test_a_statement_that_waits_past_the_timeout_is_canceled_and_answered_503(
