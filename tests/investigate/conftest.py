@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from counterfake import Store
 from counterfake.protect import protect_bytes
@@ -44,6 +44,20 @@ def watermarked(image: Image.Image) -> Image.Image:
     draw = ImageDraw.Draw(layer)
     for row in range(0, image.height, image.height // 6):
         draw.text((10, row), "SAMPLE WATERMARK " * 4, fill=(255, 255, 255, 150))
+    return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
+
+
+def diagonal_stamped(image: Image.Image, name: str = "@benign_render_bot") -> Image.Image:
+    """A bot's free-version stamp: its name in large text turned across the middle."""
+    w, h = image.size
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    text, font = f"{name} free", ImageFont.load_default(size=max(12, w // 11))
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    at = ((w - right + left) / 2, (h - bottom + top) / 2)
+    draw.text(at, text, fill=(255, 255, 255, 220), font=font, stroke_width=max(1, w // 300),
+              stroke_fill=(0, 0, 0, 150))  # fmt: skip
+    layer = layer.rotate(28, center=(w / 2, h / 2))
     return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
 
 

@@ -15,7 +15,7 @@ from counterfake.investigate.images import analyse_image
 from counterfake.investigate.table import TableWriter
 from counterfake.signals.keypoints import SHORTLISTED
 
-from .conftest import jpeg, stamped
+from .conftest import diagonal_stamped, jpeg, smoothed, stamped
 
 
 def _clustered(tmp: Path, images: list[bytes], **changed: dict[str, object]) -> Clustering:
@@ -33,7 +33,7 @@ def _clustered(tmp: Path, images: list[bytes], **changed: dict[str, object]) -> 
             mirror_pdq=record.mirror_pdq,
             quality=record.quality,
             first_seen=n,
-            by_bot=False,
+            bots=(),
             protected_copy=False,
             protected_derivative=False,
         )
@@ -68,6 +68,51 @@ def test_a_stamp_on_many_unrelated_photos_is_found_as_an_overlay(
 def test_photos_that_share_only_a_stamp_are_never_linked(stamped_unrelated: Clustering) -> None:
     assert len(set(stamped_unrelated.cluster)) == 10
     assert not stamped_unrelated.targets
+
+
+@pytest.fixture(scope="module")
+def diagonal_unrelated(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Clustering:
+    paths = sorted(corpus_dir.glob("*.jpg"))[100:124]
+    # Fakes of 24 people: a large part of each smoothed over, then the bot's stamp.
+    images = [
+        jpeg(diagonal_stamped(smoothed(ImageOps.contain(Image.open(p).convert("RGB"), (800, 800)),
+                                       (0.15, 0.3, 0.85, 1.0))), 85)
+        for p in paths
+    ]  # fmt: skip
+    return _clustered(tmp_path_factory.mktemp("diagonal"), images)
+
+
+def test_photos_that_share_only_a_diagonal_text_stamp_are_never_linked(
+    diagonal_unrelated: Clustering,
+) -> None:
+    # Only some letters recur well enough to be found; the footprint covers the rest.
+    assert len(diagonal_unrelated.overlays) >= 1
+    assert len(set(diagonal_unrelated.cluster)) == 24
+    assert not diagonal_unrelated.links
+
+
+def test_two_fakes_with_the_same_content_pasted_in_are_not_linked_by_it(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
+    first, second, filler = (
+        ImageOps.fit(Image.open(p).convert("RGB"), (800, 600))
+        for p in sorted(corpus_dir.glob("*.jpg"))[130:133]
+    )
+    box = (160, 200, 640, 600)  # the lower middle: where a body would be
+    patch = filler.resize((box[2] - box[0], box[3] - box[1]))
+
+    def pasted(photo: Image.Image) -> Image.Image:
+        out = photo.copy()
+        out.paste(patch, box[:2])
+        return out
+
+    images = [jpeg(first, 90), jpeg(second, 90), jpeg(pasted(first), 80), jpeg(pasted(second), 75)]
+    clustering = _clustered(tmp_path, images)
+    # Each fake is linked to its own photo; the two fakes agree only on what was pasted in.
+    assert clustering.cluster[0] == clustering.cluster[2]
+    assert clustering.cluster[1] == clustering.cluster[3]
+    assert clustering.cluster[0] != clustering.cluster[1]
+    assert {(k.source, k.other) for k in clustering.links} == {(0, 2), (1, 3)}
 
 
 def test_a_photo_posted_in_many_versions_is_not_an_overlay(
@@ -117,7 +162,7 @@ def test_images_matching_one_bank_entry_are_one_cluster_joined_by_the_bank(
 def test_unreadable_images_stay_out_of_every_cluster(tmp_path: Path) -> None:
     writer = TableWriter(tmp_path / "table", 1)
     writer.add(0, b"", b"")
-    clustering = cluster_images([ImageFacts(None, 0, 0, False, False, False)], writer.close())
+    clustering = cluster_images([ImageFacts(None, 0, 0, (), False, False)], writer.close())
     assert clustering.cluster == [-1]
     assert clustering.overlays == []
 

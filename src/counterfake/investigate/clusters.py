@@ -9,15 +9,17 @@ Built on the matching the rest of Counterfake uses:
    the group's first one (step 3): blurring or smoothing a third of a photo can leave PDQ
    within 31.
 2. *Links* between versions: the keypoint shortlist proposes, derivative verification fits
-   the transform (24 inliers at least: the same watermark stamped on two unrelated photos
-   gave up to 21). A link is kept only when the similarity is near 1:1 (both are 480-pixel
-   working images, so a resized or cropped copy stays near scale 1, while a whole photo pasted
-   small into another does not) and at least a quarter of the other image is unchanged.
+   the transform (16 inliers at least, none of them on an overlay its image carries). A link
+   is kept only when the similarity is near 1:1 (both are 480-pixel working images, so a
+   resized or cropped copy stays near scale 1, while a whole photo pasted small into another
+   does not) and at least a quarter of the other image is unchanged.
 3. *What changed* along a link: the two 128-pixel grey thumbnails, aligned by the fitted
    transform, compared cell by cell (8x8) on their fine detail (high-pass correlation). Between
    two archive images this is far steadier than re-finding 512 signature keypoints: a fill,
    inpainting or heavy blur removes detail, pasted content does not correlate, re-encoding and
-   resizing keep it.
+   resizing keep it. A link that, on each of its two images, agrees mostly where that image
+   was changed from its own earlier one (and hardly on what it kept) rests on content pasted
+   into both, not on one photo: it is dropped.
 
 Images that match the same bank entry are one photo's: their clusters are joined (the report
 says so: that join rests on the bank, not on the images' own links).
@@ -51,7 +53,7 @@ from ..signals import PDQ_THRESHOLD
 from ..signals.keypoints import Features
 from .engines import Runner, in_order, run_here
 from .images import THUMB_SIDE
-from .overlays import Overlay, covered, find_overlays, without_overlays
+from .overlays import Overlay, covered, find_overlays, with_bot_output, without_overlays
 from .sets import DisjointSets
 from .table import SignatureTable, opened
 
@@ -74,6 +76,11 @@ STAMP_CHANGE: Final = 0.05
 _STAMP_DETAIL: Final = 1.3
 _SCALE_RANGE: Final = (0.6, 1.7)
 _MIN_UNCHANGED: Final = 0.25
+#: A link rests on pasted content when, on both images, this share of the cells it agrees on
+#: were changed from the image's own earlier one...
+_PASTED_SHARE: Final = 0.5
+#: ...and it agrees on under this share of what the image kept of its earlier one.
+_KEPT_SHARE: Final = 0.2
 _CELLS: Final = 8
 _CHANGED_CELL: Final = 0.5  # 1 - correlation of a cell's fine detail
 _FLAT: Final = 2.0  # grey levels: a cell this flat in both images has no detail to compare
@@ -94,11 +101,15 @@ class ImageFacts:
     pdq: str | None
     quality: int
     first_seen: int  # Unix seconds of its first post
-    by_bot: bool  # any post of it was a bot's output
+    bots: tuple[str, ...]  # the bots whose output any post of it was (via_bot)
     protected_copy: bool  # matches a protected or known photo by PDQ or digest
     protected_derivative: bool  # matches a protected photo as a derivative
     mirror_pdq: str | None = None  # PDQ of its mirror image
     entries: tuple[str, ...] = ()  # the bank entries it matches, as "bank:entry id"
+
+    @property
+    def by_bot(self) -> bool:
+        return bool(self.bots)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +120,13 @@ class Link:
     changed_fraction: float  # of the cells both images cover
     alignment: Alignment = dataclasses.field(compare=False, repr=False)
     detail: tuple[float, float] = (0.0, 0.0)  # fine detail in the changed cells: source, other
+    #: (_CELLS, _CELLS) bool over the other image's thumbnail: changed, and agreeing in detail
+    changed: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((_CELLS, _CELLS), bool), compare=False, repr=False
+    )
+    agreeing: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((_CELLS, _CELLS), bool), compare=False, repr=False
+    )
 
 
 @dataclasses.dataclass
@@ -163,9 +181,9 @@ def _compare(
     source_features: Features,
     other_features: Features,
     alignment: Alignment,
-) -> tuple[float, tuple[float, float]] | None:
-    """Changed fraction and the fine detail of each side in the changed cells, or None
-    without enough overlap."""
+) -> tuple[float, tuple[float, float], np.ndarray, np.ndarray] | None:
+    """Changed fraction, the fine detail of each side in the changed cells, the changed
+    cells and the cells whose detail agrees, or None without enough overlap."""
     t = THUMB_SIDE
     forward = np.vstack([alignment.transform, [0.0, 0.0, 1.0]])
     # The other image's thumbnail pixels -> the source's thumbnail pixels.
@@ -210,7 +228,7 @@ def _compare(
         if mask.any()
         else (0.0, 0.0)
     )
-    return fraction, detail
+    return fraction, detail, changed, valid & ~flat & ~changed
 
 
 def _is_derivative(link: Link) -> bool:
@@ -229,8 +247,66 @@ def _link(
     compared = _compare(thumbs[source], thumbs[other], features_source, features_other, aligned)
     if compared is None:
         return None
-    fraction, detail = compared
-    return Link(source, other, aligned.inliers, fraction, aligned, detail)
+    fraction, detail, changed, agreeing = compared
+    return Link(source, other, aligned.inliers, fraction, aligned, detail, changed, agreeing)
+
+
+def _cells_to_other(link: Link, source: Features, other: Features) -> np.ndarray:
+    """Where each of the source thumbnail's cells lands on the other's, as (row, column)
+    indices, -1 off it."""
+    side = THUMB_SIDE // _CELLS
+    centre = (np.arange(_CELLS) + 0.5) * side - 0.5
+    x, y = np.meshgrid(centre, centre)
+    points = np.stack([x.ravel(), y.ravel(), np.ones(x.size)])
+    forward = np.vstack([link.alignment.transform, [0.0, 0.0, 1.0]])
+    to_other = (
+        _to_thumb(other.width, other.height)
+        @ forward
+        @ np.linalg.inv(_to_thumb(source.width, source.height))
+    )
+    landed = np.floor((to_other @ points)[:2] / side).astype(np.int64)
+    off = ((landed < 0) | (landed >= _CELLS)).any(axis=0)
+    landed[:, off] = -1
+    cells: np.ndarray = landed[::-1].reshape(2, _CELLS, _CELLS)  # rows from y, columns from x
+    return cells
+
+
+def _on_pasted_content(links: Sequence[Link], table: SignatureTable, first: int) -> set[int]:
+    """The links (by position, from `first` on) that rest on pasted content: each of the two
+    images was changed from an earlier one of its own (another link into it says so), and the
+    two agree mostly where that change lies and hardly where it still shows its earlier image.
+    Two fakes that had the same content pasted in agree there, and only there; two derivatives
+    of one photo agree on what neither changed, and an original was changed from nothing."""
+    into: dict[int, list[int]] = {}
+    for n, link in enumerate(links):
+        if _is_derivative(link):
+            into.setdefault(link.other, []).append(n)
+    resting = set()
+    for n, link in enumerate(links[first:], start=first):
+        if link.source not in into or link.other not in into:
+            continue
+        rows, cols = _cells_to_other(link, table.features(link.source), table.features(link.other))
+        on_source = np.zeros((_CELLS, _CELLS), bool)
+        on_source[rows >= 0] = link.agreeing[rows[rows >= 0], cols[rows >= 0]]
+        if all(
+            _pasted_into(agreeing, [links[m] for m in into[image] if m != n], link)
+            for image, agreeing in ((link.source, on_source), (link.other, link.agreeing))
+        ):
+            resting.add(n)
+    return resting
+
+
+def _pasted_into(agreeing: np.ndarray, earlier: list[Link], link: Link) -> bool:
+    """Whether the cells of an image that a link agrees on lie in what one of the image's own
+    earlier links says was changed, and hardly in what it says was kept."""
+    for one in earlier:
+        if one.source in (link.source, link.other) or not agreeing.any():
+            continue
+        on_changed = (agreeing & one.changed).sum() / agreeing.sum()
+        on_kept = (agreeing & one.agreeing).sum() / max(1, one.agreeing.sum())
+        if on_changed >= _PASTED_SHARE and on_kept < _KEPT_SHARE:
+            return True
+    return False
 
 
 def split_versions(
@@ -333,6 +409,7 @@ def cluster_images(
         return aligned is not None and _scale_ok(aligned)
 
     overlays = find_overlays(table, group, still_aligned, run)
+    overlays = with_bot_output(overlays, [f.bots for f in images])
     table.exclude(covered(table, overlays))
 
     def order(i: int) -> tuple[int, int]:
@@ -368,10 +445,13 @@ def cluster_images(
         (table.folder, piece, {i: thumbs[i] for pair in piece for i in pair})
         for piece in _pieces(sorted(proposed), _PAIRS_PER_TASK)
     ]
+    first = len(links)
     for found in in_order(run, verify_pairs, calls, advance):
-        for one in found:
-            links.append(one)
-            sets.union(one.source, one.other)
+        links += found
+    pasted = _on_pasted_content(links, table, first)
+    links = [one for n, one in enumerate(links) if n not in pasted]
+    for one in links:
+        sets.union(one.source, one.other)
 
     # Images that match one bank entry show one photo, linked or not.
     by_entry: dict[str, list[int]] = {}

@@ -63,6 +63,8 @@ class ChannelOverlay:
     box: tuple[float, float, float, float]  # left, top, right, bottom: fractions of the image
     bots: dict[str, int]  # via_bot -> posts
     senders: dict[str, int]  # sender -> posts
+    #: Its main bot's other posts, where the stamp was not seen: left out of links as carriers.
+    unseen_posts: tuple[int, ...] = ()
     #: The stamp's box on the median of up to 64 carriers' grey thumbnails, blurred: the
     #: stamp, not any one photo.
     picture: np.ndarray = dataclasses.field(
@@ -114,10 +116,11 @@ class Investigation:
 def _channel_overlay(
     overlay: Overlay, posts: list[Post], posts_of_image: list[list[int]], thumbs: np.ndarray
 ) -> ChannelOverlay:
-    carried = sorted(
-        (n for i in overlay.images for n in posts_of_image[i]),
-        key=lambda n: (posts[n].timestamp, posts[n].key),
-    )
+    def in_order(images: tuple[int, ...]) -> tuple[int, ...]:
+        found = (n for i in images for n in posts_of_image[i])
+        return tuple(sorted(found, key=lambda n: (posts[n].timestamp, posts[n].key)))
+
+    carried = in_order(overlay.images)
     # The carriers' median: the photos under the stamp differ and fade, the stamp stays.
     median = np.median(thumbs[list(overlay.images[:_PICTURED])], axis=0).astype(np.uint8)
     side = thumbs.shape[1]
@@ -128,11 +131,12 @@ def _channel_overlay(
     crop = median[top : max(bottom, top + 1), left : max(right, left + 1)]
     return ChannelOverlay(
         images=overlay.images,
-        posts=tuple(carried),
+        posts=carried,
         box=overlay.box,
         bots=dict(Counter(posts[n].via_bot or "" for n in carried if posts[n].via_bot)),
         senders=dict(Counter(posts[n].sender or posts[n].sender_id or "unknown" for n in carried)),
         picture=cv2.GaussianBlur(crop, (0, 0), 1.2),
+        unseen_posts=in_order(overlay.unseen),
     )
 
 
@@ -232,7 +236,9 @@ def investigate(
                     mirror_pdq=record.mirror_pdq,
                     quality=record.quality,
                     first_seen=posts[posts_of_image[image][0]].timestamp,
-                    by_bot=any(posts[n].via_bot is not None for n in posts_of_image[image]),
+                    bots=tuple(
+                        sorted({b for n in posts_of_image[image] if (b := posts[n].via_bot)})
+                    ),
                     protected_copy=any(m.signal != "derivative" for m in matches),
                     protected_derivative=any(m.signal == "derivative" for m in matches),
                     entries=tuple(sorted({f"{m.bank}:{m.entry_id}" for m in matches})),

@@ -17,19 +17,28 @@ place, in many photos that are otherwise different:
    carriers are aligned without the overlay's cells, and when most still align, the features
    were the photo's own.
 
-Clustering leaves a carrier's keypoints in the overlay's cells out of every link, so two
-images that share only a stamp are never linked. The report lists each overlay with the posts
-that carry it: who stamps what is evidence of who made it.
+Only some of a stamp's keypoints recur well enough to be found (thin text over changing photos
+gives different corners on each), so an overlay's *footprint* is the convex hull of the places
+a share of its carriers have it at, in the frame its features keep their place in: the whole
+diagonal text, not only its steadiest letters. A bot's output where the stamp was not seen (a
+photo of another shape puts it at another scale) is taken to carry it when that bot posted
+most of its carriers.
+
+Clustering leaves a carrier's keypoints on the footprint and in the overlay's own cells out of
+every link, so two images that share only a stamp are never linked. The report lists each
+overlay with the posts that carry it: who stamps what is evidence of who made it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+import cv2
 import numpy as np
 
 from ..signals.keypoints import Features
@@ -37,7 +46,15 @@ from .engines import Runner, in_order, run_here
 from .sets import DisjointSets
 from .table import SignatureTable
 
-__all__ = ["GRID", "Overlay", "covered", "find_overlays", "frame_features", "without_overlays"]
+__all__ = [
+    "GRID",
+    "Overlay",
+    "covered",
+    "find_overlays",
+    "frame_features",
+    "with_bot_output",
+    "without_overlays",
+]
 
 #: Cells per side of the image-relative grid an overlay's place is kept on.
 GRID: Final = 32
@@ -56,6 +73,16 @@ _CHANCE: Final = 1 / 16
 #: Two features are one overlay's when this share of the rarer one's photos carry both.
 _SAME_OVERLAY: Final = 0.3
 _PAIRS_CHECKED: Final = 8
+#: A place is in the footprint when this share of the carriers (and two at least) have it.
+_FOOTPRINT_SHARE: Final = 0.1
+#: A footprint that would cover more of an image than this is not applied to it.
+_FOOTPRINT_MOST: Final = 0.4
+#: Points spread over an image (as fractions of it), to measure a footprint's area on it.
+_AREA_SAMPLE: Final = (
+    np.stack(np.meshgrid(np.arange(16), np.arange(16)), -1).reshape(-1, 2) + 0.5
+) / 16
+#: A bot that posted this share of an overlay's carriers is taken to stamp all its output.
+_BOT_SHARE: Final = 0.5
 #: Keypoint rows searched at once (memory: about 100 bytes each).
 _PIECE: Final = 4_000_000
 #: Keypoint rows overlays are looked for in (images spread over the archive); what is found
@@ -72,6 +99,13 @@ class Overlay:
     masks: dict[int, np.ndarray]  # image -> (GRID, GRID) bool over the image, row = y
     box: tuple[float, float, float, float]  # left, top, right, bottom: fractions of the image
     features: int  # how many recurring features make it up
+    frame: int = 0  # the frame (in _FRAMES) of its features that gives the tightest footprint
+    #: (2 * GRID + 1, 2 * GRID + 1) bool over the frame's places (x, y): where the stamp lies
+    footprint: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((2 * GRID + 1, 2 * GRID + 1), bool), repr=False
+    )
+    #: Images its main bot posted where it was not seen: taken to carry it all the same.
+    unseen: tuple[int, ...] = ()
 
 
 def _relative(features: Features) -> np.ndarray:
@@ -339,20 +373,83 @@ def find_overlays(
         low = np.percentile(relative, 2, axis=0)
         high = np.percentile(relative, 98, axis=0)
         box = (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
-        overlays.append(Overlay(tuple(int(i) for i in holders), masks, box, len(members)))
+        # The frame the stamp keeps its place in gives the tightest footprint.
+        frame, footprint = min(
+            ((f, _footprint(table, rows, owner[rows], f, len(holders)))
+             for f in sorted({f.frame for f in features})),
+            key=lambda pair: int(pair[1].sum()),
+        )  # fmt: skip
+        overlays.append(
+            Overlay(tuple(int(i) for i in holders), masks, box, len(members), frame, footprint)
+        )
     overlays.sort(key=lambda o: -len(o.images))
     return overlays
 
 
+def _footprint(
+    table: SignatureTable, rows: np.ndarray, owners: np.ndarray, frame: int, carriers: int
+) -> np.ndarray:
+    """The convex hull of the places (and their neighbours) that a share of the carriers
+    have the overlay's keypoints at, in its frame."""
+    side = 2 * GRID + 1
+    place = _frame_rows(table, rows, frame, 0.0)
+    x, y = place // side, place % side
+    near = [
+        (np.clip(x + dx, 0, side - 1) * side + np.clip(y + dy, 0, side - 1)) for dx in (-1, 0, 1)
+        for dy in (-1, 0, 1)
+    ]  # fmt: skip
+    pairs = np.unique(np.stack([np.tile(owners, 9), np.concatenate(near)], axis=1), axis=0)
+    share = np.bincount(pairs[:, 1], minlength=side * side) / carriers
+    held = (share >= max(_FOOTPRINT_SHARE, 2 / carriers)).reshape(side, side)
+    if held.sum() < 3:
+        return held
+    xs, ys = np.nonzero(held)
+    hull = cv2.convexHull(np.stack([ys, xs], axis=1).astype(np.int32))
+    filled = np.zeros((side, side), np.uint8)
+    cv2.fillConvexPoly(filled, hull, 1)  # row = x, column = y, as `held`
+    return filled.astype(bool) | held
+
+
+def _on_footprint(overlay: Overlay, points: np.ndarray, size: np.ndarray) -> np.ndarray:
+    sizes = np.broadcast_to(size, points.shape)
+    on: np.ndarray = overlay.footprint.ravel()[_places(points, sizes, _FRAMES[overlay.frame], 0.0)]
+    return on
+
+
+def with_bot_output(overlays: Sequence[Overlay], bots: Sequence[Sequence[str]]) -> list[Overlay]:
+    """The overlays, each with the images its main bot posted where it was not seen.
+    `bots[i]` names the bots that posted image i."""
+    out = []
+    for overlay in overlays:
+        posted = Counter(b for i in overlay.images for b in set(bots[i]))
+        main = posted.most_common(1)
+        if not main or main[0][1] < _BOT_SHARE * len(overlay.images):
+            out.append(overlay)
+            continue
+        carried = set(overlay.images)
+        unseen = tuple(i for i, b in enumerate(bots) if main[0][0] in b and i not in carried)
+        out.append(dataclasses.replace(overlay, unseen=unseen))
+    return out
+
+
 def covered(table: SignatureTable, overlays: Sequence[Overlay]) -> np.ndarray:
-    """The keypoint rows that lie on an overlay their image carries."""
+    """The keypoint rows that lie on an overlay their image carries (or is taken to): in its
+    own cells, or on the overlay's footprint unless that would cover most of the image."""
     out = np.zeros(len(table.excluded), bool)
     for overlay in overlays:
-        for image, mask in overlay.masks.items():
+        for image in (*overlay.images, *overlay.unseen):
             rows = table.rows(image)
-            where = np.asarray(table.points[rows]) / table.sizes[image]
-            cells = np.clip((where * GRID).astype(np.int64), 0, GRID - 1)
-            out[rows] |= mask[cells[:, 1], cells[:, 0]]
+            if rows.stop == rows.start:
+                continue
+            points = np.asarray(table.points[rows])
+            mask = overlay.masks.get(image)
+            if mask is not None:
+                where = points / table.sizes[image]
+                cells = np.clip((where * GRID).astype(np.int64), 0, GRID - 1)
+                out[rows] |= mask[cells[:, 1], cells[:, 0]]
+            size = table.sizes[image].astype(np.float32)
+            if _on_footprint(overlay, _AREA_SAMPLE * size, size).mean() <= _FOOTPRINT_MOST:
+                out[rows] |= _on_footprint(overlay, points, size)
     return out
 
 

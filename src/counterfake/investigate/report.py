@@ -144,6 +144,7 @@ def _overlays(inv: Investigation) -> list[dict[str, Any]]:
             "first_seen": _iso(inv.posts[o.posts[0]].timestamp),
             "last_seen": _iso(inv.posts[o.posts[-1]].timestamp),
             "messages": [inv.posts[n].key for n in o.posts],
+            "unseen_bot_messages": [inv.posts[n].key for n in o.unseen_posts],
         }
         for number, o in enumerate(inv.overlays, start=1)
     ]
@@ -397,12 +398,17 @@ def _html(
     parts.append(
         "<p class='note'>A stamp (a bot's watermark, a logo, a caption bar) found at the same"
         " place on many photos that are otherwise different. Links between images leave it"
-        " out. The picture is the carriers' blurred median: the stamp, not a photo.</p>"
+        " out. The picture is the carriers' blurred median: the stamp, not a photo. When one"
+        " bot posted most of an overlay's posts, its other posts are taken to carry the stamp"
+        " too (on a photo of another shape it can go unseen) and are left out of links the"
+        " same way.</p>"
     )
     if inv.overlays:
         parts.append(
             "<table><tr><th>overlay</th><th>posts</th><th>images</th><th>posted by bots</th>"
-            "<th>senders</th><th>first seen</th>" + ("<th>stamp</th>" if images else "") + "</tr>"
+            "<th>its bot's posts, stamp not seen</th><th>senders</th><th>first seen</th>"
+            + ("<th>stamp</th>" if images else "")
+            + "</tr>"
         )
         for n, o in enumerate(inv.overlays):
             bots = ", ".join(f"{k} ({v})" for k, v in sorted(o.bots.items(), key=lambda kv: -kv[1]))
@@ -412,6 +418,7 @@ def _html(
             row = (
                 f"<tr><td class='num'>{n + 1}</td><td class='num'>{len(o.posts)}</td>"
                 f"<td class='num'>{len(o.images)}</td><td>{e(bots or 'none')}</td>"
+                f"<td class='num'>{len(o.unseen_posts)}</td>"
                 f"<td>{e(senders)}</td><td>{_iso(inv.posts[o.posts[0]].timestamp)}</td>"
             )
             if images:
