@@ -60,7 +60,7 @@ from derivatives import _engine_src, half_of, jpeg, reload
 from robustness import _crop, _fill, _font, _region, _text
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BASELINE = "5ed41f0"  # main before investigations round 2
+BASELINE = "4ac216e"  # main before overlay footprints and the pasted-content rule
 WEEK = 7 * 86400
 START = 1_780_272_000  # 2026-06-01 00:00 UTC
 SKIPPED = "(File not included. Change data exporting settings to download.)"
@@ -359,6 +359,9 @@ def outcome(result: Any) -> dict[str, Any]:
         "posts": posts,
         "targets": sorted(result.clustering.targets),
         "overlays": [sorted(result.posts[n].key for n in o.posts) for o in overlays],
+        "overlays_unseen": [
+            sorted(result.posts[n].key for n in getattr(o, "unseen_posts", ())) for o in overlays
+        ],
         "problems": dict(Counter(p.code for p in result.problems)),
         "timings": result.timings,
     }
@@ -413,14 +416,21 @@ def evaluate(
         carried = {
             k for k, m in messages.items() if m.get("bot") == bot and m["kind"] != "original"
         }
-        best = max(found["overlays"], key=lambda o: len(carried & set(o)), default=[])
-        best = best if carried & set(best) else []
+        seen = found["overlays"]
+        unseen = found.get("overlays_unseen")  # None: a release that takes none
+        best = max(range(len(seen)), key=lambda n: len(carried & set(seen[n])), default=None)
+        if best is None or not carried & set(seen[best]):
+            on, taken = set(), set()
+        else:
+            on, taken = set(seen[best]), set(unseen[best] if unseen else ())
         overlays.append(
             {
                 "bot": bot,
                 "stamped_posts": len(carried),
-                "found": len(carried & set(best)),
-                "other_posts_in_it": len(set(best) - carried),
+                "found": len(carried & on),
+                "other_posts_in_it": len(on - carried),
+                "taken": len(carried & taken) if unseen is not None else None,
+                "other_posts_taken": len(taken - carried),
             }
         )
     return {
@@ -786,6 +796,12 @@ def _evaluation_table(rows: dict[str, dict[str, Any]]) -> list[str]:
             lambda e, n=n: (
                 f"{e['bot_overlays'][n]['found']}"
                 f" (+{e['bot_overlays'][n]['other_posts_in_it']} others)"
+                + (
+                    f"; taken as its bot's: {e['bot_overlays'][n]['taken']}"
+                    f" (+{e['bot_overlays'][n]['other_posts_taken']} unstamped)"
+                    if e["bot_overlays"][n]["taken"] is not None
+                    else ""
+                )
             ),
             "all",
         )
