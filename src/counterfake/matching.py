@@ -61,7 +61,7 @@ _VERIFY_ALL_UP_TO: Final = 32
 _SHORTLIST: Final = 8
 #: ... but not one with under 1/this of the best candidate's votes: a derivative's source
 #: draws many (a median of 12 at 30% replaced), chance candidates 2-5. At 100,000 photos,
-#: 1/8 cut the median derivative query by a sixth and lost none; 1/4 cut a fifth but lost 2
+#: 1/8 cut the median derivative query by a sixth and lost none; 1/4 cut a fifth but lost 4
 #: of 200 (benchmarks/derivative_scale.py).
 _VOTE_SHARE: Final = 8
 

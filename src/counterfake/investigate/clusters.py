@@ -251,18 +251,18 @@ def _link(
     return Link(source, other, aligned.inliers, fraction, aligned, detail, changed, agreeing)
 
 
-def _cells_to_other(link: Link, source: Features, other: Features) -> np.ndarray:
+def _cells_to_other(link: Link, source: np.ndarray, other: np.ndarray) -> np.ndarray:
     """Where each of the source thumbnail's cells lands on the other's, as (row, column)
-    indices, -1 off it."""
+    indices, -1 off it. `source` and `other` are the working images' (width, height)."""
     side = THUMB_SIDE // _CELLS
     centre = (np.arange(_CELLS) + 0.5) * side - 0.5
     x, y = np.meshgrid(centre, centre)
     points = np.stack([x.ravel(), y.ravel(), np.ones(x.size)])
     forward = np.vstack([link.alignment.transform, [0.0, 0.0, 1.0]])
     to_other = (
-        _to_thumb(other.width, other.height)
+        _to_thumb(int(other[0]), int(other[1]))
         @ forward
-        @ np.linalg.inv(_to_thumb(source.width, source.height))
+        @ np.linalg.inv(_to_thumb(int(source[0]), int(source[1])))
     )
     landed = np.floor((to_other @ points)[:2] / side).astype(np.int64)
     off = ((landed < 0) | (landed >= _CELLS)).any(axis=0)
@@ -285,7 +285,7 @@ def _on_pasted_content(links: Sequence[Link], table: SignatureTable, first: int)
     for n, link in enumerate(links[first:], start=first):
         if link.source not in into or link.other not in into:
             continue
-        rows, cols = _cells_to_other(link, table.features(link.source), table.features(link.other))
+        rows, cols = _cells_to_other(link, table.sizes[link.source], table.sizes[link.other])
         on_source = np.zeros((_CELLS, _CELLS), bool)
         on_source[rows >= 0] = link.agreeing[rows[rows >= 0], cols[rows >= 0]]
         if all(
@@ -299,8 +299,10 @@ def _on_pasted_content(links: Sequence[Link], table: SignatureTable, first: int)
 def _pasted_into(agreeing: np.ndarray, earlier: list[Link], link: Link) -> bool:
     """Whether the cells of an image that a link agrees on lie in what one of the image's own
     earlier links says was changed, and hardly in what it says was kept."""
+    if not agreeing.any():
+        return False
     for one in earlier:
-        if one.source in (link.source, link.other) or not agreeing.any():
+        if one.source in (link.source, link.other):
             continue
         on_changed = (agreeing & one.changed).sum() / agreeing.sum()
         on_kept = (agreeing & one.agreeing).sum() / max(1, one.agreeing.sum())
