@@ -60,7 +60,7 @@ from derivatives import _engine_src, half_of, jpeg, reload
 from robustness import _crop, _fill, _font, _region, _text
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BASELINE = "4ac216e"  # main before overlay footprints and the pasted-content rule
+BASELINE = "71dd060"  # main before carriers were signed again off their stamps
 WEEK = 7 * 86400
 START = 1_780_272_000  # 2026-06-01 00:00 UTC
 SKIPPED = "(File not included. Change data exporting settings to download.)"

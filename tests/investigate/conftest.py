@@ -61,6 +61,19 @@ def diagonal_stamped(image: Image.Image, name: str = "@benign_render_bot") -> Im
     return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
 
 
+def caption_stamped(image: Image.Image, name: str = "@benign_caption_bot") -> Image.Image:
+    """A bot's caption bar: a dark strip along the bottom with its name and link in it."""
+    w, h = image.size
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    top = int(h * 0.9)
+    draw.rectangle((0, top, w, h), fill=(0, 0, 0, 170))
+    font = ImageFont.load_default(size=max(8, (h - top) // 2))
+    text = f"{name} | free version | t.me/{name[1:]}"
+    draw.text((w * 0.03, top + (h - top) // 5), text, fill=(255, 255, 255, 235), font=font)
+    return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
+
+
 def stamped(image: Image.Image) -> Image.Image:
     """A bot's corner logo: the same on every output, sized to the image."""
     out = image.convert("RGB").copy()

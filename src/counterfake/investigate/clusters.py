@@ -3,7 +3,9 @@
 Built on the matching the rest of Counterfake uses:
 0. *Overlays* (overlays.py): a stamp that many unrelated images carry at the same place (a
    bot's watermark, a logo, a caption bar). A carrier's keypoints on it take part in no link,
-   so two images that share only a stamp are never linked.
+   so two images that share only a stamp are never linked. Its letters have the strongest
+   corners: a carrier with a quarter of its keypoints on it is signed again off it (from its
+   file), so that it keeps a full signature of its own photo to link by.
 1. *Versions*: images within PDQ distance 31 of each other, or of each other's mirror image
    (copies, re-encodes, resizes, flipped reposts), split where an image is a derivative of
    the group's first one (step 3): blurring or smoothing a third of a photo can leave PDQ
@@ -49,11 +51,21 @@ import numpy as np
 from ..derivatives import MIN_INLIERS, Alignment, align
 from ..index import LinearHammingIndex, MultiIndexHammingIndex, codes_from_hex
 from ..index.keypoints import KeypointShortlist
+from ..media import Limits
 from ..signals import PDQ_THRESHOLD
 from ..signals.keypoints import Features
-from .engines import Runner, in_order, run_here
+from .engines import Runner, in_order, run_here, signatures_around
 from .images import THUMB_SIDE
-from .overlays import Overlay, covered, find_overlays, with_bot_output, without_overlays
+from .overlays import (
+    Overlay,
+    carried,
+    covered,
+    find_overlays,
+    on_area,
+    stamped_area,
+    with_bot_output,
+    without_overlays,
+)
 from .sets import DisjointSets
 from .table import SignatureTable, opened
 
@@ -81,6 +93,8 @@ _MIN_UNCHANGED: Final = 0.25
 _PASTED_SHARE: Final = 0.5
 #: ...and it agrees on under this share of what the image kept of its earlier one.
 _KEPT_SHARE: Final = 0.2
+#: A carrier with this share of its keypoints on its stamps is signed again off them.
+_SIGN_AGAIN: Final = 0.25
 _CELLS: Final = 8
 _CHANGED_CELL: Final = 0.5  # 1 - correlation of a cell's fine detail
 _FLAT: Final = 2.0  # grey levels: a cell this flat in both images has no detail to compare
@@ -384,10 +398,13 @@ def cluster_images(
     *,
     run: Runner = run_here,
     progress: Callable[[int], None] | None = None,
+    files: Sequence[Path] | None = None,
+    limits: Limits | None = None,
 ) -> Clustering:
     """Overlays, versions, links, clusters, targets and roles for the distinct images of an
     archive, whose signatures and thumbnails `table` holds. Each stage's work runs as calls of
-    `run` (in this process, or as Dask tasks); `progress` is told of every finished call."""
+    `run` (in this process, or as Dask tasks); `progress` is told of every finished call.
+    With the images' `files`, those that carry an overlay are signed again off it."""
     n = len(images)
     tasks_done = 0
 
@@ -412,7 +429,24 @@ def cluster_images(
 
     overlays = find_overlays(table, group, still_aligned, run)
     overlays = with_bot_output(overlays, [f.bots for f in images])
-    table.exclude(covered(table, overlays))
+    on_stamps = covered(table, overlays)
+    if files is not None:
+        # A stamp's text takes the strongest corners: where it took many, the image is signed
+        # again off it, or it has too few keypoints of its own left to link by.
+        jobs = [
+            (i, files[i], stamped_area(carrying, i, table.sizes[i]))
+            for i, carrying in carried(overlays).items()
+            if table.readable(i) and on_stamps[table.rows(i)].mean() >= _SIGN_AGAIN
+        ]
+        if jobs:
+            signed: dict[int, bytes] = {}
+            signatures_around(jobs, limits or Limits(), run, signed.__setitem__)
+            table.replace(signed)
+            on_stamps = np.r_[on_stamps, np.zeros(len(table.excluded) - len(on_stamps), bool)]
+            for i, _, area in jobs:
+                rows = table.rows(i)
+                on_stamps[rows] = on_area(np.asarray(table.points[rows]), area)
+    table.exclude(on_stamps)
 
     def order(i: int) -> tuple[int, int]:
         return (images[i].first_seen, i)

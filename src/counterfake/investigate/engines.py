@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from ..media import Limits
-from .images import BankSpec, ImageRecord, analyse_image
+import numpy as np
 
-__all__ = ["Runner", "analyse", "dask_runner", "in_order", "run_here"]
+from ..media import Limits
+from .images import BankSpec, ImageRecord, analyse_image, signature_around
+
+__all__ = ["Runner", "analyse", "dask_runner", "in_order", "run_here", "signatures_around"]
 
 _BATCH: Final = 32
 
@@ -114,3 +116,25 @@ def analyse(
             keep(starts[n] + offset, record)
 
     run(_analyse_batch, calls, done)
+
+
+def _around_batch(jobs: list[tuple[Path, np.ndarray]], limits: Limits | None) -> list[bytes]:
+    return [signature_around(path, stamped, limits) for path, stamped in jobs]
+
+
+def signatures_around(
+    jobs: Sequence[tuple[int, Path, np.ndarray]],
+    limits: Limits,
+    run: Runner,
+    keep: Callable[[int, bytes], None],
+) -> None:
+    """Each (image number, file, stamped area) signed again off its stamp, in batches;
+    `keep(image number, signature)` as each batch finishes."""
+    starts = range(0, len(jobs), _BATCH)
+    calls = [([(p, m) for _, p, m in jobs[s : s + _BATCH]], limits) for s in starts]
+
+    def done(n: int, signatures: list[bytes]) -> None:
+        for offset, signature in enumerate(signatures):
+            keep(jobs[starts[n] + offset][0], signature)
+
+    run(_around_batch, calls, done)

@@ -20,7 +20,7 @@ from ..settings import Settings
 from ..signals import pdq_dihedral
 from ..signals.keypoints import SHORTLISTED, WORK_SIDE, source_features, working_gray
 
-__all__ = ["BankSpec", "ImageRecord", "analyse_image"]
+__all__ = ["BankSpec", "ImageRecord", "analyse_image", "signature_around"]
 
 #: Side of the grey thumbnail kept per image: what clustering compares aligned pixels on.
 THUMB_SIDE: Final = 128
@@ -92,3 +92,23 @@ def analyse_image(path: Path, spec: BankSpec | None, limits: Limits | None = Non
         )
     except CounterfakeError as exc:
         return ImageRecord(error=exc.code, error_message=exc.message)
+
+
+def signature_around(path: Path, stamped: np.ndarray, limits: Limits | None = None) -> bytes:
+    """The image's signature again, its keypoints taken only off `stamped` (bool over the
+    working image, at any resolution): a stamp's text has the strongest corners, and left
+    out afterwards it leaves an image few keypoints of its own to link by. Empty when the
+    file can no longer be read."""
+    limits = limits or Limits()
+    try:
+        data = read_input(path, limits=limits)
+        gray = decode(data, limits=limits, gray_side=WORK_SIDE).gray
+    except CounterfakeError:
+        return b""
+    assert gray is not None
+    gray = working_gray(gray)
+    height, width = gray.shape
+    outside = cv2.resize(
+        (~stamped).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
+    return source_features(gray, SHORTLISTED, mask=outside).to_bytes()

@@ -252,7 +252,12 @@ def investigate(
         started = time.perf_counter()
         task = progress.add_task("clustering", total=None)
         clustering = cluster_images(
-            facts, table, run=run, progress=lambda done: progress.update(task, completed=done)
+            facts,
+            table,
+            run=run,
+            progress=lambda done: progress.update(task, completed=done),
+            files=paths,
+            limits=limits,
         )
         progress.update(task, total=1, completed=1)
         timings["cluster"] = time.perf_counter() - started

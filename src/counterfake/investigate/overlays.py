@@ -20,12 +20,14 @@ place, in many photos that are otherwise different:
 Only some of a stamp's keypoints recur well enough to be found (thin text over changing photos
 gives different corners on each), so an overlay's *footprint* is the convex hull of the places
 a share of its carriers have it at, in the frame its features keep their place in: the whole
-diagonal text, not only its steadiest letters. A bot's output where the stamp was not seen (a
-photo of another shape puts it at another scale) is taken to carry it when that bot posted
-most of its carriers.
+diagonal text, not only its steadiest letters. A photo of another shape puts the stamp at
+another scale, off its features' places: an image with a few of its features anywhere on the
+footprint carries it too, and a bot's output where it was still not seen is taken to carry it
+when that bot posted most of its carriers.
 
 Clustering leaves a carrier's keypoints on the footprint and in the overlay's own cells out of
-every link, so two images that share only a stamp are never linked. The report lists each
+every link, so two images that share only a stamp are never linked; a carrier that had many
+there is signed again off them (`stamped_area`). The report lists each
 overlay with the posts that carry it: who stamps what is evidence of who made it.
 """
 
@@ -49,9 +51,12 @@ from .table import SignatureTable
 __all__ = [
     "GRID",
     "Overlay",
+    "carried",
     "covered",
     "find_overlays",
     "frame_features",
+    "on_area",
+    "stamped_area",
     "with_bot_output",
     "without_overlays",
 ]
@@ -73,6 +78,11 @@ _CHANCE: Final = 1 / 16
 #: Two features are one overlay's when this share of the rarer one's photos carry both.
 _SAME_OVERLAY: Final = 0.3
 _PAIRS_CHECKED: Final = 8
+#: Keypoints on a footprint, of its overlay's features, that make an image a carrier ...
+_SEEN_AGAIN: Final = 3
+#: ... looking for this many of its features, those seen most.
+_LOOKED_FOR: Final = 64
+_COMPARED: Final = 20_000  # keypoint rows compared with them at once
 #: A place is in the footprint when this share of the carriers (and two at least) have it.
 _FOOTPRINT_SHARE: Final = 0.1
 #: A footprint that would cover more of an image than this is not applied to it.
@@ -81,6 +91,8 @@ _FOOTPRINT_MOST: Final = 0.4
 _AREA_SAMPLE: Final = (
     np.stack(np.meshgrid(np.arange(16), np.arange(16)), -1).reshape(-1, 2) + 0.5
 ) / 16
+#: Working pixels per side of a cell of a stamped area.
+_AREA_STEP: Final = 4
 #: A bot that posted this share of an overlay's carriers is taken to stamp all its output.
 _BOT_SHARE: Final = 0.5
 #: Keypoint rows searched at once (memory: about 100 bytes each).
@@ -379,11 +391,44 @@ def find_overlays(
              for f in sorted({f.frame for f in features})),
             key=lambda pair: int(pair[1].sum()),
         )  # fmt: skip
-        overlays.append(
-            Overlay(tuple(int(i) for i in holders), masks, box, len(members), frame, footprint)
-        )
+        for image, on in _seen_again(table, features, frame, footprint, holders).items():
+            mask = np.zeros((GRID, GRID), bool)
+            where = np.asarray(table.points[on]) / table.sizes[image]
+            cells = np.clip((where * GRID).astype(np.int64), 0, GRID - 1)
+            mask[cells[:, 1], cells[:, 0]] = True
+            masks[image] = _grown(mask)
+        overlays.append(Overlay(tuple(sorted(masks)), masks, box, len(members), frame, footprint))
     overlays.sort(key=lambda o: -len(o.images))
     return overlays
+
+
+def _seen_again(
+    table: SignatureTable,
+    features: list[_Feature],
+    frame: int,
+    footprint: np.ndarray,
+    holders: np.ndarray,
+) -> dict[int, np.ndarray]:
+    """Images besides the holders with _SEEN_AGAIN keypoints on the footprint that are one of
+    the overlay's features, at any place of it: the same stamp at another scale (a caption
+    sized to the height on a photo of another shape), missed at the features' own places.
+    Each image's rows that are."""
+    strongest = sorted(features, key=lambda f: -len(f.rows))[:_LOOKED_FOR]
+    descriptors = np.concatenate([f.descriptor for f in strongest])
+    owner = table.owners()
+    others = (owner >= 0) & ~np.isin(owner, holders)
+    found: list[np.ndarray] = []
+    for start in range(0, len(owner), _PIECE):
+        rows = np.arange(start, min(len(owner), start + _PIECE))
+        rows = rows[others[rows]]
+        rows = rows[footprint.ravel()[_frame_rows(table, rows, frame, 0.0)]]
+        for piece in range(0, len(rows), _COMPARED):
+            here = rows[piece : piece + _COMPARED]
+            near = _hamming(np.asarray(table.descriptors[here]), descriptors).min(axis=1)
+            found.append(here[near <= _CLOSE])
+    rows = np.concatenate(found) if found else np.zeros(0, np.int64)
+    images, counts = np.unique(owner[rows], return_counts=True)
+    return {int(i): rows[owner[rows] == i] for i in images[counts >= _SEEN_AGAIN]}
 
 
 def _footprint(
@@ -432,24 +477,52 @@ def with_bot_output(overlays: Sequence[Overlay], bots: Sequence[Sequence[str]]) 
     return out
 
 
-def covered(table: SignatureTable, overlays: Sequence[Overlay]) -> np.ndarray:
-    """The keypoint rows that lie on an overlay their image carries (or is taken to): in its
-    own cells, or on the overlay's footprint unless that would cover most of the image."""
-    out = np.zeros(len(table.excluded), bool)
+def carried(overlays: Sequence[Overlay]) -> dict[int, list[Overlay]]:
+    """Image -> the overlays it carries, or is taken to."""
+    out: dict[int, list[Overlay]] = {}
     for overlay in overlays:
         for image in (*overlay.images, *overlay.unseen):
-            rows = table.rows(image)
-            if rows.stop == rows.start:
-                continue
-            points = np.asarray(table.points[rows])
-            mask = overlay.masks.get(image)
-            if mask is not None:
-                where = points / table.sizes[image]
-                cells = np.clip((where * GRID).astype(np.int64), 0, GRID - 1)
-                out[rows] |= mask[cells[:, 1], cells[:, 0]]
-            size = table.sizes[image].astype(np.float32)
-            if _on_footprint(overlay, _AREA_SAMPLE * size, size).mean() <= _FOOTPRINT_MOST:
-                out[rows] |= _on_footprint(overlay, points, size)
+            out.setdefault(image, []).append(overlay)
+    return out
+
+
+def stamped_area(overlays: Sequence[Overlay], image: int, size: np.ndarray) -> np.ndarray:
+    """Where the overlays an image carries lie on it, as bool cells of _AREA_STEP working
+    pixels (row = y): in their own cells, or on their footprint unless that would cover
+    most of the image. `size` is its working (width, height)."""
+    width, height = (int(v) for v in size)
+    columns, rows = -(-width // _AREA_STEP), -(-height // _AREA_STEP)
+    x, y = np.meshgrid(np.arange(columns), np.arange(rows))
+    points = (np.stack([x.ravel(), y.ravel()], axis=1) + 0.5) * _AREA_STEP
+    sizes = np.array([width, height], np.float32)
+    area = np.zeros(len(points), bool)
+    for overlay in overlays:
+        mask = overlay.masks.get(image)
+        if mask is not None:
+            cells = np.clip((points / sizes * GRID).astype(np.int64), 0, GRID - 1)
+            area |= mask[cells[:, 1], cells[:, 0]]
+        if _on_footprint(overlay, _AREA_SAMPLE * sizes, sizes).mean() <= _FOOTPRINT_MOST:
+            area |= _on_footprint(overlay, points.astype(np.float32), sizes)
+    return area.reshape(rows, columns)
+
+
+def on_area(points: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Which points (working pixels) lie on a stamped area."""
+    cells = (points // _AREA_STEP).astype(np.int64)
+    on: np.ndarray = area[
+        np.clip(cells[:, 1], 0, area.shape[0] - 1), np.clip(cells[:, 0], 0, area.shape[1] - 1)
+    ]
+    return on
+
+
+def covered(table: SignatureTable, overlays: Sequence[Overlay]) -> np.ndarray:
+    """The keypoint rows that lie on the stamped area of their image."""
+    out = np.zeros(len(table.excluded), bool)
+    for image, carrying in carried(overlays).items():
+        rows = table.rows(image)
+        if rows.stop > rows.start:
+            area = stamped_area(carrying, image, table.sizes[image])
+            out[rows] = on_area(np.asarray(table.points[rows]), area)
     return out
 
 

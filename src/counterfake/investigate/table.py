@@ -3,14 +3,16 @@
 
 At 100,000 photos the keypoints are 1.8 GB: held once in the page cache instead of once per
 process, and read without parsing. They are written as analysis hands each image over, in
-whatever order it finishes. The grey thumbnails (what clustering compares aligned pixels on)
-stay in this process's memory and travel with the tasks that need them: they are pictures of
-the archive's images, and nothing writes those to disk.
+whatever order it finishes; an image signed again once its stamp is known gets new rows at
+the end. The grey thumbnails (what clustering compares aligned pixels on) stay in this
+process's memory and travel with the tasks that need them: they are pictures of the
+archive's images, and nothing writes those to disk.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,17 +33,22 @@ class SignatureTable:
         self.starts = np.load(folder / "starts.npy")
         self.counts = np.load(folder / "counts.npy")
         self.sizes = np.load(folder / "sizes.npy")
-        rows = int(self.counts.sum())
+        self.thumbs = thumbs
+        rows = self._map()
+        excluded = folder / "excluded.npy"
+        self.excluded = np.load(excluded) if excluded.exists() else np.zeros(rows, bool)
+
+    def _map(self) -> int:
+        """Maps the keypoint files (rows no image points to any more included); their rows."""
+        rows = (self.folder / "points.bin").stat().st_size // 8
         self.points: np.ndarray = np.zeros((0, 2), np.float32)
         self.descriptors: np.ndarray = np.zeros((0, 32), np.uint8)
         if rows:  # a file of no bytes cannot be mapped
-            self.points = np.memmap(folder / "points.bin", np.float32, "r", shape=(rows, 2))
+            self.points = np.memmap(self.folder / "points.bin", np.float32, "r", shape=(rows, 2))
             self.descriptors = np.memmap(
-                folder / "descriptors.bin", np.uint8, "r", shape=(rows, 32)
+                self.folder / "descriptors.bin", np.uint8, "r", shape=(rows, 32)
             )
-        excluded = folder / "excluded.npy"
-        self.excluded = np.load(excluded) if excluded.exists() else np.zeros(rows, bool)
-        self.thumbs = thumbs
+        return rows
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -55,19 +62,42 @@ class SignatureTable:
 
     @functools.cached_property
     def _owners(self) -> np.ndarray:
-        owner = np.zeros(len(self.excluded), np.int64)
+        owner = np.full(len(self.excluded), -1, np.int64)
         for image in np.flatnonzero(self.counts):
             owner[self.rows(int(image))] = image
         return owner
 
     def owners(self) -> np.ndarray:
-        """The image of every keypoint row."""
+        """The image of every keypoint row (-1: a row replaced)."""
         return self._owners
 
     def exclude(self, rows: np.ndarray) -> None:
         """Leave these keypoint rows out of `features` from now on, in every process."""
         self.excluded = rows
         np.save(self.folder / "excluded.npy", rows)
+
+    def replace(self, signatures: Mapping[int, bytes]) -> None:
+        """New signatures for some images (an empty one keeps the old), in every process
+        that opens the table from now on. Their rows are added at the end; nothing is
+        excluded any more."""
+        rows = (self.folder / "points.bin").stat().st_size // 8
+        with (
+            (self.folder / "points.bin").open("ab") as points,
+            (self.folder / "descriptors.bin").open("ab") as descriptors,
+        ):
+            for image, signature in signatures.items():
+                if not signature:
+                    continue
+                features = Features.from_bytes(signature)
+                points.write(np.ascontiguousarray(features.points, np.float32).tobytes())
+                descriptors.write(np.ascontiguousarray(features.descriptors, np.uint8).tobytes())
+                self.starts[image], self.counts[image] = rows, len(features)
+                rows += len(features)
+        np.save(self.folder / "starts.npy", self.starts)
+        np.save(self.folder / "counts.npy", self.counts)
+        self._map()
+        self.__dict__.pop("_owners", None)
+        self.exclude(np.zeros(rows, bool))
 
     def features(self, image: int) -> Features:
         """The image's keypoints, less the excluded ones."""
@@ -120,13 +150,14 @@ class TableWriter:
 
 def opened(folder: Path) -> SignatureTable:
     """The table in `folder`, opened once per process (a Dask worker keeps it between tasks)
-    and again once rows are excluded."""
+    and again once rows are excluded or replaced."""
     excluded = folder / "excluded.npy"
-    return _opened(folder, excluded.stat().st_mtime_ns if excluded.exists() else 0)
+    rows = (folder / "points.bin").stat().st_size  # grows as images are signed again
+    return _opened(folder, excluded.stat().st_mtime_ns if excluded.exists() else 0, rows)
 
 
 @functools.lru_cache(maxsize=2)
-def _opened(folder: Path, excluded: int) -> SignatureTable:
+def _opened(folder: Path, excluded: int, rows: int) -> SignatureTable:
     return SignatureTable(folder)
 
 

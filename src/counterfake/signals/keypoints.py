@@ -216,36 +216,49 @@ def _features(gray: np.ndarray, keypoints: list[cv2.KeyPoint], orb: cv2.ORB) -> 
     return Features(int(gray.shape[1]), int(gray.shape[0]), points, descriptors)
 
 
-def source_features(gray: np.ndarray, count: int = SOURCE_FEATURES) -> Features:
+def source_features(
+    gray: np.ndarray, count: int = SOURCE_FEATURES, *, mask: np.ndarray | None = None
+) -> Features:
     """A protected photo's keypoints: the strongest per cell of an 8x8 grid, then the
     strongest of the rest, up to `count`; in rank order (every cell's first, then every
-    cell's second...), so that any prefix is spread too."""
+    cell's second...), so that any prefix is spread too. With a `mask` (bool, the image's
+    shape), only where it is true: a stamp known to lie elsewhere takes none of them."""
     orb = _orb(count * 8)
-    found = orb.detect(gray, None)
+    found = orb.detect(gray, None if mask is None else mask.astype(np.uint8) * 255)
+    if not found:
+        return _features(gray, [], orb)
     height, width = gray.shape
-    cells: dict[tuple[int, int], list[cv2.KeyPoint]] = {}
-    for keypoint in found:
-        x, y = keypoint.pt
-        cell = (min(_GRID - 1, int(x * _GRID / width)), min(_GRID - 1, int(y * _GRID / height)))
-        cells.setdefault(cell, []).append(keypoint)
+    points = np.asarray(cv2.KeyPoint.convert(found), np.float32).reshape(-1, 2)
+    strength = -np.array([k.response for k in found], np.float64)
+    column = np.minimum(_GRID - 1, (points[:, 0] * _GRID / width).astype(np.int64))
+    row = np.minimum(_GRID - 1, (points[:, 1] * _GRID / height).astype(np.int64))
+    cell = column * _GRID + row
+    # Ties keep detection order within a cell and cells the order they first appear in.
+    _, first = np.unique(cell, return_index=True)
+    appearance = np.empty(_GRID * _GRID, np.int64)
+    appearance[cell[np.sort(first)]] = np.arange(len(first))
+    cell_order = appearance[cell]
+    within = np.lexsort((np.arange(len(found)), strength, cell_order))
+    starts = np.flatnonzero(np.r_[True, np.diff(cell_order[within]) != 0])
+    rank = np.empty(len(found), np.int64)
+    rank[within] = np.arange(len(found)) - np.repeat(starts, np.diff(np.r_[starts, len(found)]))
+    position = np.empty(len(found), np.int64)
+    position[within] = np.arange(len(found))
     per_cell = max(1, count // (_GRID * _GRID))
-    ranked: list[tuple[int, float, cv2.KeyPoint]] = []
-    rest: list[cv2.KeyPoint] = []
-    for keypoints in cells.values():
-        keypoints.sort(key=lambda k: -k.response)
-        ranked += [(rank, -k.response, k) for rank, k in enumerate(keypoints[:per_cell])]
-        rest += keypoints[per_cell:]
-    ranked.sort(key=lambda r: (r[0], r[1]))
-    rest.sort(key=lambda k: -k.response)
-    chosen = [k for _, _, k in ranked] + rest[: max(0, count - len(ranked))]
-    for rank, keypoint in enumerate(chosen):
-        keypoint.class_id = rank  # compute() groups keypoints by pyramid level
+    ranked = np.flatnonzero(rank < per_cell)
+    ranked = ranked[np.lexsort((cell_order[ranked], strength[ranked], rank[ranked]))]
+    rest = np.flatnonzero(rank >= per_cell)
+    rest = rest[np.lexsort((position[rest], strength[rest]))]
+    picked = np.r_[ranked, rest[: max(0, count - len(ranked))]]
+    chosen = [found[int(i)] for i in picked]
+    for n, keypoint in enumerate(chosen):
+        keypoint.class_id = n  # compute() groups keypoints by pyramid level
     computed, descriptors = orb.compute(gray, chosen)
     if descriptors is None or not computed:
         return _features(gray, [], orb)
     order = np.argsort([k.class_id for k in computed], kind="stable")
-    points = np.array([k.pt for k in computed], np.float32).reshape(-1, 2)[order]
-    return Features(int(gray.shape[1]), int(gray.shape[0]), points, descriptors[order])
+    kept = np.asarray(cv2.KeyPoint.convert(computed), np.float32).reshape(-1, 2)[order]
+    return Features(int(gray.shape[1]), int(gray.shape[0]), kept, descriptors[order])
 
 
 def query_features(gray: np.ndarray, count: int = QUERY_FEATURES) -> Features:
