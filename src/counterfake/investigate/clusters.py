@@ -404,7 +404,8 @@ def cluster_images(
     """Overlays, versions, links, clusters, targets and roles for the distinct images of an
     archive, whose signatures and thumbnails `table` holds. Each stage's work runs as calls of
     `run` (in this process, or as Dask tasks); `progress` is told of every finished call.
-    With the images' `files`, those that carry an overlay are signed again off it."""
+    With the images' `files`, those with a quarter of their keypoints on an overlay they
+    carry are signed again off it."""
     n = len(images)
     tasks_done = 0
 

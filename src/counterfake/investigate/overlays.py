@@ -427,8 +427,13 @@ def _seen_again(
             near = _hamming(np.asarray(table.descriptors[here]), descriptors).min(axis=1)
             found.append(here[near <= _CLOSE])
     rows = np.concatenate(found) if found else np.zeros(0, np.int64)
-    images, counts = np.unique(owner[rows], return_counts=True)
-    return {int(i): rows[owner[rows] == i] for i in images[counts >= _SEEN_AGAIN]}
+    rows = rows[np.argsort(owner[rows], kind="stable")]
+    images, starts, counts = np.unique(owner[rows], return_index=True, return_counts=True)
+    return {
+        int(i): rows[start : start + count]
+        for i, start, count in zip(images, starts, counts, strict=True)
+        if count >= _SEEN_AGAIN
+    }
 
 
 def _footprint(
