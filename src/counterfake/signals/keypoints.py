@@ -228,7 +228,7 @@ def source_features(
     if not found:
         return _features(gray, [], orb)
     height, width = gray.shape
-    points = np.asarray(cv2.KeyPoint.convert(found), np.float32).reshape(-1, 2)
+    points = np.asarray(cv2.KeyPoint.convert(found), np.float64).reshape(-1, 2)  # as k.pt
     strength = -np.array([k.response for k in found], np.float64)
     column = np.minimum(_GRID - 1, (points[:, 0] * _GRID / width).astype(np.int64))
     row = np.minimum(_GRID - 1, (points[:, 1] * _GRID / height).astype(np.int64))
