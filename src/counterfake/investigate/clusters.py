@@ -59,7 +59,6 @@ from .images import THUMB_SIDE
 from .overlays import (
     Overlay,
     carried,
-    covered,
     find_overlays,
     on_area,
     stamped_area,
@@ -430,23 +429,27 @@ def cluster_images(
 
     overlays = find_overlays(table, group, still_aligned, run)
     overlays = with_bot_output(overlays, [f.bots for f in images])
-    on_stamps = covered(table, overlays)
-    if files is not None:
-        # A stamp's text takes the strongest corners: where it took many, the image is signed
-        # again off it, or it has too few keypoints of its own left to link by.
-        jobs = [
-            (i, files[i], stamped_area(carrying, i, table.sizes[i]))
-            for i, carrying in carried(overlays).items()
-            if table.readable(i) and on_stamps[table.rows(i)].mean() >= _SIGN_AGAIN
-        ]
-        if jobs:
-            signed: dict[int, bytes] = {}
-            signatures_around(jobs, limits or Limits(), run, signed.__setitem__)
-            table.replace(signed)
-            on_stamps = np.r_[on_stamps, np.zeros(len(table.excluded) - len(on_stamps), bool)]
-            for i, _, area in jobs:
-                rows = table.rows(i)
-                on_stamps[rows] = on_area(np.asarray(table.points[rows]), area)
+    # A carrier's keypoints on its stamps take part in no link. A stamp's text takes the
+    # strongest corners: where it took many, the image is signed again off it, or it has too
+    # few keypoints of its own left to link by.
+    on_stamps = np.zeros(len(table.excluded), bool)
+    jobs = []
+    for i, carrying in carried(overlays).items():
+        rows = table.rows(i)
+        if rows.stop == rows.start:
+            continue
+        area = stamped_area(carrying, i, table.sizes[i])
+        on_stamps[rows] = on_area(np.asarray(table.points[rows]), area)
+        if files is not None and on_stamps[rows].mean() >= _SIGN_AGAIN:
+            jobs.append((i, files[i], area))
+    if jobs:
+        signed: dict[int, bytes] = {}
+        signatures_around(jobs, limits or Limits(), run, signed.__setitem__)
+        table.replace(signed)
+        on_stamps = np.r_[on_stamps, np.zeros(len(table.excluded) - len(on_stamps), bool)]
+        for i, _, area in jobs:
+            rows = table.rows(i)
+            on_stamps[rows] = on_area(np.asarray(table.points[rows]), area)
     table.exclude(on_stamps)
 
     def order(i: int) -> tuple[int, int]:

@@ -27,7 +27,7 @@ when that bot posted most of its carriers.
 
 Clustering leaves a carrier's keypoints on the footprint and in the overlay's own cells out of
 every link, so two images that share only a stamp are never linked; a carrier that had many
-there is signed again off them (`stamped_area`). The report lists each
+there is signed again off them. The report lists each
 overlay with the posts that carry it: who stamps what is evidence of who made it.
 """
 
@@ -52,7 +52,6 @@ __all__ = [
     "GRID",
     "Overlay",
     "carried",
-    "covered",
     "find_overlays",
     "frame_features",
     "on_area",
@@ -373,13 +372,7 @@ def find_overlays(
             continue
         rows = rows[np.isin(owner[rows], holders)]
         relative = np.asarray(table.points[rows]) / table.sizes[owner[rows]]
-        masks: dict[int, np.ndarray] = {}
-        cells = np.clip((relative * GRID).astype(np.int64), 0, GRID - 1)
-        for i in holders.tolist():
-            mine = owner[rows] == i
-            mask = np.zeros((GRID, GRID), bool)
-            mask[cells[mine, 1], cells[mine, 0]] = True
-            masks[i] = _grown(mask)
+        masks = _masks(table, rows)
         if _one_photo(holders, masks, still_aligned):
             continue
         low = np.percentile(relative, 2, axis=0)
@@ -391,12 +384,7 @@ def find_overlays(
              for f in sorted({f.frame for f in features})),
             key=lambda pair: int(pair[1].sum()),
         )  # fmt: skip
-        for image, on in _seen_again(table, features, frame, footprint, holders).items():
-            mask = np.zeros((GRID, GRID), bool)
-            where = np.asarray(table.points[on]) / table.sizes[image]
-            cells = np.clip((where * GRID).astype(np.int64), 0, GRID - 1)
-            mask[cells[:, 1], cells[:, 0]] = True
-            masks[image] = _grown(mask)
+        masks.update(_masks(table, _seen_again(table, features, frame, footprint, holders)))
         overlays.append(Overlay(tuple(sorted(masks)), masks, box, len(members), frame, footprint))
     overlays.sort(key=lambda o: -len(o.images))
     return overlays
@@ -408,11 +396,11 @@ def _seen_again(
     frame: int,
     footprint: np.ndarray,
     holders: np.ndarray,
-) -> dict[int, np.ndarray]:
+) -> np.ndarray:
     """Images besides the holders with _SEEN_AGAIN keypoints on the footprint that are one of
     the overlay's features, at any place of it: the same stamp at another scale (a caption
     sized to the height on a photo of another shape), missed at the features' own places.
-    Each image's rows that are."""
+    Those keypoint rows."""
     strongest = sorted(features, key=lambda f: -len(f.rows))[:_LOOKED_FOR]
     descriptors = np.concatenate([f.descriptor for f in strongest])
     owner = table.owners()
@@ -427,13 +415,27 @@ def _seen_again(
             near = _hamming(np.asarray(table.descriptors[here]), descriptors).min(axis=1)
             found.append(here[near <= _CLOSE])
     rows = np.concatenate(found) if found else np.zeros(0, np.int64)
-    rows = rows[np.argsort(owner[rows], kind="stable")]
-    images, starts, counts = np.unique(owner[rows], return_index=True, return_counts=True)
-    return {
-        int(i): rows[start : start + count]
-        for i, start, count in zip(images, starts, counts, strict=True)
-        if count >= _SEEN_AGAIN
-    }
+    images, counts = np.unique(owner[rows], return_counts=True)
+    kept: np.ndarray = rows[np.isin(owner[rows], images[counts >= _SEEN_AGAIN])]
+    return kept
+
+
+def _masks(table: SignatureTable, rows: np.ndarray) -> dict[int, np.ndarray]:
+    """Each image's (GRID, GRID) cells, grown, that these keypoint rows of it lie in."""
+    if not len(rows):
+        return {}
+    owner = table.owners()[rows]
+    order = np.argsort(owner, kind="stable")
+    rows, owner = rows[order], owner[order]
+    relative = np.asarray(table.points[rows]) / table.sizes[owner]
+    cells = np.clip((relative * GRID).astype(np.int64), 0, GRID - 1)
+    images, starts = np.unique(owner, return_index=True)
+    masks = {}
+    for image, lo, hi in zip(images, starts, np.r_[starts[1:], len(rows)], strict=True):
+        mask = np.zeros((GRID, GRID), bool)
+        mask[cells[lo:hi, 1], cells[lo:hi, 0]] = True
+        masks[int(image)] = _grown(mask)
+    return masks
 
 
 def _footprint(
@@ -518,17 +520,6 @@ def on_area(points: np.ndarray, area: np.ndarray) -> np.ndarray:
         np.clip(cells[:, 1], 0, area.shape[0] - 1), np.clip(cells[:, 0], 0, area.shape[1] - 1)
     ]
     return on
-
-
-def covered(table: SignatureTable, overlays: Sequence[Overlay]) -> np.ndarray:
-    """The keypoint rows that lie on the stamped area of their image."""
-    out = np.zeros(len(table.excluded), bool)
-    for image, carrying in carried(overlays).items():
-        rows = table.rows(image)
-        if rows.stop > rows.start:
-            area = stamped_area(carrying, image, table.sizes[image])
-            out[rows] = on_area(np.asarray(table.points[rows]), area)
-    return out
 
 
 def _grown(mask: np.ndarray) -> np.ndarray:
