@@ -60,7 +60,7 @@ from derivatives import _engine_src, half_of, jpeg, reload
 from robustness import _crop, _fill, _font, _region, _text
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BASELINE = "71dd060"  # main before carriers were signed again off their stamps
+BASELINE = "f1ab640"  # main before bots were sampled first and generic corners made no overlay
 WEEK = 7 * 86400
 START = 1_780_272_000  # 2026-06-01 00:00 UTC
 SKIPPED = "(File not included. Change data exporting settings to download.)"
@@ -672,10 +672,21 @@ def _scale_rows(
     archive: Path, truth: dict[str, Any], engines: list[tuple[str, str | None, int]], work: Path
 ) -> list[dict[str, Any]]:
     rows = []
+    (work / f"{archive.parent.name}-truth.json").write_text(json.dumps(truth))
     for name, ref, workers in engines:
         print(f"  {archive.parent.name}: {name}", flush=True)
-        found = _run_engine(ref, archive.parent, work / f"scale-{name}.json", workers=workers)
+        out = work / f"{archive.parent.name}-{name}.json"
+        found = _run_engine(ref, archive.parent, out, workers=workers)
         e = evaluate(found, truth, {})
+        messages = truth["messages"]
+        makeup = [
+            dict(Counter(
+                f"{m['bot']}'s stamp" if m.get("bot") else
+                "channel caption" if m.get("channel_stamp") else f"{m['kind']}, no stamp"
+                for m in (messages[k] for k in posts)
+            ))
+            for posts in found["overlays"]
+        ]  # fmt: skip
         rows.append(
             {
                 "engine": name,
@@ -690,6 +701,11 @@ def _scale_rows(
                 "derivative_posts_in_target_cluster": e["derivative_posts_in_target_cluster"],
                 "unrelated_posts_in_target_clusters": e["unrelated_posts_in_target_clusters"],
                 "overlays": e["overlays_reported"],
+                "most_targets_in_one_cluster": e["most_targets_in_one_cluster"],
+                "stamps": " / ".join(
+                    f"{o['found']} of {o['stamped_posts']}" for o in e["bot_overlays"]
+                ),
+                "overlay_makeup": makeup,
             }
         )
     return rows
@@ -703,8 +719,9 @@ def _scale_table(title: str, rows: list[dict[str, Any]]) -> list[str]:
         "",
         "| engine | photos | wall s | photos/s | vs first | peak RSS MB | peak PSS MB | read s |"
         " analyse s | cluster s | targets | mixed clusters | derivative posts home |"
-        " unrelated in targets | overlays |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " most targets in one | unrelated in targets | overlays | stamps seen (diagonal / corner /"
+        " caption) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         st = row["stages_s"]
@@ -715,7 +732,8 @@ def _scale_table(title: str, rows: list[dict[str, Any]]) -> list[str]:
             f" {st.get('analyse')} | {st.get('cluster')} | {row['targets']} |"
             f" {row['clusters_holding_several_targets']} |"
             f" {row['derivative_posts_in_target_cluster']:.1%} |"
-            f" {row['unrelated_posts_in_target_clusters']} | {row['overlays']} |"
+            f" {row['most_targets_in_one_cluster']} |"
+            f" {row['unrelated_posts_in_target_clusters']} | {row['overlays']} | {row['stamps']} |"
         )
     return lines
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -153,6 +154,8 @@ class Clustering:
     overlays: list[Overlay] = dataclasses.field(default_factory=list)
     #: Clusters that are one only because their images match the same bank entry.
     joined_by_bank: set[int] = dataclasses.field(default_factory=set)
+    #: Seconds each stage took: where a large archive's time goes.
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _versions(images: Sequence[ImageFacts]) -> DisjointSets:
@@ -407,6 +410,14 @@ def cluster_images(
     carry are signed again off it."""
     n = len(images)
     tasks_done = 0
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def timed(stage: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        timings[stage] = now - started
+        started = now
 
     def advance(k: int) -> None:
         nonlocal tasks_done
@@ -427,8 +438,9 @@ def cluster_images(
         )
         return aligned is not None and _scale_ok(aligned)
 
-    overlays = find_overlays(table, group, still_aligned, run)
+    overlays = find_overlays(table, group, still_aligned, run, [f.bots for f in images])
     overlays = with_bot_output(overlays, [f.bots for f in images])
+    timed("overlays")
     # A carrier's keypoints on its stamps take part in no link. A stamp's text takes the
     # strongest corners: where it took many, the image is signed again off it, or it has too
     # few keypoints of its own left to link by.
@@ -451,6 +463,7 @@ def cluster_images(
             rows = table.rows(i)
             on_stamps[rows] = on_area(np.asarray(table.points[rows]), area)
     table.exclude(on_stamps)
+    timed("signed again")
 
     def order(i: int) -> tuple[int, int]:
         return (images[i].first_seen, i)
@@ -474,6 +487,7 @@ def cluster_images(
             version[member] = head
         links += found
     heads = tuple(sorted({version[i] for i in readable}))
+    timed("versions")
 
     # Links between versions: proposed by the shortlist, then verified; both as tasks.
     proposed: set[tuple[int, int]] = set()
@@ -481,6 +495,7 @@ def cluster_images(
     for pairs in in_order(run, candidates, calls, advance):
         proposed |= {(a, b) if order(a) < order(b) else (b, a) for a, b in pairs}
     _shortlist.cache_clear()
+    timed("candidates")
     calls = [
         (table.folder, piece, {i: thumbs[i] for pair in piece for i in pair})
         for piece in _pieces(sorted(proposed), _PAIRS_PER_TASK)
@@ -492,6 +507,7 @@ def cluster_images(
     links = [one for n, one in enumerate(links) if n not in pasted]
     for one in links:
         sets.union(one.source, one.other)
+    timed("links")
 
     # Images that match one bank entry show one photo, linked or not.
     by_entry: dict[str, list[int]] = {}
@@ -562,4 +578,5 @@ def cluster_images(
         stamp=stamp,
         overlays=overlays,
         joined_by_bank={numbers[cluster[i]] for i in joined},
+        timings=timings,
     )

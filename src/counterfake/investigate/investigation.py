@@ -261,6 +261,7 @@ def investigate(
         )
         progress.update(task, total=1, completed=1)
         timings["cluster"] = time.perf_counter() - started
+        timings.update({f"cluster: {k}": v for k, v in clustering.timings.items()})
         assert table.thumbs is not None
         overlays = [
             _channel_overlay(overlay, posts, posts_of_image, table.thumbs)

@@ -12,10 +12,16 @@ place, in many photos that are otherwise different:
    `_CLOSE` bits stands for it, and its neighbours are the *feature*. Random texture rarely
    comes within 40 bits of anything; the same stamp over different photos does.
 3. Features seen in largely the same photos are one overlay; the photos with at least two of
-   its keypoints carry it.
+   its keypoints carry it. A stamp's carriers show many of its corners (at the median at least
+   `_PER_CARRIER`); generic corners that chance puts at the same places in many pictures (a
+   channel of drawn graphics) give each two or three, and are no overlay.
 4. A photo posted many times (its copies share everything) is not an overlay: pairs of
    carriers are aligned without the overlay's cells, and when most still align, the features
    were the photo's own.
+
+The search runs on a sample of a large archive's keypoints that holds each bot's output
+(a bot stamps all it makes, and its output can be a small part of the channel); what it finds
+is then looked for in every image.
 
 Only some of a stamp's keypoints recur well enough to be found (thin text over changing photos
 gives different corners on each), so an overlay's *footprint* is the convex hull of the places
@@ -66,6 +72,9 @@ GRID: Final = 32
 MIN_CARRIERS: Final = 6
 #: Fewest features an overlay has: a stamp has many corners; a coincidence has one.
 _MIN_FEATURES: Final = 4
+#: A stamp's carriers show many of its corners, at the median at least this many. Generic
+#: corners that chance puts at the same places in many pictures give each of them two or three.
+_PER_CARRIER: Final = 4
 _CLOSE: Final = 40  # bits: a keypoint this close to the feature's is the feature
 _MEDOID_SAMPLE: Final = 384
 #: Photos sharing a key that make it worth a full look at its place.
@@ -82,6 +91,10 @@ _SEEN_AGAIN: Final = 3
 #: ... looking for this many of its features, those seen most.
 _LOOKED_FOR: Final = 64
 _COMPARED: Final = 20_000  # keypoint rows compared with them at once
+#: ... counting only features met this many times more often (per keypoint) on the footprint
+#: than off it, measured on up to _OFF_SAMPLE keypoints off it per piece of the table.
+_MET_ON_FOOTPRINT: Final = 4.0
+_OFF_SAMPLE: Final = 200_000
 #: A place is in the footprint when this share of the carriers (and two at least) have it.
 _FOOTPRINT_SHARE: Final = 0.1
 #: A footprint that would cover more of an image than this is not applied to it.
@@ -100,6 +113,10 @@ _PIECE: Final = 4_000_000
 #: is then looked for in every image. A stamp on fewer than about MIN_CARRIERS of this many
 #: rows' images goes unseen in a larger archive.
 _SAMPLED_ROWS: Final = 2_000_000
+#: Images of each bot's output put in the sample first, at most ...
+_PER_BOT: Final = 600
+#: ... and of the sample's rows, this share at most for all bots together.
+_BOTS_SHARE: Final = 0.5
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -272,11 +289,32 @@ def _seeded(
     return found
 
 
-def _sampled_rows(table: SignatureTable) -> np.ndarray:
-    """Keypoint rows of images spread evenly over the archive, up to _SAMPLED_ROWS."""
+def _sampled_rows(table: SignatureTable, bots: Sequence[Sequence[str]]) -> np.ndarray:
+    """Keypoint rows of up to _SAMPLED_ROWS: each bot's output first (up to _PER_BOT images of
+    each, spread over its posts, and at most _BOTS_SHARE of the rows in all), then images spread
+    evenly over the rest of the archive. A bot stamps all it makes, and its output can be a
+    small part of a large channel: an even sample would hold too few of its images."""
     images = np.flatnonzero(table.counts)
-    step = max(1, int(np.ceil(table.counts.sum() / _SAMPLED_ROWS)))
-    chosen = images[::step]
+    if table.counts.sum() <= _SAMPLED_ROWS:
+        chosen = images
+    else:
+        by_bot: dict[str, list[int]] = {}
+        for i in images.tolist():
+            for bot in bots[i]:
+                by_bot.setdefault(bot, []).append(i)
+        picked = np.zeros(len(table.counts), bool)
+        for members in by_bot.values():
+            picked[members[:: max(1, int(np.ceil(len(members) / _PER_BOT)))]] = True
+        room = _BOTS_SHARE * _SAMPLED_ROWS
+        if table.counts[picked].sum() > room:  # many bots: each keeps an even share
+            thinned = np.flatnonzero(picked)
+            picked[:] = False
+            picked[thinned[:: int(np.ceil(table.counts[thinned].sum() / room))]] = True
+        rest = images[~picked[images]]
+        left = _SAMPLED_ROWS - int(table.counts[picked].sum())
+        if len(rest) and left > 0:
+            picked[rest[:: max(1, int(np.ceil(table.counts[rest].sum() / left)))]] = True
+        chosen = np.flatnonzero(picked)
     return np.concatenate([np.arange(table.rows(int(i)).start, table.rows(int(i)).stop)
                            for i in chosen])  # fmt: skip
 
@@ -310,15 +348,17 @@ def find_overlays(
     group: Sequence[int],
     still_aligned: Callable[[int, int, np.ndarray, np.ndarray], bool],
     run: Runner = run_here,
+    bots: Sequence[Sequence[str]] | None = None,
 ) -> list[Overlay]:
     """The archive's overlays. `group[i]` is image i's PDQ group (copies do not count as
     different photos); `still_aligned(a, b, mask_a, mask_b)` says whether two images align
-    with their keypoints in the masks' cells left out. The frames are searched as tasks, on a
-    sample of the archive; what they find is then looked for in every image."""
+    with their keypoints in the masks' cells left out; `bots[i]` names the bots that posted
+    image i. The frames are searched as tasks, on a sample of the archive that holds each
+    bot's output; what they find is then looked for in every image."""
     if not table.counts.any():
         return []
     groups_of_image = np.asarray(group, np.int64)
-    sampled = _sampled_rows(table)
+    sampled = _sampled_rows(table, bots or [()] * len(table.counts))
     per_frame = in_order(
         run,
         frame_features,
@@ -370,6 +410,8 @@ def find_overlays(
         holders = images[counts >= 2]
         if len(np.unique(groups_of_image[holders])) < MIN_CARRIERS:
             continue
+        if np.median(counts[counts >= 2]) < _PER_CARRIER:
+            continue
         rows = rows[np.isin(owner[rows], holders)]
         relative = np.asarray(table.points[rows]) / table.sizes[owner[rows]]
         masks = _masks(table, rows)
@@ -400,21 +442,39 @@ def _seen_again(
     """Images besides the holders with _SEEN_AGAIN keypoints on the footprint that are one of
     the overlay's features, at any place of it: the same stamp at another scale (a caption
     sized to the height on a photo of another shape), missed at the features' own places.
-    Those keypoint rows."""
+    Only features met far more often on the footprint than off it count: a stamp's letters
+    are met nowhere else, a plain corner of it anywhere. Those keypoint rows."""
     strongest = sorted(features, key=lambda f: -len(f.rows))[:_LOOKED_FOR]
     descriptors = np.concatenate([f.descriptor for f in strongest])
     owner = table.owners()
     others = (owner >= 0) & ~np.isin(owner, holders)
-    found: list[np.ndarray] = []
+    on: list[np.ndarray] = []  # rows on the footprint, and their nearest feature
+    nearest: list[np.ndarray] = []
+    met_off = np.zeros(len(strongest), np.int64)
+    looked_on = looked_off = 0
     for start in range(0, len(owner), _PIECE):
         rows = np.arange(start, min(len(owner), start + _PIECE))
         rows = rows[others[rows]]
-        rows = rows[footprint.ravel()[_frame_rows(table, rows, frame, 0.0)]]
+        placed = footprint.ravel()[_frame_rows(table, rows, frame, 0.0)]
+        off = rows[~placed][:: max(1, int((~placed).sum()) // _OFF_SAMPLE)]
+        looked_off += len(off)
+        for piece in range(0, len(off), _COMPARED):
+            distance = _hamming(np.asarray(table.descriptors[off[piece : piece + _COMPARED]]),
+                                descriptors)  # fmt: skip
+            met_off += (distance <= _CLOSE).sum(axis=0)
+        rows = rows[placed]
+        looked_on += len(rows)
         for piece in range(0, len(rows), _COMPARED):
             here = rows[piece : piece + _COMPARED]
-            near = _hamming(np.asarray(table.descriptors[here]), descriptors).min(axis=1)
-            found.append(here[near <= _CLOSE])
-    rows = np.concatenate(found) if found else np.zeros(0, np.int64)
+            distance = _hamming(np.asarray(table.descriptors[here]), descriptors)
+            near = distance.min(axis=1) <= _CLOSE
+            on.append(here[near])
+            nearest.append(distance[near].argmin(axis=1))
+    rows = np.concatenate(on) if on else np.zeros(0, np.int64)
+    which = np.concatenate(nearest) if nearest else np.zeros(0, np.int64)
+    on_rate = np.bincount(which, minlength=len(strongest)) / max(1, looked_on)
+    off_rate = (met_off + 1) / max(1, looked_off)
+    rows = rows[(on_rate / off_rate)[which] >= _MET_ON_FOOTPRINT]
     images, counts = np.unique(owner[rows], return_counts=True)
     kept: np.ndarray = rows[np.isin(owner[rows], images[counts >= _SEEN_AGAIN])]
     return kept
