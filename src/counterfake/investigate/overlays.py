@@ -92,7 +92,8 @@ _SEEN_AGAIN: Final = 3
 _LOOKED_FOR: Final = 64
 _COMPARED: Final = 20_000  # keypoint rows compared with them at once
 #: ... counting only features met this many times more often (per keypoint) on the footprint
-#: than off it, measured on up to _OFF_SAMPLE keypoints off it per piece of the table.
+#: than off it, measured on _OFF_SAMPLE to twice as many keypoints off it per piece of the
+#: table (all of them when it has fewer).
 _MET_ON_FOOTPRINT: Final = 4.0
 _OFF_SAMPLE: Final = 200_000
 #: A place is in the footprint when this share of the carriers (and two at least) have it.
