@@ -438,8 +438,8 @@ def cluster_images(
         )
         return aligned is not None and _scale_ok(aligned)
 
-    overlays = find_overlays(table, group, still_aligned, run, [f.bots for f in images])
-    overlays = with_bot_output(overlays, [f.bots for f in images])
+    bots = [f.bots for f in images]
+    overlays = with_bot_output(find_overlays(table, group, still_aligned, run, bots), bots)
     timed("overlays")
     # A carrier's keypoints on its stamps take part in no link. A stamp's text takes the
     # strongest corners: where it took many, the image is signed again off it, or it has too
