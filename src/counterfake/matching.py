@@ -355,7 +355,9 @@ class Matcher:
             self._remove(change.entry_id, change.bank, change.signal_type, change.value)
 
     def _add_signatures(self, bank: str, signatures: Iterable[tuple[int, bytes]]) -> None:
-        shortlist, photos = self._local.setdefault(bank, (KeypointShortlist(), set()))
+        shortlist, photos = self._local.setdefault(
+            bank, (KeypointShortlist(share_votes=True), set())
+        )
         for entry_id, data in signatures:
             photo = Features.from_bytes(data)
             photos.add(entry_id)

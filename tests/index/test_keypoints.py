@@ -14,7 +14,7 @@ from tests.derivative_images import reencode, replace_region
 
 def test_the_source_of_a_derivative_tops_the_shortlist(corpus_dir: Path) -> None:
     paths = sorted(corpus_dir.glob("*.jpg"))[:60]
-    shortlist = KeypointShortlist()
+    shortlist = KeypointShortlist(share_votes=True)
     for entry_id, path in enumerate(paths, start=100):
         features = image_features(path.read_bytes(), query=False)
         shortlist.add(entry_id, features.descriptors[:SHORTLISTED])
@@ -44,6 +44,31 @@ def test_removed_and_unknown_photos_get_no_votes() -> None:
     assert len(shortlist) == 1
     shortlist.add(3, descriptors.copy())
     assert shortlist.candidates(descriptors, 5)[0][0] == 3
+
+
+def test_in_a_bank_a_descriptor_found_in_several_photos_shares_its_vote() -> None:
+    """Plain regions give descriptors found in many photos; counted whole, they let photos
+    full of them outvote a derivative's true source."""
+    rng = np.random.default_rng(3)
+    query = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    own = rng.integers(0, 256, (6, 200, 32), dtype=np.uint8)
+    source = np.concatenate([query[:6], own[0]])  # 6 descriptors only it holds
+    plain = [np.concatenate([query[10:20], own[k]]) for k in range(1, 6)]  # 10 every one holds
+    bank, archive = KeypointShortlist(share_votes=True), KeypointShortlist()
+    for shortlist in (bank, archive):
+        shortlist.add(1, source)
+        for entry_id, descriptors in enumerate(plain, start=2):
+            shortlist.add(entry_id, descriptors)
+    assert bank.candidates(query, 3) == [(1, 6.0), (2, 2.0), (3, 2.0)]
+    # An archive's images share content for real: there every vote counts whole.
+    assert archive.candidates(query, 6) == [
+        (2, 10.0),
+        (3, 10.0),
+        (4, 10.0),
+        (5, 10.0),
+        (6, 10.0),
+        (1, 6.0),
+    ]
 
 
 def _flipped(descriptors: np.ndarray, bits: int) -> np.ndarray:

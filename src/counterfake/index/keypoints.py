@@ -10,6 +10,14 @@ there: at 64 bits the true source of a derivative with 40% replaced was among a 
 bank's first 8 candidates 89% of the time, at 40 bits 96%. The photos with most votes are
 verified geometrically (derivatives.verify).
 
+In a bank of distinct photos (`share_votes=True`), a query descriptor found in several photos
+shares its one vote among them. Plain and smooth regions (a wall, a sky, a tabletop; what a
+nudifying tool paints in) give descriptors that are found in many photos: counted whole, they
+made a few such photos outvote the true source of a derivative with 60% replaced for a
+quarter of the tuning half's queries in a 122-photo bank, and shared, for a tenth
+(benchmarks/derivatives.py). An archive's images (investigations) share content for real,
+so there every vote counts whole.
+
 The shortlist holds the descriptors themselves (one array for all photos), a 4-byte row number
 and a check byte (the byte after the key's) per descriptor and table, and per table 2^20 bucket
 offsets. Photos added since those tables were built sit in a *delta*: the same rows and check
@@ -108,7 +116,8 @@ class _Tier:
 class KeypointShortlist:
     """Photos (by entry id) and their descriptors; `candidates` ranks them for a query."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, share_votes: bool = False) -> None:
+        self._share_votes = share_votes
         self._entries: list[int] = []  # photo number -> entry id
         self._number: dict[int, int] = {}
         self._removed = bytearray()
@@ -156,8 +165,8 @@ class KeypointShortlist:
         self._tables = _Tier(0, added, counts, offsets=True)
 
     def candidates(self, descriptors: np.ndarray, limit: int) -> list[tuple[int, float]]:
-        """Up to `limit` (entry id, votes), most first; photos with fewer than 2 votes are left
-        out."""
+        """Up to `limit` (entry id, votes), most first; photos found by fewer than 2 query
+        descriptors are left out."""
         self._merge()
         if descriptors.shape[0] > _ASKED:
             descriptors = np.concatenate([descriptors[:_ASKED], descriptors[_ASKED::3]])
@@ -189,11 +198,18 @@ class KeypointShortlist:
                 pairs.append(asking[close] * len(self._entries) + photos)
         if not pairs:
             return []
-        voters = np.unique(np.concatenate(pairs)) % len(self._entries)  # one per descriptor
-        votes = np.bincount(voters, minlength=len(self._entries)).astype(float)
-        votes[np.frombuffer(bytes(self._removed), np.uint8).astype(bool)] = 0
-        voted = np.flatnonzero(votes >= _MIN_VOTES)
+        held = len(self._entries)
+        found = np.unique(np.concatenate(pairs))  # one per query descriptor and photo
+        found = found[np.frombuffer(bytes(self._removed), np.uint8)[found % held] == 0]
+        voters, photos = found // held, found % held
+        counted = np.bincount(photos, minlength=held)
+        if self._share_votes:
+            share = 1.0 / np.bincount(voters)[voters]
+            votes = np.bincount(photos, weights=share, minlength=held)
+        else:
+            votes = counted.astype(float)
+        voted = np.flatnonzero(counted >= _MIN_VOTES)
         if voted.size > limit:  # only the best `limit` are ordered, not every photo
             voted = voted[np.argpartition(-votes[voted], limit - 1)[:limit]]
         best = voted[np.lexsort((voted, -votes[voted]))]
-        return [(self._entries[n], float(votes[n])) for n in best]
+        return [(self._entries[n], round(float(votes[n]), 3)) for n in best]
