@@ -11,12 +11,12 @@ bank's first 8 candidates 89% of the time, at 40 bits 96%. The photos with most 
 verified geometrically (derivatives.verify).
 
 In a bank of distinct photos (`share_votes=True`), a query descriptor found in several photos
-shares its one vote among them. Plain and smooth regions (a wall, a sky, a tabletop; what a
-nudifying tool paints in) give descriptors that are found in many photos: counted whole, they
-made a few such photos outvote the true source of a derivative with 60% replaced for a
-quarter of the tuning half's queries in a 122-photo bank, and shared, for a tenth
-(benchmarks/derivatives.py). An archive's images (investigations) share content for real,
-so there every vote counts whole.
+shares its one vote among them. The outlines of objects against plain backgrounds (a cup, a
+tool, a bird on a white wall) give descriptors that are found in many photos: counted whole,
+they made a few such photos outvote the true source of a derivative with 60% replaced for a
+quarter of the tuning half's queries that verification finds, in a 122-photo bank; shared,
+for a seventh (benchmarks/derivatives.py). An archive's images (investigations) share
+content for real, so there every vote counts whole.
 
 The shortlist holds the descriptors themselves (one array for all photos), a 4-byte row number
 and a check byte (the byte after the key's) per descriptor and table, and per table 2^20 bucket
