@@ -60,9 +60,9 @@ _VERIFY_ALL_UP_TO: Final = 32
 #: Otherwise the shortlist's best candidates, over all views of the query, are verified ...
 _SHORTLIST: Final = 8
 #: ... but not one with under 1/this of the best candidate's votes: a derivative's source
-#: draws many (a median of 12 at 30% replaced), chance candidates 2-5. At 100,000 photos,
-#: 1/8 cut the median derivative query by a sixth and lost none; 1/4 cut a fifth but lost 4
-#: of 200 (benchmarks/derivative_scale.py).
+#: draws many (a median of 12 at 30% replaced, counted whole), chance candidates 2-5. At
+#: 100,000 photos, 1/8 cut the median derivative query by a sixth and lost none; 1/4 cut a
+#: fifth but lost 4 of 200 (benchmarks/derivative_scale.py).
 _VOTE_SHARE: Final = 8
 
 
@@ -355,9 +355,9 @@ class Matcher:
             self._remove(change.entry_id, change.bank, change.signal_type, change.value)
 
     def _add_signatures(self, bank: str, signatures: Iterable[tuple[int, bytes]]) -> None:
-        shortlist, photos = self._local.setdefault(
-            bank, (KeypointShortlist(share_votes=True), set())
-        )
+        if bank not in self._local:
+            self._local[bank] = (KeypointShortlist(share_votes=True), set())
+        shortlist, photos = self._local[bank]
         for entry_id, data in signatures:
             photo = Features.from_bytes(data)
             photos.add(entry_id)

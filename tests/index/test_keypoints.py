@@ -47,8 +47,8 @@ def test_removed_and_unknown_photos_get_no_votes() -> None:
 
 
 def test_in_a_bank_a_descriptor_found_in_several_photos_shares_its_vote() -> None:
-    """Plain regions give descriptors found in many photos; counted whole, they let photos
-    full of them outvote a derivative's true source."""
+    """Outlines against plain backgrounds give descriptors found in many photos; counted
+    whole, they let photos full of them outvote a derivative's true source."""
     rng = np.random.default_rng(3)
     query = rng.integers(0, 256, (40, 32), dtype=np.uint8)
     own = rng.integers(0, 256, (6, 200, 32), dtype=np.uint8)

@@ -200,8 +200,9 @@ class KeypointShortlist:
             return []
         held = len(self._entries)
         found = np.unique(np.concatenate(pairs))  # one per query descriptor and photo
-        found = found[np.frombuffer(bytes(self._removed), np.uint8)[found % held] == 0]
-        voters, photos = found // held, found % held
+        voters, photos = np.divmod(found, held)
+        kept = np.frombuffer(bytes(self._removed), np.uint8)[photos] == 0
+        voters, photos = voters[kept], photos[kept]
         counted = np.bincount(photos, minlength=held)
         if self._share_votes:
             share = 1.0 / np.bincount(voters)[voters]
