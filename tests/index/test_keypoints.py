@@ -96,6 +96,25 @@ def test_only_descriptors_within_40_bits_vote() -> None:
     assert shortlist.candidates(query, 5) == [(1, 200.0)]
 
 
+def test_buckets_fuller_than_the_crowded_limit_are_not_read() -> None:
+    """Common texture files thousands of descriptors under one key: a shortlist that reads
+    fewer rows per bucket leaves them out and still finds what sits in sparse buckets."""
+    rng = np.random.default_rng(4)
+    rare = rng.integers(0, 256, (20, 32), dtype=np.uint8)
+    common = rng.integers(0, 256, (1, 32), dtype=np.uint8)
+    texture = np.repeat(common, 30, axis=0)  # one key in every table, 30 rows in each photo
+    wide, narrow = KeypointShortlist(), KeypointShortlist(crowded=64)
+    for shortlist in (wide, narrow):
+        shortlist.add(1, rare)
+        for entry_id in range(2, 6):  # 4 photos: 120 rows under the common keys
+            shortlist.add(
+                entry_id, np.concatenate([texture, rng.integers(0, 256, (5, 32), np.uint8)])
+            )
+    query = np.concatenate([rare[:10], np.repeat(common, 3, axis=0)])
+    assert [e for e, _ in wide.candidates(query, 5)] == [1, 2, 3, 4, 5]
+    assert narrow.candidates(query, 5) == [(1, 10.0)]
+
+
 def test_each_photo_is_found_by_its_own_descriptors_across_tiers() -> None:
     """Photos with no descriptors among them: rows map back to the right photo in the
     tables and in the delta."""

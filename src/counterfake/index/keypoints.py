@@ -114,10 +114,12 @@ class _Tier:
 
 
 class KeypointShortlist:
-    """Photos (by entry id) and their descriptors; `candidates` ranks them for a query."""
+    """Photos (by entry id) and their descriptors; `candidates` ranks them for a query.
+    Buckets holding more than `crowded` rows (common texture) are not read."""
 
-    def __init__(self, *, share_votes: bool = False) -> None:
+    def __init__(self, *, share_votes: bool = False, crowded: int = _CROWDED) -> None:
         self._share_votes = share_votes
+        self._crowded = crowded
         self._entries: list[int] = []  # photo number -> entry id
         self._number: dict[int, int] = {}
         self._removed = bytearray()
@@ -181,7 +183,7 @@ class KeypointShortlist:
                 continue
             for t in range(_TABLES):
                 start, lengths = tier.bucket(t, keys[t])
-                lengths[lengths > _CROWDED] = 0
+                lengths[lengths > self._crowded] = 0
                 total = int(lengths.sum())
                 if total == 0:
                     continue

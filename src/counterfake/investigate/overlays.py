@@ -320,28 +320,30 @@ def _sampled_rows(table: SignatureTable, bots: Sequence[Sequence[str]]) -> np.nd
                            for i in chosen])  # fmt: skip
 
 
-def _everywhere(table: SignatureTable, features: list[_Feature]) -> np.ndarray:
-    """Every keypoint row, in any image, that has one of the features: at its place, within
-    _CLOSE bits of its descriptor."""
+def _everywhere(table: SignatureTable, parts: list[list[_Feature]]) -> list[np.ndarray]:
+    """For each part's features, every keypoint row, in any image, that has one of them: at
+    its place, within _CLOSE bits of its descriptor. The places of every row are worked out
+    once per frame and shift for all parts (each is a pass over the whole table)."""
     rows = np.arange(len(table.excluded))
-    found = np.zeros(len(rows), bool)
-    combos: dict[tuple[int, float], list[_Feature]] = {}
-    for feature in features:
-        combos.setdefault((feature.frame, feature.shift), []).append(feature)
+    found: list[list[np.ndarray]] = [[np.zeros(0, np.int64)] for _ in parts]
+    combos: dict[tuple[int, float], list[tuple[int, _Feature]]] = {}
+    for n, features in enumerate(parts):
+        for feature in features:
+            combos.setdefault((feature.frame, feature.shift), []).append((n, feature))
     for (frame, shift), here in combos.items():
         place = _frame_rows(table, rows, frame, shift)
-        candidates = np.flatnonzero(np.isin(place, [f.place for f in here]))
+        candidates = np.flatnonzero(np.isin(place, [f.place for _, f in here]))
         candidates = candidates[np.argsort(place[candidates], kind="stable")]
         placed = place[candidates]
-        for feature in here:
+        for n, feature in here:
             lo, hi = (
                 np.searchsorted(placed, feature.place, "left"),
                 np.searchsorted(placed, feature.place, "right"),
             )
             at = candidates[lo:hi]
             close = _hamming(feature.descriptor, np.asarray(table.descriptors[at]))[0] <= _CLOSE
-            found[at[close]] = True
-    return np.flatnonzero(found)
+            found[n].append(at[close])
+    return [np.unique(np.concatenate(f)) for f in found]
 
 
 def find_overlays(
@@ -398,15 +400,13 @@ def find_overlays(
         parts.setdefault(sets.find(n), []).append(n)
 
     overlays = []
-    whole = len(sampled) == len(owner)
-    for members in parts.values():
-        if len(members) < _MIN_FEATURES:
-            continue
-        features = [found[n] for n in members]
-        if whole:
-            rows = np.unique(np.concatenate([f.rows for f in features]))
-        else:
-            rows = _everywhere(table, features)
+    kept = [[found[n] for n in members] for members in parts.values()]
+    kept = [features for features in kept if len(features) >= _MIN_FEATURES]
+    if len(sampled) == len(owner):
+        seen = [np.unique(np.concatenate([f.rows for f in features])) for features in kept]
+    else:
+        seen = _everywhere(table, kept)
+    for features, rows in zip(kept, seen, strict=True):
         images, counts = np.unique(owner[rows], return_counts=True)
         holders = images[counts >= 2]
         if len(np.unique(groups_of_image[holders])) < MIN_CARRIERS:
@@ -428,7 +428,7 @@ def find_overlays(
             key=lambda pair: int(pair[1].sum()),
         )  # fmt: skip
         masks.update(_masks(table, _seen_again(table, features, frame, footprint, holders)))
-        overlays.append(Overlay(tuple(sorted(masks)), masks, box, len(members), frame, footprint))
+        overlays.append(Overlay(tuple(sorted(masks)), masks, box, len(features), frame, footprint))
     overlays.sort(key=lambda o: -len(o.images))
     return overlays
 
@@ -511,8 +511,9 @@ def _footprint(
         (np.clip(x + dx, 0, side - 1) * side + np.clip(y + dy, 0, side - 1)) for dx in (-1, 0, 1)
         for dy in (-1, 0, 1)
     ]  # fmt: skip
-    pairs = np.unique(np.stack([np.tile(owners, 9), np.concatenate(near)], axis=1), axis=0)
-    share = np.bincount(pairs[:, 1], minlength=side * side) / carriers
+    # Each (carrier, place) once: one number each, for a one-dimensional unique.
+    pairs = np.unique(np.tile(owners, 9) * side**2 + np.concatenate(near))
+    share = np.bincount(pairs % side**2, minlength=side * side) / carriers
     held = (share >= max(_FOOTPRINT_SHARE, 2 / carriers)).reshape(side, side)
     if held.sum() < 3:
         return held
