@@ -39,7 +39,10 @@ _NEAR_PIXELS: Final = 8.0
 #: Query pixels from the edge where ORB finds no keypoint (its edgeThreshold is 15, more on
 #: coarser levels): source keypoints landing there are not evidence either way.
 _BORDER: Final = 18.0
-_SAME_DESCRIPTOR: Final = 64  # Hamming bits
+#: Most Hamming bits between a source keypoint and a query keypoint near where it lands for
+#: it to count as found again. At 64, with a query's keypoints spread into its plain parts,
+#: another person's head in front of the protected photo's backdrop passed for its own.
+_SAME_DESCRIPTOR: Final = 56
 #: Fewest of a head's keypoints found again for the match to be on the photo's subject.
 _SUBJECT_KEPT: Final = 3
 #: A cell is changed when its keypoints were found again at most at this share of the rate

@@ -36,9 +36,9 @@ import numpy as np
 __all__ = ["KeypointShortlist"]
 
 _TABLES: Final = 4
-#: Query descriptors looked up: ORB lists them level by level, finest first. The first 1,000
-#: serve derivatives at about the photo's scale; a third of the rest (coarser levels) serve
-#: crops, which enlarge the photo. Verification uses all of them.
+#: Query descriptors looked up: the first 1,000 (a query lists them rank by rank over its grid,
+#: every cell's strongest first, so they cover the whole upload), then a third of the rest.
+#: Verification uses all of them.
 _ASKED: Final = 1000
 _KEY_BITS: Final = 20
 _CLOSE: Final = 40  # bits: a descriptor this close is a vote

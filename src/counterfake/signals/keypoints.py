@@ -4,9 +4,9 @@ A protected photo's *signature* is a grid-spread set of ORB keypoints (positions
 480-pixel working image and 256-bit descriptors). Spread over an 8x8 grid, so that whatever
 region of the photo survives in a derivative still carries keypoints; listed rank by rank (the
 strongest of every cell, then the second of every cell...), so that its first keypoints are
-an evenly spread signature of their own (what the shortlist holds). A query image gets more,
-unspread, features: they are not stored. No pixels are kept; see the README for what a
-signature can and cannot reveal.
+an evenly spread signature of their own (what the shortlist holds). A query image gets three
+times as many, spread the same way: they are not stored. No pixels are kept; see the README
+for what a signature can and cannot reveal.
 
 Smaller images are enlarged to the working size first: ORB finds few keypoints on a 300-pixel
 photo, and a derivative is often smaller than its source. A nearly square query is also seen
@@ -262,9 +262,12 @@ def source_features(
 
 
 def query_features(gray: np.ndarray, count: int = QUERY_FEATURES) -> Features:
-    """An uploaded image's keypoints: more of them, wherever they are strongest."""
-    orb = _orb(count)
-    return _features(gray, list(orb.detect(gray, None)), orb)
+    """An uploaded image's keypoints: three times a signature's, spread over the grid as a
+    signature's are. Taken wherever they are strongest, most fell on the textured content
+    pasted into a derivative and the watermark, and few on the part of the photo that
+    survived (on the tuning half at 60% replaced, verification found 79% of derivatives
+    unspread, 85% spread, 82% with twice as many unspread)."""
+    return source_features(gray, count)
 
 
 def image_features(data: bytes, *, query: bool, limits: Limits | None = None) -> Features:
