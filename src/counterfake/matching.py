@@ -57,12 +57,6 @@ _SYNC_WAIT: Final = 5.0
 _TIDY_FROM: Final = 1024
 #: Banks with at most this many protected photos are verified against every one of them.
 _VERIFY_ALL_UP_TO: Final = 32
-#: A query asks the shortlist with its first descriptors only: 8 per cell of its grid, the
-#: strongest, as the shortlist holds a signature's first 512. More votes also went to photos
-#: of generic outlines: on the tuning half at 60% replaced, the true source was among those
-#: verified 86% of the time asking 1,000 and a third of the rest, 90% asking 500 (250: 87%,
-#: 1,000: 88%), and the lookup took half the time.
-_ASKED: Final = 512
 #: Otherwise the shortlist's best candidates, over all views of the query, are verified ...
 _SHORTLIST: Final = 8
 #: ... but not one with under 1/this of the best candidate's votes: a derivative's source
@@ -702,7 +696,7 @@ class Matcher:
                         (-votes, entry_id, number)
                         for number, view in enumerate(query.views)
                         for entry_id, votes in shortlist.candidates(
-                            view.features.descriptors[:_ASKED], _SHORTLIST
+                            view.features.descriptors, _SHORTLIST
                         )
                     ),
                 )

@@ -36,6 +36,10 @@ import numpy as np
 __all__ = ["KeypointShortlist"]
 
 _TABLES: Final = 4
+#: Query descriptors looked up: the first 1,000 (a query lists them rank by rank over its grid,
+#: every cell's strongest first, so they cover the whole upload), then a third of the rest.
+#: Verification uses all of them.
+_ASKED: Final = 1000
 _KEY_BITS: Final = 20
 _CLOSE: Final = 40  # bits: a descriptor this close is a vote
 #: Most bits a bucket row's check byte may differ by before the full comparison: a descriptor
@@ -166,6 +170,8 @@ class KeypointShortlist:
         """Up to `limit` (entry id, votes), most first; photos found by fewer than 2 query
         descriptors are left out."""
         self._merge()
+        if descriptors.shape[0] > _ASKED:
+            descriptors = np.concatenate([descriptors[:_ASKED], descriptors[_ASKED::3]])
         if not self._number or descriptors.shape[0] == 0:
             return []
         query = np.ascontiguousarray(descriptors, dtype=np.uint8).view(np.uint64)
