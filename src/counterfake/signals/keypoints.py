@@ -219,10 +219,11 @@ def _features(gray: np.ndarray, keypoints: list[cv2.KeyPoint], orb: cv2.ORB) -> 
 def source_features(
     gray: np.ndarray, count: int = SOURCE_FEATURES, *, mask: np.ndarray | None = None
 ) -> Features:
-    """A protected photo's keypoints: the strongest per cell of an 8x8 grid, then the
-    strongest of the rest, up to `count`; in rank order (every cell's first, then every
-    cell's second...), so that any prefix is spread too. With a `mask` (bool, the image's
-    shape), only where it is true: a stamp known to lie elsewhere takes none of them."""
+    """A protected photo's keypoints (a query's too, more of them): the strongest per cell of
+    an 8x8 grid, then the strongest of the rest, up to `count`; in rank order (every cell's
+    first, then every cell's second...), so that any prefix is spread too. With a `mask`
+    (bool, the image's shape), only where it is true: a stamp known to lie elsewhere takes
+    none of them."""
     orb = _orb(count * 8)
     found = orb.detect(gray, None if mask is None else mask.astype(np.uint8) * 255)
     if not found:
