@@ -65,12 +65,16 @@ def test_keypoints_are_spread_over_the_photo(
         held = np.bincount(cell[:, 0] * 8 + cell[:, 1], minlength=64)
         return int((held >= len(points) / 64 / 2).sum())
 
+    def cells(points: np.ndarray, width: int, height: int) -> int:
+        return len(set(map(tuple, (points // (width / 8, height / 8)).astype(int))))
+
     spread_cells = strongest_cells = 0
     for path in sorted(corpus_dir.glob("*.jpg"))[:8]:
         gray = decode_gray(path.read_bytes(), max_side=WORK_SIDE)
         spread = features(gray)
         strongest = _strongest(gray, len(spread))  # the same number, unspread
         height, width = gray.shape
+        assert cells(spread.points, width, height) >= cells(strongest, width, height)
         spread_cells += fair_cells(spread.points, width, height)
         strongest_cells += fair_cells(strongest, width, height)
     assert spread_cells >= 1.4 * strongest_cells
