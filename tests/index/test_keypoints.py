@@ -166,3 +166,48 @@ def test_photos_added_later_are_found_from_the_delta_without_rebuilding_the_tabl
         grown.add(entry_id, signatures[entry_id - 40])
     grown.candidates(query, 8)
     assert grown._tables is not tables
+
+
+def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta() -> None:
+    """The rule, compared pair by pair: a query descriptor votes once for a photo holding a
+    descriptor that shares one of its four keys (the first 20 bits of bytes 0, 8, 16 or 24),
+    whose next byte differs by at most 3 bits, and which is within 40 bits in all."""
+    rng = np.random.default_rng(9)
+    query = rng.integers(0, 256, (120, 32), dtype=np.uint8)
+    photos: dict[int, np.ndarray] = {}
+    for entry_id in range(1, 41):
+        rows = rng.integers(0, 256, (60, 32), dtype=np.uint8)
+        picked = rng.choice(120, 12, replace=False)
+        for row, q in enumerate(picked):
+            bits = np.unpackbits(query[q])
+            bits[rng.choice(256, int(rng.integers(4, 48)), replace=False)] ^= 1
+            rows[row] = np.packbits(bits)
+        photos[entry_id] = rows
+    shortlist = KeypointShortlist()
+    for entry_id in range(1, 33):
+        shortlist.add(entry_id, photos[entry_id])
+    shortlist.candidates(query[:1], 1)  # the first 32 photos go into the tables
+    for entry_id in range(33, 41):  # the rest stay in the delta
+        shortlist.add(entry_id, photos[entry_id])
+
+    def key(d: np.ndarray, table: int) -> int:
+        b = 8 * table
+        return ((int(d[b]) << 16) | (int(d[b + 1]) << 8) | int(d[b + 2])) >> 4
+
+    expected = {}
+    for entry_id, rows in photos.items():
+        votes = 0
+        for q in query:
+            votes += any(
+                int(np.unpackbits(q ^ row).sum()) <= 40
+                and any(
+                    key(q, t) == key(row, t)
+                    and int(np.unpackbits(q[8 * t + 3] ^ row[8 * t + 3]).sum()) <= 3
+                    for t in range(4)
+                )
+                for row in rows
+            )
+        if votes >= 2:
+            expected[entry_id] = float(votes)
+    assert len(expected) >= 20
+    assert dict(shortlist.candidates(query, 100)) == expected

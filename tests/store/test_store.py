@@ -389,3 +389,45 @@ def test_a_statement_past_the_timeout_is_store_timeout(postgres_url: str, tmp_pa
             held.rollback()
         assert store.add_entries("slow", [NewEntry("pdq", "c" * 64)])[0].status == "created"
     blocker.dispose()
+
+
+def test_signatures_read_by_id_are_the_named_banks_own_and_found_by_key(store: Store) -> None:
+    """Verification reads a handful of signatures by id for every upload: the read is by
+    primary key, never a walk through the bank (SQLite's planner took the bank's index for 7
+    or more ids), and an id of another bank or a withdrawn one is not returned."""
+    import numpy as np
+
+    from counterfake.signals.keypoints import Features
+
+    rng = np.random.default_rng(5)
+
+    def signature() -> NewEntry:
+        points = rng.uniform(0, 400, (50, 2)).astype(np.float32)
+        data = Features(480, 400, points, rng.integers(0, 256, (50, 32), np.uint8)).to_bytes()
+        return NewEntry("derivative", Features.from_bytes(data).id, payload=data)
+
+    store.create_bank("ours")
+    store.create_bank("theirs")
+    ours = store.add_entries("ours", [signature() for _ in range(40)])
+    theirs = store.add_entries("theirs", [signature() for _ in range(10)])
+    store.withdraw("ours", ours[0].entry_id)
+    asked = [r.entry_id for r in ours[:9]] + [r.entry_id for r in theirs[:3]]
+    statements: list[tuple[str, object]] = []
+
+    def seen(conn: object, cursor: object, statement: str, params: object, *_: object) -> None:
+        if "FROM signatures" in statement:
+            statements.append((statement, params))
+
+    sa.event.listen(store._db.engine, "before_cursor_execute", seen)
+    try:
+        read = dict(store.signatures("ours", asked))
+    finally:
+        sa.event.remove(store._db.engine, "before_cursor_execute", seen)
+    assert sorted(read) == sorted(r.entry_id for r in ours[1:9])
+    assert statements
+    if store._db.engine.dialect.name == "sqlite":
+        with store._db.engine.connect() as conn:
+            for statement, params in statements:
+                plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+                steps = [str(row[-1]) for row in plan]
+                assert not any("bank_id" in step for step in steps), steps

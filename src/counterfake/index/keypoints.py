@@ -33,6 +33,8 @@ from typing import Final
 
 import numpy as np
 
+from . import _kernels
+
 __all__ = ["KeypointShortlist"]
 
 _TABLES: Final = 4
@@ -176,7 +178,6 @@ class KeypointShortlist:
             return []
         query = np.ascontiguousarray(descriptors, dtype=np.uint8).view(np.uint64)
         keys = _keys(descriptors)
-        checks = [descriptors[:, _check_byte(t)] for t in range(_TABLES)]
         pairs = []
         for tier in (self._tables, self._delta):
             if tier is None:
@@ -184,20 +185,18 @@ class KeypointShortlist:
             for t in range(_TABLES):
                 start, lengths = tier.bucket(t, keys[t])
                 lengths[lengths > self._crowded] = 0
-                total = int(lengths.sum())
-                if total == 0:
-                    continue
-                at = np.repeat(start - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
-                asking = np.repeat(np.arange(descriptors.shape[0], dtype=np.int64), lengths)
-                # The check byte, read in bucket order, spares most full comparisons (each a
-                # random read from the descriptor array: the cost of this method).
-                mismatch = np.bitwise_count(tier.checks[t][at] ^ checks[t][asking])
-                plausible = mismatch <= _CHECK_BITS
-                rows, asking = tier.rows[t][at[plausible]], asking[plausible]
-                distance = np.bitwise_count(tier.descriptors[rows] ^ query[asking]).sum(axis=1)
-                close = distance <= _CLOSE
-                photos = tier.photos(rows[close])
-                pairs.append(asking[close] * len(self._entries) + photos)
+                asking, rows = _kernels.close_rows(
+                    start,
+                    lengths,
+                    tier.rows[t],
+                    tier.checks[t],
+                    tier.descriptors,
+                    query,
+                    np.ascontiguousarray(descriptors[:, _check_byte(t)]),
+                    _CHECK_BITS,
+                    _CLOSE,
+                )
+                pairs.append(asking * len(self._entries) + tier.photos(rows))
         if not pairs:
             return []
         held = len(self._entries)

@@ -20,16 +20,19 @@ class Signatures(Part):
     ) -> Iterator[tuple[int, bytes]]:
         """(entry id, signature) of a bank's active `derivative` entries (or of those ids)."""
         query = (
-            sa.select(signatures.c.entry_id, signatures.c.data)
+            sa.select(signatures.c.entry_id, signatures.c.data, entries.c.bank_id)
             .join(entries, entries.c.id == signatures.c.entry_id)
             .where(entries.c.withdrawn_at.is_(None))
         )
-        if entry_ids is not None:
-            query = query.where(signatures.c.entry_id.in_(list(entry_ids)))
         with self._db.read() as conn:
             bank_id = self._db.bank_id(conn, bank)
-            result = conn.execution_options(yield_per=1000).execute(
-                query.where(entries.c.bank_id == bank_id)
-            )
+            if entry_ids is None:
+                query = query.where(entries.c.bank_id == bank_id)
+            else:
+                # The bank is checked row by row: given it, SQLite's planner walked the whole
+                # bank's index for 7 or more ids (130 ms at 100,000 photos, not 0.5 ms).
+                query = query.where(signatures.c.entry_id.in_(list(entry_ids)))
+            result = conn.execution_options(yield_per=1000).execute(query)
             for row in result:
-                yield int(row.entry_id), bytes(row.data)
+                if row.bank_id == bank_id:
+                    yield int(row.entry_id), bytes(row.data)
