@@ -1,6 +1,6 @@
 """Derivative matching at scale: query latency and memory with many protected photos.
 
-    python benchmarks/derivative_scale.py [--photos 100000] [--queries 200]
+    python benchmarks/derivative_scale.py [--photos 100000] [--queries 200] [--baseline REF]
 
 The bank, in a real store (SQLite in a temporary folder) read by a real `Matcher`: signatures
 of the corpus photos (`counterfake protect` on each, 20 held out), then synthetic photos up to
@@ -11,14 +11,15 @@ The matcher holds the shortlist (each signature's first keypoints) in memory and
 signatures from the store for the candidates it verifies.
 
 Queries: derivatives of the real photos (a lower-central 30% block replaced by another photo,
-JPEG q50, resize 0.6, crop 8%). Per query, on one core: `Matcher.derivatives` (shortlist, the
-store read, verification), features computed beforehand as the CLI does. Baselines in the
-same run: verification of each query against its true source alone (no shortlist), the recall
-the shortlist could at best deliver; and, alternating query by query on the same matcher, the
-previous release's query features (the strongest 3,000 of each view, not spread over the
-grid). Then the delta
-tier: the held-out photos added to the store one by one, each followed by a refresh and a
-query for its derivative: how long until an add is matched.
+JPEG q50, resize 0.6, crop 8%). Two engines over the same store, each in its own process with
+its own matcher: this tree and the baseline release (`--baseline`, a git ref, checked out in a
+temporary worktree). Each computes its query features beforehand, as the CLI does, and
+measures the recall of verification against each query's true source alone (no shortlist):
+the most the shortlist could deliver. Then they take turns, ten queries at a time, the first
+to go alternating: per query, on one core, `Matcher.derivatives` (shortlist, the store read,
+verification). Then, this tree only, the delta tier: the held-out photos added to the store
+one by one, each followed by a refresh and a query for its derivative: how long until an add
+is matched.
 """
 
 from __future__ import annotations
@@ -30,25 +31,23 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import io
 import json
+import multiprocessing
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from counterfake import Matcher, NewEntry, Store
-from counterfake._memory import release_freed_memory
-from counterfake.derivatives import verify
-from counterfake.signals import keypoints
-from counterfake.signals.keypoints import Features, image_features
+from derivatives import _engine_src
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BASELINE = "637a54a"  # main before the compiled shortlist loop
+_TURN = 10  # queries per engine per turn
 
 
 def _rss() -> int:
@@ -73,21 +72,53 @@ def _derivative(photo: Image.Image, other: Image.Image) -> bytes:
     return _jpeg(out.crop((int(w2 * 0.08), int(h2 * 0.08), int(w2 * 0.92), int(h2 * 0.92))), 90)
 
 
-@contextmanager
-def _unspread_queries() -> Iterator[None]:
-    """Query features as the previous release took them: each view's strongest keypoints,
-    wherever they are, not spread over the grid (the baseline)."""
+def _engine(
+    src: str, url: str, photos: int, queries: list[tuple[bytes, int]], conn: Connection
+) -> None:
+    """One engine's process: its matcher over the store, then queries by turns on request;
+    ("adds", [(signature, derivative)]) runs the delta-tier phase."""
+    sys.path.insert(0, src)  # this engine's code first, before the editable install's
+    import counterfake
+    from counterfake import Matcher, NewEntry, Store
+    from counterfake._memory import release_freed_memory
+    from counterfake.derivatives import verify
+    from counterfake.signals.keypoints import Features, image_features
 
-    def strongest(gray: np.ndarray, count: int = keypoints.QUERY_FEATURES) -> Features:
-        orb = keypoints._orb(count)
-        return keypoints._features(gray, list(orb.detect(gray, None)), orb)
-
-    spread = keypoints.query_features
-    keypoints.query_features = strongest  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        keypoints.query_features = spread
+    assert counterfake.__file__ is not None and counterfake.__file__.startswith(src)
+    store = Store.open(url)
+    release_freed_memory()
+    before = _rss()
+    matcher = Matcher(store)
+    release_freed_memory()
+    per_photo = (_rss() - before) / photos
+    features = [image_features(data, query=True) for data, _ in queries]
+    sources = dict(store.signatures("scale", sorted({e for _, e in queries})))
+    alone = sum(
+        verify(Features.from_bytes(sources[entry_id]), query) is not None
+        for query, (_, entry_id) in zip(features, queries, strict=True)
+    ) / len(queries)
+    matcher.derivatives(features[0])  # first-call costs (compiled loops loaded) not timed
+    conn.send({"bytes_per_photo": per_photo, "recall_verification_alone": alone})
+    while (asked := conn.recv()) is not None:
+        kind, items = asked
+        out = []
+        if kind == "queries":
+            for n in items:
+                started = time.perf_counter()
+                matches = matcher.derivatives(features[n])
+                seconds = time.perf_counter() - started
+                out.append((seconds, any(m.entry_id == queries[n][1] for m in matches)))
+        else:
+            for signature, data in items:
+                query = image_features(data, query=True)
+                entry = NewEntry("derivative", Features.from_bytes(signature).id, payload=signature)
+                (result,) = store.add_entries("scale", [entry])
+                started = time.perf_counter()
+                matcher.refresh()
+                matched = any(m.entry_id == result.entry_id for m in matcher.derivatives(query))
+                out.append((time.perf_counter() - started, matched))
+        conn.send(out)
+    store.close()
 
 
 def main() -> int:
@@ -95,8 +126,16 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
     parser.add_argument("--photos", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline release")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    from counterfake import NewEntry, Store
+    from counterfake.signals.keypoints import Features, image_features
+
+    def entry(features: Features) -> NewEntry:
+        signature = features.to_bytes()
+        return NewEntry("derivative", Features.from_bytes(signature).id, payload=signature)
+
     rng = np.random.default_rng(11)
     paths = sorted(args.corpus.glob("*.jpg"))
     images = [Image.open(p).convert("RGB") for p in paths]
@@ -106,12 +145,12 @@ def main() -> int:
     print(f"{len(real)} real signatures", flush=True)
 
     folder = Path(tempfile.mkdtemp(prefix="cf-derivative-scale-"))
-    store = Store.open(f"sqlite:///{folder}/bank.db")
+    url = f"sqlite:///{folder}/bank.db"
+    store = Store.open(url)
     store.create_bank("scale")
-    entry_of: dict[int, int] = {}
     started = time.perf_counter()
-    added = store.add_entries("scale", [_entry(real[i]) for i in banked])
-    entry_of.update({i: a.entry_id for i, a in zip(banked, added, strict=True)})
+    added = store.add_entries("scale", [entry(real[i]) for i in banked])
+    entry_of = {i: a.entry_id for i, a in zip(banked, added, strict=True)}
     batch: list[NewEntry] = []
     for n in range(len(banked), args.photos):
         base = real[int(rng.integers(len(real)))]
@@ -120,8 +159,9 @@ def main() -> int:
         bits = np.unpackbits(donor.descriptors[:k], axis=1)
         bits ^= (rng.random(bits.shape) < 0.15).astype(np.uint8)
         points = base.points[:k] + rng.normal(0, 3, (k, 2)).astype(np.float32)
-        synthetic = Features(base.width, base.height, points.clip(0), np.packbits(bits, axis=1))
-        batch.append(_entry(synthetic))
+        batch.append(
+            entry(Features(base.width, base.height, points.clip(0), np.packbits(bits, axis=1)))
+        )
         if len(batch) == 2000:
             store.add_entries("scale", batch)
             batch = []
@@ -129,93 +169,93 @@ def main() -> int:
             print(f"  {n:,} photos", flush=True)
     if batch:
         store.add_entries("scale", batch)
+    store.close()
     filled = time.perf_counter() - started
     print(f"{args.photos:,} photos stored in {filled:.0f} s", flush=True)
 
-    release_freed_memory()
-    before = _rss()
-    started = time.perf_counter()
-    matcher = Matcher(store)
-    loaded = time.perf_counter() - started
-    release_freed_memory()
-    per_photo = (_rss() - before) / args.photos
-    print(f"matcher loaded in {loaded:.0f} s, {per_photo / 1024:.1f} KB resident each", flush=True)
-
-    # Each query's features both ways: this tree's, and the baseline's (unspread).
-    rules = ("this tree", "unspread query features")
     queries = []
     for q in range(args.queries):
         i = banked[q % len(banked)]
-        data = _derivative(images[i], images[(i + 7) % len(images)])
-        spread = image_features(data, query=True)
-        with _unspread_queries():
-            unspread = image_features(data, query=True)
-        queries.append((i, dict(zip(rules, (spread, unspread), strict=True))))
-    alone = {
-        name: sum(verify(real[i], query[name]) is not None for i, query in queries) / len(queries)
-        for name in rules
+        queries.append((_derivative(images[i], images[(i + 7) % len(images)]), entry_of[i]))
+    adds = [
+        (real[i].to_bytes(), _derivative(images[i], images[(i + 7) % len(images)]))
+        for i in held_out
+    ]
+    names = ("this tree", f"baseline ({args.baseline})")
+    context = multiprocessing.get_context("spawn")
+    with _engine_src(None) as ours, _engine_src(args.baseline) as theirs:
+        pipes, engines, facts = {}, [], {}
+        for name, src in zip(names, (ours, theirs), strict=True):
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=_engine, args=(src, url, args.photos, queries, child), daemon=True
+            )
+            process.start()
+            pipes[name] = parent
+            engines.append(process)
+        for name in names:
+            facts[name] = pipes[name].recv()
+            print(
+                f"{name}: matcher loaded, {facts[name]['bytes_per_photo'] / 1024:.1f} KB per photo",
+                flush=True,
+            )
+        timed: dict[str, list[tuple[float, bool]]] = {name: [] for name in names}
+        for turn, first in enumerate(range(0, len(queries), _TURN)):
+            chunk = list(range(first, min(first + _TURN, len(queries))))
+            for name in names if turn % 2 == 0 else reversed(names):
+                pipes[name].send(("queries", chunk))
+                timed[name].extend(pipes[name].recv())
+        pipes[names[0]].send(("adds", adds))
+        visible = pipes[names[0]].recv()
+        for name in names:
+            pipes[name].send(None)
+        for process in engines:
+            process.join()
+    shutil.rmtree(folder, ignore_errors=True)
+
+    runs = {
+        name: _summary([s for s, _ in timed[name]], sum(f for _, f in timed[name]) / len(queries))
+        | facts[name]
+        for name in names
     }
-
-    # Alternating query by query on the same matcher.
-    latencies: dict[str, list[float]] = {name: [] for name in rules}
-    found = dict.fromkeys(rules, 0)
-    for number, (i, query) in enumerate(queries):
-        for name in rules if number % 2 == 0 else reversed(rules):
-            started = time.perf_counter()
-            matches = matcher.derivatives(query[name])
-            latencies[name].append(time.perf_counter() - started)
-            found[name] += any(m.entry_id == entry_of[i] for m in matches)
-    runs = {name: _summary(latencies[name], found[name] / len(queries)) for name in rules}
-    run = runs["this tree"]
-
-    visible = []
-    for i in held_out:
-        query = image_features(_derivative(images[i], images[(i + 7) % len(images)]), query=True)
-        (result,) = store.add_entries("scale", [_entry(real[i])])
-        started = time.perf_counter()
-        matcher.refresh()
-        matched = any(m.entry_id == result.entry_id for m in matcher.derivatives(query))
-        visible.append((time.perf_counter() - started, matched))
+    run, base = runs[names[0]], runs[names[1]]
     add_seconds = sorted(v for v, _ in visible)
     report = {
         "benchmark": "derivative_scale",
         "photos": args.photos,
         "queries": args.queries,
         "store_fill_seconds": filled,
-        "matcher_load_seconds": loaded,
-        "bytes_per_photo": per_photo,
-        "recall_verification_alone": alone["this tree"],
         "run": run,
-        "baseline_unspread_query_features": runs["unspread query features"]
-        | {"recall_verification_alone": alone["unspread query features"]},
+        "baseline": {"ref": args.baseline} | base,
         "add_to_matched_seconds_median": statistics.median(add_seconds),
         "add_to_matched_seconds_max": add_seconds[-1],
         "adds_matched": sum(m for _, m in visible),
         "adds": len(visible),
     }
-    base = runs["unspread query features"]
+
+    def row(name: str, r: dict[str, float]) -> str:
+        return (
+            f"| {name} | {r['bytes_per_photo'] / 1024:.1f} | {r['p50_ms']:.0f} | {r['p90_ms']:.0f}"
+            f" | {r['p99_ms']:.0f} | {r['recall']:.1%} | {r['recall_verification_alone']:.1%}"
+        )
+
     table = "\n".join(
         [
             f"{args.photos:,} protected photos, {len(queries)} queries, one core",
             "",
-            "| rule | KB per photo (RSS) | query p50 ms | p90 ms | p99 ms | recall"
+            "| engine | KB per photo (RSS) | query p50 ms | p90 ms | p99 ms | recall"
             " | recall of verification alone | add to matched: median / max s |",
             "|---|---|---|---|---|---|---|---|",
-            f"| this tree | {per_photo / 1024:.1f} | {run['p50_ms']:.0f} | {run['p90_ms']:.0f}"
-            f" | {run['p99_ms']:.0f} | {run['recall']:.1%} | {alone['this tree']:.1%}"
-            f" | {report['add_to_matched_seconds_median']:.2f} /"
+            row(names[0], run) + f" | {report['add_to_matched_seconds_median']:.2f} /"
             f" {report['add_to_matched_seconds_max']:.2f}"
             f" ({report['adds_matched']} of {len(visible)} matched) |",
-            f"| baseline: unspread query features | | {base['p50_ms']:.0f}"
-            f" | {base['p90_ms']:.0f} | {base['p99_ms']:.0f} | {base['recall']:.1%}"
-            f" | {alone['unspread query features']:.1%} | |",
+            row(names[1], base) + " | |",
             "",
-            f"p50 ratio, this tree / baseline: {run['p50_ms'] / base['p50_ms']:.2f}",
+            f"ratios, this tree / baseline: p50 {run['p50_ms'] / base['p50_ms']:.2f},"
+            f" p99 {run['p99_ms'] / base['p99_ms']:.2f}",
         ]
     )
     print(table)
-    store.close()
-    shutil.rmtree(folder, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     out = args.out or RESULTS / f"derivative-scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
@@ -232,11 +272,6 @@ def _summary(latencies: list[float], recall: float) -> dict[str, float]:
         "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
         "recall": recall,
     }
-
-
-def _entry(features: Features) -> NewEntry:
-    signature = features.to_bytes()
-    return NewEntry("derivative", Features.from_bytes(signature).id, payload=signature)
 
 
 if __name__ == "__main__":
