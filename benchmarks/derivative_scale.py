@@ -185,20 +185,19 @@ def main() -> int:
     context = multiprocessing.get_context("spawn")
     with _engine_src(None) as ours, _engine_src(args.baseline) as theirs:
         pipes, engines, facts = {}, [], {}
+        # One after the other: a matcher's load peaks at over three times what it then holds.
         for name, src in zip(names, (ours, theirs), strict=True):
             parent, child = context.Pipe()
             process = context.Process(
                 target=_engine, args=(src, url, args.photos, queries, child), daemon=True
             )
             process.start()
+            child.close()  # so that a worker that dies is an EOFError here, not a wait
             pipes[name] = parent
             engines.append(process)
-        for name in names:
-            facts[name] = pipes[name].recv()
-            print(
-                f"{name}: matcher loaded, {facts[name]['bytes_per_photo'] / 1024:.1f} KB per photo",
-                flush=True,
-            )
+            facts[name] = parent.recv()
+            kb = facts[name]["bytes_per_photo"] / 1024
+            print(f"{name}: matcher loaded, {kb:.1f} KB per photo", flush=True)
         timed: dict[str, list[tuple[float, bool]]] = {name: [] for name in names}
         for turn, first in enumerate(range(0, len(queries), _TURN)):
             chunk = list(range(first, min(first + _TURN, len(queries))))
