@@ -63,12 +63,14 @@ def _check_byte(table: int) -> int:
 
 
 def _keys(descriptors: np.ndarray) -> np.ndarray:
-    """(n, 32) uint8 -> (tables, n) uint32 keys."""
-    d = descriptors.astype(np.uint32)
-    keys = np.empty((_TABLES, d.shape[0]), np.uint32)
+    """(n, 32) uint8 -> (tables, n) uint32 keys. Column by column: the whole array widened
+    to 32 bits was 6.4 GB at 100,000 photos, most of a build's peak."""
+    keys = np.empty((_TABLES, descriptors.shape[0]), np.uint32)
     for t in range(_TABLES):
         b = 8 * t
-        value = (d[:, b] << 16) | (d[:, b + 1] << 8) | d[:, b + 2]
+        value = descriptors[:, b].astype(np.uint32) << 16
+        value |= descriptors[:, b + 1].astype(np.uint32) << 8
+        value |= descriptors[:, b + 2]
         keys[t] = value >> (24 - _KEY_BITS)
     return keys
 
@@ -138,7 +140,8 @@ class KeypointShortlist:
         self._number[entry_id] = len(self._entries)
         self._entries.append(entry_id)
         self._removed.append(0)
-        self._pending.append(np.ascontiguousarray(descriptors, dtype=np.uint8))
+        # A copy: a view would keep its base alive (a signature's 1,024 descriptors for 512).
+        self._pending.append(np.array(descriptors, dtype=np.uint8, order="C"))
 
     def remove(self, entry_ids: Iterable[int]) -> None:
         for entry_id in entry_ids:
