@@ -437,3 +437,40 @@ def close_rows(
             found[kept] = found[k]
             kept += 1
     return asking[:kept], found[:kept]
+
+
+@njit(cache=True, nogil=True)
+def counting_sort(keys: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stable order of `keys` (each below `buckets`), and where each key's run starts in
+    it (`buckets` + 1 offsets, the last the total)."""
+    starts = np.zeros(buckets + 1, np.int64)
+    for key in keys:
+        starts[key + 1] += 1
+    for b in range(buckets):
+        starts[b + 1] += starts[b]
+    fill = starts[:-1].copy()
+    order = np.empty(keys.shape[0], np.uint32)
+    for i in range(keys.shape[0]):
+        key = keys[i]
+        order[fill[key]] = i
+        fill[key] += 1
+    return order, starts
+
+
+@njit(cache=True, nogil=True)
+def byte_keys(descriptors: np.ndarray, tables: int, bits: int) -> np.ndarray:
+    """(n, 32) uint8 -> (tables, n) keys: the first `bits` bits of bytes 8t, 8t+1, 8t+2 for
+    table t, in one pass over the rows (NumPy, column by column, took 4 s at 50M rows)."""
+    n = descriptors.shape[0]
+    keys = np.empty((tables, n), np.uint32)
+    shift = 24 - bits
+    for i in range(n):
+        for t in range(tables):
+            b = 8 * t
+            value = (
+                (np.uint32(descriptors[i, b]) << 16)
+                | (np.uint32(descriptors[i, b + 1]) << 8)
+                | np.uint32(descriptors[i, b + 2])
+            )
+            keys[t, i] = value >> shift
+    return keys
