@@ -85,15 +85,15 @@ class _Tier:
         self.keys = np.empty((_TABLES, 0 if offsets else size), np.uint32)
         self.offsets = np.empty((_TABLES, (1 << _KEY_BITS) + 1), np.uint32) if offsets else None
         for t in range(_TABLES):
-            # A counting sort (keys are 20 bits): NumPy's stable argsort took most of the 50
-            # s that building the tables of 100,000 photos took.
-            order, starts = _kernels.counting_sort(keys[t], 1 << _KEY_BITS)
+            if self.offsets is not None:
+                # A counting sort (keys are 20 bits): NumPy's stable argsort took most of the
+                # 50 s that building the tables of 100,000 photos took.
+                order, self.offsets[t] = _kernels.counting_sort(keys[t], 1 << _KEY_BITS)
+            else:  # a delta: small, and its time must not grow with the number of buckets
+                order = np.argsort(keys[t], kind="stable").astype(np.uint32)
+                self.keys[t] = keys[t][order]
             self.rows[t] = order
             self.checks[t] = descriptors[order, _check_byte(t)]
-            if self.offsets is not None:
-                self.offsets[t] = starts
-            else:
-                self.keys[t] = keys[t][order]
 
     def bucket(self, table: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where each key's rows start in this table's order, and how many there are."""
