@@ -444,10 +444,7 @@ def counting_sort(keys: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarra
     """The stable order of `keys` (each below `buckets`), and where each key's run starts in
     it (`buckets` + 1 offsets, the last the total)."""
     starts = np.zeros(buckets + 1, np.int64)
-    for key in keys:
-        starts[key + 1] += 1
-    for b in range(buckets):
-        starts[b + 1] += starts[b]
+    starts[1:] = np.cumsum(key_counts(keys, buckets))
     fill = starts[:-1].copy()
     order = np.empty(keys.shape[0], np.uint32)
     for i in range(keys.shape[0]):

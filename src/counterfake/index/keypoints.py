@@ -172,6 +172,7 @@ class KeypointShortlist:
             return []
         query = np.ascontiguousarray(descriptors, dtype=np.uint8).view(np.uint64)
         keys = _keys(descriptors)
+        checks = [np.ascontiguousarray(descriptors[:, _check_byte(t)]) for t in range(_TABLES)]
         pairs = []
         for tier in (self._tables, self._delta):
             if tier is None:
@@ -186,7 +187,7 @@ class KeypointShortlist:
                     tier.checks[t],
                     tier.descriptors,
                     query,
-                    np.ascontiguousarray(descriptors[:, _check_byte(t)]),
+                    checks[t],
                     _CHECK_BITS,
                     _CLOSE,
                 )
