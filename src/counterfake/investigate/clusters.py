@@ -55,7 +55,7 @@ from ..index.keypoints import KeypointShortlist
 from ..media import Limits
 from ..signals import PDQ_THRESHOLD
 from ..signals.keypoints import Features
-from .engines import Runner, in_order, run_here, signatures_around
+from .engines import Calls, Runner, in_order, run_here, signatures_around
 from .images import THUMB_SIDE
 from .overlays import (
     Overlay,
@@ -109,6 +109,7 @@ _TABLES_FROM: Final = 20_000
 _GROUPS_PER_TASK: Final = 256
 _ASKING_PER_TASK: Final = 1_000
 _PAIRS_PER_TASK: Final = 2_000
+_SHORTLIST_FOLDER: Final = "shortlist"
 T = TypeVar("T")
 
 
@@ -362,19 +363,30 @@ def split_versions(
     return versions, links
 
 
-@functools.lru_cache(maxsize=1)
-def _shortlist(folder: Path, heads: tuple[int, ...]) -> KeypointShortlist:
-    """The versions' shortlist, built once per process (a Dask worker keeps it between tasks)."""
-    table = opened(folder)
+def _save_shortlist(table: SignatureTable, heads: Sequence[int]) -> None:
+    """The versions' shortlist, built once and saved beside the table: every process that
+    searches it maps the one copy."""
+    owners = table.owners()
+    rows = np.flatnonzero(np.isin(owners, np.asarray(heads)) & ~table.excluded)
+    # In image order, not the table's (the order analysis finished in): ties between
+    # candidates go the same way in one process and on Dask.
+    rows = rows[np.argsort(owners[rows], kind="stable")]
+    images, counts = np.unique(owners[rows], return_counts=True)
     shortlist = KeypointShortlist(crowded=_CROWDED)
-    for head in heads:
-        shortlist.add(head, table.features(head).descriptors)
-    return shortlist
+    shortlist.add_many(images.tolist(), np.asarray(table.descriptors[rows]), counts)
+    del rows
+    shortlist.save(table.folder / _SHORTLIST_FOLDER)
 
 
-def candidates(folder: Path, heads: tuple[int, ...], asking: list[int]) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=1)
+def _shortlist(folder: Path) -> KeypointShortlist:
+    """The saved shortlist, opened once per process (a Dask worker keeps it between tasks)."""
+    return KeypointShortlist.open(folder / _SHORTLIST_FOLDER)
+
+
+def candidates(folder: Path, asking: list[int]) -> list[tuple[int, int]]:
     """A task: for some versions, the others the shortlist proposes (as pairs)."""
-    table, shortlist = opened(folder), _shortlist(folder, heads)
+    table, shortlist = opened(folder), _shortlist(folder)
     pairs = []
     for head in asking:
         for other, votes in shortlist.candidates(table.features(head).descriptors, _SHORTLIST + 1):
@@ -484,9 +496,10 @@ def cluster_images(
     for members in several:
         for member in members[1:]:
             sets.union(members[0], member)
-    calls: list[tuple[Any, ...]] = []
-    for piece in _pieces(several, _GROUPS_PER_TASK):
-        calls.append((table.folder, piece, {i: thumbs[i] for g in piece for i in g}))
+    calls: Sequence[tuple[Any, ...]] = Calls(
+        _pieces(several, _GROUPS_PER_TASK),
+        lambda piece: (table.folder, piece, {i: thumbs[i] for g in piece for i in g}),
+    )
     for assigned, found in in_order(run, split_versions, calls, advance):
         for member, head in assigned:
             version[member] = head
@@ -496,15 +509,16 @@ def cluster_images(
 
     # Links between versions: proposed by the shortlist, then verified; both as tasks.
     proposed: set[tuple[int, int]] = set()
-    calls = [(table.folder, heads, piece) for piece in _pieces(heads, _ASKING_PER_TASK)]
+    _save_shortlist(table, heads)
+    calls = [(table.folder, piece) for piece in _pieces(heads, _ASKING_PER_TASK)]
     for pairs in in_order(run, candidates, calls, advance):
         proposed |= {(a, b) if order(a) < order(b) else (b, a) for a, b in pairs}
     _shortlist.cache_clear()
     timed("candidates")
-    calls = [
-        (table.folder, piece, {i: thumbs[i] for pair in piece for i in pair})
-        for piece in _pieces(sorted(proposed), _PAIRS_PER_TASK)
-    ]
+    calls = Calls(
+        _pieces(sorted(proposed), _PAIRS_PER_TASK),
+        lambda piece: (table.folder, piece, {i: thumbs[i] for pair in piece for i in pair}),
+    )
     first = len(links)
     for found in in_order(run, verify_pairs, calls, advance):
         links += found

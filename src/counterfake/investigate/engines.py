@@ -5,18 +5,54 @@ inputs and hand results back in order, so both give the same clusters."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Generic, Protocol, TypeVar, overload
 
 import numpy as np
 
 from ..media import Limits
 from .images import BankSpec, ImageRecord, analyse_image, signature_around
 
-__all__ = ["Runner", "analyse", "dask_runner", "in_order", "run_here", "signatures_around"]
+__all__ = [
+    "Calls",
+    "Runner",
+    "analyse",
+    "dask_runner",
+    "in_order",
+    "run_here",
+    "signatures_around",
+]
 
 _BATCH: Final = 32
+#: Calls submitted to Dask per worker thread and not yet finished, at most: a task's
+#: arguments (thumbnails, keypoint rows) are held here and by the scheduler until it runs.
+_IN_FLIGHT: Final = 3
+
+T = TypeVar("T")
+
+
+class Calls(Sequence[tuple[Any, ...]], Generic[T]):
+    """Calls whose arguments are made only when the call is submitted: `make(item)` for each
+    item. Made all at once, the link verifications' thumbnails took gigabytes at 25,000
+    images."""
+
+    def __init__(self, items: Sequence[T], make: Callable[[T], tuple[Any, ...]]) -> None:
+        self._items = items
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, n: int) -> tuple[Any, ...]: ...
+    @overload
+    def __getitem__(self, n: slice) -> list[tuple[Any, ...]]: ...
+    def __getitem__(self, n: int | slice) -> tuple[Any, ...] | list[tuple[Any, ...]]:
+        if isinstance(n, slice):
+            return [self._make(item) for item in self._items[n]]
+        return self._make(self._items[n])
 
 
 class Runner(Protocol):
@@ -79,11 +115,25 @@ def dask_runner(scheduler: str | None, workers: int) -> Iterator[Runner]:
         calls: Sequence[tuple[Any, ...]],
         done: Callable[[int, Any], None],
     ) -> None:
-        futures = [client.submit(function, *args, pure=False) for args in calls]
-        position = {f.key: n for n, f in enumerate(futures)}
-        for future in as_completed(futures):
-            done(position[future.key], future.result())
+        # A window of calls at a time, each made as it is submitted: never all arguments at once.
+        window = _IN_FLIGHT * max(1, sum(client.nthreads().values()))
+        waiting = iter(enumerate(calls))
+        position: dict[Any, int] = {}
+
+        def submit(k: int) -> list[Any]:
+            futures = []
+            for n, args in itertools.islice(waiting, k):
+                future = client.submit(function, *args, pure=False)
+                position[future.key] = n
+                futures.append(future)
+            return futures
+
+        finished = as_completed(submit(window))
+        for future in finished:
+            done(position.pop(future.key), future.result())
             future.release()
+            for more in submit(1):
+                finished.add(more)
 
     try:
         yield run

@@ -324,17 +324,25 @@ def _everywhere(table: SignatureTable, parts: list[list[_Feature]]) -> list[np.n
     """For each part's features, every keypoint row, in any image, that has one of them: at
     its place, within _CLOSE bits of its descriptor. The places of every row are worked out
     once per frame and shift for all parts (each is a pass over the whole table)."""
-    rows = np.arange(len(table.excluded))
+    total = len(table.excluded)
     found: list[list[np.ndarray]] = [[np.zeros(0, np.int64)] for _ in parts]
     combos: dict[tuple[int, float], list[tuple[int, _Feature]]] = {}
     for n, features in enumerate(parts):
         for feature in features:
             combos.setdefault((feature.frame, feature.shift), []).append((n, feature))
     for (frame, shift), here in combos.items():
-        place = _frame_rows(table, rows, frame, shift)
-        candidates = np.flatnonzero(np.isin(place, [f.place for _, f in here]))
-        candidates = candidates[np.argsort(place[candidates], kind="stable")]
-        placed = place[candidates]
+        wanted = np.unique([f.place for _, f in here])
+        hits: list[np.ndarray] = [np.zeros(0, np.int64)]
+        places: list[np.ndarray] = [np.zeros(0, np.int64)]
+        for start in range(0, total, _PIECE):  # the whole table's places at once took gigabytes
+            rows = np.arange(start, min(total, start + _PIECE))
+            place = _frame_rows(table, rows, frame, shift)
+            hit = np.isin(place, wanted)
+            hits.append(rows[hit])
+            places.append(place[hit])
+        candidates, placed = np.concatenate(hits), np.concatenate(places)
+        by_place = np.argsort(placed, kind="stable")
+        candidates, placed = candidates[by_place], placed[by_place]
         for n, feature in here:
             lo, hi = (
                 np.searchsorted(placed, feature.place, "left"),
@@ -377,10 +385,9 @@ def find_overlays(
             found.append(feature)
     if len(found) < _MIN_FEATURES:
         return []
-    groups = groups_of_image[owner]
 
     # Features seen in largely the same photos are one overlay's.
-    carriers = [set(np.unique(groups[f.rows]).tolist()) for f in found]
+    carriers = [set(np.unique(groups_of_image[owner[f.rows]]).tolist()) for f in found]
     by_group: dict[int, list[int]] = {}
     for n, gs in enumerate(carriers):
         for g in gs:
@@ -512,7 +519,7 @@ def _footprint(
         for dy in (-1, 0, 1)
     ]  # fmt: skip
     # Each (carrier, place) once: one number each, for a one-dimensional unique.
-    pairs = np.unique(np.tile(owners, 9) * side**2 + np.concatenate(near))
+    pairs = np.unique(np.tile(owners.astype(np.int64), 9) * side**2 + np.concatenate(near))
     share = np.bincount(pairs % side**2, minlength=side * side) / carriers
     held = (share >= max(_FOOTPRINT_SHARE, 2 / carriers)).reshape(side, side)
     if held.sum() < 3:

@@ -62,7 +62,7 @@ class SignatureTable:
 
     @functools.cached_property
     def _owners(self) -> np.ndarray:
-        owner = np.full(len(self.excluded), -1, np.int64)
+        owner = np.full(len(self.excluded), -1, np.int32)  # 2 billion images are not an archive
         for image in np.flatnonzero(self.counts):
             owner[self.rows(int(image))] = image
         return owner
