@@ -61,7 +61,7 @@ from derivatives import _engine_src, half_of, jpeg, reload
 from robustness import _crop, _fill, _font, _region, _text
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BASELINE = "6c684c7"  # main before overlays were looked for in one pass and buckets read to 128
+BASELINE = "14f8ac7"  # main before the workers shared one shortlist
 WEEK = 7 * 86400
 START = 1_780_272_000  # 2026-06-01 00:00 UTC
 SKIPPED = "(File not included. Change data exporting settings to download.)"

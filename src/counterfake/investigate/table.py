@@ -44,9 +44,12 @@ class SignatureTable:
         self.points: np.ndarray = np.zeros((0, 2), np.float32)
         self.descriptors: np.ndarray = np.zeros((0, 32), np.uint8)
         if rows:  # a file of no bytes cannot be mapped
-            self.points = np.memmap(self.folder / "points.bin", np.float32, "r", shape=(rows, 2))
-            self.descriptors = np.memmap(
-                self.folder / "descriptors.bin", np.uint8, "r", shape=(rows, 32)
+            # Plain arrays over the mappings: np.memmap's own indexing cost 0.1 ms a call.
+            self.points = np.asarray(
+                np.memmap(self.folder / "points.bin", np.float32, "r", shape=(rows, 2))
+            )
+            self.descriptors = np.asarray(
+                np.memmap(self.folder / "descriptors.bin", np.uint8, "r", shape=(rows, 32))
             )
         return rows
 
