@@ -343,7 +343,7 @@ def _everywhere(table: SignatureTable, parts: list[list[_Feature]]) -> list[np.n
         wanted = np.unique([f.place for _, f in here])
         hits: list[np.ndarray] = [np.zeros(0, np.int64)]
         places: list[np.ndarray] = [np.zeros(0, np.int64)]
-        for start in range(0, total, _PIECE):  # the whole table's places at once took gigabytes
+        for start in range(0, total, _PIECE):  # the whole table at once: gigabytes at 100,000
             rows = np.arange(start, min(total, start + _PIECE))
             place = _frame_rows(table, rows, frame, shift)
             hit = np.isin(place, wanted)
@@ -593,27 +593,34 @@ def _area_points(width: int, height: int) -> np.ndarray:
     """The centres of an image's _AREA_STEP cells, in working pixels (row by row)."""
     columns, rows = -(-width // _AREA_STEP), -(-height // _AREA_STEP)
     x, y = np.meshgrid(np.arange(columns), np.arange(rows))
-    return (np.stack([x.ravel(), y.ravel()], axis=1) + 0.5) * _AREA_STEP
+    return _frozen((np.stack([x.ravel(), y.ravel()], axis=1) + 0.5) * _AREA_STEP)
 
 
 @functools.lru_cache(maxsize=64)
 def _area_cells(width: int, height: int) -> np.ndarray:
     """Each _AREA_STEP cell's GRID cell (x, y): where an overlay's mask is read."""
     sizes = np.array([width, height], np.float32)
-    return np.clip((_area_points(width, height) / sizes * GRID).astype(np.int64), 0, GRID - 1)
+    return _frozen(
+        np.clip((_area_points(width, height) / sizes * GRID).astype(np.int64), 0, GRID - 1)
+    )
 
 
 @functools.lru_cache(maxsize=256)
 def _footprint_area(overlay: Overlay, width: int, height: int) -> np.ndarray:
     """The overlay's footprint on an image of this size, over its _AREA_STEP cells; none
-    where it would cover most of the image. The same for every carrier of one size (at
-    100,000 images, worked out again for each it took minutes)."""
+    where it would cover most of the image. The same for every carrier of one size: worked
+    out for each, it took most of the time that marking carriers took."""
     points = _area_points(width, height)
     sizes = np.array([width, height], np.float32)
     if _on_footprint(overlay, _AREA_SAMPLE * sizes, sizes).mean() > _FOOTPRINT_MOST:
-        return np.zeros(len(points), bool)
-    on: np.ndarray = _on_footprint(overlay, points.astype(np.float32), sizes)
-    return on
+        return _frozen(np.zeros(len(points), bool))
+    return _frozen(_on_footprint(overlay, points.astype(np.float32), sizes))
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """The array, read-only: one that a cache hands to every caller."""
+    array.setflags(write=False)
+    return array
 
 
 def on_area(points: np.ndarray, area: np.ndarray) -> np.ndarray:
