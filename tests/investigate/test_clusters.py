@@ -234,3 +234,26 @@ def test_corners_that_many_drawn_pictures_have_at_the_same_places_are_no_overlay
     assert len(clustering.overlays) == 1
     carriers = set(clustering.overlays[0].images)
     assert len(carriers & logo) >= 20 and len(carriers - logo) <= 5
+
+
+def test_a_process_maps_the_saved_shortlist_only_while_candidates_are_sought(
+    photos: list[Image.Image], tmp_path: Path
+) -> None:
+    """Built once and saved beside the table; a worker maps it for its candidate tasks and
+    lets go of it when link verification starts (at 100,000 images it is gigabytes)."""
+    from counterfake.investigate import clusters
+
+    writer = TableWriter(tmp_path / "table", 3)
+    for n, photo in enumerate(photos[:3]):
+        path = tmp_path / f"{n}.jpg"
+        path.write_bytes(jpeg(photo.resize((photo.width // 2, photo.height // 2)), 80))
+        record = analyse_image(path, None)
+        writer.add(n, record.features, record.thumb)
+    table = writer.close()
+    clusters._save_shortlist(table, (0, 1, 2))
+    assert (table.folder / "shortlist" / "shortlist.json").exists()
+    clusters._shortlist.cache_clear()
+    clusters.candidates(table.folder, [0, 1])
+    assert clusters._shortlist.cache_info().currsize == 1
+    assert clusters.verify_pairs(table.folder, [], {}) == []
+    assert clusters._shortlist.cache_info().currsize == 0

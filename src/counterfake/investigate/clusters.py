@@ -399,6 +399,7 @@ def verify_pairs(
     folder: Path, pairs: list[tuple[int, int]], thumbs: dict[int, np.ndarray]
 ) -> list[Link]:
     """A task: the links among proposed pairs (source first)."""
+    _shortlist.cache_clear()  # the candidates are in: a worker lets go of its map of them
     table = opened(folder)
     return [
         found
