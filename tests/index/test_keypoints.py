@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from counterfake.index import keypoints
 from counterfake.index.keypoints import KeypointShortlist
 from counterfake.signals.keypoints import SHORTLISTED, image_features
 from tests.derivative_images import reencode, replace_region
@@ -213,34 +215,41 @@ def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta() -> No
     assert dict(shortlist.candidates(query, 100)) == expected
 
 
-def test_a_saved_shortlist_opens_mapped_and_answers_as_before(tmp_path: Path) -> None:
-    """`save` folds the delta into the tables and writes them; `open` maps them read-only
-    (processes that open one folder share its pages) and gives the same candidates,
-    removed photos included, and takes adds after."""
+def test_a_written_shortlist_opens_mapped_and_answers_as_one_built_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`write` takes the photos as they come and builds the tables from the file it writes,
+    a few rows at a time; `open` maps them read-only (processes that open one folder share
+    its pages), gives the candidates of the same photos added in memory, and takes adds and
+    removals after."""
+    monkeypatch.setattr(keypoints, "_PIECE_ROWS", 7)  # many pieces, a short last one
     rng = np.random.default_rng(4)
-    added = {e: rng.integers(0, 256, (int(rng.integers(20, 80)), 32), np.uint8) for e in range(30)}
-    shortlist = KeypointShortlist(crowded=64)
-    for entry_id in range(24):
-        shortlist.add(entry_id, added[entry_id])
-    shortlist.candidates(added[0], 1)  # the tables
-    for entry_id in range(24, 27):
-        shortlist.add(entry_id, added[entry_id])  # the delta
-    shortlist.remove([3])
-    queries = [d[: len(d) // 2] for d in added.values()]
-    before = [shortlist.candidates(q, 5) for q in queries]
-    shortlist.save(tmp_path / "shortlist")
+    sizes = [int(rng.integers(20, 80)) for _ in range(30)]
+    sizes[5] = 0
+    added = {10 + e: rng.integers(0, 256, (n, 32), np.uint8) for e, n in enumerate(sizes)}
+    in_memory = KeypointShortlist(crowded=64)
+    for entry_id in range(10, 37):
+        in_memory.add(entry_id, added[entry_id])
+    queries = [d[: len(d) // 2] for d in added.values()] + [added[11][::-1]]
+    KeypointShortlist.write(
+        tmp_path / "shortlist", ((e, added[e]) for e in range(10, 37)), crowded=64
+    )
 
     opened = KeypointShortlist.open(tmp_path / "shortlist")
-    assert [opened.candidates(q, 5) for q in queries] == before
-    assert len(opened) == 26
+    assert [opened.candidates(q, 5) for q in queries] == [
+        in_memory.candidates(q, 5) for q in queries
+    ]
+    assert len(opened) == 27
     assert opened._tables is not None and opened._delta is None
     assert _mapped(opened._tables.descriptors) and _mapped(opened._tables.rows)
     assert not opened._tables.rows.flags.writeable
-    for entry_id in range(27, 30):
+    for entry_id in range(37, 40):
         opened.add(entry_id, added[entry_id])
-    for entry_id in (5, 25, 28):
+    for entry_id in (12, 25, 38):
         assert opened.candidates(added[entry_id], 1)[0][0] == entry_id
-    assert all(e != 3 for e, _ in opened.candidates(added[3], 5))
+    opened.remove([13])
+    assert all(e != 13 for e, _ in opened.candidates(added[13], 5))
+    assert len(opened) == 29
 
 
 def _mapped(array: np.ndarray) -> bool:
@@ -252,24 +261,10 @@ def _mapped(array: np.ndarray) -> bool:
     return False
 
 
-def test_an_empty_shortlist_saves_and_opens(tmp_path: Path) -> None:
-    KeypointShortlist().save(tmp_path)
+def test_an_empty_shortlist_writes_and_opens(tmp_path: Path) -> None:
+    KeypointShortlist.write(tmp_path, [])
     opened = KeypointShortlist.open(tmp_path)
     assert len(opened) == 0
     assert opened.candidates(np.zeros((4, 32), np.uint8), 3) == []
-
-
-def test_photos_added_together_are_found_as_if_added_one_by_one() -> None:
-    """`add_many` keeps one array for many photos; a photo already held stays as it was."""
-    rng = np.random.default_rng(6)
-    sizes = [40, 0, 25, 60, 33]
-    added = [rng.integers(0, 256, (n, 32), np.uint8) for n in sizes]
-    one_by_one, together = KeypointShortlist(), KeypointShortlist()
-    for entry_id, descriptors in enumerate(added):
-        one_by_one.add(10 + entry_id, descriptors)
-    together.add(13, added[3])
-    together.add_many([10, 11, 12, 13, 14], np.concatenate(added), np.array(sizes))
-    assert len(together) == 5
-    for descriptors in added:
-        assert together.candidates(descriptors, 3) == one_by_one.candidates(descriptors, 3)
-    assert together.candidates(added[3][:20], 1)[0][0] == 13
+    opened.add(1, np.full((4, 32), 7, np.uint8))
+    assert opened.candidates(np.full((4, 32), 7, np.uint8), 3) == [(1, 4.0)]

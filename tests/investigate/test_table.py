@@ -39,3 +39,20 @@ def test_an_image_signed_again_has_only_its_new_keypoints_in_every_process(
     assert again is not before
     assert (table.owners() == [-1] * 5 + [1] * 4 + [0] * 7).all()
     forget_tables()
+
+
+def test_kept_descriptors_are_those_features_gives_for_images_that_keep_any(
+    tmp_path: Path,
+) -> None:
+    writer = TableWriter(tmp_path, 4)
+    thumb = bytes(THUMB_SIDE * THUMB_SIDE)
+    for image, (n, value) in enumerate([(5, 1), (3, 2), (0, 0), (4, 4)]):
+        writer.add(image, _signature(n, value) if n else b"", thumb)
+    table = writer.close()
+    table.exclude(np.isin(np.arange(12), [0, 2, 5, 6, 7]))  # all of image 1's
+    kept = list(table.kept_descriptors([3, 0, 1, 2]))
+    assert [image for image, _ in kept] == [3, 0]
+    for image, descriptors in kept:
+        assert (descriptors == table.features(image).descriptors).all()
+    assert [len(d) for _, d in kept] == [4, 3]
+    forget_tables()

@@ -29,7 +29,7 @@ eighth of their rows (a full rebuild: about 14 s at 100,000 photos, on the calli
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -57,11 +57,24 @@ _MIN_VOTES: Final = 2
 _CROWDED: Final = 256
 #: The delta is folded into the tables once it holds 1/this of their rows.
 _DELTA_SHARE: Final = 8
+#: Descriptor rows read at a time while a written shortlist's tables are built (32 MB).
+_PIECE_ROWS = 1 << 20
 
 
 def _check_byte(table: int) -> int:
     """The descriptor byte a table keeps beside each row: the one after its key's bytes."""
     return 8 * table + 3
+
+
+def _read_in_pieces(path: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, the next rows) of a file of descriptors, read (not mapped: the pages of a
+    mapping count against the process until it lets go of it)."""
+    with path.open("rb") as fh:
+        first = 0
+        while piece := fh.read(32 * _PIECE_ROWS):
+            chunk = np.frombuffer(piece, np.uint8).reshape(-1, 32)
+            yield first, chunk
+            first += len(chunk)
 
 
 def _keys(descriptors: np.ndarray) -> np.ndarray:
@@ -150,83 +163,84 @@ class KeypointShortlist:
         kept = np.array(descriptors, dtype=np.uint8, order="C")
         self._pending.append((kept, np.array([kept.shape[0]], np.int64)))
 
-    def add_many(
-        self, entry_ids: Sequence[int], descriptors: np.ndarray, counts: np.ndarray
-    ) -> None:
-        """Photos whose descriptors lie one after another, `counts[n]` rows for `entry_ids[n]`,
-        kept as one array (a hundred thousand small arrays, once freed, can leave the heap
-        fragmented). Photos already held are left as they are."""
-        counts = np.asarray(counts, np.int64)
-        new = np.array([e not in self._number for e in entry_ids], bool)
-        if not new.all():
-            descriptors = descriptors[np.repeat(new, counts)]
-            entry_ids, counts = [e for e, n in zip(entry_ids, new, strict=True) if n], counts[new]
-        for entry_id in entry_ids:
-            self._number[entry_id] = len(self._entries)
-            self._entries.append(entry_id)
-            self._removed.append(0)
-        self._pending.append((np.ascontiguousarray(descriptors, np.uint8), counts))
-
     def remove(self, entry_ids: Iterable[int]) -> None:
         for entry_id in entry_ids:
             number = self._number.pop(entry_id, None)
             if number is not None:
                 self._removed[number] = 1
 
-    def save(self, folder: Path) -> None:
-        """Writes the shortlist, its delta folded into its tables, to `folder` for `open`.
-        Processes that open one folder share its pages (an investigation's Dask workers had
-        each built a copy of its own: 1.4 GB each at 25,000 images)."""
-        self._merge(fold=True)
+    @classmethod
+    def write(
+        cls,
+        folder: Path,
+        photos: Iterable[tuple[int, np.ndarray]],
+        *,
+        share_votes: bool = False,
+        crowded: int = _CROWDED,
+    ) -> None:
+        """Writes a shortlist of `photos` (distinct entry ids, each with its descriptors) to
+        `folder` for `open`, without holding it: the descriptors go to a file as they come,
+        then each table is built from that file in turn. Built in memory, the shortlist of an
+        investigation's 100,000 images held 3 GB at once (descriptors, then every table's keys,
+        rows and check bytes together); written this way, one table's keys and rows (about 0.4
+        GB)."""
         folder.mkdir(parents=True, exist_ok=True)
-        tables = self._tables
-        arrays: dict[str, np.ndarray] = {
-            "entries": np.array(self._entries, np.int64),
-            "removed": np.frombuffer(bytes(self._removed), np.uint8),
-            "descriptors": np.zeros((0, 32), np.uint8),
-            "counts": np.zeros(0, np.int64),
-        }
-        if tables is not None:
-            assert tables.offsets is not None
-            arrays.update(
-                descriptors=tables.descriptors.view(np.uint8).reshape(-1, 32),
-                counts=tables.counts,
-                rows=tables.rows,
-                checks=tables.checks,
-                offsets=tables.offsets,
-            )
-        for name, array in arrays.items():
-            np.save(folder / f"{name}.npy", array)
-        settings = {"version": 1, "share_votes": self._share_votes, "crowded": self._crowded}
+        entries, counts = [], []
+        with (folder / "descriptors.bin").open("wb") as out:
+            for entry_id, descriptors in photos:
+                block = np.ascontiguousarray(descriptors, np.uint8)
+                out.write(block.data)
+                entries.append(entry_id)
+                counts.append(block.shape[0])
+        size = sum(counts)
+        offsets = np.zeros((_TABLES, (1 << _KEY_BITS) + 1), np.uint32)
+        with (folder / "rows.bin").open("wb") as rows, (folder / "checks.bin").open("wb") as checks:
+            for t in range(_TABLES):
+                keys, column = np.empty(size, np.uint32), np.empty(size, np.uint8)
+                for first, chunk in _read_in_pieces(folder / "descriptors.bin"):
+                    rows_read = slice(first, first + len(chunk))
+                    key_bytes = np.ascontiguousarray(chunk[:, 8 * t : 8 * t + 3])
+                    keys[rows_read] = _kernels.byte_keys(key_bytes, 1, _KEY_BITS)[0]
+                    column[rows_read] = chunk[:, _check_byte(t)]
+                order, offsets[t] = _kernels.counting_sort(keys, 1 << _KEY_BITS)
+                del keys
+                rows.write(order.data)
+                checks.write(column[order].data)
+        np.save(folder / "entries.npy", np.array(entries, np.int64))
+        np.save(folder / "counts.npy", np.array(counts, np.int64))
+        np.save(folder / "offsets.npy", offsets)
+        settings = {"version": 2, "share_votes": share_votes, "crowded": crowded}
         (folder / "shortlist.json").write_text(json.dumps(settings))
 
     @classmethod
     def open(cls, folder: Path) -> KeypointShortlist:
-        """The shortlist `save` wrote to `folder`, its arrays mapped read-only from the files
-        (what is added to it later is held in memory)."""
+        """The shortlist `write` wrote to `folder`, its tables mapped read-only from the files
+        (processes that open one folder share its pages); what is added to it later is held
+        in memory."""
         settings = json.loads((folder / "shortlist.json").read_text())
         shortlist = cls(share_votes=settings["share_votes"], crowded=settings["crowded"])
-
-        def load(name: str) -> np.ndarray:
-            path = folder / f"{name}.npy"
-            try:
-                return np.asarray(np.load(path, mmap_mode="r"))
-            except ValueError:  # no bytes to map: an empty array
-                return np.asarray(np.load(path))
-
-        entries = load("entries").tolist()
+        entries = np.load(folder / "entries.npy").tolist()
+        counts = np.load(folder / "counts.npy")
         shortlist._entries = entries
-        shortlist._removed = bytearray(load("removed").tobytes())
-        shortlist._number = {e: n for n, e in enumerate(entries) if not shortlist._removed[n]}
-        if (folder / "rows.npy").exists():
-            built = {name: load(name) for name in ("rows", "checks", "offsets")}
-            shortlist._tables = _Tier(
-                0, load("descriptors"), load("counts"), offsets=True, built=built
-            )
+        shortlist._removed = bytearray(len(entries))
+        shortlist._number = {e: n for n, e in enumerate(entries)}
+        size = int(counts.sum())
+        if size:  # a file of no bytes cannot be mapped
+
+            def mapped(name: str, dtype: type, shape: tuple[int, int]) -> np.ndarray:
+                return np.asarray(np.memmap(folder / name, dtype, "r", shape=shape))
+
+            built = {
+                "rows": mapped("rows.bin", np.uint32, (_TABLES, size)),
+                "checks": mapped("checks.bin", np.uint8, (_TABLES, size)),
+                "offsets": np.load(folder / "offsets.npy", mmap_mode="r"),
+            }
+            descriptors = mapped("descriptors.bin", np.uint8, (size, 32))
+            shortlist._tables = _Tier(0, descriptors, counts, offsets=True, built=built)
         return shortlist
 
-    def _merge(self, *, fold: bool = False) -> None:
-        if not self._pending and not (fold and self._delta is not None):
+    def _merge(self) -> None:
+        if not self._pending:
             return
         chunks = [d for d, _ in self._pending]
         added = (
@@ -242,7 +256,7 @@ class KeypointShortlist:
             first_photo = self._delta.first_photo
             added = np.concatenate([self._delta.descriptors.view(np.uint8).reshape(-1, 32), added])
             counts = np.concatenate([self._delta.counts, counts])
-        if not fold and self._tables is not None and added.shape[0] * _DELTA_SHARE <= tabled:
+        if self._tables is not None and added.shape[0] * _DELTA_SHARE <= tabled:
             self._delta = _Tier(first_photo, added, counts, offsets=False)
             return
         if self._tables is not None:  # fold the delta into new tables

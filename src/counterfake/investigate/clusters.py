@@ -364,18 +364,11 @@ def split_versions(
 
 
 def _save_shortlist(table: SignatureTable, heads: Sequence[int]) -> None:
-    """The versions' shortlist, built once and saved beside the table: every process that
-    searches it maps the one copy."""
-    owners = table.owners()
-    rows = np.flatnonzero(np.isin(owners, np.asarray(heads)) & ~table.excluded)
-    # In image order, not the table's (the order analysis finished in): ties between
-    # candidates go the same way in one process and on Dask.
-    rows = rows[np.argsort(owners[rows], kind="stable")]
-    images, counts = np.unique(owners[rows], return_counts=True)
-    shortlist = KeypointShortlist(crowded=_CROWDED)
-    shortlist.add_many(images.tolist(), np.asarray(table.descriptors[rows]), counts)
-    del rows
-    shortlist.save(table.folder / _SHORTLIST_FOLDER)
+    """The versions' shortlist, written once beside the table: every process that searches
+    it maps the one copy. In image order, not the table's (the order analysis finished in):
+    ties between candidates go the same way in one process and on Dask."""
+    photos = table.kept_descriptors(sorted(heads))
+    KeypointShortlist.write(table.folder / _SHORTLIST_FOLDER, photos, crowded=_CROWDED)
 
 
 @functools.lru_cache(maxsize=1)

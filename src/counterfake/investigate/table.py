@@ -12,7 +12,8 @@ archive's images, and nothing writes those to disk.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -101,6 +102,18 @@ class SignatureTable:
         self._map()
         self.__dict__.pop("_owners", None)
         self.exclude(np.zeros(rows, bool))
+
+    def kept_descriptors(self, images: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """(image, its descriptors less the excluded ones) for those of `images` that keep
+        any, read from the file: pages read through the mapping would count against this
+        process until it let go of it (1.6 GB of them at 100,000 images)."""
+        with (self.folder / "descriptors.bin").open("rb", buffering=0) as fh:
+            for image in images:
+                rows = self.rows(image)
+                keep = ~self.excluded[rows]
+                if keep.any():
+                    read = os.pread(fh.fileno(), 32 * (rows.stop - rows.start), 32 * rows.start)
+                    yield image, np.frombuffer(read, np.uint8).reshape(-1, 32)[keep]
 
     def features(self, image: int) -> Features:
         """The image's keypoints, less the excluded ones."""
