@@ -378,11 +378,13 @@ def _shortlist(folder: Path) -> KeypointShortlist:
 
 
 def candidates(folder: Path, asking: list[int]) -> list[tuple[int, int]]:
-    """A task: for some versions, the others the shortlist proposes (as pairs)."""
+    """A task: for some versions, the others the shortlist proposes (as pairs). Their
+    descriptors are read from the table's file, not its mapping: every version asks, and the
+    pages read through the mapping stayed counted against the workers to the end of the stage."""
     table, shortlist = opened(folder), _shortlist(folder)
     pairs = []
-    for head in asking:
-        for other, votes in shortlist.candidates(table.features(head).descriptors, _SHORTLIST + 1):
+    for head, descriptors in table.kept_descriptors(asking):
+        for other, votes in shortlist.candidates(descriptors, _SHORTLIST + 1):
             if other != head and votes >= _MIN_VOTES:
                 pairs.append((head, other))
     return pairs
