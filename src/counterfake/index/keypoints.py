@@ -194,18 +194,21 @@ class KeypointShortlist:
                 counts.append(block.shape[0])
         size = sum(counts)
         offsets = np.zeros((_TABLES, (1 << _KEY_BITS) + 1), np.uint32)
-        with (folder / "rows.bin").open("wb") as rows, (folder / "checks.bin").open("wb") as checks:
+        with (
+            (folder / "rows.bin").open("wb") as row_file,
+            (folder / "checks.bin").open("wb") as check_file,
+        ):
             for t in range(_TABLES):
                 keys, column = np.empty(size, np.uint32), np.empty(size, np.uint8)
                 for first, chunk in _read_in_pieces(folder / "descriptors.bin"):
-                    rows_read = slice(first, first + len(chunk))
+                    piece = slice(first, first + len(chunk))
                     key_bytes = np.ascontiguousarray(chunk[:, 8 * t : 8 * t + 3])
-                    keys[rows_read] = _kernels.byte_keys(key_bytes, 1, _KEY_BITS)[0]
-                    column[rows_read] = chunk[:, _check_byte(t)]
+                    keys[piece] = _kernels.byte_keys(key_bytes, 1, _KEY_BITS)[0]
+                    column[piece] = chunk[:, _check_byte(t)]
                 order, offsets[t] = _kernels.counting_sort(keys, 1 << _KEY_BITS)
                 del keys
-                rows.write(order.data)
-                checks.write(column[order].data)
+                row_file.write(order.data)
+                check_file.write(column[order].data)
         np.save(folder / "entries.npy", np.array(entries, np.int64))
         np.save(folder / "counts.npy", np.array(counts, np.int64))
         np.save(folder / "offsets.npy", offsets)
