@@ -145,8 +145,7 @@ class KeypointShortlist:
         self._entries: list[int] = []  # photo number -> entry id
         self._number: dict[int, int] = {}
         self._removed = bytearray()
-        #: Photos added since the last build: (descriptors one after another, rows per photo).
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending: list[np.ndarray] = []  # descriptors of photos added since the last build
         self._tables: _Tier | None = None
         self._delta: _Tier | None = None
 
@@ -161,7 +160,7 @@ class KeypointShortlist:
         self._removed.append(0)
         # A copy: a view would keep its base alive (a signature's 1,024 descriptors for 512).
         kept = np.array(descriptors, dtype=np.uint8, order="C")
-        self._pending.append((kept, np.array([kept.shape[0]], np.int64)))
+        self._pending.append(kept)
 
     def remove(self, entry_ids: Iterable[int]) -> None:
         for entry_id in entry_ids:
@@ -245,13 +244,9 @@ class KeypointShortlist:
     def _merge(self) -> None:
         if not self._pending:
             return
-        chunks = [d for d, _ in self._pending]
-        added = (
-            chunks[0]
-            if len(chunks) == 1
-            else np.concatenate([np.zeros((0, 32), np.uint8), *chunks])
-        )
-        counts = np.concatenate([np.zeros(0, np.int64), *(c for _, c in self._pending)])
+        chunks = self._pending
+        added = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        counts = np.array([len(d) for d in chunks], np.int64)
         first_photo = len(self._entries) - len(counts)
         self._pending = []
         tabled = 0 if self._tables is None else self._tables.descriptors.shape[0]
