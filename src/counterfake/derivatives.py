@@ -2,10 +2,13 @@
 
 Verification of one candidate: descriptor matches (ratio test, one-to-one), then a 4-degree-
 of-freedom similarity (rotation, uniform scale, translation) fitted with RANSAC: far more
-accurate than a homography on these images, and the scale is checked for sanity. Then every
-source keypoint that lands inside the upload is looked for near where the transform puts it:
-found means that part of the photo survived, not found means it was replaced, painted over or
-blurred. Those votes on a 12x12 grid over the source photo are the changed-region mask.
+accurate than a homography on these images, and the scale is checked for sanity. The match is
+then refined to an affine map (within sanity limits: a squash to a square is not a similarity)
+from every source keypoint found again near where the similarity puts it. Then every source
+keypoint that lands inside the upload is looked for near where that map puts it: found means
+that part of the photo survived, not found means it was replaced, painted over or blurred.
+Those votes, each spread over its neighbourhood, judge the cells of a 12x12 grid over the
+source photo: the changed-region mask.
 """
 
 from __future__ import annotations
@@ -45,11 +48,29 @@ _BORDER: Final = 18.0
 _SAME_DESCRIPTOR: Final = 56
 #: Fewest of a head's keypoints found again for the match to be on the photo's subject.
 _SUBJECT_KEPT: Final = 3
-#: A cell is changed when its keypoints were found again at most at this share of the rate
-#: of the best-surviving cells (their 75th percentile).
-_CHANGED_RATE: Final = 0.2
 #: ... and at least this share of the rate at which the photo's keypoints were found overall.
 _SUBJECT_RATE: Final = 0.5
+#: Source keypoints within this many query pixels of where the similarity puts them, found
+#: again there, are the pairs the affine refinement is fitted to.
+_REFINE_PIXELS: Final = 16.0
+#: Largest ratio of the refined map's two scales (a squash to a square is up to 1.5x).
+_ANISOTROPY: Final = 1.6
+#: Each keypoint's vote is spread over the grid as a Gaussian of this many cells...
+_SPREAD: Final = 0.5
+#: ... and read on this many points per cell side. A cell is changed when most of its points
+#: are, which judges a cell the region crosses by where in it the votes fell.
+_FINE: Final = 4
+#: Least summed vote weight at a point for it to be judged: about one keypoint close by.
+_KNOWN_WEIGHT: Final = 1.0
+#: A point is changed when the keypoints around it were found again at most at this share of
+#: the rate of the best-surviving cells (their 75th percentile).
+_CHANGED_RATE: Final = 0.3
+#: Fewest changed neighbours (of 8) a changed cell needs to stay changed: a watermark's stroke
+#: across the photo is a line of single cells, a replaced region is not.
+_CHANGED_NEIGHBOURS: Final = 2
+#: Fewest changed neighbours that make an unjudged cell (no keypoints: sky, a wall) changed:
+#: such cells inside or at the edge of a replaced region join it, open areas stay unchanged.
+_ENCLOSING_NEIGHBOURS: Final = 4
 _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 
 
@@ -236,7 +257,7 @@ def _upright(aligned: Alignment) -> bool:
 
 
 def _evidence(source: Features, query: Features, aligned: Alignment) -> Evidence:
-    transform = aligned.transform
+    transform = _refined(source, query, aligned.transform)
     changed, visible, survived = _changed_region(source, query, transform)
     fraction = float(changed.sum() / visible.sum()) if visible.any() else 0.0
     part = _matched_part(source, survived)
@@ -269,6 +290,38 @@ def _matched_part(source: Features, survived: np.ndarray) -> str:
     return "subject" if kept >= _SUBJECT_KEPT and rate >= _SUBJECT_RATE * overall else "background"
 
 
+def _refined(source: Features, query: Features, transform: np.ndarray) -> np.ndarray:
+    """The affine map fitted to the source keypoints found again near where `transform` puts
+    them, or `transform` when too few agree or the fit is not a plausible squash."""
+    projected = source.points @ transform[:, :2].T + transform[:, 2]
+    near_source, near_query = _near_pairs(projected, query.points, _REFINE_PIXELS)
+    same = _same(source, near_source, query, near_query)
+    near_source, near_query = near_source[same], near_query[same]
+    if near_source.size < MIN_INLIERS:
+        return transform
+    fitted, mask = cv2.estimateAffine2D(
+        source.points[near_source],
+        query.points[near_query],
+        method=cv2.RANSAC,
+        ransacReprojThreshold=_RANSAC_PIXELS,
+        maxIters=2000,
+        confidence=0.995,
+    )
+    if fitted is None or mask is None or int(mask.sum()) < MIN_INLIERS:
+        return transform
+    largest, smallest = np.linalg.svd(fitted[:, :2], compute_uv=False)
+    if np.linalg.det(fitted[:, :2]) <= 0 or largest > _ANISOTROPY * smallest:
+        return transform
+    return np.asarray(fitted, np.float64)
+
+
+def _same(source: Features, i: np.ndarray, query: Features, j: np.ndarray) -> np.ndarray:
+    """Which pairs (source keypoint i, query keypoint j) have descriptors alike enough for the
+    source keypoint to count as found again."""
+    bits = np.bitwise_count(source.descriptors[i] ^ query.descriptors[j]).sum(axis=1)
+    return np.asarray(bits <= _SAME_DESCRIPTOR)
+
+
 def _changed_region(
     source: Features, query: Features, transform: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -287,17 +340,8 @@ def _changed_region(
         # For each projected source keypoint: any query keypoint near it with a similar
         # descriptor? Query keypoints are bucketed by position, so only near ones are read.
         near_source, near_query = _near_pairs(projected[candidates], query.points, _NEAR_PIXELS)
-        if near_source.size:
-            bits = np.bitwise_count(
-                source.descriptors[candidates[near_source]] ^ query.descriptors[near_query]
-            ).sum(axis=1)
-            survived[candidates[near_source[bits <= _SAME_DESCRIPTOR]]] = True
-    cells_x = np.minimum((source.points[:, 0] * _GRID / source.width).astype(int), _GRID - 1)
-    cells_y = np.minimum((source.points[:, 1] * _GRID / source.height).astype(int), _GRID - 1)
-    tested = np.zeros((_GRID, _GRID))
-    kept = np.zeros((_GRID, _GRID))
-    np.add.at(tested, (cells_y[inside], cells_x[inside]), 1)
-    np.add.at(kept, (cells_y[inside], cells_x[inside]), survived[inside])
+        same = _same(source, candidates[near_source], query, near_query)
+        survived[candidates[near_source[same]]] = True
 
     # Which cells of the source lie inside the upload: their centres, projected.
     centres = (np.arange(_GRID) + 0.5) / _GRID
@@ -310,36 +354,48 @@ def _changed_region(
         & (grid[:, 1] < query.height)
     ).reshape(_GRID, _GRID)
 
-    known = tested >= 3
-    # A cell is changed when far fewer of its keypoints were found again than in the cells
-    # that survived best: re-encoding or smoothing the whole upload lowers every cell's rate,
-    # and must not read as a change.
-    rates = kept[known] / tested[known]
+    # Each tested keypoint's vote (found again or not), spread as a Gaussian over a fine grid.
+    fine = _GRID * _FINE
+    centre = np.arange(fine) + 0.5
+    spread = _SPREAD * _FINE
+    across = np.exp(
+        -0.5 * ((centre - source.points[inside, :1] * fine / source.width) / spread) ** 2
+    )
+    down = np.exp(
+        -0.5 * ((centre - source.points[inside, 1:] * fine / source.height) / spread) ** 2
+    )
+    weight = down.T @ across
+    kept = (down * survived[inside, None]).T @ across
+    judged = weight >= _KNOWN_WEIGHT
+    rate = np.where(judged, kept / np.maximum(weight, 1e-9), 0.0)
+
+    def per_cell(points: np.ndarray) -> np.ndarray:
+        return np.asarray(points.reshape(_GRID, _FINE, _GRID, _FINE).mean(axis=(1, 3)))
+
+    known = per_cell(judged) >= 0.5
+    # Re-encoding or smoothing the whole upload lowers every rate, and must not read as a
+    # change: a point is changed against the cells that survived best.
+    rates = per_cell(rate)[known]
     best = float(np.percentile(rates, 75)) if rates.size else 0.0
-    changed = known & (kept <= _CHANGED_RATE * max(best, 0.05) * tested)
-    # Cells without enough keypoints (flat sky, a wall) take their neighbours' verdict.
+    changed = known & (per_cell(judged & (rate <= _CHANGED_RATE * max(best, 0.05))) > 0.5)
+    changed &= _neighbours(changed) >= _CHANGED_NEIGHBOURS
     for _ in range(_GRID):
-        unknown = visible & ~known
-        if not unknown.any():
+        joining = visible & ~known & ~changed & (_neighbours(changed) >= _ENCLOSING_NEIGHBOURS)
+        if not joining.any():
             break
-        padded_changed = np.pad(changed & known, 1).astype(int)
-        padded_known = np.pad(known, 1).astype(int)
-        votes_changed = sum(
-            padded_changed[1 + dy : 1 + dy + _GRID, 1 + dx : 1 + dx + _GRID]
-            for dy in (-1, 0, 1)
-            for dx in (-1, 0, 1)
-        )
-        votes = sum(
-            padded_known[1 + dy : 1 + dy + _GRID, 1 + dx : 1 + dx + _GRID]
-            for dy in (-1, 0, 1)
-            for dx in (-1, 0, 1)
-        )
-        decided = unknown & (votes > 0)
-        if not decided.any():
-            break
-        changed = np.where(decided, votes_changed * 2 > votes, changed)
-        known = known | decided
+        changed |= joining
     return changed & visible, visible, survived
+
+
+def _neighbours(cells: np.ndarray) -> np.ndarray:
+    """How many of each cell's 8 neighbours are set."""
+    padded = np.pad(cells, 1).astype(np.int64)
+    total = sum(
+        padded[1 + dy : 1 + dy + _GRID, 1 + dx : 1 + dx + _GRID]
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
+    return np.asarray(total - cells)
 
 
 def _near_pairs(
