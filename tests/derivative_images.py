@@ -50,3 +50,15 @@ def grid_truth(truth: np.ndarray, cells: int = 12) -> np.ndarray:
             for r in range(cells)
         ]
     )
+
+
+def watermark(image: Image.Image, text: str = "SAMPLE STAMP") -> Image.Image:
+    """A semi-transparent caption across the middle at an angle, as bots stamp their output."""
+    from PIL import ImageDraw, ImageFont
+
+    w, h = image.size
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    font = ImageFont.load_default(size=max(12, h // 9))
+    ImageDraw.Draw(layer).text((w * 0.08, h * 0.42), text, fill=(255, 255, 255, 110), font=font)
+    layer = layer.rotate(28, center=(w / 2, h / 2))
+    return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
