@@ -3,10 +3,10 @@
 Verification of one candidate: descriptor matches (ratio test, one-to-one), then a 4-degree-
 of-freedom similarity (rotation, uniform scale, translation) fitted with RANSAC: far more
 accurate than a homography on these images, and the scale is checked for sanity. The match is
-then refined to an affine map (within sanity limits: a squash to a square is not a similarity)
-from every source keypoint found again near where the similarity puts it. Then every source
-keypoint that lands inside the upload is looked for near where that map puts it: found means
-that part of the photo survived, not found means it was replaced, painted over or blurred.
+then refined to an affine map fitted to the same matches (within sanity limits: a squash to a
+square is not a similarity). Then every source keypoint that lands inside the upload is looked
+for near where that map puts it: found means that part of the photo survived, not found means
+it was replaced, painted over or blurred.
 Those votes, each spread over its neighbourhood, judge the cells of a 12x12 grid over the
 source photo: the changed-region mask.
 """
@@ -50,9 +50,6 @@ _SAME_DESCRIPTOR: Final = 56
 _SUBJECT_KEPT: Final = 3
 #: ... and at least this share of the rate at which the photo's keypoints were found overall.
 _SUBJECT_RATE: Final = 0.5
-#: Source keypoints within this many query pixels of where the similarity puts them, found
-#: again there, are the pairs the affine refinement is fitted to.
-_REFINE_PIXELS: Final = 16.0
 #: Largest ratio of the refined map's two scales (a squash to a square is up to 1.5x).
 _ANISOTROPY: Final = 1.6
 #: Each keypoint's vote is spread over the grid as a Gaussian of this many cells...
@@ -80,6 +77,9 @@ class Alignment:
 
     transform: np.ndarray  # 2x3: source working pixels -> query working pixels
     inliers: int
+    #: The matched keypoints' positions, source and query (n, 2 each): the fit's inliers and
+    #: the rest, which the affine refinement is fitted to afresh.
+    matched: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 2)), np.zeros((0, 2)))
 
     @property
     def scale(self) -> float:
@@ -248,7 +248,7 @@ def align(source: Features, query: Features, *, min_inliers: int = MIN_INLIERS) 
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if inliers < min_inliers or not 0.2 <= scale <= 5.0:
         return None
-    return Alignment(transform, inliers)
+    return Alignment(transform, inliers, (src, dst))
 
 
 def _upright(aligned: Alignment) -> bool:
@@ -257,7 +257,7 @@ def _upright(aligned: Alignment) -> bool:
 
 
 def _evidence(source: Features, query: Features, aligned: Alignment) -> Evidence:
-    transform = _refined(source, query, aligned.transform)
+    transform = _refined(aligned)
     changed, visible, survived = _changed_region(source, query, transform)
     fraction = float(changed.sum() / visible.sum()) if visible.any() else 0.0
     part = _matched_part(source, survived)
@@ -290,28 +290,21 @@ def _matched_part(source: Features, survived: np.ndarray) -> str:
     return "subject" if kept >= _SUBJECT_KEPT and rate >= _SUBJECT_RATE * overall else "background"
 
 
-def _refined(source: Features, query: Features, transform: np.ndarray) -> np.ndarray:
-    """The affine map fitted to the source keypoints found again near where `transform` puts
-    them, or `transform` when too few agree or the fit is not a plausible squash."""
-    projected = source.points @ transform[:, :2].T + transform[:, 2]
-    near_source, near_query = _near_pairs(projected, query.points, _REFINE_PIXELS)
-    same = _same(source, near_source, query, near_query)
-    near_source, near_query = near_source[same], near_query[same]
-    if near_source.size < MIN_INLIERS:
-        return transform
+def _refined(aligned: Alignment) -> np.ndarray:
+    """The affine map fitted (RANSAC) to the same matched keypoints as the similarity, or the
+    similarity when the fit has fewer inliers or is not a plausible squash."""
     fitted, mask = cv2.estimateAffine2D(
-        source.points[near_source],
-        query.points[near_query],
+        *aligned.matched,
         method=cv2.RANSAC,
         ransacReprojThreshold=_RANSAC_PIXELS,
         maxIters=2000,
         confidence=0.995,
     )
-    if fitted is None or mask is None or int(mask.sum()) < MIN_INLIERS:
-        return transform
+    if fitted is None or mask is None or int(mask.sum()) < aligned.inliers:
+        return aligned.transform
     largest, smallest = np.linalg.svd(fitted[:, :2], compute_uv=False)
     if np.linalg.det(fitted[:, :2]) <= 0 or largest > _ANISOTROPY * smallest:
-        return transform
+        return aligned.transform
     return np.asarray(fitted, np.float64)
 
 
