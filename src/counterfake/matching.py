@@ -65,7 +65,9 @@ _SHORTLIST: Final = 16
 #: ... but not one with under 1/this of the best candidate's votes: a derivative's source
 #: draws many (a median of 12 at 30% replaced, counted whole), chance candidates 2-5. At
 #: 100,000 photos, 1/8 cut the median derivative query by a sixth and lost none; 1/4 cut a
-#: fifth but lost 4 of 200 (benchmarks/derivative_scale.py).
+#: fifth but lost 4 of 200 (benchmarks/derivative_scale.py). With votes weighed by closeness
+#: (the shortlist's bank mode), 1/8 leaves 6 candidates of a query at 60% replaced on the
+#: tuning half (10 before) and found as many as 1/16, 1/32 or no limit.
 _VOTE_SHARE: Final = 8
 
 

@@ -73,6 +73,26 @@ def test_in_a_bank_a_descriptor_found_in_several_photos_shares_its_vote() -> Non
     ]
 
 
+def test_in_a_bank_a_vote_weighs_by_how_close_its_descriptors_are() -> None:
+    """A derivative keeps its source's pixels: its descriptors lie a few bits from the
+    source's, while chance likenesses (outlines in many photos) lie 25-40 bits away. Counted
+    alike, ten distant likenesses outvote six near ones; weighed, they do not."""
+    rng = np.random.default_rng(5)
+    query = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    own = rng.integers(0, 256, (2, 200, 32), dtype=np.uint8)
+    source = np.concatenate([_flipped(query[:6], 4), own[0]])
+    likeness = np.concatenate([_flipped(query[10:20], 30), own[1]])
+    bank, archive = KeypointShortlist(share_votes=True), KeypointShortlist()
+    for shortlist in (bank, archive):
+        shortlist.add(1, source)
+        shortlist.add(2, likeness)
+    assert [e for e, _ in archive.candidates(query, 2)] == [2, 1]
+    (first, near), (second, far) = bank.candidates(query, 2)
+    assert (first, second) == (1, 2)
+    assert near == pytest.approx(6 * np.exp(-4 / 8), rel=1e-4)
+    assert far == pytest.approx(10 * np.exp(-30 / 8), rel=1e-4)
+
+
 def _flipped(descriptors: np.ndarray, bits: int) -> np.ndarray:
     """The descriptors with `bits` bits flipped, all outside the bytes the bucket keys and
     check bytes read (bytes 4-7 of each 8), so that only the vote's distance test tells them
@@ -173,7 +193,8 @@ def test_photos_added_later_are_found_from_the_delta_without_rebuilding_the_tabl
 def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta() -> None:
     """The rule, compared pair by pair: a query descriptor votes once for a photo holding a
     descriptor that shares one of its four keys (the first 20 bits of bytes 0, 8, 16 or 24),
-    whose next byte differs by at most 3 bits, and which is within 40 bits in all."""
+    whose next byte differs by at most 3 bits, and which is within 40 bits in all; in a bank
+    of distinct photos the vote is shared and weighed by closeness."""
     rng = np.random.default_rng(9)
     query = rng.integers(0, 256, (120, 32), dtype=np.uint8)
     photos: dict[int, np.ndarray] = {}
@@ -185,34 +206,46 @@ def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta() -> No
             bits[rng.choice(256, int(rng.integers(4, 48)), replace=False)] ^= 1
             rows[row] = np.packbits(bits)
         photos[entry_id] = rows
-    shortlist = KeypointShortlist()
-    for entry_id in range(1, 33):
-        shortlist.add(entry_id, photos[entry_id])
-    shortlist.candidates(query[:1], 1)  # the first 32 photos go into the tables
-    for entry_id in range(33, 41):  # the rest stay in the delta
-        shortlist.add(entry_id, photos[entry_id])
+    archive, bank = KeypointShortlist(), KeypointShortlist(share_votes=True)
+    for shortlist in (archive, bank):
+        for entry_id in range(1, 33):
+            shortlist.add(entry_id, photos[entry_id])
+        shortlist.candidates(query[:1], 1)  # the first 32 photos go into the tables
+        for entry_id in range(33, 41):  # the rest stay in the delta
+            shortlist.add(entry_id, photos[entry_id])
 
     def key(d: np.ndarray, table: int) -> int:
         b = 8 * table
         return ((int(d[b]) << 16) | (int(d[b + 1]) << 8) | int(d[b + 2])) >> 4
 
-    expected = {}
+    # nearest[q][entry_id]: the fewest bits apart of the photo's rows that q votes through.
+    nearest: list[dict[int, int]] = [{} for _ in query]
     for entry_id, rows in photos.items():
-        votes = 0
-        for q in query:
-            votes += any(
-                int(np.unpackbits(q ^ row).sum()) <= 40
-                and any(
-                    key(q, t) == key(row, t)
-                    and int(np.unpackbits(q[8 * t + 3] ^ row[8 * t + 3]).sum()) <= 3
+        for q, asked in enumerate(query):
+            bits = [
+                int(np.unpackbits(asked ^ row).sum())
+                for row in rows
+                if any(
+                    key(asked, t) == key(row, t)
+                    and int(np.unpackbits(asked[8 * t + 3] ^ row[8 * t + 3]).sum()) <= 3
                     for t in range(4)
                 )
-                for row in rows
-            )
-        if votes >= 2:
-            expected[entry_id] = float(votes)
+            ]
+            if bits and min(bits) <= 40:
+                nearest[q][entry_id] = min(bits)
+    counted = {e: sum(e in found for found in nearest) for e in photos}
+    expected = {e: float(n) for e, n in counted.items() if n >= 2}
     assert len(expected) >= 20
-    assert dict(shortlist.candidates(query, 100)) == expected
+    assert dict(archive.candidates(query, 100)) == expected
+    # In a bank, each query descriptor's vote is shared among the photos it finds, and
+    # weighs e^(-bits/8) of its closest pair in each.
+    weighed = {
+        e: sum(np.exp(-found[e] / 8) / len(found) for found in nearest if e in found)
+        for e in expected
+    }
+    got = dict(bank.candidates(query, 100))
+    assert got.keys() == weighed.keys()
+    assert all(abs(got[e] - weighed[e]) < 1e-5 for e in got), (got, weighed)
 
 
 def test_a_written_shortlist_opens_mapped_and_answers_as_one_built_in_memory(

@@ -411,9 +411,10 @@ def close_rows(
     query_checks: np.ndarray,
     check_bits: int,
     close: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The (query descriptor, row) pairs within `close` bits, of the rows in each query
-    descriptor's bucket (`starts`, `lengths`) whose check byte is within `check_bits`.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (query descriptor, row, bits apart) of the rows within `close` bits, of those in
+    each query descriptor's bucket (`starts`, `lengths`) whose check byte is within
+    `check_bits`.
 
     Two passes: the check bytes are read in bucket order, then the full descriptors of those
     that pass, one random read each, with no branch between reads so that the processor
@@ -431,12 +432,15 @@ def close_rows(
             found[n] = rows[at]
             n += popcount64(np.uint64(checks[at]) ^ check) <= check_bits
     kept = 0
+    bits = np.empty(n, np.int64)
     for k in range(n):
-        if distance(descriptors, found[k], query[asking[k]]) <= close:
+        apart = distance(descriptors, found[k], query[asking[k]])
+        if apart <= close:
             asking[kept] = asking[k]
             found[kept] = found[k]
+            bits[kept] = apart
             kept += 1
-    return asking[:kept], found[:kept]
+    return asking[:kept], found[:kept], bits[:kept]
 
 
 @njit(cache=True, nogil=True)
