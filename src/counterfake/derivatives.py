@@ -293,6 +293,8 @@ def _matched_part(source: Features, survived: np.ndarray) -> str:
 def _refined(aligned: Alignment) -> np.ndarray:
     """The affine map fitted (RANSAC) to the same matched keypoints as the similarity, or the
     similarity when the fit has fewer inliers or is not a plausible squash."""
+    if len(aligned.matched[0]) < aligned.inliers:  # no pairs kept with it
+        return aligned.transform
     fitted, mask = cv2.estimateAffine2D(
         *aligned.matched,
         method=cv2.RANSAC,
