@@ -6,9 +6,8 @@ accurate than a homography on these images, and the scale is checked for sanity.
 then refined to an affine map fitted to the same matches (within sanity limits: a squash to a
 square is not a similarity). Then every source keypoint that lands inside the upload is looked
 for near where that map puts it: found means that part of the photo survived, not found means
-it was replaced, painted over or blurred.
-Those votes, each spread over its neighbourhood, judge the cells of a 12x12 grid over the
-source photo: the changed-region mask.
+it was replaced, painted over or blurred. Those votes, each spread over its neighbourhood,
+judge the cells of a 12x12 grid over the source photo: the changed-region mask.
 """
 
 from __future__ import annotations
