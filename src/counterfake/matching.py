@@ -258,6 +258,14 @@ class Matcher:
             if protects:
                 self._add_signatures(bank, self._store.signatures(bank))
         release_freed_memory()
+        if self._local:  # the shortlists' tables, built before the first query needs them
+            shortlists = [shortlist for shortlist, _ in self._local.values()]
+
+            def prepare() -> None:
+                for shortlist in shortlists:
+                    shortlist.prepare()
+
+            threading.Thread(target=prepare, name="counterfake-shortlist", daemon=True).start()
         self._low_water = self._high_water = low_water
         self._seen: set[int] = set()
         self._gap_since: dict[int, float] = {}
@@ -686,6 +694,12 @@ class Matcher:
         refreshes: the candidates are taken under a lock, then read from the store and
         verified without it."""
         tries: dict[tuple[str, int], list[int]] = {}
+        # A build due (after a load, or adds) is waited for here, not under the lock, which
+        # the lookups of every other request need.
+        with self._lock:
+            held = [shortlist for shortlist, _ in self._local.values()]
+        for shortlist in held:
+            shortlist.prepare()
         with self._lock:
             for bank, (shortlist, photos) in self._local.items():
                 if banks is not None and bank not in banks:

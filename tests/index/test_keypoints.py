@@ -190,6 +190,31 @@ def test_photos_added_later_are_found_from_the_delta_without_rebuilding_the_tabl
     assert grown._tables is not tables
 
 
+def test_a_build_in_another_thread_while_photos_are_added_and_asked_loses_nothing() -> None:
+    """A service builds the tables in the background after a load while its follower adds
+    photos and requests ask: every answer counts every photo added before it, and the
+    end state answers as a shortlist built at once."""
+    import threading
+
+    rng = np.random.default_rng(12)
+    photos = {e: rng.integers(0, 256, (64, 32), dtype=np.uint8) for e in range(1, 401)}
+    shortlist, whole = KeypointShortlist(share_votes=True), KeypointShortlist(share_votes=True)
+    for entry_id in range(1, 301):
+        shortlist.add(entry_id, photos[entry_id])
+    assert not shortlist.prepared
+    builder = threading.Thread(target=shortlist.prepare)
+    builder.start()
+    for entry_id in range(301, 401):  # each photo asked for as soon as it is added
+        shortlist.add(entry_id, photos[entry_id])
+        assert shortlist.candidates(photos[entry_id], 1) == [(entry_id, 64.0)]
+    builder.join()
+    assert shortlist.prepared
+    for entry_id, descriptors in photos.items():
+        whole.add(entry_id, descriptors)
+    query = np.concatenate([photos[e][:20] for e in (3, 150, 299, 333, 400)])
+    assert shortlist.candidates(query, 10) == whole.candidates(query, 10)
+
+
 def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta() -> None:
     """The rule, compared pair by pair: a query descriptor votes once for a photo holding a
     descriptor that shares one of its four keys (the first 20 bits of bytes 0, 8, 16 or 24),

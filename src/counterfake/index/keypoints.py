@@ -33,6 +33,7 @@ eighth of their rows (a full rebuild: about 14 s at 100,000 photos, on the calli
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
@@ -154,25 +155,36 @@ class KeypointShortlist:
         self._pending: list[np.ndarray] = []  # descriptors of photos added since the last build
         self._tables: _Tier | None = None
         self._delta: _Tier | None = None
+        # Adds and removals take `_state` briefly; a build (`prepare`) holds `_building`
+        # throughout and `_state` only to take the pending photos and to swap its tiers in.
+        self._state = threading.Lock()
+        self._building = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._number)
 
+    @property
+    def prepared(self) -> bool:
+        """Whether every photo added is in the tables or the delta (no build is due)."""
+        return not self._pending
+
     def add(self, entry_id: int, descriptors: np.ndarray) -> None:
-        if entry_id in self._number:
-            return
-        self._number[entry_id] = len(self._entries)
-        self._entries.append(entry_id)
-        self._removed.append(0)
         # A copy: a view would keep its base alive (a signature's 1,024 descriptors for 512).
         kept = np.array(descriptors, dtype=np.uint8, order="C")
-        self._pending.append(kept)
+        with self._state:
+            if entry_id in self._number:
+                return
+            self._number[entry_id] = len(self._entries)
+            self._entries.append(entry_id)
+            self._removed.append(0)
+            self._pending.append(kept)
 
     def remove(self, entry_ids: Iterable[int]) -> None:
-        for entry_id in entry_ids:
-            number = self._number.pop(entry_id, None)
-            if number is not None:
-                self._removed[number] = 1
+        with self._state:
+            for entry_id in entry_ids:
+                number = self._number.pop(entry_id, None)
+                if number is not None:
+                    self._removed[number] = 1
 
     @classmethod
     def write(
@@ -247,14 +259,26 @@ class KeypointShortlist:
             shortlist._tables = _Tier(0, descriptors, counts, offsets=True, built=built)
         return shortlist
 
-    def _merge(self) -> None:
-        if not self._pending:
-            return
-        chunks = self._pending
+    def prepare(self) -> None:
+        """Builds the photos added since the last build into the delta, or the tables (the
+        first build, or a fold: 15 s at 100,000 photos), so that no query waits for it. A
+        service calls it in the background after loading; `candidates` calls it first."""
+        self._prepared()
+
+    def _prepared(self) -> tuple[_Tier | None, _Tier | None]:
+        """The tiers with every photo added so far, built if need be; taken while no other
+        build runs, so a fold under way is never seen half done."""
+        with self._building:
+            with self._state:
+                chunks, self._pending = self._pending, []
+                first_photo = len(self._entries) - len(chunks)
+            if chunks:
+                self._build(chunks, first_photo)
+            return self._tables, self._delta
+
+    def _build(self, chunks: list[np.ndarray], first_photo: int) -> None:
         added = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
         counts = np.array([len(d) for d in chunks], np.int64)
-        first_photo = len(self._entries) - len(counts)
-        self._pending = []
         tabled = 0 if self._tables is None else self._tables.descriptors.shape[0]
         if self._delta is not None:  # the delta so far, then the new photos
             first_photo = self._delta.first_photo
@@ -273,7 +297,9 @@ class KeypointShortlist:
     def candidates(self, descriptors: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """Up to `limit` (entry id, votes), most first; photos found by fewer than 2 query
         descriptors are left out."""
-        self._merge()
+        tiers = self._prepared()
+        with self._state:  # photos added from here on are not in these tiers
+            held, removed = len(self._entries), bytes(self._removed)
         if descriptors.shape[0] > _ASKED:
             descriptors = np.concatenate([descriptors[:_ASKED], descriptors[_ASKED::3]])
         if not self._number or descriptors.shape[0] == 0:
@@ -282,7 +308,7 @@ class KeypointShortlist:
         keys = _keys(descriptors)
         checks = [np.ascontiguousarray(descriptors[:, _check_byte(t)]) for t in range(_TABLES)]
         pairs, apart = [], []
-        for tier in (self._tables, self._delta):
+        for tier in tiers:
             if tier is None:
                 continue
             for t in range(_TABLES):
@@ -299,12 +325,11 @@ class KeypointShortlist:
                     _CHECK_BITS,
                     _CLOSE,
                 )
-                pairs.append(asking * len(self._entries) + tier.photos(rows))
+                pairs.append(asking * held + tier.photos(rows))
                 apart.append(bits)
         both = np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
         if both.size == 0:
             return []
-        held = len(self._entries)
         # One vote per query descriptor and photo (weighed by its closest pair).
         if self._share_votes:
             bits = np.concatenate(apart)
@@ -316,7 +341,7 @@ class KeypointShortlist:
             found = np.unique(both)
             weight = np.ones(found.size)
         voters, photos = np.divmod(found, held)
-        kept = np.frombuffer(bytes(self._removed), np.uint8)[photos] == 0
+        kept = np.frombuffer(removed, np.uint8)[photos] == 0
         voters, photos, weight = voters[kept], photos[kept], weight[kept]
         counted = np.bincount(photos, minlength=held)
         if self._share_votes:
