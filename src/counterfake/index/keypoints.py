@@ -25,9 +25,11 @@ queries, counted alike for 77.3% (verification alone 84.7%). An archive's images
 The shortlist holds the descriptors themselves (one array for all photos), a 4-byte row number
 and a check byte (the byte after the key's) per descriptor and table, and per table 2^20 bucket
 offsets. Photos added since those tables were built sit in a *delta*: the same rows and check
-bytes, sorted by key and searched by binary search (no offsets table), rebuilt on each add in
+bytes, sorted by key and searched by binary search (no offsets table), rebuilt after adds in
 time proportional to the delta alone. The delta is folded into the tables once it holds an
-eighth of their rows (a full rebuild: about 14 s at 100,000 photos, on the calling thread).
+eighth of their rows (a full rebuild: about 15 s at 100,000 photos). Builds run in `prepare`,
+which `candidates` calls first; a matcher calls it in the background after loading, and before
+taking its lock for a derivative query, so that only derivative queries wait for a build.
 """
 
 from __future__ import annotations
