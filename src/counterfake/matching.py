@@ -697,7 +697,7 @@ class Matcher:
         # A build due (after a load, or adds) is waited for here, not under the lock, which
         # the lookups of every other request need.
         with self._lock:
-            held = [shortlist for shortlist, _ in self._local.values()]
+            held = [s for b, (s, _) in self._local.items() if banks is None or b in banks]
         for shortlist in held:
             shortlist.prepare()
         with self._lock:
