@@ -1,0 +1,163 @@
+"""Lookups while a matcher builds its derivative shortlist: none waits for the build.
+
+    python benchmarks/shortlist_stall.py [--photos 30000] [--rounds 2] [--baseline REF]
+
+A SQLite store holds a bank of --photos protected photos (synthetic signatures: real corpus
+descriptor sets with 15% of their bits flipped, as derivative_scale.py makes them) and a bank
+of 10,000 PDQ hashes. In a fresh process per engine and round, a `Matcher` loads the store;
+at once one thread asks for derivatives of an upload (the first derivative query, which
+needs the shortlist's tables) while the main thread looks up PDQ hashes in a loop until that
+query returns. Reported per engine: how long the first derivative query took, how many
+lookups were answered meanwhile and the longest of them. The baseline release (`--baseline`,
+a git ref run from a temporary worktree; default 903c26f, which built the tables inside the
+first derivative query, under the matcher's lock) alternates with this tree, round by round.
+Writes benchmarks/results/shortlist-stall-*.json and .md.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import io
+import json
+import multiprocessing
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from derivatives import _engine_src
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASELINE = "903c26f"  # main before the shortlist was built in the background
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _fill(url: str, corpus: Path, photos: int) -> tuple[list[str], bytes]:
+    """The store's two banks; returns some of its PDQ values and an upload to ask about."""
+    from counterfake import NewEntry, Store
+    from counterfake.signals.keypoints import Features, image_features
+
+    rng = np.random.default_rng(11)
+    images = [Image.open(p).convert("RGB") for p in sorted(corpus.glob("*.jpg"))[:60]]
+    real = [image_features(_jpeg(im, 95), query=False) for im in images]
+    store = Store.open(url)
+    store.create_bank("photos")
+    store.create_bank("hashes")
+    values = [secrets.token_hex(32) for _ in range(10_000)]
+    store.add_entries("hashes", [NewEntry("pdq", v) for v in values])
+    batch: list[NewEntry] = []
+    for n in range(photos):
+        base, donor = (real[int(i)] for i in rng.integers(len(real), size=2))
+        k = min(len(base), len(donor))
+        bits = np.unpackbits(donor.descriptors[:k], axis=1)
+        bits ^= (rng.random(bits.shape) < 0.15).astype(np.uint8)
+        points = (base.points[:k] + rng.normal(0, 3, (k, 2)).astype(np.float32)).clip(0)
+        signature = Features(base.width, base.height, points, np.packbits(bits, axis=1))
+        data = signature.to_bytes()
+        batch.append(NewEntry("derivative", Features.from_bytes(data).id, payload=data))
+        if len(batch) == 2000 or n == photos - 1:
+            store.add_entries("photos", batch)
+            batch = []
+    store.close()
+    return values[:1000], _jpeg(images[0].resize((480, 360)), 80)
+
+
+def _engine(src: str, url: str, values: list[str], upload: bytes, out: Any) -> None:
+    """One engine's process: load, then the first derivative query against PDQ lookups."""
+    sys.path.insert(0, src)
+    from counterfake import Matcher, Store
+    from counterfake.signals.keypoints import image_features
+
+    query = image_features(upload, query=True)
+    matcher = Matcher(Store.open(url))
+    done, took = threading.Event(), []
+
+    def first() -> None:
+        started = time.perf_counter()
+        matcher.derivatives(query)
+        took.append(time.perf_counter() - started)
+        done.set()
+
+    asking = threading.Thread(target=first)
+    asking.start()
+    waits = []
+    while not done.is_set():
+        started = time.perf_counter()
+        matcher.match_signal("pdq", values[len(waits) % len(values)])
+        waits.append(time.perf_counter() - started)
+    asking.join()
+    out.send(
+        {
+            "first_derivative_s": round(took[0], 2),
+            "lookups_meanwhile": len(waits),
+            "longest_lookup_ms": round(max(waits, default=0.0) * 1e3, 1),
+            "lookup_p50_ms": round(float(np.median(waits)) * 1e3, 3) if waits else None,
+        }
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
+    parser.add_argument("--photos", type=int, default=30_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline release")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="cf-shortlist-stall-"))
+    url = f"sqlite:///{folder}/bank.db"
+    values, upload = _fill(url, args.corpus, args.photos)
+    names = ("this tree", f"baseline ({args.baseline})")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    context = multiprocessing.get_context("spawn")
+    with _engine_src(None) as ours, _engine_src(args.baseline) as theirs:
+        sources = dict(zip(names, (ours, theirs), strict=True))
+        for turn in range(args.rounds):
+            order = names if turn % 2 == 0 else names[::-1]
+            for name in order:
+                parent, child = context.Pipe()
+                process = context.Process(
+                    target=_engine, args=(sources[name], url, values, upload, child)
+                )
+                process.start()
+                child.close()
+                runs[name].append(parent.recv())
+                process.join()
+                print(f"{name}, round {turn + 1}: {runs[name][-1]}", flush=True)
+    lines = [
+        f"{args.photos:,} protected photos, 10,000 PDQ hashes; first derivative query after a"
+        " load, PDQ lookups meanwhile (per round)",
+        "",
+        "| engine | first derivative query s | lookups meanwhile | longest lookup ms |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        cells = [" / ".join(str(r[key]) for r in runs[name]) for key in runs[name][0]][:3]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    table = "\n".join(lines)
+    RESULTS.mkdir(exist_ok=True)
+    out = args.out or RESULTS / f"shortlist-stall-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"benchmark": "shortlist_stall", "photos": args.photos, **runs}))
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"\nJSON: {out}\ntable: {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
