@@ -215,11 +215,12 @@ def test_a_build_in_another_thread_while_photos_are_added_and_asked_loses_nothin
     assert shortlist.candidates(query, 10) == whole.candidates(query, 10)
 
 
-def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta() -> None:
+@pytest.mark.parametrize("key_bits", [20, 24])
+def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta(key_bits: int) -> None:
     """The rule, compared pair by pair: a query descriptor votes once for a photo holding a
-    descriptor that shares one of its four keys (the first 20 bits of bytes 0, 8, 16 or 24),
-    whose next byte differs by at most 3 bits, and which is within 40 bits in all; in a bank
-    of distinct photos the vote is shared and weighed by closeness."""
+    descriptor that shares one of its four keys (the first 20 bits, or 24 for a shard, of
+    bytes 0, 8, 16 or 24), whose next byte differs by at most 3 bits, and which is within 40
+    bits in all; in a bank of distinct photos the vote is shared and weighed by closeness."""
     rng = np.random.default_rng(9)
     query = rng.integers(0, 256, (120, 32), dtype=np.uint8)
     photos: dict[int, np.ndarray] = {}
@@ -231,7 +232,8 @@ def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta() -> No
             bits[rng.choice(256, int(rng.integers(4, 48)), replace=False)] ^= 1
             rows[row] = np.packbits(bits)
         photos[entry_id] = rows
-    archive, bank = KeypointShortlist(), KeypointShortlist(share_votes=True)
+    archive = KeypointShortlist(key_bits=key_bits)
+    bank = KeypointShortlist(share_votes=True, key_bits=key_bits)
     for shortlist in (archive, bank):
         for entry_id in range(1, 33):
             shortlist.add(entry_id, photos[entry_id])
@@ -241,7 +243,7 @@ def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta() -> No
 
     def key(d: np.ndarray, table: int) -> int:
         b = 8 * table
-        return ((int(d[b]) << 16) | (int(d[b + 1]) << 8) | int(d[b + 2])) >> 4
+        return ((int(d[b]) << 16) | (int(d[b + 1]) << 8) | int(d[b + 2])) >> (24 - key_bits)
 
     # nearest[q][entry_id]: the fewest bits apart of the photo's rows that q votes through.
     nearest: list[dict[int, int]] = [{} for _ in query]
@@ -326,3 +328,29 @@ def test_an_empty_shortlist_writes_and_opens(tmp_path: Path) -> None:
     assert opened.candidates(np.zeros((4, 32), np.uint8), 3) == []
     opened.add(1, np.full((4, 32), 7, np.uint8))
     assert opened.candidates(np.full((4, 32), 7, np.uint8), 3) == [(1, 4.0)]
+
+
+def test_a_shard_written_with_24_bit_keys_opens_with_them(tmp_path: Path) -> None:
+    """The width of the keys is the shortlist's: written with the folder, read back by `open`,
+    and the same candidates as a shortlist of 24-bit keys held in memory; a width the tables
+    cannot hold is refused."""
+    rng = np.random.default_rng(5)
+    added = {e: rng.integers(0, 256, (40, 32), np.uint8) for e in range(1, 21)}
+    in_memory = KeypointShortlist(share_votes=True, key_bits=24)
+    for entry_id, descriptors in added.items():
+        in_memory.add(entry_id, descriptors)
+    KeypointShortlist.write(tmp_path / "shard", added.items(), share_votes=True, key_bits=24)
+    opened = KeypointShortlist.open(tmp_path / "shard")
+    assert opened._tables is not None and opened._tables.offsets is not None
+    assert opened._tables.offsets.shape == (4, (1 << 24) + 1)
+    queries = [d[::2] for d in added.values()]
+    assert [opened.candidates(q, 3) for q in queries] == [
+        in_memory.candidates(q, 3) for q in queries
+    ]
+    assert [opened.candidates(q, 1)[0][0] for q in queries] == list(added)
+    for wrong in (7, 25):
+        with pytest.raises(ValueError, match="key_bits"):
+            KeypointShortlist(key_bits=wrong)
+        with pytest.raises(ValueError, match="key_bits"):
+            KeypointShortlist.write(tmp_path / "refused", [], key_bits=wrong)
+    assert not (tmp_path / "refused").exists()

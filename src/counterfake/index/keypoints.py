@@ -86,9 +86,9 @@ def _read_in_pieces(path: Path) -> Iterator[tuple[int, np.ndarray]]:
             first += len(chunk)
 
 
-def _keys(descriptors: np.ndarray) -> np.ndarray:
+def _keys(descriptors: np.ndarray, key_bits: int) -> np.ndarray:
     """(n, 32) uint8 -> (tables, n) uint32 keys."""
-    return _kernels.byte_keys(np.ascontiguousarray(descriptors, dtype=np.uint8), _TABLES, _KEY_BITS)
+    return _kernels.byte_keys(np.ascontiguousarray(descriptors, dtype=np.uint8), _TABLES, key_bits)
 
 
 class _Tier:
@@ -102,6 +102,7 @@ class _Tier:
         counts: np.ndarray,
         *,
         offsets: bool,
+        key_bits: int,
         built: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.first_photo = first_photo
@@ -114,17 +115,17 @@ class _Tier:
             self.offsets: np.ndarray | None = built["offsets"]
             self.keys: np.ndarray = np.empty((_TABLES, 0), np.uint32)
             return
-        keys = _keys(descriptors)
+        keys = _keys(descriptors, key_bits)
         size = descriptors.shape[0]
         self.rows = np.empty((_TABLES, size), np.uint32)
         self.checks = np.empty((_TABLES, size), np.uint8)
         self.keys = np.empty((_TABLES, 0 if offsets else size), np.uint32)
-        self.offsets = np.empty((_TABLES, (1 << _KEY_BITS) + 1), np.uint32) if offsets else None
+        self.offsets = np.empty((_TABLES, (1 << key_bits) + 1), np.uint32) if offsets else None
         for t in range(_TABLES):
             if self.offsets is not None:
-                # A counting sort (keys are 20 bits): NumPy's stable argsort took most of the
-                # 50 s that building the tables of 100,000 photos took.
-                order, self.offsets[t] = _kernels.counting_sort(keys[t], 1 << _KEY_BITS)
+                # A counting sort (keys are 20-24 bits): NumPy's stable argsort took most of
+                # the 50 s that building the tables of 100,000 photos took.
+                order, self.offsets[t] = _kernels.counting_sort(keys[t], 1 << key_bits)
             else:  # a delta: small, and its time must not grow with the number of buckets
                 order = np.argsort(keys[t], kind="stable").astype(np.uint32)
                 self.keys[t] = keys[t][order]
@@ -146,11 +147,18 @@ class _Tier:
 
 class KeypointShortlist:
     """Photos (by entry id) and their descriptors; `candidates` ranks them for a query.
-    Buckets holding more than `crowded` rows (common texture) are not read."""
+    Buckets holding more than `crowded` rows (common texture) are not read. Keys take
+    `key_bits` (8-24) bits of each table's three bytes: 20 keep a bucket's rows well under
+    `crowded` up to a few hundred thousand photos; a shard of a million needs 24."""
 
-    def __init__(self, *, share_votes: bool = False, crowded: int = _CROWDED) -> None:
+    def __init__(
+        self, *, share_votes: bool = False, crowded: int = _CROWDED, key_bits: int = _KEY_BITS
+    ) -> None:
+        if not 8 <= key_bits <= 24:
+            raise ValueError(f"key_bits must be 8 to 24, not {key_bits}")
         self._share_votes = share_votes
         self._crowded = crowded
+        self._key_bits = key_bits
         self._entries: list[int] = []  # photo number -> entry id
         self._number: dict[int, int] = {}
         self._removed = bytearray()
@@ -196,6 +204,7 @@ class KeypointShortlist:
         *,
         share_votes: bool = False,
         crowded: int = _CROWDED,
+        key_bits: int = _KEY_BITS,
     ) -> None:
         """Writes a shortlist of `photos` (distinct entry ids, each with its descriptors) to
         `folder` for `open`, without holding it: the descriptors go to a file as they come,
@@ -203,6 +212,7 @@ class KeypointShortlist:
         investigation's 100,000 images held 3 GB at once (descriptors, then every table's keys,
         rows and check bytes together); written this way, one table's keys and rows (about 0.4
         GB)."""
+        cls(key_bits=key_bits)  # the same checks as a shortlist held in memory
         folder.mkdir(parents=True, exist_ok=True)
         entries, counts = [], []
         with (folder / "descriptors.bin").open("wb") as out:
@@ -212,7 +222,7 @@ class KeypointShortlist:
                 entries.append(entry_id)
                 counts.append(block.shape[0])
         size = sum(counts)
-        offsets = np.zeros((_TABLES, (1 << _KEY_BITS) + 1), np.uint32)
+        offsets = np.zeros((_TABLES, (1 << key_bits) + 1), np.uint32)
         with (
             (folder / "rows.bin").open("wb") as row_file,
             (folder / "checks.bin").open("wb") as check_file,
@@ -222,16 +232,21 @@ class KeypointShortlist:
                 for first, chunk in _read_in_pieces(folder / "descriptors.bin"):
                     piece = slice(first, first + len(chunk))
                     key_bytes = np.ascontiguousarray(chunk[:, 8 * t : 8 * t + 3])
-                    keys[piece] = _kernels.byte_keys(key_bytes, 1, _KEY_BITS)[0]
+                    keys[piece] = _kernels.byte_keys(key_bytes, 1, key_bits)[0]
                     column[piece] = chunk[:, _check_byte(t)]
-                order, offsets[t] = _kernels.counting_sort(keys, 1 << _KEY_BITS)
+                order, offsets[t] = _kernels.counting_sort(keys, 1 << key_bits)
                 del keys
                 row_file.write(order.data)
                 check_file.write(column[order].data)
         np.save(folder / "entries.npy", np.array(entries, np.int64))
         np.save(folder / "counts.npy", np.array(counts, np.int64))
         np.save(folder / "offsets.npy", offsets)
-        settings = {"version": 2, "share_votes": share_votes, "crowded": crowded}
+        settings = {
+            "version": 2,
+            "share_votes": share_votes,
+            "crowded": crowded,
+            "key_bits": key_bits,
+        }
         (folder / "shortlist.json").write_text(json.dumps(settings))
 
     @classmethod
@@ -240,7 +255,11 @@ class KeypointShortlist:
         (processes that open one folder share its pages); what is added to it later is held
         in memory."""
         settings = json.loads((folder / "shortlist.json").read_text())
-        shortlist = cls(share_votes=settings["share_votes"], crowded=settings["crowded"])
+        shortlist = cls(
+            share_votes=settings["share_votes"],
+            crowded=settings["crowded"],
+            key_bits=settings.get("key_bits", _KEY_BITS),  # written before keys could widen
+        )
         entries = np.load(folder / "entries.npy").tolist()
         counts = np.load(folder / "counts.npy")
         shortlist._entries = entries
@@ -258,7 +277,9 @@ class KeypointShortlist:
                 "offsets": np.load(folder / "offsets.npy", mmap_mode="r"),
             }
             descriptors = mapped("descriptors.bin", np.uint8, (size, 32))
-            shortlist._tables = _Tier(0, descriptors, counts, offsets=True, built=built)
+            shortlist._tables = _Tier(
+                0, descriptors, counts, offsets=True, key_bits=shortlist._key_bits, built=built
+            )
         return shortlist
 
     def prepare(self) -> None:
@@ -287,14 +308,14 @@ class KeypointShortlist:
             added = np.concatenate([self._delta.descriptors.view(np.uint8).reshape(-1, 32), added])
             counts = np.concatenate([self._delta.counts, counts])
         if self._tables is not None and added.shape[0] * _DELTA_SHARE <= tabled:
-            self._delta = _Tier(first_photo, added, counts, offsets=False)
+            self._delta = _Tier(first_photo, added, counts, offsets=False, key_bits=self._key_bits)
             return
         if self._tables is not None:  # fold the delta into new tables
             held = self._tables.descriptors.view(np.uint8).reshape(-1, 32)
             added = np.concatenate([held, added])
             counts = np.concatenate([self._tables.counts, counts])
         self._tables, self._delta = None, None  # the old arrays go before the new are built
-        self._tables = _Tier(0, added, counts, offsets=True)
+        self._tables = _Tier(0, added, counts, offsets=True, key_bits=self._key_bits)
 
     def candidates(self, descriptors: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """Up to `limit` (entry id, votes), most first; photos found by fewer than 2 query
@@ -307,7 +328,7 @@ class KeypointShortlist:
         if not self._number or descriptors.shape[0] == 0:
             return []
         query = np.ascontiguousarray(descriptors, dtype=np.uint8).view(np.uint64)
-        keys = _keys(descriptors)
+        keys = _keys(descriptors, self._key_bits)
         checks = [np.ascontiguousarray(descriptors[:, _check_byte(t)]) for t in range(_TABLES)]
         pairs, apart = [], []
         for tier in tiers:
