@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-index-stall bench-shortlist-stall bench-service bench-robustness bench-derivatives bench-chance-fits bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz crash soak clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-index-stall bench-shortlist-stall bench-shortlist-shard bench-service bench-robustness bench-derivatives bench-chance-fits bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz crash soak clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ bench-index-stall: $(STAMP)
 
 bench-shortlist-stall: $(STAMP)
 	$(BIN)/python benchmarks/shortlist_stall.py --corpus ../shared/corpus/photos --photos 30000
+
+bench-shortlist-shard: $(STAMP)
+	$(BIN)/python benchmarks/shortlist_shard.py --corpus ../shared/corpus/photos --photos 1000000
 
 bench-service: $(STAMP)
 	$(BIN)/python benchmarks/service.py --corpus ../shared/corpus/photos --entries 100000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -314,10 +315,11 @@ def test_a_written_shortlist_opens_mapped_and_answers_as_one_built_in_memory(
 
 def _mapped(array: np.ndarray) -> bool:
     """Whether the array's memory is a file's mapping."""
-    while array is not None:
-        if isinstance(array, np.memmap):
+    held: object = array
+    while held is not None:
+        if isinstance(held, (np.memmap, mmap.mmap)):
             return True
-        array = array.base
+        held = held.obj if isinstance(held, memoryview) else getattr(held, "base", None)
     return False
 
 
