@@ -19,9 +19,10 @@ worker's time; synthetic photos' signatures rebuilt from their view and masks). 
 true source verified. Verification alone: the true source verified with no shortlist.
 
 Two engines over the same photos, each writing the shard with its `KeypointShortlist.write`
-in a process of its own and querying it from another that opens it: this tree (24-bit keys,
-pages read one at a time) and the release before it (--baseline, checked out in a temporary
-worktree: 20-bit keys, the kernel's read-ahead). At a million photos the files are bigger than
+in a process of its own and querying it from another that opens it: this tree (keys as wide
+as the shard's size calls for, 24 bits at a million photos, 22 at 100,000; pages read one at
+a time) and the release before it (--baseline, checked out in a temporary worktree: 20-bit
+keys whatever the size, the kernel's read-ahead). At a million photos the files are bigger than
 this machine's memory; before its queries each process reads its files once, so the page
 cache holds what fits. --pool keeps the views (computing them takes minutes) in a file for
 the next run. Writes JSON and a table to benchmarks/results/.
@@ -62,7 +63,6 @@ from derivatives import (
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASELINE = "5275a7f"  # main before shards: 20-bit keys only
-KEY_BITS = 24
 _FLIP = 0.12  # share of a synthetic descriptor's bits flipped
 _MASKS = 1 << 20  # flip masks drawn from, each a photo's run of them
 _SHORTLIST, _VOTE_SHARE = 16, 8  # as matching.py
@@ -147,7 +147,7 @@ class _Photos:
         return Features(w, h, self.points[view, :k], self.descriptors_of(n, k))
 
 
-def _write(src: str, folder: Path, photos: int, wide: bool, out: Any) -> None:
+def _write(src: str, folder: Path, photos: int, key_bits: int | None, out: Any) -> None:
     sys.path.insert(0, src)  # this engine's code first, before the editable install's
     from counterfake.index.keypoints import KeypointShortlist
     from counterfake.signals.keypoints import SHORTLISTED
@@ -158,7 +158,7 @@ def _write(src: str, folder: Path, photos: int, wide: bool, out: Any) -> None:
         folder / "shard",
         source.shortlisted(SHORTLISTED),
         share_votes=True,
-        **({"key_bits": KEY_BITS} if wide else {}),
+        **({"key_bits": key_bits} if key_bits else {}),
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out.send({"write_seconds": time.perf_counter() - started, "write_peak_bytes": peak})
@@ -254,18 +254,20 @@ def main() -> int:
     parser.add_argument("--folder", type=Path, default=None, help="for the shards' files")
     parser.add_argument("--pool", type=Path, default=None, help="the views' file, kept")
     parser.add_argument("--baseline", default=BASELINE, help="git ref of the release before")
+    parser.add_argument("--key-bits", type=int, default=None, help="this tree's: by size")
+    parser.add_argument("--half", choices=("tune", "report"), default="report")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     from counterfake.signals.keypoints import image_features
 
     paths = sorted(args.corpus.glob("*.jpg"))
-    report = [p for p in paths if half_of(p.name) == "report"][: args.sources]
-    tune = [p for p in paths if half_of(p.name) == "tune"]
+    asked = [p for p in paths if half_of(p.name) == args.half][: args.sources]
+    other = [p for p in paths if half_of(p.name) != args.half]
     # Other-photo fills come from photos neither protected nor viewed: a derivative holding
     # a protected photo's pixels is that photo's derivative too.
-    tune, donors = tune[:-20], tune[-20:]
+    other, donors = other[:-20], other[-20:]
     originals = [
-        _sized(Image.open(p).convert("RGB"), SIDES[i % len(SIDES)]) for i, p in enumerate(report)
+        _sized(Image.open(p).convert("RGB"), SIDES[i % len(SIDES)]) for i, p in enumerate(asked)
     ]
     folder = Path(tempfile.mkdtemp(prefix="cf-shard-", dir=args.folder))
     try:
@@ -273,7 +275,7 @@ def main() -> int:
         real = [image_features(jpeg(im, 95), query=False).to_bytes() for im in originals]
         np.save(folder / "real.npy", np.array(real, dtype=object), allow_pickle=True)
         if args.pool is None or not args.pool.exists():
-            _pool_features(tune, args.views, args.pool or folder / "pool.npz")
+            _pool_features(other, args.views, args.pool or folder / "pool.npz")
         if args.pool is not None:
             shutil.copyfile(args.pool, folder / "pool.npz")
         views = len(np.load(folder / "pool.npz")["counts"])
@@ -290,11 +292,14 @@ def main() -> int:
         # One after the other: two shards would not fit the page cache (nor some disks).
         for name, ref in zip(names, (None, args.baseline), strict=True):
             with _engine_src(ref) as src:
-                runs[name] = _run(_write, src, folder, args.photos, ref is None)
+                key_bits = args.key_bits if ref is None else None  # the baseline's own
+                runs[name] = _run(_write, src, folder, args.photos, key_bits)
                 print(f"{name}: written in {runs[name]['write_seconds']:.0f} s", flush=True)
                 runs[name] |= _run(_query, src, folder, args.photos, queries)
             shard = folder / "shard"
             runs[name]["file_bytes"] = sum(f.stat().st_size for f in shard.iterdir())
+            written = json.loads((shard / "shortlist.json").read_text())
+            runs[name]["key_bits"] = written.get("key_bits", 20)
             shutil.rmtree(shard)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -308,6 +313,7 @@ def main() -> int:
         "benchmark": "shortlist_shard",
         "photos": args.photos,
         "views": views,
+        "half": args.half,
         "queries": len(queries),
         "layouts": summary,
         "runs": runs,
@@ -331,6 +337,7 @@ def _summary(run: dict[str, Any], queries: list[tuple[bytes, int]]) -> dict[str,
             "recall_verification_alone": sum(alone) / len(alone),
         }
     return {
+        "key_bits": run["key_bits"],
         "file_gb": run["file_bytes"] / 1e9,
         "write_seconds": run["write_seconds"],
         "write_peak_gb": run["write_peak_bytes"] / 1e9,
@@ -353,9 +360,10 @@ def _table(photos: int, queries: int, summary: dict[str, dict[str, Any]]) -> str
     lines = [
         f"One shard of {photos:,} protected photos, {queries} queries, one core",
         "",
-        "| layout | files GB | written s | shard p50 ms | p99 | with verification p50 ms | p99"
-        " | verified per query | recall 20 / 40 / 60% | verification alone | false matches |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | key bits | files GB | written s | shard p50 ms | p99"
+        " | with verification p50 ms | p99 | verified per query | recall 20 / 40 / 60%"
+        " | verification alone | false matches |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in summary.items():
         recall = " / ".join(f"{v['recall']:.1%}" for v in s["by_fraction"].values())
@@ -363,7 +371,8 @@ def _table(photos: int, queries: int, summary: dict[str, dict[str, Any]]) -> str
             f"{v['recall_verification_alone']:.1%}" for v in s["by_fraction"].values()
         )
         lines.append(
-            f"| {name} | {s['file_gb']:.1f} | {s['write_seconds']:.0f} | {s['shard_p50_ms']:.0f}"
+            f"| {name} | {s['key_bits']} | {s['file_gb']:.1f} | {s['write_seconds']:.0f}"
+            f" | {s['shard_p50_ms']:.0f}"
             f" | {s['shard_p99_ms']:.0f} | {s['query_p50_ms']:.0f} | {s['query_p99_ms']:.0f}"
             f" | {s['verified_per_query_median']:.0f} | {recall} | {alone} | {s['false_matches']} |"
         )

@@ -356,3 +356,41 @@ def test_a_shard_written_with_24_bit_keys_opens_with_them(tmp_path: Path) -> Non
         with pytest.raises(ValueError, match="key_bits"):
             KeypointShortlist.write(tmp_path / "refused", [], key_bits=wrong)
     assert not (tmp_path / "refused").exists()
+
+
+def test_keys_widen_with_the_tables_and_the_delta_keeps_their_width(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bucket should hold about 16 rows: the width is chosen when the tables are built (the
+    first build, and each fold of the delta), and a delta built on them uses theirs."""
+    widths = [keypoints._key_bits(n * 512) for n in (1000, 45_000, 100_000, 200_000, 400_000)]
+    assert widths == [20, 20, 22, 23, 24]
+    assert keypoints._key_bits(10**7 * 512) == 24
+    rng = np.random.default_rng(8)
+    photos = {e: rng.integers(0, 256, (60, 32), np.uint8) for e in range(1, 61)}
+    grown, fixed = (
+        KeypointShortlist(share_votes=True),
+        KeypointShortlist(share_votes=True, key_bits=24),
+    )
+    for entry_id in range(1, 21):
+        grown.add(entry_id, photos[entry_id])
+    grown.prepare()
+    assert grown._tables is not None and grown._tables.key_bits == 20
+    monkeypatch.setattr(keypoints, "_BUCKET_ROWS", 1e-4)  # as if these photos were millions
+    for entry_id in range(21, 41):  # as many rows again: a fold, with wider keys
+        grown.add(entry_id, photos[entry_id])
+    grown.prepare()
+    assert grown._tables.key_bits == 24 and grown._delta is None
+    for entry_id in range(41, 44):  # a delta beside the tables, with their width
+        grown.add(entry_id, photos[entry_id])
+    grown.prepare()
+    assert grown._delta is not None and grown._delta.key_bits == 24
+    for entry_id in range(1, 44):
+        fixed.add(entry_id, photos[entry_id])
+    queries = []
+    for descriptors in photos.values():
+        bits = np.unpackbits(descriptors[:30], axis=1)
+        bits ^= (rng.random(bits.shape) < 0.04).astype(np.uint8)
+        queries.append(np.packbits(bits, axis=1))
+    assert [grown.candidates(q, 3) for q in queries] == [fixed.candidates(q, 3) for q in queries]
+    assert [grown.candidates(q, 1)[0][0] for q in queries[:43]] == list(range(1, 44))

@@ -35,6 +35,7 @@ taking its lock for a derivative query, so that only derivative queries wait for
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import threading
 from collections.abc import Iterable, Iterator
@@ -52,7 +53,14 @@ _TABLES: Final = 4
 #: every cell's strongest first, so they cover the whole upload), then a third of the rest.
 #: Verification uses all of them.
 _ASKED: Final = 1000
-_KEY_BITS: Final = 20
+#: Keys are 20 to 24 bits wide, chosen when the tables are built so that a bucket holds
+#: about 16 rows (photos of 512 rows: 20 bits up to 45,000, 22 at 100,000, 24 from 370,000): more
+#: rows crowd the buckets of common texture past `_CROWDED`, fewer lose the true pairs that
+#: differ in a key's bits. At 100,000 photos, 22 bits found 82% of the tuning half's
+#: derivatives with 60% replaced, 24 bits 80%, 20 bits 73% (verification alone 90%;
+#: benchmarks/shortlist_shard.py --half tune).
+_KEY_BITS: Final = (20, 24)
+_BUCKET_ROWS: Final = 16
 _CLOSE: Final = 40  # bits: a descriptor this close is a vote
 #: In a bank of distinct photos a vote weighs e^(-bits apart / this).
 _CLOSENESS: Final = 8.0
@@ -98,6 +106,12 @@ def _mapped(path: Path, dtype: type, shape: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(mapping, dtype).reshape(shape)
 
 
+def _key_bits(rows: int) -> int:
+    """The key width that leaves about `_BUCKET_ROWS` rows in a bucket of tables of `rows`."""
+    fewest, most = _KEY_BITS
+    return min(most, max(fewest, round(math.log2(max(rows, 1) / _BUCKET_ROWS))))
+
+
 def _keys(descriptors: np.ndarray, key_bits: int) -> np.ndarray:
     """(n, 32) uint8 -> (tables, n) uint32 keys."""
     return _kernels.byte_keys(np.ascontiguousarray(descriptors, dtype=np.uint8), _TABLES, key_bits)
@@ -118,6 +132,7 @@ class _Tier:
         built: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.first_photo = first_photo
+        self.key_bits = key_bits
         self.counts = counts  # rows per photo
         self.first_rows = np.cumsum(counts) - counts  # photo (from first_photo) -> first row
         self.descriptors = descriptors.view(np.uint64).reshape(-1, 4)  # 256 bits per row
@@ -160,13 +175,13 @@ class _Tier:
 class KeypointShortlist:
     """Photos (by entry id) and their descriptors; `candidates` ranks them for a query.
     Buckets holding more than `crowded` rows (common texture) are not read. Keys take
-    `key_bits` (8-24) bits of each table's three bytes: 20 keep a bucket's rows well under
-    `crowded` up to a few hundred thousand photos; a shard of a million needs 24."""
+    `key_bits` (8-24) bits of each table's three bytes, or by default as many as the size of
+    the tables calls for when they are built (20-24)."""
 
     def __init__(
-        self, *, share_votes: bool = False, crowded: int = _CROWDED, key_bits: int = _KEY_BITS
+        self, *, share_votes: bool = False, crowded: int = _CROWDED, key_bits: int | None = None
     ) -> None:
-        if not 8 <= key_bits <= 24:
+        if key_bits is not None and not 8 <= key_bits <= 24:
             raise ValueError(f"key_bits must be 8 to 24, not {key_bits}")
         self._share_votes = share_votes
         self._crowded = crowded
@@ -216,7 +231,7 @@ class KeypointShortlist:
         *,
         share_votes: bool = False,
         crowded: int = _CROWDED,
-        key_bits: int = _KEY_BITS,
+        key_bits: int | None = None,
     ) -> None:
         """Writes a shortlist of `photos` (distinct entry ids, each with its descriptors) to
         `folder` for `open`, without holding it: the descriptors go to a file as they come,
@@ -234,6 +249,7 @@ class KeypointShortlist:
                 entries.append(entry_id)
                 counts.append(block.shape[0])
         size = sum(counts)
+        key_bits = key_bits or _key_bits(size)
         offsets = np.zeros((_TABLES, (1 << key_bits) + 1), np.uint32)
         with (
             (folder / "rows.bin").open("wb") as row_file,
@@ -267,10 +283,9 @@ class KeypointShortlist:
         (processes that open one folder share its pages); what is added to it later is held
         in memory."""
         settings = json.loads((folder / "shortlist.json").read_text())
+        key_bits = settings.get("key_bits", _KEY_BITS[0])  # written before keys widened
         shortlist = cls(
-            share_votes=settings["share_votes"],
-            crowded=settings["crowded"],
-            key_bits=settings.get("key_bits", _KEY_BITS),  # written before keys could widen
+            share_votes=settings["share_votes"], crowded=settings["crowded"], key_bits=key_bits
         )
         entries = np.load(folder / "entries.npy").tolist()
         counts = np.load(folder / "counts.npy")
@@ -286,7 +301,7 @@ class KeypointShortlist:
             }
             descriptors = _mapped(folder / "descriptors.bin", np.uint8, (size, 32))
             shortlist._tables = _Tier(
-                0, descriptors, counts, offsets=True, key_bits=shortlist._key_bits, built=built
+                0, descriptors, counts, offsets=True, key_bits=key_bits, built=built
             )
         return shortlist
 
@@ -316,14 +331,16 @@ class KeypointShortlist:
             added = np.concatenate([self._delta.descriptors.view(np.uint8).reshape(-1, 32), added])
             counts = np.concatenate([self._delta.counts, counts])
         if self._tables is not None and added.shape[0] * _DELTA_SHARE <= tabled:
-            self._delta = _Tier(first_photo, added, counts, offsets=False, key_bits=self._key_bits)
+            bits = self._tables.key_bits
+            self._delta = _Tier(first_photo, added, counts, offsets=False, key_bits=bits)
             return
         if self._tables is not None:  # fold the delta into new tables
             held = self._tables.descriptors.view(np.uint8).reshape(-1, 32)
             added = np.concatenate([held, added])
             counts = np.concatenate([self._tables.counts, counts])
         self._tables, self._delta = None, None  # the old arrays go before the new are built
-        self._tables = _Tier(0, added, counts, offsets=True, key_bits=self._key_bits)
+        bits = self._key_bits or _key_bits(added.shape[0])
+        self._tables = _Tier(0, added, counts, offsets=True, key_bits=bits)
 
     def candidates(self, descriptors: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """Up to `limit` (entry id, votes), most first; photos found by fewer than 2 query
@@ -336,14 +353,14 @@ class KeypointShortlist:
         if not self._number or descriptors.shape[0] == 0:
             return []
         query = np.ascontiguousarray(descriptors, dtype=np.uint8).view(np.uint64)
-        keys = _keys(descriptors, self._key_bits)
+        keys = {t.key_bits: _keys(descriptors, t.key_bits) for t in tiers if t is not None}
         checks = [np.ascontiguousarray(descriptors[:, _check_byte(t)]) for t in range(_TABLES)]
         pairs, apart = [], []
         for tier in tiers:
             if tier is None:
                 continue
             for t in range(_TABLES):
-                start, lengths = tier.bucket(t, keys[t])
+                start, lengths = tier.bucket(t, keys[tier.key_bits][t])
                 lengths[lengths > self._crowded] = 0
                 asking, rows, bits = _kernels.close_rows(
                     start,

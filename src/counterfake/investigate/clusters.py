@@ -368,7 +368,8 @@ def _save_shortlist(table: SignatureTable, heads: Sequence[int]) -> None:
     it maps the one copy. In image order, not the table's (the order analysis finished in):
     ties between candidates go the same way in one process and on Dask."""
     photos = table.kept_descriptors(sorted(heads))
-    KeypointShortlist.write(table.folder / _SHORTLIST_FOLDER, photos, crowded=_CROWDED)
+    # 20-bit keys whatever the archive's size: what investigations were measured with.
+    KeypointShortlist.write(table.folder / _SHORTLIST_FOLDER, photos, crowded=_CROWDED, key_bits=20)
 
 
 @functools.lru_cache(maxsize=1)
