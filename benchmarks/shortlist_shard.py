@@ -24,8 +24,10 @@ as the shard's size calls for, 24 bits at a million photos, 22 at 100,000; pages
 a time) and the release before it (--baseline, checked out in a temporary worktree: 20-bit
 keys whatever the size, the kernel's read-ahead). At a million photos the files are bigger than
 this machine's memory; before its queries each process reads its files once, so the page
-cache holds what fits. --pool keeps the views (computing them takes minutes) in a file for
-the next run. Writes JSON and a table to benchmarks/results/.
+cache holds what fits. --shards N splits this tree's photos by entry id across N shortlists,
+each written and opened as a shard, and each query asks them all in turn and merges their
+answers (the plan's fan-out, on one core). --pool keeps the views (computing them takes
+minutes) in a file for the next run. Writes JSON and a table to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ BASELINE = "5275a7f"  # main before shards: 20-bit keys only
 _FLIP = 0.12  # share of a synthetic descriptor's bits flipped
 _MASKS = 1 << 20  # flip masks drawn from, each a photo's run of them
 _SHORTLIST, _VOTE_SHARE = 16, 8  # as matching.py
+_RANKED = 256  # how far down the true source is looked for (not timed)
 
 
 def _view(job: tuple[str, int]) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -128,8 +131,9 @@ class _Photos:
         runs = (self.mask_of[n] + np.arange(k)) % _MASKS
         return self.descriptors[view, :k] ^ self.masks[runs]
 
-    def shortlisted(self, shortlisted: int) -> Any:
-        for n in range(self.photos):
+    def shortlisted(self, shortlisted: int, shard: int, shards: int) -> Any:
+        """The photos of one shard (entry ids `shard` + 1 modulo `shards`), in order."""
+        for n in range(shard, self.photos, shards):
             if n < len(self.real):
                 yield n + 1, self.real[n].descriptors[:shortlisted]
             else:
@@ -147,19 +151,22 @@ class _Photos:
         return Features(w, h, self.points[view, :k], self.descriptors_of(n, k))
 
 
-def _write(src: str, folder: Path, photos: int, key_bits: int | None, out: Any) -> None:
+def _write(
+    src: str, folder: Path, photos: int, key_bits: int | None, shards: int, out: Any
+) -> None:
     sys.path.insert(0, src)  # this engine's code first, before the editable install's
     from counterfake.index.keypoints import KeypointShortlist
     from counterfake.signals.keypoints import SHORTLISTED
 
     source = _Photos(folder, photos)
     started = time.perf_counter()
-    KeypointShortlist.write(
-        folder / "shard",
-        source.shortlisted(SHORTLISTED),
-        share_votes=True,
-        **({"key_bits": key_bits} if key_bits else {}),
-    )
+    for shard in range(shards):
+        KeypointShortlist.write(
+            folder / "shards" / str(shard),
+            source.shortlisted(SHORTLISTED, shard, shards),
+            share_votes=True,
+            **({"key_bits": key_bits} if key_bits else {}),
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out.send({"write_seconds": time.perf_counter() - started, "write_peak_bytes": peak})
 
@@ -180,20 +187,22 @@ def _query(src: str, folder: Path, photos: int, queries: list[tuple[bytes, int]]
     assert counterfake.__file__ is not None and counterfake.__file__.startswith(src)
     source = _Photos(folder, photos)
     features = [image_features(data, query=True) for data, _ in queries]
-    shard = folder / "shard"
+    folders = sorted((folder / "shards").iterdir())
     alone = [
         verify(source.signature(e), f) is not None
         for f, (_, e) in zip(features, queries, strict=True)
     ]
-    for name in ("descriptors.bin", "rows.bin", "checks.bin", "offsets.npy"):
-        with (shard / name).open("rb") as fh:  # into the page cache, as much as fits
-            while fh.read(1 << 24):
-                pass
+    for shard in folders:
+        for name in ("descriptors.bin", "rows.bin", "checks.bin", "offsets.npy"):
+            with (shard / name).open("rb") as fh:  # into the page cache, as much as fits
+                while fh.read(1 << 24):
+                    pass
     before = _status()
     started = time.perf_counter()
-    shortlist = KeypointShortlist.open(shard)
+    shortlists = [KeypointShortlist.open(shard) for shard in folders]
     opened = time.perf_counter() - started
-    shortlist.candidates(features[0].descriptors, _SHORTLIST)  # loads the compiled loops
+    for shortlist in shortlists:  # loads the compiled loops
+        shortlist.candidates(features[0].descriptors, _SHORTLIST)
     rows = []
     for n, (query, (_, entry_id)) in enumerate(zip(features, queries, strict=True)):
         if n % 30 == 0:
@@ -202,6 +211,7 @@ def _query(src: str, folder: Path, photos: int, queries: list[tuple[bytes, int]]
         voted = sorted(
             (-votes, e, number)
             for number, view in enumerate(query.views)
+            for shortlist in shortlists
             for e, votes in shortlist.candidates(view.features.descriptors, _SHORTLIST)
         )
         shard_seconds = time.perf_counter() - started
@@ -213,10 +223,19 @@ def _query(src: str, folder: Path, photos: int, queries: list[tuple[bytes, int]]
         signatures = {e: source.signature(e) for e in tries}  # the store's read, not timed
         started = time.perf_counter()
         verified = [e for e, views in tries.items() if verify(signatures[e], query, views=views)]
+        verify_seconds = time.perf_counter() - started
+        ranked = sorted(
+            (-votes, e)
+            for view in query.views
+            for shortlist in shortlists
+            for e, votes in shortlist.candidates(view.features.descriptors, _RANKED)
+        )
+        order = list(dict.fromkeys(e for _, e in ranked))
         rows.append(
             {
+                "rank": order.index(entry_id) + 1 if entry_id in order else None,
                 "shard_seconds": shard_seconds,
-                "verify_seconds": time.perf_counter() - started,
+                "verify_seconds": verify_seconds,
                 "verified": len(tries),
                 "shortlisted": entry_id in tries,
                 "found": entry_id in verified,
@@ -224,7 +243,13 @@ def _query(src: str, folder: Path, photos: int, queries: list[tuple[bytes, int]]
             }
         )
     out.send(
-        {"open_seconds": opened, "before": before, "after": _status(), "alone": alone, "rows": rows}
+        {
+            "open_seconds": opened,
+            "before": before,
+            "after": _status(),
+            "alone": alone,
+            "rows": rows,
+        }
     )
 
 
@@ -256,6 +281,7 @@ def main() -> int:
     parser.add_argument("--baseline", default=BASELINE, help="git ref of the release before")
     parser.add_argument("--key-bits", type=int, default=None, help="this tree's: by size")
     parser.add_argument("--half", choices=("tune", "report"), default="report")
+    parser.add_argument("--shards", type=int, default=1, help="this tree's photos split in")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     from counterfake.signals.keypoints import image_features
@@ -292,15 +318,20 @@ def main() -> int:
         # One after the other: two shards would not fit the page cache (nor some disks).
         for name, ref in zip(names, (None, args.baseline), strict=True):
             with _engine_src(ref) as src:
-                key_bits = args.key_bits if ref is None else None  # the baseline's own
-                runs[name] = _run(_write, src, folder, args.photos, key_bits)
-                print(f"{name}: written in {runs[name]['write_seconds']:.0f} s", flush=True)
+                # The baseline's own width, in one shard.
+                key_bits, shards = (args.key_bits, args.shards) if ref is None else (None, 1)
+                runs[name] = _run(_write, src, folder, args.photos, key_bits, shards)
+                print(
+                    f"{name}: written in {runs[name]['write_seconds']:.0f} s",
+                    flush=True,
+                )
                 runs[name] |= _run(_query, src, folder, args.photos, queries)
-            shard = folder / "shard"
-            runs[name]["file_bytes"] = sum(f.stat().st_size for f in shard.iterdir())
-            written = json.loads((shard / "shortlist.json").read_text())
-            runs[name]["key_bits"] = written.get("key_bits", 20)
-            shutil.rmtree(shard)
+            written = list((folder / "shards").rglob("*"))
+            runs[name]["file_bytes"] = sum(f.stat().st_size for f in written if f.is_file())
+            settings = json.loads((folder / "shards" / "0" / "shortlist.json").read_text())
+            runs[name]["key_bits"] = settings.get("key_bits", 20)
+            runs[name]["shards"] = shards
+            shutil.rmtree(folder / "shards")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -332,9 +363,15 @@ def _summary(run: dict[str, Any], queries: list[tuple[bytes, int]]) -> dict[str,
     for f, fraction in enumerate(FRACTIONS):
         mine = rows[f :: len(FRACTIONS)]
         alone = run["alone"][f :: len(FRACTIONS)]
+        # Of the derivatives verification alone finds: how far down the true source ranks.
+        ranks = [r["rank"] for r, a in zip(mine, alone, strict=True) if a]
         by_fraction[str(fraction)] = {
             "recall": sum(r["found"] for r in mine) / len(mine),
             "recall_verification_alone": sum(alone) / len(alone),
+            "source_ranked": {
+                str(k): sum(r is not None and r <= k for r in ranks) / max(1, len(ranks))
+                for k in (16, 64, _RANKED)
+            },
         }
     return {
         "key_bits": run["key_bits"],

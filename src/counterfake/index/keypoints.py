@@ -1,10 +1,11 @@
 """The shortlist for derivative matching: which protected photos share descriptors with an
 upload, without comparing the upload to every photo.
 
-Locality-sensitive hashing on ORB descriptors: each descriptor is filed under four 20-bit keys
-(bits of four disjoint byte ranges). A true correspondence (typically under 40 bits apart)
-shares at least one key often enough; every descriptor found under a shared key is then
-compared in full, and only those within 40 bits vote, once per query descriptor and photo.
+Locality-sensitive hashing on ORB descriptors: each descriptor is filed under four keys of
+20 to 24 bits (bits of four disjoint byte ranges; wider as the tables grow). A true
+correspondence (typically under 40 bits apart) shares at least one key often enough; every
+descriptor found under a shared key is then compared in full, and only those within 40 bits
+vote, once per query descriptor and photo.
 Random collisions, which drown true ones in the buckets of common texture, are thrown out
 there: at 64 bits the true source of a derivative with 40% replaced was among a 100-photo
 bank's first 8 candidates 89% of the time, at 40 bits 96%. The photos with most votes are
@@ -23,13 +24,18 @@ queries, counted alike for 77.3% (verification alone 84.7%). An archive's images
 (investigations) share content for real, so there every vote counts whole.
 
 The shortlist holds the descriptors themselves (one array for all photos), a 4-byte row number
-and a check byte (the byte after the key's) per descriptor and table, and per table 2^20 bucket
-offsets. Photos added since those tables were built sit in a *delta*: the same rows and check
-bytes, sorted by key and searched by binary search (no offsets table), rebuilt after adds in
-time proportional to the delta alone. The delta is folded into the tables once it holds an
-eighth of their rows (a full rebuild: about 15 s at 100,000 photos). Builds run in `prepare`,
-which `candidates` calls first; a matcher calls it in the background after loading, and before
-taking its lock for a derivative query, so that only derivative queries wait for a build.
+and a check byte (the byte after the key's) per descriptor and table, and per table a bucket
+offset per key (2^20 to 2^24). Photos added since those tables were built sit in a *delta*: the
+same rows and check bytes, sorted by key and searched by binary search (no offsets table),
+rebuilt after adds in time proportional to the delta alone. The delta is folded into the tables
+once it holds an eighth of their rows (a full rebuild: about 15 s at 100,000 photos). Builds
+run in `prepare`, which `candidates` calls first; a matcher calls it in the background after
+loading, and before taking its lock for a derivative query, so that only derivative queries
+wait for a build.
+
+A shortlist too big for a worker's memory is written to files (`write`) and mapped (`open`),
+one shard of the bank per process; README, "Beyond one machine", has the plan and the
+figures of one shard of a million photos (benchmarks/shortlist_shard.py).
 """
 
 from __future__ import annotations
