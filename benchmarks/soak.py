@@ -10,8 +10,10 @@ full speed (8 clients, no pause) measures the peak; then `--load` of it is offer
 rate (arrivals scheduled, not waiting on answers) for `--minutes`: 70% signal lookups, 10%
 image uploads, 5% derivative lookups (a region of a protected photo replaced), 10% adds and
 5% withdrawals. Every 10 s it records the window's latency percentiles, errors, the workers'
-resident memory and CPU seconds, and the machine's busy, idle and stolen CPU seconds. At the
-end the workers must have followed the change log to its end.
+resident memory and CPU seconds, the machine's busy, idle and stolen CPU seconds, the size of
+SQLite's write-ahead log, and the CPU milliseconds that a fixed piece of work (a probe
+process, every 10 s) took: whether the machine itself was slower then. At the end the
+workers must have followed the change log to its end.
 Targets (issue 18): 0 errors; p99 of the last 5 minutes within 20% of the first 5 (after a
 minute's warm-up); resident memory growth < 5% after warm-up. The baseline in the same run is
 the peak phase: the same mix with nothing held back. Writes benchmarks/results/soak-*.json,
@@ -25,6 +27,7 @@ import json
 import os
 import random
 import secrets
+import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +50,22 @@ from tests.service.server import Server
 RESULTS = Path(__file__).resolve().parent / "results"
 _MIX = (("lookup", 0.70), ("upload", 0.10), ("derivative", 0.05), ("add", 0.10), ("withdraw", 0.05))
 _WINDOW = 10.0
+#: The probe: the same work every window (Python bytecode, then a pass over 64 MB), timed in
+#: its own CPU time, so that waiting for a core does not count, a slower core does.
+_PROBE = """
+import sys, time
+import numpy as np
+block = np.ones(8 << 20)
+while True:
+    began = time.process_time()
+    total = 0
+    for i in range(300_000):
+        total += i * i
+    for _ in range(4):
+        total += int(block.sum())
+    print(f"{time.monotonic():.2f} {(time.process_time() - began) * 1000:.2f}", flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
 
 
 def _tree(pid: int) -> tuple[int, float]:
@@ -148,7 +167,7 @@ def _peak(server: Server, work: _Workload, seconds: float) -> tuple[float, list[
 
 
 def _steady(
-    server: Server, work: _Workload, rate: float, seconds: float
+    server: Server, work: _Workload, rate: float, seconds: float, wal: Path | None
 ) -> tuple[list[dict[str, Any]], int]:
     """`rate` requests a second, scheduled (open loop) over 16 senders, windows of 10 s."""
     started = time.monotonic()
@@ -181,6 +200,17 @@ def _steady(
         thread.start()
     pid = server._process.pid if server._process else 0
     cpu_before, machine_before = _tree(pid)[1], _machine()
+    probe = subprocess.Popen(
+        [sys.executable, "-c", _PROBE, str(_WINDOW / 2)], stdout=subprocess.PIPE, text=True
+    )
+    probed: list[tuple[float, float]] = []  # (at, CPU ms)
+    reader = threading.Thread(
+        target=lambda: probed.extend(
+            (float(at) - started, float(ms)) for at, ms in map(str.split, probe.stdout or [])
+        ),
+        daemon=True,
+    )
+    reader.start()
     while any(t.is_alive() for t in threads):
         time.sleep(_WINDOW)
         rss, cpu = _tree(pid)
@@ -195,12 +225,18 @@ def _steady(
                 "machine_busy_s": round(busy, 2),
                 "machine_idle_s": round(idle, 2),
                 "stolen_s": round(steal, 2),
+                "wal_mb": round(wal.stat().st_size / 2**20, 1) if wal and wal.exists() else None,
             }
         )
         cpu_before, machine_before = cpu, machine
     for thread in threads:
         thread.join()
+    probe.terminate()
+    probe.wait()
+    reader.join(timeout=5)
     for window in windows:
+        mine = [ms for at, ms in probed if window["at"] - _WINDOW <= at < window["at"]]
+        window["probe_cpu_ms"] = round(float(np.median(mine)), 2) if mine else None
         inside = [r for r in records if window["at"] - _WINDOW <= r[0] < window["at"]]
         took = np.array([r[1] for r in inside]) * 1000 if inside else np.zeros(1)
         window.update(
@@ -278,7 +314,8 @@ def main() -> int:
         peak, peak_took, peak_errors = _peak(server, work, args.peak_seconds)
         rate = peak * args.load
         print(f"peak {peak:.0f} requests/s; soaking at {rate:.0f}/s", flush=True)
-        windows, errors = _steady(server, work, rate, args.minutes * 60)
+        wal = Path(url.removeprefix("sqlite:///") + "-wal") if backend == "sqlite" else None
+        windows, errors = _steady(server, work, rate, args.minutes * 60, wal)
         with httpx.Client(base_url=server.url, headers={"X-API-Key": key}) as client:
             deadline = time.monotonic() + 60
             while not (status := client.get("/status").json())["caught_up"]:
@@ -310,6 +347,24 @@ def main() -> int:
     cpu_first, cpu_last = cpu_per_request(settled[:per_five]), cpu_per_request(settled[-per_five:])
     idle_first, idle_last = idle_share(settled[:per_five]), idle_share(settled[-per_five:])
     stolen = sum(w["stolen_s"] for w in windows)
+    # What the windows' p99 moves with: the machine's speed (the probe), the service's work
+    # per request, the write-ahead log.
+    along = {
+        "probe_cpu_ms": [w["probe_cpu_ms"] for w in settled],
+        "service_cpu_ms_per_request": [
+            1000 * w["service_cpu_s"] / w["requests"] if w["requests"] else None for w in settled
+        ],
+        "wal_mb": [w["wal_mb"] for w in settled],
+    }
+    p99s = [w["p99_ms"] for w in settled]
+    correlation = {}
+    for name, series in along.items():
+        pairs = [(a, b) for a, b in zip(p99s, series, strict=True) if b is not None]
+        if len(pairs) > 2 and np.std([b for _, b in pairs]) > 0:
+            correlation[name] = round(float(np.corrcoef(np.array(pairs).T)[0, 1]), 2)
+    probe_ms = [v for v in along["probe_cpu_ms"] if v is not None]
+    probe_first = float(np.median(probe_ms[:per_five])) if probe_ms else 0.0
+    probe_last = float(np.median(probe_ms[-per_five:])) if probe_ms else 0.0
     by_kind = {
         kind: (median_p99(settled[:per_five], kind), median_p99(settled[-per_five:], kind))
         for kind, _ in _MIX
@@ -334,6 +389,8 @@ def main() -> int:
         "service_cpu_ms_per_request_first_last_5min": [round(cpu_first, 2), round(cpu_last, 2)],
         "machine_idle_first_last_5min": [round(idle_first, 3), round(idle_last, 3)],
         "stolen_s": round(stolen, 1),
+        "probe_cpu_ms_first_last_5min": [round(probe_first, 2), round(probe_last, 2)],
+        "p99_correlation": correlation,
         "caught_up": bool(status["caught_up"]),
         "held_entries": status["entries"],
         "store_active_entries": active,
@@ -362,6 +419,11 @@ def main() -> int:
         f"| service CPU ms per request, first / last 5 min | {cpu_first:.1f} / {cpu_last:.1f} | |",
         f"| machine idle, first / last 5 min; stolen by the host, whole run | {idle_first:.0%} /"
         f" {idle_last:.0%}; {stolen:.1f} s | |",
+        f"| probe's CPU ms for the same work, first / last 5 min | {probe_first:.1f} /"
+        f" {probe_last:.1f} | |",
+        "| windows' p99 correlates with | "
+        + ", ".join(f"{name} {r:+.2f}" for name, r in correlation.items())
+        + " | |",
         f"| change log followed to the end | {result['caught_up']} ({status['entries']:,} held,"
         f" {active:,} active in the store) | yes |",
     ]
