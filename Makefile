@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-index-stall bench-shortlist-stall bench-shortlist-shard bench-service bench-robustness bench-derivatives bench-chance-fits bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz crash soak clean
+.PHONY: demo test lint web bench-hashing bench-index bench-index-sync bench-index-stall bench-index-delta bench-shortlist-stall bench-shortlist-shard bench-service bench-robustness bench-derivatives bench-chance-fits bench-derivative-scale bench-investigate bench-startup bench-catch-up bench-protect-page bench-exchange bench-review screenshots fuzz crash soak clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-index-sync: $(STAMP)
 
 bench-index-stall: $(STAMP)
 	$(BIN)/python benchmarks/index_stall.py --size 10M --seconds 90
+
+bench-index-delta: $(STAMP)
+	$(BIN)/python benchmarks/index_delta.py --size 10M --rate 1000
 
 bench-shortlist-stall: $(STAMP)
 	$(BIN)/python benchmarks/shortlist_stall.py --corpus ../shared/corpus/photos --photos 30000

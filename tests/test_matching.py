@@ -444,6 +444,43 @@ def test_a_followed_index_ends_as_a_restarted_one_would_be(
         matcher.stop()
 
 
+def test_a_growing_index_is_rebuilt_before_its_delta_slows_every_lookup(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lookup scans the delta of adds, so under steady adds it is folded into the
+    tables at `_REBUILD_BY` codes at the latest, even while that is less than an eighth of
+    them (at 10M codes an eighth was 1,250,000, and lookups took 6 times as long)."""
+    import counterfake.matching as matching
+    from counterfake.index.mih import MultiIndexHammingIndex
+
+    monkeypatch.setattr(matching, "TABLES_FROM", 200)
+    monkeypatch.setattr(matching, "_REBUILD_FROM", 50)
+    monkeypatch.setattr(matching, "_REBUILD_BY", 100)
+    monkeypatch.setattr(matching, "_TIDY_AFTER", 3600.0)  # no quiet-spell fold here
+    store.create_bank("grows")
+    values = _random_values(2120, seed=7)
+    store.add_entries("grows", [NewEntry("pdq", v) for v in values[:2000]])
+    matcher = Matcher(store, refresh_interval=0.05)
+    matcher.follow()
+
+    def index() -> Any:
+        return matcher._hamming["pdq"]["grows"]
+
+    try:
+        assert isinstance(index(), MultiIndexHammingIndex) and index().tabled == 2000
+        store.add_entries("grows", [NewEntry("pdq", v) for v in values[2000:2090]])
+        assert _until(lambda: matcher.sizes().get("pdq") == 2090)
+        assert index().pending == 90  # under the cap: scanned
+        store.add_entries("grows", [NewEntry("pdq", v) for v in values[2090:2120]])
+        # 120 pending: past the cap of 100, though an eighth of the tables would be 250.
+        assert _until(lambda: index().pending == 0 and index().tabled == 2120)
+        restarted = Matcher(store)
+        for value in values[::53]:
+            assert matcher.match_signal("pdq", value) == restarted.match_signal("pdq", value)
+    finally:
+        matcher.stop()
+
+
 def test_a_follower_that_cannot_read_the_store_is_not_caught_up(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,6 +48,11 @@ _BATCH: Final = 10_000
 #: A multi-index is rebuilt (its delta folded into its tables) once its delta holds this many
 #: codes and an eighth of its tables' ...
 _REBUILD_FROM: Final = 16_384
+#: ... and at the latest once it holds this many: every lookup scans the delta. At 10M codes
+#: a lookup took 0.39 ms (p50) with no delta, 0.87 ms with 262,144 codes in it, and 2.5 ms
+#: (p99 5.8) with 1,250,000, an eighth (benchmarks/index_delta.py). A rebuild of 10M codes
+#: takes 10-14 s on the builder's thread: at 1,000 adds a second, one every 4.4 minutes.
+_REBUILD_BY: Final = 262_144
 #: ... or, after this many seconds without changes, once it holds this many.
 _TIDY_AFTER: Final = 2.0
 #: A lookup after this process's own write waits this long at most for the follower's next
@@ -146,7 +151,8 @@ def _due(index: HammingIndex, *, idle: bool) -> bool:
     pending = getattr(index, "pending", 0)
     if idle:
         return bool(pending >= _TIDY_FROM)
-    return bool(pending >= max(_REBUILD_FROM, getattr(index, "tabled", 0) // 8))
+    eighth = getattr(index, "tabled", 0) // 8
+    return bool(pending >= max(_REBUILD_FROM, min(_REBUILD_BY, eighth)))
 
 
 @dataclasses.dataclass(frozen=True)
