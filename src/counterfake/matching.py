@@ -49,9 +49,10 @@ _BATCH: Final = 10_000
 #: codes and an eighth of its tables' ...
 _REBUILD_FROM: Final = 16_384
 #: ... and at the latest once it holds this many: every lookup scans the delta. At 10M codes
-#: a lookup took 0.39 ms (p50) with no delta, 0.87 ms with 262,144 codes in it, and 2.5 ms
-#: (p99 5.8) with 1,250,000, an eighth (benchmarks/index_delta.py). A rebuild of 10M codes
-#: takes 10-14 s on the builder's thread: at 1,000 adds a second, one every 4.4 minutes.
+#: a lookup took 0.37 ms (p50) with no delta, 0.89 ms with 262,144 codes in it, and 2.76 ms
+#: (p99 5.72) with 1,250,000, an eighth (benchmarks/index_delta.py). A rebuild of 10M codes
+#: takes 7 s alone, 13-19 s beside 2,000 adds a second: at 1,000 adds a second, one every
+#: 4.4 minutes.
 _REBUILD_BY: Final = 262_144
 #: ... or, after this many seconds without changes, once it holds this many.
 _TIDY_AFTER: Final = 2.0
