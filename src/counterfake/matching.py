@@ -28,6 +28,7 @@ from .derivatives import Evidence, verify
 from .errors import NotFoundError, SignalError
 from .hashing import ImageHashes
 from .index import HammingIndex, LinearHammingIndex, codes_from_hex
+from .index.hamming import MAX_DELTA
 from .index.keypoints import KeypointShortlist
 from .settings import DEFAULTS
 from .signals import get_signal_type, signal_types
@@ -48,12 +49,9 @@ _BATCH: Final = 10_000
 #: A multi-index is rebuilt (its delta folded into its tables) once its delta holds this many
 #: codes and an eighth of its tables' ...
 _REBUILD_FROM: Final = 16_384
-#: ... and at the latest once it holds this many: every lookup scans the delta. At 10M codes
-#: a lookup took 0.37 ms (p50) with no delta, 0.89 ms with 262,144 codes in it, and 2.76 ms
-#: (p99 5.72) with 1,250,000, an eighth (benchmarks/index_delta.py). A rebuild of 10M codes
-#: takes 7 s alone, 13-19 s beside 2,000 adds a second: at 1,000 adds a second, one every
-#: 4.4 minutes.
-_REBUILD_BY: Final = 262_144
+#: ... and at the latest once it holds the index's own bound (every lookup scans the delta):
+#: at 1,000 adds a second, a rebuild every 4.4 minutes at 10M codes.
+_REBUILD_BY: Final = MAX_DELTA
 #: ... or, after this many seconds without changes, once it holds this many.
 _TIDY_AFTER: Final = 2.0
 #: A lookup after this process's own write waits this long at most for the follower's next

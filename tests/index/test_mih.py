@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from counterfake.index import LinearHammingIndex, MultiIndexHammingIndex
+from counterfake.index import hamming as hamming_module
 from counterfake.index import mih as mih_module
 
 
@@ -116,6 +117,23 @@ def test_merge_keeps_everything_and_drops_tombstones(monkeypatch: pytest.MonkeyP
     assert len(index) == 199
     assert index.search(codes[5:6], 0) == [[]]
     assert index.search(codes[150:151], 0) == [[(150, 0)]]
+
+
+def test_a_delta_past_its_bound_is_merged_however_large_the_tables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every search scans the delta, so it is merged at `MAX_DELTA` codes even while that is
+    under an eighth of the tables."""
+    monkeypatch.setattr(mih_module, "_MIN_DELTA", 10)
+    monkeypatch.setattr(hamming_module, "MAX_DELTA", 50)
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 2**63, size=(1060, 4), dtype=np.uint64)
+    index = MultiIndexHammingIndex(np.arange(1000), codes[:1000])  # an eighth: 125
+    index.add(list(range(1000, 1040)), codes[1000:1040])
+    assert index.pending == 40  # under the bound: scanned
+    index.add(list(range(1040, 1060)), codes[1040:1060])
+    assert index.pending == 0 and index.tabled == 1060
+    assert index.search(codes[1050:1051], 0) == [[(1050, 0)]]
 
 
 def test_many_hits_for_one_query_are_all_returned() -> None:

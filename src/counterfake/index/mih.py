@@ -14,8 +14,9 @@ Which bits form a substring is chosen from the data: PDQ bits are correlated and
 and substrings of correlated bits pile codes into a few buckets.
 
 New codes go to a delta buffer scanned linearly; removals are tombstones that searches skip at
-once; when the delta outgrows an eighth of the main part, both are merged into new tables
-(unless `merge=False`: then the owner rebuilds from `arrays()` when it chooses, off its lock).
+once; when the delta outgrows an eighth of the main part, or `MAX_DELTA` codes, both are
+merged into new tables (unless `merge=False`: then the owner rebuilds from `arrays()` when it
+chooses, off its lock, by the same bound).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from .._memory import release_freed_memory
 from ..errors import UsageError
-from . import _kernels
+from . import _kernels, hamming
 
 __all__ = ["MultiIndexHammingIndex"]
 
@@ -267,7 +268,8 @@ class MultiIndexHammingIndex:
         _set(self._delta_alive, np.arange(self._delta_n, end))
         self._delta_n = end
         self._live_delta += new_ids.shape[0]
-        if self._merge_on_add and self._live_delta > max(_MIN_DELTA, self._live_main // 8):
+        limit = max(_MIN_DELTA, min(hamming.MAX_DELTA, self._live_main // 8))
+        if self._merge_on_add and self._live_delta > limit:
             self._merge()
 
     def remove(self, ids: Iterable[int]) -> None:
