@@ -445,18 +445,29 @@ class Matcher:
         self._adding.clear()
 
     def _rebuild(self, signal_type: str, bank: str) -> None:
-        """Replace an index by one built afresh from its live codes (under the lock)."""
+        """Replace an index by a new one of its live codes (under the lock): at once without a
+        follower, else on the builder's thread from what is taken now."""
         index = self._hamming[signal_type][bank]
-        if self._follower is None:
-            self._hamming[signal_type][bank] = self._new_index(*index.arrays())
-            return
-        if self._builder is not None or (signal_type, bank) in self._journal:
+        if self._follower is not None and (
+            self._builder is not None or (signal_type, bank) in self._journal
+        ):
             return  # one build at a time; asked again at the next change or quiet spell
-        snapshot = index.snapshot()  # cheap now; copied out on the builder's thread
+        rebuilder = getattr(index, "rebuilder", None)  # a multi-index folds its delta in
+        if rebuilder is not None:
+            build = rebuilder()
+        else:
+            copy_out = index.snapshot()
+
+            def build() -> HammingIndex:
+                return self._new_index(*copy_out())
+
+        if self._follower is None:
+            self._hamming[signal_type][bank] = build()
+            return
         self._journal[(signal_type, bank)] = []
         self._builder = threading.Thread(
             target=self._build_and_swap,
-            args=(signal_type, bank, index, snapshot),
+            args=(signal_type, bank, index, build),
             name="counterfake-index-build",
             daemon=True,
         )
@@ -467,11 +478,11 @@ class Matcher:
         signal_type: str,
         bank: str,
         old: HammingIndex,
-        snapshot: Callable[[], tuple[np.ndarray, np.ndarray]],
+        build: Callable[[], HammingIndex],
     ) -> None:
         try:
-            built = self._new_index(*snapshot())
-            del snapshot
+            built = build()
+            del build
             with self._lock:
                 journal = self._journal.pop((signal_type, bank), [])
                 if self._hamming.get(signal_type, {}).get(bank) is old:  # not reloaded since

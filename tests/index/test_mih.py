@@ -106,7 +106,7 @@ def test_duplicate_codes_under_different_ids_are_all_found() -> None:
     assert sorted(index.search(code, 0)[0]) == [(1, 0), (2, 0), (3, 0)]
 
 
-def test_merge_keeps_everything_and_drops_tombstones(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_merge_keeps_everything_and_removals_stay_removed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mih_module, "_MIN_DELTA", 10)
     rng = np.random.default_rng(3)
     codes = rng.integers(0, 2**63, size=(200, 4), dtype=np.uint64)
@@ -171,3 +171,88 @@ def test_a_snapshot_copies_out_the_index_as_it_was_when_taken(kind: type) -> Non
     assert np.array_equal(ids[order], expected_ids[expected])
     assert np.array_equal(codes_out[order], expected_codes[expected])
     assert len(ids) == 2498 and 7 in ids and 2007 in ids and 2600 not in ids
+
+
+def _slots(index: MultiIndexHammingIndex) -> int:
+    """Slots in the tables, tombstones included: a fold keeps them, a build drops them."""
+    return int(index._ids.size)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rounds=st.lists(
+        st.tuples(st.integers(1, 400), st.integers(0, 60), st.booleans()), min_size=1, max_size=4
+    ),
+)
+def test_a_rebuilt_index_answers_as_brute_force_folded_or_built_afresh(
+    seed: int, rounds: list[tuple[int, int, bool]]
+) -> None:
+    """Rounds of adds (new ids, or sometimes an id the tables hold) and removals from the
+    tables and the delta, each followed by a rebuild: whether the delta was folded in or the
+    index built afresh, it answers exactly as a scan does."""
+    rng = np.random.default_rng(seed)
+    codes = _clustered(rng, 2000)
+    index = MultiIndexHammingIndex(np.arange(2000), codes, merge=False)
+    brute = LinearHammingIndex()
+    brute.add(list(range(2000)), codes)
+    next_id = 2000
+    for added, removed, reuse in rounds:
+        ids = list(range(next_id, next_id + added))
+        next_id += added
+        if reuse:
+            ids[0] = int(rng.integers(0, 2000))
+        new = _clustered(rng, added)
+        index.add(ids, new)
+        brute.add(ids, new)
+        gone = rng.integers(0, next_id, size=removed).tolist()
+        index.remove(gone)
+        brute.remove(gone)
+        index = index.rebuilder()()
+        assert index.pending == 0 and index.tabled == len(brute)
+        queries = np.concatenate([codes[:5], new[:5]])
+        for radius in (0, 12, 31):
+            assert _same(index.search(queries, radius), brute.search(queries, radius))
+
+
+def test_a_delta_of_new_ids_is_folded_into_the_tables_and_others_are_built_afresh() -> None:
+    rng = np.random.default_rng(8)
+    codes = rng.integers(0, 2**63, size=(7000, 4), dtype=np.int64).view(np.uint64)
+    index = MultiIndexHammingIndex(np.arange(5000), codes[:5000], merge=False)
+    index.remove([10, 20])
+    index.add(list(range(5000, 5500)), codes[5000:5500])
+    folded = index.rebuilder()()
+    assert _slots(folded) == 5500 and len(folded) == 5498  # tombstones kept: a fold
+
+    folded.add([30], codes[6000:6001])  # an id the tables hold, with a new code
+    rebuilt = folded.rebuilder()()
+    assert _slots(rebuilt) == len(rebuilt) == 5498  # tombstones dropped: a build
+    assert rebuilt.search(codes[6000:6001], 0) == [[(30, 0)]]
+
+    # The same table shape (8-bit substrings up to 1,024 codes), but over twice the codes
+    # its substrings' bits were chosen from: built afresh, the bits chosen again.
+    small = MultiIndexHammingIndex(np.arange(300), codes[:300], merge=False)
+    small.remove([0])
+    small.add(list(range(300, 700)), codes[300:700])
+    small = small.rebuilder()()
+    assert _slots(small) == 699
+    small.remove([1])
+    small.add(list(range(700, 800)), codes[700:800])
+    assert _slots(small.rebuilder()()) == 799  # within twice: folded, the tombstone kept
+
+
+def test_a_rebuilder_builds_the_index_as_it_was_when_taken() -> None:
+    """Taken under the owner's lock, built off it: changes in between are not in the result
+    (the matcher replays them from its journal)."""
+    rng = np.random.default_rng(9)
+    codes = rng.integers(0, 2**63, size=(3000, 4), dtype=np.int64).view(np.uint64)
+    index = MultiIndexHammingIndex(np.arange(2000), codes[:2000], merge=False)
+    index.add(list(range(2000, 2500)), codes[2000:2500])
+    index.remove([5, 2005])
+    build = index.rebuilder()
+    index.add(list(range(2500, 3000)), codes[2500:])
+    index.remove([7, 2007])
+    built = build()
+    assert len(built) == 2498 and built.pending == 0
+    found = {hit for row in built.search(codes[[5, 7, 2005, 2007, 2600]], 0) for hit, _ in row}
+    assert found == {7, 2007}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+BLOCK = 16  # keys per stored table offset (_bucket shifts by 4)
+
 
 @njit(cache=True, inline="always")
 def popcount64(x: np.uint64) -> np.int64:
@@ -61,6 +63,52 @@ def fill_members(keys: np.ndarray, first: np.ndarray, low: np.ndarray, high: np.
         fill[keys[slot]] += 1
         low[at] = slot & 0xFFFF
         high[at] = slot >> 16
+
+
+@njit(cache=True, nogil=True)
+def fold_table(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    keys: np.ndarray,
+    first_slot: int,
+    new_starts: np.ndarray,
+    new_ends: np.ndarray,
+    new_low: np.ndarray,
+    new_high: np.ndarray,
+) -> int:
+    """One table with codes appended at slots `first_slot` onwards (their `keys` in slot
+    order): each key's old members copied in order, then its new ones, as `fill_members`
+    over all slots would place them. Returns the largest end within a block, which the
+    caller checks against `new_ends`' type (written modulo it)."""
+    order, first = counting_sort(keys, ends.shape[0])
+    added = 0  # new members placed so far: old members move up by this much
+    copied = 0  # old members copied so far
+    largest = 0
+    for block in range(ends.shape[0] // BLOCK):
+        block_start = np.int64(starts[block])
+        new_starts[block] = block_start + added
+        added_before = added
+        for key in range(block * BLOCK, (block + 1) * BLOCK):
+            if first[key + 1] > first[key]:
+                end = block_start + np.int64(ends[key])
+                new_low[copied + added : end + added] = low[copied:end]
+                new_high[copied + added : end + added] = high[copied:end]
+                copied = end
+                for i in range(first[key], first[key + 1]):
+                    slot = first_slot + np.int64(order[i])
+                    new_low[end + added] = slot & 0xFFFF
+                    new_high[end + added] = slot >> 16
+                    added += 1
+            within = np.int64(ends[key]) + added - added_before
+            new_ends[key] = within
+            largest = max(largest, within)
+    old = low.shape[0]
+    new_low[copied + added : old + added] = low[copied:old]
+    new_high[copied + added : old + added] = high[copied:old]
+    new_starts[ends.shape[0] // BLOCK] = old + added
+    return largest
 
 
 @njit(cache=True, inline="always")

@@ -15,12 +15,15 @@ and substrings of correlated bits pile codes into a few buckets.
 
 New codes go to a delta buffer scanned linearly; removals are tombstones that searches skip at
 once; when the delta outgrows an eighth of the main part, or `MAX_DELTA` codes, both are
-merged into new tables (unless `merge=False`: then the owner rebuilds from `arrays()` when it
-chooses, off its lock, by the same bound).
+merged into new tables (unless `merge=False`: then the owner rebuilds with `rebuilder()` when
+it chooses, off its lock, by the same bound). A merge appends the delta to copies of the
+tables, one sequential pass each, while the substrings' bits and the tables' shape still suit
+the codes; otherwise, and to drop tombstones past an eighth, it builds afresh.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
@@ -35,7 +38,7 @@ __all__ = ["MultiIndexHammingIndex"]
 
 _MIN_DELTA: Final = 65_536
 _INITIAL_HITS: Final = 64
-_BLOCK: Final = 16  # keys per stored offset; must match _kernels._scan_bucket
+_BLOCK: Final = _kernels.BLOCK  # keys per stored offset
 _PARALLEL_FROM: Final = 8  # queries per call before threads pay for their start-up
 _SPLIT_FROM: Final = 500_000  # codes before one query's tables are worth spreading over cores
 
@@ -172,7 +175,11 @@ class MultiIndexHammingIndex:
         self._codes = codes
         self._alive = _bitmap(n, True)
         self._live_main = n
+        self._bits_chosen_at = n
         self._plans: dict[int, tuple[np.ndarray, bool]] = {}
+        self._empty_delta()
+
+    def _empty_delta(self) -> None:
         self._delta_ids = np.zeros(1024, dtype=np.int64)
         self._delta_codes = np.zeros((1024, 4), dtype=np.uint64)
         self._delta_alive = _bitmap(1024, False)
@@ -183,10 +190,81 @@ class MultiIndexHammingIndex:
         return np.asarray(self._ids[slots], dtype=np.int64) + self._id_base
 
     def _merge(self) -> None:
-        ids, codes = self.arrays()
-        self._build(ids, codes)
-        del ids, codes
+        vars(self).update(vars(self.rebuilder()()))
         release_freed_memory()
+
+    def rebuilder(self) -> Callable[[], MultiIndexHammingIndex]:
+        """A new index of the live codes, in two steps like `snapshot()`: taken now, cheaply
+        (under the owner's lock), and built later, off it. The delta is folded into copies of
+        the tables, one sequential pass each (at 10M codes a fraction of a build, which
+        scatters every slot), when a fresh build would shape the tables alike: new ids above
+        the tables' ids, the same table shape, under an eighth of the slots tombstones, and
+        at most twice the codes the substrings' bits were chosen from. Else it builds afresh."""
+        copy_out = self.snapshot()
+        alive, kept = self._alive.copy(), copy.copy(self)
+        n = self._delta_n
+        delta_ids, delta_codes = self._delta_ids[:n].copy(), self._delta_codes[:n].copy()
+        live = np.flatnonzero(_alive(self._delta_alive, np.arange(n)))
+        merge = self._merge_on_add
+
+        def build() -> MultiIndexHammingIndex:
+            folded = kept._folded(alive, delta_ids[live], delta_codes[live])
+            if folded is not None:
+                return folded
+            return MultiIndexHammingIndex(*copy_out(), merge=merge)
+
+        return build
+
+    def _folded(
+        self, alive: np.ndarray, ids: np.ndarray, codes: np.ndarray
+    ) -> MultiIndexHammingIndex | None:
+        """This index with `codes` appended to its tables (None where a build is due)."""
+        order = np.argsort(ids, kind="stable")
+        ids, codes = ids[order], np.ascontiguousarray(codes[order])
+        old = self._ids.size
+        slots, live = old + ids.size, self._live_main + ids.size
+        if (
+            not old
+            or not ids.size
+            or np.any(ids[1:] == ids[:-1])
+            or int(ids[0]) <= int(self._ids[-1]) + self._id_base
+            or int(ids[-1]) - self._id_base >= np.iinfo(self._ids.dtype).max
+            or _choose_shape(live) != (self._tables, self._bits)
+            or (self._high.dtype == np.uint8 and slots > 1 << 24)
+            or slots - live > slots // 8
+            or live > 2 * self._bits_chosen_at
+        ):
+            return None
+        low = np.empty((self._tables, slots), dtype=self._low.dtype)
+        high = np.empty((self._tables, slots), dtype=self._high.dtype)
+        starts = np.empty_like(self._starts)
+        ends = np.empty_like(self._counts)
+        for t in range(self._tables):
+            largest = _kernels.fold_table(
+                self._starts[t],
+                self._counts[t],
+                self._low[t],
+                self._high[t],
+                _kernels.substring_keys(codes, self._bitpos, t),
+                old,
+                starts[t],
+                ends[t],
+                low[t],
+                high[t],
+            )
+            if largest > np.iinfo(ends.dtype).max:
+                return None  # a block of keys outgrew its ends' type: a build widens it
+        folded = copy.copy(self)
+        folded._low, folded._high, folded._starts, folded._counts = low, high, starts, ends
+        folded._ids = np.concatenate([self._ids, (ids - self._id_base).astype(self._ids.dtype)])
+        folded._codes = np.concatenate([self._codes, codes])
+        folded._alive = _bitmap(slots, True)
+        folded._alive[: alive.size] = alive
+        _set(folded._alive, np.arange(old, slots))
+        folded._live_main = live
+        folded._plans = {}
+        folded._empty_delta()
+        return folded
 
     # the HammingIndex interface ------------------------------------------------------------------
 
