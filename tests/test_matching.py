@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import sys
+import threading
 import time
 from typing import Any
 
@@ -380,7 +383,7 @@ def test_a_rebuild_in_the_background_keeps_what_changed_while_it_ran(
     new_index = Matcher._new_index
 
     def slow_new_index(ids: Any, codes: Any) -> Any:
-        if threading.current_thread().name == "counterfake-index-build":
+        if threading.current_thread().name.startswith("counterfake-index-build"):
             building.set()
             release.wait(30)
         return new_index(ids, codes)
@@ -474,6 +477,78 @@ def test_a_growing_index_is_rebuilt_before_its_delta_slows_every_lookup(
         store.add_entries("grows", [NewEntry("pdq", v) for v in values[2090:2120]])
         # 120 pending: past the cap of 100, though an eighth of the tables would be 250.
         assert _until(lambda: index().pending == 0 and index().tabled == 2120)
+        restarted = Matcher(store)
+        for value in values[::53]:
+            assert matcher.match_signal("pdq", value) == restarted.match_signal("pdq", value)
+    finally:
+        matcher.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_a_followed_index_is_folded_on_a_thread_below_the_lookups_priority(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A matcher that loads replays the last changes: entries its index holds stay put (no
+    rebuild for them). Past the cap, the delta is folded into the tables, tombstones kept,
+    on a thread whose nice value is raised so that busy cores go to lookups; the thread that
+    swaps the result in under the matcher's lock keeps theirs."""
+    import counterfake.matching as matching
+    from counterfake.index.mih import MultiIndexHammingIndex
+
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    if own >= matching._BUILDER_NICE:
+        pytest.skip("this process already runs at the builder's nice value")
+    monkeypatch.setattr(matching, "TABLES_FROM", 200)
+    monkeypatch.setattr(matching, "_REBUILD_FROM", 50)
+    monkeypatch.setattr(matching, "_REBUILD_BY", 100)
+    monkeypatch.setattr(matching, "_TIDY_AFTER", 3600.0)
+    builds: list[int] = []
+    rebuilder = MultiIndexHammingIndex.rebuilder
+
+    def watched(index: MultiIndexHammingIndex) -> Any:
+        build = rebuilder(index)
+
+        def run() -> MultiIndexHammingIndex:
+            builds.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return build()
+
+        return run
+
+    monkeypatch.setattr(MultiIndexHammingIndex, "rebuilder", watched)
+    store.create_bank("grows")
+    values = _random_values(2620, seed=8)
+    added = store.add_entries("grows", [NewEntry("pdq", v) for v in values[:2500]])
+    matcher = Matcher(store, refresh_interval=0.05)
+    swaps: list[int] = []  # the nice value of the builder thread each time it takes the lock
+
+    class Watched:
+        def __init__(self, lock: Any) -> None:
+            self.lock = lock
+
+        def __enter__(self) -> Any:
+            if threading.current_thread().name == "counterfake-index-build":
+                swaps.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc: Any) -> Any:
+            return self.lock.__exit__(*exc)
+
+    matcher._lock = Watched(matcher._lock)  # type: ignore[assignment]
+    matcher.follow()
+
+    def index() -> Any:
+        return matcher._hamming["pdq"]["grows"]
+
+    try:
+        assert matcher.caught_up and index().pending == 0 and index().tabled == 2500
+        store.withdraw("grows", added[0].entry_id)
+        assert _until(lambda: index().tabled == 2499)
+        store.add_entries("grows", [NewEntry("pdq", v) for v in values[2500:2620]])
+        assert _until(lambda: index().pending == 0 and index().tabled == 2619)
+        assert builds == [matching._BUILDER_NICE]  # one rebuild, at the builder's nice value
+        assert swaps == [own]  # swapped in under the lock at the lookups' priority
+        assert index()._ids.size == 2620  # folded: the withdrawn entry's slot kept
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
         restarted = Matcher(store)
         for value in values[::53]:
             assert matcher.match_signal("pdq", value) == restarted.match_signal("pdq", value)

@@ -13,8 +13,11 @@ for catch-up; a request after this process's own write waits only for the follow
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -54,6 +57,8 @@ _REBUILD_FROM: Final = 16_384
 _REBUILD_BY: Final = MAX_DELTA
 #: ... or, after this many seconds without changes, once it holds this many.
 _TIDY_AFTER: Final = 2.0
+#: The builder thread's nice value (0 is normal, 19 the lowest): busy cores go to lookups.
+_BUILDER_NICE: Final = 10
 #: A lookup after this process's own write waits this long at most for the follower's next
 #: pass (a busy machine can take more than a refresh interval over one), unless the follower
 #: is failing (the store away): then a refresh interval, and it matches from what it holds.
@@ -140,6 +145,31 @@ def _kind(signal_type: str) -> str | None:
 
 _unknown_types: set[str] = set()
 log = logging.getLogger("counterfake")
+
+
+def _below_lookups(build: Callable[[], HammingIndex]) -> HammingIndex:
+    """Run `build` on a thread of its own at a raised nice value (on Linux a thread has its
+    own) and wait for it: a rebuild should take the cores lookups leave idle, not a share of
+    theirs. The caller, which then swaps the result in under the matcher's lock, keeps its
+    priority: a nicer thread holding that lock held lookups up (an unprivileged thread
+    cannot lower its nice value again)."""
+    done: list[HammingIndex | BaseException] = []
+
+    def run() -> None:
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BUILDER_NICE)
+        try:
+            done.append(build())
+        except BaseException as error:  # raised again on the caller's thread
+            done.append(error)
+
+    worker = threading.Thread(target=run, name="counterfake-index-build-work", daemon=True)
+    worker.start()
+    worker.join()
+    if isinstance(done[0], BaseException):
+        raise done[0]
+    return done[0]
 
 
 def _due(index: HammingIndex, *, idle: bool) -> bool:
@@ -481,7 +511,7 @@ class Matcher:
         build: Callable[[], HammingIndex],
     ) -> None:
         try:
-            built = build()
+            built = _below_lookups(build)
             del build
             with self._lock:
                 journal = self._journal.pop((signal_type, bank), [])

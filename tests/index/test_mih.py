@@ -256,3 +256,18 @@ def test_a_rebuilder_builds_the_index_as_it_was_when_taken() -> None:
     assert len(built) == 2498 and built.pending == 0
     found = {hit for row in built.search(codes[[5, 7, 2005, 2007, 2600]], 0) for hit, _ in row}
     assert found == {7, 2007}
+
+
+def test_adding_what_the_tables_hold_leaves_it_there_and_the_delta_foldable() -> None:
+    """A matcher replays the last changes after it loads: entries its tables hold already
+    stay in place (the ids below the tables' last would stop a fold); a changed code moves."""
+    rng = np.random.default_rng(10)
+    codes = rng.integers(0, 2**63, size=(6001, 4), dtype=np.int64).view(np.uint64)
+    index = MultiIndexHammingIndex(np.arange(5000), codes[:5000], merge=False)
+    index.add(list(range(4990, 5100)), codes[4990:5100])
+    assert index.pending == 100 and index.tabled == 5000
+    assert _slots(index.rebuilder()()) == 5100  # folded
+
+    index.add([7], codes[6000:6001])
+    assert index.pending == 101 and index.tabled == 4999
+    assert index.search(codes[[7, 6000]], 0) == [[], [(7, 0)]]

@@ -329,6 +329,9 @@ class MultiIndexHammingIndex:
         codes = np.asarray(codes, dtype=np.uint64).reshape(-1, 4)
         if new_ids.shape[0] != codes.shape[0]:
             raise UsageError("ids and codes differ in length")
+        held = self._held_in_tables(new_ids, codes)
+        if held.any():  # as a matcher's replay after a load does: kept in place, foldable
+            new_ids, codes = new_ids[~held], codes[~held]
         self.remove(new_ids.tolist())
         needed = self._delta_n + new_ids.shape[0]
         if needed > self._delta_ids.shape[0]:
@@ -349,6 +352,23 @@ class MultiIndexHammingIndex:
         limit = max(_MIN_DELTA, min(hamming.MAX_DELTA, self._live_main // 8))
         if self._merge_on_add and self._live_delta > limit:
             self._merge()
+
+    def _held_in_tables(self, ids: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Which (id, code) pairs the tables hold already, alive: adding them again would
+        only move them to the delta, and an id below the tables' last stops a fold."""
+        held = np.zeros(ids.shape[0], dtype=bool)
+        if not self._ids.size or not ids.size:
+            return held
+        relative = ids - self._id_base
+        inside = np.flatnonzero((relative >= 0) & (relative <= int(self._ids[-1])))
+        at = np.searchsorted(self._ids, relative[inside].astype(self._ids.dtype))
+        at = np.minimum(at, self._ids.size - 1)
+        same = (np.asarray(self._ids[at], dtype=np.int64) == relative[inside]) & _alive(
+            self._alive, at
+        )
+        same &= np.all(self._codes[at] == codes[inside], axis=1)
+        held[inside[same]] = True
+        return held
 
     def remove(self, ids: Iterable[int]) -> None:
         gone = np.fromiter(ids, dtype=np.int64)
