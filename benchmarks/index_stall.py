@@ -7,10 +7,10 @@
 A SQLite store holds one bank of --size PDQ entries (filled in bulk, as index_sync.py does). A
 Matcher loads it and follows the change log, as a service worker does. Another process adds
 --rate entries a second (batches of 50) for the whole run, except for a 5-second pause a third
-of the way in: the quiet spell in which the follower folds the delta into the tables, which
-rebuilds the whole index on its background thread (`--no-quiet-spell`: adds throughout, so
-that only the growth rule rebuilds, as under adds that never stop). Meanwhile one thread of
-this process looks up random hashes in a loop and records each lookup's latency.
+of the way in: the quiet spell in which the follower folds the delta into the tables on its
+background thread (`--no-quiet-spell`: adds throughout, so that only the growth rule
+rebuilds, as under adds that never stop). Meanwhile one thread of this process looks up
+random hashes in a loop and records each lookup's latency.
 
 Reported: lookup p50 / p99 / max over the run, within the rebuilds (from the builder's start
 to its swap, watched every millisecond) and minute by minute. The baseline, in the same run,
