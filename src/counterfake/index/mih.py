@@ -200,18 +200,13 @@ class MultiIndexHammingIndex:
         scatters every slot), when a fresh build would shape the tables alike: new ids above
         the tables' ids, the same table shape, under an eighth of the slots tombstones, and
         at most twice the codes the substrings' bits were chosen from. Else it builds afresh."""
-        copy_out = self.snapshot()
-        alive, kept = self._alive.copy(), copy.copy(self)
-        n = self._delta_n
-        delta_ids, delta_codes = self._delta_ids[:n].copy(), self._delta_codes[:n].copy()
-        live = np.flatnonzero(_alive(self._delta_alive, np.arange(n)))
-        merge = self._merge_on_add
+        taken = _Taken(self)
 
         def build() -> MultiIndexHammingIndex:
-            folded = kept._folded(alive, delta_ids[live], delta_codes[live])
+            folded = taken.index._folded(taken.alive, *taken.live_delta())
             if folded is not None:
                 return folded
-            return MultiIndexHammingIndex(*copy_out(), merge=merge)
+            return MultiIndexHammingIndex(*taken.arrays(), merge=taken.index._merge_on_add)
 
         return build
 
@@ -290,22 +285,8 @@ class MultiIndexHammingIndex:
         out later, off it. The tables' codes and ids never change once built (removals only
         clear liveness bits), so only the bitmap and the delta are copied now; copying 10M
         codes under the lock held lookups up for seconds."""
-        alive = self._alive.copy()
-        n = self._delta_n
-        delta_ids, delta_codes = self._delta_ids[:n].copy(), self._delta_codes[:n].copy()
-        delta_alive = self._delta_alive.copy()
-        main_ids, main_codes, base = self._ids, self._codes, self._id_base
-
-        def copy_out() -> tuple[np.ndarray, np.ndarray]:
-            keep_main = np.flatnonzero(_alive(alive, np.arange(main_ids.size)))
-            keep_delta = np.flatnonzero(_alive(delta_alive, np.arange(n)))
-            ids = np.concatenate(
-                [np.asarray(main_ids[keep_main], dtype=np.int64) + base, delta_ids[keep_delta]]
-            )
-            codes = np.concatenate([main_codes[keep_main], delta_codes[keep_delta]])
-            return ids, codes
-
-        return copy_out
+        taken = _Taken(self)
+        return taken.arrays
 
     @property
     def nbytes(self) -> int:
@@ -516,3 +497,29 @@ class MultiIndexHammingIndex:
             np.concatenate([slots[rows, cols], more_slots[r2, c2]]),
             np.concatenate([dists[rows, cols], more_dists[r2, c2]]),
         )
+
+
+class _Taken:
+    """An index as it is now, for `snapshot()` and `rebuilder()`: a shallow copy (the tables'
+    arrays never change once built), and copies of what does change (the liveness bitmap,
+    the delta). Taken under the owner's lock; read off it."""
+
+    def __init__(self, index: MultiIndexHammingIndex) -> None:
+        n = index._delta_n
+        self.index = copy.copy(index)
+        self.alive = index._alive.copy()
+        self._delta_ids, self._delta_codes = (
+            index._delta_ids[:n].copy(),
+            index._delta_codes[:n].copy(),
+        )
+        self._delta_alive = index._delta_alive.copy()
+
+    def live_delta(self) -> tuple[np.ndarray, np.ndarray]:
+        keep = np.flatnonzero(_alive(self._delta_alive, np.arange(self._delta_ids.size)))
+        return self._delta_ids[keep], self._delta_codes[keep]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        keep = np.flatnonzero(_alive(self.alive, np.arange(self.index._ids.size)))
+        delta_ids, delta_codes = self.live_delta()
+        ids = np.concatenate([self.index._main_ids(keep), delta_ids])
+        return ids, np.concatenate([self.index._codes[keep], delta_codes])
