@@ -57,7 +57,8 @@ _REBUILD_FROM: Final = 16_384
 _REBUILD_BY: Final = MAX_DELTA
 #: ... or, after this many seconds without changes, once it holds this many.
 _TIDY_AFTER: Final = 2.0
-#: The builder thread's nice value (0 is normal, 19 the lowest): busy cores go to lookups.
+#: The nice value of the thread that builds a new index (0 is normal, 19 the lowest): busy
+#: cores go to lookups. The thread that swaps it in keeps the normal value.
 _BUILDER_NICE: Final = 10
 #: A lookup after this process's own write waits this long at most for the follower's next
 #: pass (a busy machine can take more than a refresh interval over one), unless the follower
