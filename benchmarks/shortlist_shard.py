@@ -21,7 +21,7 @@ true source verified. Verification alone: the true source verified with no short
 Two engines over the same photos, each writing the shard with its `KeypointShortlist.write`
 in a process of its own and querying it from another that opens it: this tree (keys as wide
 as the shard's size calls for, 24 bits at a million photos, 22 at 100,000; pages read one at
-a time) and the release before it (--baseline, checked out in a temporary worktree: 20-bit
+a time; with nearby keys, as a matcher's bank) and the release before it (--baseline, checked out in a temporary worktree: 20-bit
 keys whatever the size, the kernel's read-ahead). At a million photos the files are bigger than
 this machine's memory; before its queries each process reads its files once, so the page
 cache holds what fits. --shards N splits this tree's photos by entry id across N shortlists,
@@ -45,6 +45,7 @@ import statistics
 import sys
 import tempfile
 import time
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -160,12 +161,15 @@ def _write(
 
     source = _Photos(folder, photos)
     started = time.perf_counter()
+    write = KeypointShortlist.write
     for shard in range(shards):
-        KeypointShortlist.write(
+        write(
             folder / "shards" / str(shard),
             source.shortlisted(SHORTLISTED, shard, shards),
             share_votes=True,
             **({"key_bits": key_bits} if key_bits else {}),
+            # as a matcher's bank holds it (the release before had no such setting)
+            **({"nearby_keys": True} if "nearby_keys" in signature(write).parameters else {}),
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out.send({"write_seconds": time.perf_counter() - started, "write_peak_bytes": peak})

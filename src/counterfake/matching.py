@@ -405,7 +405,7 @@ class Matcher:
 
     def _add_signatures(self, bank: str, signatures: Iterable[tuple[int, bytes]]) -> None:
         if bank not in self._local:
-            self._local[bank] = (KeypointShortlist(share_votes=True), set())
+            self._local[bank] = (KeypointShortlist(share_votes=True, nearby_keys=True), set())
         shortlist, photos = self._local[bank]
         for entry_id, data in signatures:
             photo = Features.from_bytes(data)

@@ -216,12 +216,16 @@ def test_a_build_in_another_thread_while_photos_are_added_and_asked_loses_nothin
     assert shortlist.candidates(query, 10) == whole.candidates(query, 10)
 
 
-@pytest.mark.parametrize("key_bits", [20, 24])
-def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta(key_bits: int) -> None:
+@pytest.mark.parametrize(("key_bits", "nearby"), [(20, False), (24, False), (20, True), (24, True)])
+def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta(
+    key_bits: int, nearby: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The rule, compared pair by pair: a query descriptor votes once for a photo holding a
     descriptor that shares one of its four keys (the first 20 bits, or 24 for a shard, of
     bytes 0, 8, 16 or 24), whose next byte differs by at most 3 bits, and which is within 40
-    bits in all; in a bank of distinct photos the vote is shared and weighed by closeness."""
+    bits in all; in a bank of distinct photos the vote is shared and weighed by closeness.
+    With nearby keys, the query's first descriptors also vote through keys one bit away."""
+    monkeypatch.setattr(keypoints, "_PROBED", 50)
     rng = np.random.default_rng(9)
     query = rng.integers(0, 256, (120, 32), dtype=np.uint8)
     photos: dict[int, np.ndarray] = {}
@@ -232,9 +236,15 @@ def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta(key_bit
             bits = np.unpackbits(query[q])
             bits[rng.choice(256, int(rng.integers(4, 48)), replace=False)] ^= 1
             rows[row] = np.packbits(bits)
+        for row, q in enumerate(rng.choice(120, 6, replace=False), start=12):
+            bits = np.unpackbits(query[q])  # one bit of each table's key, and a few others
+            for t in range(4):
+                bits[64 * t + int(rng.integers(0, key_bits))] ^= 1
+            bits[rng.choice(256, int(rng.integers(0, 20)), replace=False)] ^= 1
+            rows[row] = np.packbits(bits)
         photos[entry_id] = rows
-    archive = KeypointShortlist(key_bits=key_bits)
-    bank = KeypointShortlist(share_votes=True, key_bits=key_bits)
+    archive = KeypointShortlist(key_bits=key_bits, nearby_keys=nearby)
+    bank = KeypointShortlist(share_votes=True, key_bits=key_bits, nearby_keys=nearby)
     for shortlist in (archive, bank):
         for entry_id in range(1, 33):
             shortlist.add(entry_id, photos[entry_id])
@@ -246,22 +256,32 @@ def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta(key_bit
         b = 8 * table
         return ((int(d[b]) << 16) | (int(d[b + 1]) << 8) | int(d[b + 2])) >> (24 - key_bits)
 
-    # nearest[q][entry_id]: the fewest bits apart of the photo's rows that q votes through.
-    nearest: list[dict[int, int]] = [{} for _ in query]
-    for entry_id, rows in photos.items():
-        for q, asked in enumerate(query):
-            bits = [
-                int(np.unpackbits(asked ^ row).sum())
-                for row in rows
-                if any(
-                    key(asked, t) == key(row, t)
-                    and int(np.unpackbits(asked[8 * t + 3] ^ row[8 * t + 3]).sum()) <= 3
-                    for t in range(4)
-                )
-            ]
-            if bits and min(bits) <= 40:
-                nearest[q][entry_id] = min(bits)
+    def voted(q: int, asked: np.ndarray, row: np.ndarray, probing: bool) -> bool:
+        keys_apart = 1 if probing and q < 50 else 0
+        return any(
+            (key(asked, t) ^ key(row, t)).bit_count() <= keys_apart
+            and int(np.unpackbits(asked[8 * t + 3] ^ row[8 * t + 3]).sum()) <= 3
+            for t in range(4)
+        )
+
+    def votes(probing: bool) -> list[dict[int, int]]:
+        """[q][entry_id]: the fewest bits apart of the photo's rows that q votes through."""
+        nearest: list[dict[int, int]] = [{} for _ in query]
+        for entry_id, rows in photos.items():
+            for q, asked in enumerate(query):
+                bits = [
+                    int(np.unpackbits(asked ^ row).sum())
+                    for row in rows
+                    if voted(q, asked, row, probing)
+                ]
+                if bits and min(bits) <= 40:
+                    nearest[q][entry_id] = min(bits)
+        return nearest
+
+    nearest = votes(nearby)
     counted = {e: sum(e in found for found in nearest) for e in photos}
+    if nearby:  # keys one bit away find pairs that exact keys miss
+        assert sum(counted.values()) >= sum(map(len, votes(False))) + 40
     expected = {e: float(n) for e, n in counted.items() if n >= 2}
     assert len(expected) >= 20
     assert dict(archive.candidates(query, 100)) == expected
