@@ -378,6 +378,27 @@ def test_a_shard_written_with_24_bit_keys_opens_with_them(tmp_path: Path) -> Non
     assert not (tmp_path / "refused").exists()
 
 
+def test_a_shard_written_with_nearby_keys_reads_them_when_opened(tmp_path: Path) -> None:
+    """Whether a query also reads keys one bit away is the shortlist's setting, kept with its
+    files: a derivative whose every descriptor moved one bit in each table's key is found by
+    the shard written with nearby keys, as by one held in memory, and not by one without."""
+    rng = np.random.default_rng(6)
+    added = {e: rng.integers(0, 256, (40, 32), np.uint8) for e in range(1, 11)}
+    bits = np.unpackbits(added[4], axis=1)
+    for t in range(4):
+        bits[:, 64 * t + 5] ^= 1  # the sixth bit of each table's key
+    moved = np.packbits(bits, axis=1)
+    for nearby in (True, False):
+        folder = tmp_path / str(nearby)
+        KeypointShortlist.write(folder, added.items(), share_votes=True, nearby_keys=nearby)
+        in_memory = KeypointShortlist(share_votes=True, nearby_keys=nearby)
+        for entry_id, descriptors in added.items():
+            in_memory.add(entry_id, descriptors)
+        opened = KeypointShortlist.open(folder)
+        assert opened.candidates(moved, 3) == in_memory.candidates(moved, 3)
+        assert [e for e, _ in opened.candidates(moved, 3)] == ([4] if nearby else [])
+
+
 def test_keys_widen_with_the_tables_and_the_delta_keeps_their_width(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
