@@ -226,6 +226,7 @@ def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta(
     bits in all; in a bank of distinct photos the vote is shared and weighed by closeness.
     With nearby keys, the query's first descriptors also vote through keys one bit away."""
     monkeypatch.setattr(keypoints, "_PROBED", 50)
+    monkeypatch.setattr(keypoints, "_PROBED_ROWS", 0)  # the first 50 however sparse the tables
     rng = np.random.default_rng(9)
     query = rng.integers(0, 256, (120, 32), dtype=np.uint8)
     photos: dict[int, np.ndarray] = {}
@@ -397,6 +398,26 @@ def test_a_shard_written_with_nearby_keys_reads_them_when_opened(tmp_path: Path)
         opened = KeypointShortlist.open(folder)
         assert opened.candidates(moved, 3) == in_memory.candidates(moved, 3)
         assert [e for e, _ in opened.candidates(moved, 3)] == ([4] if nearby else [])
+
+
+def test_sparse_tables_read_nearby_keys_for_more_of_a_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A query's first descriptors read nearby keys; while the tables' buckets are nearly
+    empty (a small bank), reading them costs little, and more of the query does."""
+    monkeypatch.setattr(keypoints, "_PROBED", 10)
+    rng = np.random.default_rng(7)
+    added = {e: rng.integers(0, 256, (40, 32), np.uint8) for e in range(1, 11)}
+    bits = np.unpackbits(added[4], axis=1)
+    for t in range(4):
+        bits[:, 64 * t + 2] ^= 1
+    moved = np.packbits(bits, axis=1)
+    shortlist = KeypointShortlist(nearby_keys=True)
+    for entry_id, descriptors in added.items():
+        shortlist.add(entry_id, descriptors)
+    assert shortlist.candidates(moved, 3) == [(4, 40.0)]  # 400 rows in 2^20 buckets
+    monkeypatch.setattr(keypoints, "_PROBED_ROWS", 0)
+    assert shortlist.candidates(moved, 3) == [(4, 10.0)]
 
 
 def test_keys_widen_with_the_tables_and_the_delta_keeps_their_width(

@@ -89,9 +89,15 @@ _DELTA_SHARE: Final = 8
 #: differ somewhere in a 22-bit key, and the true sources of derivatives with 60% replaced
 #: drew fewer than the 2 votes asked. At 100,000 photos (tuning half) probing the first 128
 #: found 90.0% of them, as many as verification alone, against 81.7%, for 2.4x the
-#: shortlist's time (56 against 24 ms at p50); probing all 1,667 asked found the same for
-#: 21x (benchmarks/shortlist_shard.py).
+#: shortlist's time (56 against 24 ms at p50); the first 256, the same for 3.7x; all 1,667
+#: asked, the same for 21x (benchmarks/shortlist_shard.py).
 _PROBED: Final = 128
+#: ... and more of them while their nearby buckets hold, on average, fewer rows than this per
+#: table: sparse tables (a bank of a few thousand photos) cost little to probe. In a bank of
+#: 122 photos (tuning half, 60% replaced, the shortlist's own code), all 1,667 found the true
+#: source for 918 of the 930 queries that verification finds, the first 128 for 905, none
+#: for 882.
+_PROBED_ROWS: Final = 32768
 #: Descriptor rows read at a time while a written shortlist's tables are built (32 MB).
 _PIECE_ROWS = 1 << 20
 
@@ -371,6 +377,19 @@ class KeypointShortlist:
         bits = self._key_bits or _key_bits(added.shape[0])
         self._tables = _Tier(0, added, counts, offsets=True, key_bits=bits)
 
+    def _probed(self, tiers: tuple[_Tier | None, _Tier | None], asked: int) -> int:
+        """How many of a query's first descriptors read nearby keys: `_PROBED`, or more while
+        the rows they read stay under `_PROBED_ROWS` a table; counted on the tables (the
+        delta, searched key by key, costs more per key than it holds rows)."""
+        if not self._nearby_keys:
+            return 0
+        tier = tiers[0] or tiers[1]
+        if tier is None:
+            return 0
+        per_bucket = tier.rows.shape[1] / (1 << tier.key_bits)
+        affordable = _PROBED_ROWS / (tier.key_bits * max(per_bucket, 1e-9))
+        return min(asked, max(_PROBED, int(affordable)))
+
     def candidates(self, descriptors: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """Up to `limit` (entry id, votes), most first; photos found by fewer than 2 query
         descriptors are left out."""
@@ -384,13 +403,13 @@ class KeypointShortlist:
         query = np.ascontiguousarray(descriptors, dtype=np.uint8).view(np.uint64)
         keys = {t.key_bits: _keys(descriptors, t.key_bits) for t in tiers if t is not None}
         checks = [np.ascontiguousarray(descriptors[:, _check_byte(t)]) for t in range(_TABLES)]
+        probed = self._probed(tiers, len(query))
         pairs, apart = [], []
         for tier in tiers:
             if tier is None:
                 continue
-            # Who asks each key: every query descriptor its own, then the first
-            # `_PROBED` the keys one bit away from theirs, bit by bit.
-            probed = min(_PROBED if self._nearby_keys else 0, len(query))
+            # Who asks each key: every query descriptor its own, then the first `probed`
+            # the keys one bit away from theirs, bit by bit.
             flips = np.uint32(1) << np.arange(tier.key_bits, dtype=np.uint32)
             who = np.r_[np.arange(len(query)), np.tile(np.arange(probed), tier.key_bits)]
             asked = query[who]
