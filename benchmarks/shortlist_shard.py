@@ -21,8 +21,8 @@ true source verified. Verification alone: the true source verified with no short
 Two engines over the same photos, each writing the shard with its `KeypointShortlist.write`
 in a process of its own and querying it from another that opens it: this tree (keys as wide
 as the shard's size calls for, 24 bits at a million photos, 22 at 100,000; pages read one at
-a time; with nearby keys, as a matcher's bank) and the release before it (--baseline, checked out in a temporary worktree: 20-bit
-keys whatever the size, the kernel's read-ahead). At a million photos the files are bigger than
+a time; nearby keys read, as in a matcher's bank) and the release before it (--baseline,
+checked out in a temporary worktree). At a million photos the files are bigger than
 this machine's memory; before its queries each process reads its files once, so the page
 cache holds what fits. --shards N splits this tree's photos by entry id across N shortlists,
 each written and opened as a shard, and each query asks them all in turn and merges their
