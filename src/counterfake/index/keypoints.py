@@ -412,11 +412,11 @@ class KeypointShortlist:
             # the keys one bit away from theirs, bit by bit.
             flips = np.uint32(1) << np.arange(tier.key_bits, dtype=np.uint32)
             who = np.r_[np.arange(len(query)), np.tile(np.arange(probed), tier.key_bits)]
-            asked = query[who]
+            asked = query[who] if probed else query  # no copies where nothing is probed
             for t in range(_TABLES):
-                exact = keys[tier.key_bits][t]
-                nearby = (exact[:probed] ^ flips[:, None]).ravel()
-                start, lengths = tier.bucket(t, np.r_[exact, nearby])
+                own = keys[tier.key_bits][t]
+                keys_asked = np.r_[own, (own[:probed] ^ flips[:, None]).ravel()] if probed else own
+                start, lengths = tier.bucket(t, keys_asked)
                 lengths[lengths > self._crowded] = 0
                 asking, rows, bits = _kernels.close_rows(
                     start,
@@ -425,7 +425,7 @@ class KeypointShortlist:
                     tier.checks[t],
                     tier.descriptors,
                     asked,
-                    checks[t][who],
+                    checks[t][who] if probed else checks[t],
                     _CHECK_BITS,
                     _CLOSE,
                 )
