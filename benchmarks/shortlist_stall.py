@@ -1,6 +1,6 @@
 """Lookups while a matcher builds its derivative shortlist: none waits for the build.
 
-    python benchmarks/shortlist_stall.py [--photos 30000] [--rounds 2] [--baseline REF]
+    python benchmarks/shortlist_stall.py [--photos 30000] [--rounds 2] [--baseline REF] [--fold]
 
 A SQLite store holds a bank of --photos protected photos (synthetic signatures: real corpus
 descriptor sets with 15% of their bits flipped, as derivative_scale.py makes them) and a bank
@@ -11,7 +11,14 @@ query returns. Reported per engine: how long the first derivative query took, ho
 lookups were answered meanwhile and the longest of them. The baseline release (`--baseline`,
 a git ref run from a temporary worktree; default 903c26f, which built the tables inside the
 first derivative query, under the matcher's lock) alternates with this tree, round by round.
-Writes benchmarks/results/shortlist-stall-*.json and .md.
+
+With --fold, the stall measured is the fold instead: once the first derivative query has
+returned, another eighth of --photos (and one) is added to the bank on a copy of the store,
+the matcher reads them from the change log, and derivative queries run back to back for
+--seconds on one thread while the main thread looks up PDQ hashes: the first of them, the
+longest and how many, the longest lookup, and when the folded tables came in (this tree; the
+default baseline is then 0f07a83, which folded inside the first derivative query after the
+adds). Writes benchmarks/results/shortlist-stall-*.json and .md.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import io
 import json
 import multiprocessing
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -39,6 +47,7 @@ from derivatives import _engine_src
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASELINE = "903c26f"  # main before the shortlist was built in the background
+FOLD_BASELINE = "0f07a83"  # main before the shortlist folded its delta in the background
 
 
 def _jpeg(image: Image.Image, quality: int) -> bytes:
@@ -50,16 +59,25 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 def _fill(url: str, corpus: Path, photos: int) -> tuple[list[str], bytes]:
     """The store's two banks; returns some of its PDQ values and an upload to ask about."""
     from counterfake import NewEntry, Store
-    from counterfake.signals.keypoints import Features, image_features
 
-    rng = np.random.default_rng(11)
     images = [Image.open(p).convert("RGB") for p in sorted(corpus.glob("*.jpg"))[:60]]
-    real = [image_features(_jpeg(im, 95), query=False) for im in images]
     store = Store.open(url)
     store.create_bank("photos")
     store.create_bank("hashes")
     values = [secrets.token_hex(32) for _ in range(10_000)]
     store.add_entries("hashes", [NewEntry("pdq", v) for v in values])
+    _add_photos(store, images, photos, seed=11)
+    store.close()
+    return values[:1000], _jpeg(images[0].resize((480, 360)), 80)
+
+
+def _add_photos(store: Any, images: list[Image.Image], photos: int, *, seed: int) -> None:
+    """`photos` synthetic signatures added to the bank "photos"."""
+    from counterfake import NewEntry
+    from counterfake.signals.keypoints import Features, image_features
+
+    rng = np.random.default_rng(seed)
+    real = [image_features(_jpeg(im, 95), query=False) for im in images]
     batch: list[NewEntry] = []
     for n in range(photos):
         base, donor = (real[int(i)] for i in rng.integers(len(real), size=2))
@@ -73,8 +91,6 @@ def _fill(url: str, corpus: Path, photos: int) -> tuple[list[str], bytes]:
         if len(batch) == 2000 or n == photos - 1:
             store.add_entries("photos", batch)
             batch = []
-    store.close()
-    return values[:1000], _jpeg(images[0].resize((480, 360)), 80)
 
 
 def _engine(src: str, url: str, values: list[str], upload: bytes, out: Any) -> None:
@@ -111,14 +127,78 @@ def _engine(src: str, url: str, values: list[str], upload: bytes, out: Any) -> N
     )
 
 
+def _fold_engine(
+    src: str,
+    url: str,
+    values: list[str],
+    upload: bytes,
+    corpus: str,
+    added: int,
+    seconds: float,
+    out: Any,
+) -> None:
+    """One engine's process for --fold: load, first derivative query, adds past an eighth,
+    then derivative queries back to back against PDQ lookups."""
+    sys.path.insert(0, src)
+    from counterfake import Matcher, Store
+    from counterfake.signals.keypoints import image_features
+
+    query = image_features(upload, query=True)
+    store = Store.open(url)
+    matcher = Matcher(store)
+    matcher.derivatives(query)  # the first tables
+    shortlist = matcher._local["photos"][0]
+    tables = shortlist._tables
+    images = [Image.open(p).convert("RGB") for p in sorted(Path(corpus).glob("*.jpg"))[:60]]
+    _add_photos(store, images, added, seed=12)
+    matcher.refresh()
+    took: list[float] = []
+    folded: list[float] = []
+    done = threading.Event()
+    began = time.perf_counter()
+
+    def ask() -> None:
+        while time.perf_counter() - began < seconds:
+            started = time.perf_counter()
+            matcher.derivatives(query)
+            took.append(time.perf_counter() - started)
+            if not folded and shortlist._tables is not tables:
+                folded.append(time.perf_counter() - began)
+        done.set()
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    waits = []
+    while not done.is_set():
+        started = time.perf_counter()
+        matcher.match_signal("pdq", values[len(waits) % len(values)])
+        waits.append(time.perf_counter() - started)
+        if not folded and shortlist._tables is not tables:
+            folded.append(time.perf_counter() - began)
+    asking.join()
+    out.send(
+        {
+            "first_derivative_s": round(took[0], 2),
+            "longest_derivative_s": round(max(took), 2),
+            "derivative_queries": len(took),
+            "lookups_meanwhile": len(waits),
+            "longest_lookup_ms": round(max(waits, default=0.0) * 1e3, 1),
+            "tables_folded_after_s": round(folded[0], 1) if folded else None,
+        }
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
     parser.add_argument("--photos", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline release")
+    parser.add_argument("--baseline", default=None, help="git ref of the baseline release")
+    parser.add_argument("--fold", action="store_true", help="the fold of the delta instead")
+    parser.add_argument("--seconds", type=float, default=30.0, help="--fold: queries for this")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    args.baseline = args.baseline or (FOLD_BASELINE if args.fold else BASELINE)
     folder = Path(tempfile.mkdtemp(prefix="cf-shortlist-stall-"))
     url = f"sqlite:///{folder}/bank.db"
     values, upload = _fill(url, args.corpus, args.photos)
@@ -131,28 +211,51 @@ def main() -> int:
             order = names if turn % 2 == 0 else names[::-1]
             for name in order:
                 parent, child = context.Pipe()
-                process = context.Process(
-                    target=_engine, args=(sources[name], url, values, upload, child)
-                )
+                if args.fold:  # adds go to a copy: every round starts from the same store
+                    shutil.copy(folder / "bank.db", folder / "round.db")
+                    copy = f"sqlite:///{folder}/round.db"
+                    extra = (str(args.corpus), args.photos // 8 + 1, args.seconds)
+                    process = context.Process(
+                        target=_fold_engine,
+                        args=(sources[name], copy, values, upload, *extra, child),
+                    )
+                else:
+                    process = context.Process(
+                        target=_engine, args=(sources[name], url, values, upload, child)
+                    )
                 process.start()
                 child.close()
                 runs[name].append(parent.recv())
                 process.join()
                 print(f"{name}, round {turn + 1}: {runs[name][-1]}", flush=True)
-    lines = [
-        f"{args.photos:,} protected photos, 10,000 PDQ hashes; first derivative query after a"
-        " load, PDQ lookups meanwhile (per round)",
-        "",
-        "| engine | first derivative query s | lookups meanwhile | longest lookup ms |",
-        "|---|---|---|---|",
-    ]
+    if args.fold:
+        lines = [
+            f"{args.photos:,} protected photos and {args.photos // 8 + 1:,} added, 10,000 PDQ"
+            f" hashes; derivative queries for {args.seconds:g} s after the adds, PDQ lookups"
+            " meanwhile (per round)",
+            "",
+            "| engine | first derivative query s | longest s | derivative queries"
+            " | lookups meanwhile | longest lookup ms | folded tables in after s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        shown = 6
+    else:
+        lines = [
+            f"{args.photos:,} protected photos, 10,000 PDQ hashes; first derivative query after"
+            " a load, PDQ lookups meanwhile (per round)",
+            "",
+            "| engine | first derivative query s | lookups meanwhile | longest lookup ms |",
+            "|---|---|---|---|",
+        ]
+        shown = 3
     for name in names:
-        cells = [" / ".join(str(r[key]) for r in runs[name]) for key in runs[name][0]][:3]
+        cells = [" / ".join(str(r[key]) for r in runs[name]) for key in runs[name][0]][:shown]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     table = "\n".join(lines)
     RESULTS.mkdir(exist_ok=True)
     out = args.out or RESULTS / f"shortlist-stall-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"benchmark": "shortlist_stall", "photos": args.photos, **runs}))
+    record = {"benchmark": "shortlist_stall", "photos": args.photos, "fold": args.fold, **runs}
+    out.write_text(json.dumps(record))
     out.with_suffix(".md").write_text(table + "\n")
     print(table)
     print(f"\nJSON: {out}\ntable: {out.with_suffix('.md')}")

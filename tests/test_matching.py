@@ -576,3 +576,63 @@ def test_a_follower_that_cannot_read_the_store_is_not_caught_up(
         assert _until(lambda: matcher.caught_up)
     finally:
         matcher.stop()
+
+
+def test_a_derivative_query_does_not_wait_for_the_shortlist_to_fold_its_delta(
+    store: Store, corpus_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photos added past an eighth of a bank's shortlist are folded into new tables on a
+    thread of the matcher's own: derivative queries meanwhile answer from the old tables and
+    the delta, the photo just added included, and the new tables come in when built."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from counterfake.index import keypoints
+    from counterfake.protect import protect_bytes
+    from counterfake.signals.keypoints import image_features
+    from tests.derivative_images import reencode, replace_region
+
+    paths = sorted(corpus_dir.glob("*.jpg"))[:42]
+    store.create_bank("victims")
+    ids = [
+        store.add_entries("victims", protect_bytes(p.read_bytes()).entries())[1].entry_id
+        for p in paths[:36]
+    ]
+    matcher = Matcher(store, refresh_interval=0)
+    shortlist = matcher._local["victims"][0]
+    assert _until(lambda: shortlist.prepared)
+    tables = shortlist._tables
+    started, release = threading.Event(), threading.Event()
+    real = keypoints._Tier
+
+    class HeldTables(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object, offsets: bool, **kwargs: object) -> None:
+            if offsets:  # the fold's new tables wait until the test lets them go
+                started.set()
+                assert release.wait(30)
+            super().__init__(*args, offsets=offsets, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keypoints, "_Tier", HeldTables)
+    ids += [
+        store.add_entries("victims", protect_bytes(p.read_bytes()).entries())[1].entry_id
+        for p in paths[36:]
+    ]
+    photo = Image.open(paths[41]).convert("RGB")
+    fake, _ = replace_region(photo, Image.open(paths[0]).convert("RGB"), 0.3)
+    data = reencode(fake)
+
+    def found() -> list[int]:
+        result = matcher.match(hash_bytes(data), features=image_features(data, query=True))
+        return [m.entry_id for m in result.matches]
+
+    with ThreadPoolExecutor(1) as asking:
+        try:
+            assert asking.submit(found).result(timeout=20) == [ids[41]]  # from the delta
+            assert started.wait(30) and shortlist.folding and shortlist._tables is tables
+            assert asking.submit(found).result(timeout=20) == [ids[41]]  # still not waiting
+        finally:
+            release.set()
+    assert _until(lambda: not shortlist.folding)
+    assert shortlist._tables is not tables and shortlist._delta is None
+    assert found() == [ids[41]]

@@ -173,6 +173,22 @@ def _below_lookups(build: Callable[[], HammingIndex]) -> HammingIndex:
     return done[0]
 
 
+def _fold_later(shortlist: KeypointShortlist) -> None:
+    """Fold a shortlist's delta into new tables on a thread of its own at a raised nice value,
+    as an index is rebuilt; queries answer from the old tables and the delta meanwhile."""
+
+    def run() -> None:
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BUILDER_NICE)
+        try:
+            shortlist.prepare()
+        except Exception:  # the next derivative query tries again
+            log.exception("folding a shortlist's delta failed")
+
+    threading.Thread(target=run, name="counterfake-shortlist-fold", daemon=True).start()
+
+
 def _due(index: HammingIndex, *, idle: bool) -> bool:
     """Whether an index should be rebuilt: a linear one that reached TABLES_FROM codes, a
     multi-index whose linearly scanned delta grew (a little, in a quiet spell)."""
@@ -741,12 +757,14 @@ class Matcher:
         refreshes: the candidates are taken under a lock, then read from the store and
         verified without it."""
         tries: dict[tuple[str, int], list[int]] = {}
-        # A build due (after a load, or adds) is waited for here, not under the lock, which
-        # the lookups of every other request need.
+        # A build due (after a load, or adds to the delta) is waited for here, not under the
+        # lock, which the lookups of every other request need; a fold is not waited for.
         with self._lock:
             held = [s for b, (s, _) in self._local.items() if banks is None or b in banks]
         for shortlist in held:
-            shortlist.prepare()
+            shortlist.prepare(fold=False)
+            if shortlist.fold_due and not shortlist.folding:
+                _fold_later(shortlist)
         with self._lock:
             for bank, (shortlist, photos) in self._local.items():
                 if banks is not None and bank not in banks:

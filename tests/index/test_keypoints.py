@@ -185,10 +185,78 @@ def test_photos_added_later_are_found_from_the_delta_without_rebuilding_the_tabl
     grown.remove([37])
     built.remove([37])
     assert grown.candidates(query, 8) == built.candidates(query, 8)
-    for entry_id in range(40, 46):  # past an eighth: folded into new tables
+    for entry_id in range(40, 46):  # past an eighth: a query does not fold it in ...
         grown.add(entry_id, signatures[entry_id - 40])
     grown.candidates(query, 8)
-    assert grown._tables is not tables
+    assert grown._tables is tables and grown.fold_due
+    grown.prepare()  # ... `prepare` does
+    assert grown._tables is not tables and grown._delta is None and not grown.fold_due
+    for entry_id in range(40, 46):
+        built.add(entry_id, signatures[entry_id - 40])
+    assert grown.candidates(query, 8) == built.candidates(query, 8)
+
+
+def test_queries_answer_while_a_fold_runs_and_photos_added_meanwhile_stay_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fold builds new tables on its own thread: queries meanwhile answer from the old
+    tables and the delta (photos added during the fold included) without waiting for it, and
+    once it is swapped in the photos added during it sit in a delta of their own, answering
+    as a shortlist built at once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from counterfake.index import keypoints
+
+    rng = np.random.default_rng(21)
+    photos = {e: rng.integers(0, 256, (64, 32), dtype=np.uint8) for e in range(1, 171)}
+    shortlist, whole = KeypointShortlist(share_votes=True), KeypointShortlist(share_votes=True)
+    for entry_id in range(1, 121):
+        shortlist.add(entry_id, photos[entry_id])
+    shortlist.prepare()  # the first tables: 120 photos
+    tables = shortlist._tables
+    for entry_id in range(121, 141):  # 20 photos: past an eighth of 120
+        shortlist.add(entry_id, photos[entry_id])
+    shortlist.prepare(fold=False)
+    assert shortlist.fold_due and shortlist._tables is tables
+
+    started, release = threading.Event(), threading.Event()
+    real = keypoints._Tier
+
+    class HeldTables(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object, offsets: bool, **kwargs: object) -> None:
+            if offsets:  # the fold's new tables wait until the test lets them go
+                started.set()
+                assert release.wait(30)
+            super().__init__(*args, offsets=offsets, **kwargs)  # type: ignore[arg-type]
+
+    def ask(entry_id: int) -> list[tuple[int, float]]:  # never waiting for the fold
+        return asking.submit(shortlist.candidates, photos[entry_id], 1).result(timeout=10)
+
+    monkeypatch.setattr(keypoints, "_Tier", HeldTables)
+    folder = threading.Thread(target=shortlist.prepare)
+    with ThreadPoolExecutor(1) as asking:
+        folder.start()
+        try:
+            assert started.wait(30) and shortlist.folding
+            asking.submit(shortlist.prepare).result(timeout=10)  # not a second fold
+            for entry_id in range(141, 171):  # added and asked for while the fold runs
+                shortlist.add(entry_id, photos[entry_id])
+                assert ask(entry_id) == [(entry_id, 64.0)]
+            assert ask(7) == [(7, 64.0)]  # from the old tables
+            assert shortlist._tables is tables and folder.is_alive()
+        finally:
+            release.set()
+    folder.join(30)
+    assert not folder.is_alive() and not shortlist.folding
+    assert shortlist._tables is not tables and len(shortlist._tables.counts) == 140
+    assert shortlist._delta is not None and len(shortlist._delta.counts) == 30
+    shortlist.remove([150])
+    for entry_id, descriptors in photos.items():
+        whole.add(entry_id, descriptors)
+    whole.remove([150])
+    query = np.concatenate([photos[e][:20] for e in (3, 130, 140, 141, 150, 170)])
+    assert shortlist.candidates(query, 10) == whole.candidates(query, 10)
 
 
 def test_a_build_in_another_thread_while_photos_are_added_and_asked_loses_nothing() -> None:

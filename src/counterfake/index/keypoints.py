@@ -28,11 +28,12 @@ The shortlist holds the descriptors themselves (one array for all photos), a 4-b
 and a check byte (the byte after the key's) per descriptor and table, and per table a bucket
 offset per key (2^20 to 2^24). Photos added since those tables were built sit in a *delta*: the
 same rows and check bytes, sorted by key and searched by binary search (no offsets table),
-rebuilt after adds in time proportional to the delta alone. The delta is folded into the tables
-once it holds an eighth of their rows (a full rebuild: about 15 s at 100,000 photos). Builds
-run in `prepare`, which `candidates` calls first; a matcher calls it in the background after
-loading, and before taking its lock for a derivative query, so that only derivative queries
-wait for a build.
+rebuilt after adds in time proportional to the delta alone. Once the delta holds an eighth of
+the tables' rows, `prepare` folds it into new tables (a full rebuild: about 15 s at 100,000
+photos) while `candidates` goes on answering from the old tables and the delta, and swaps them
+in when they are ready. `candidates` builds what it needs itself (the first tables, the delta)
+and never folds; a matcher builds the first tables in the background after loading, and folds
+on a background thread of its own, so that no query waits for a fold.
 
 A shortlist too big for a worker's memory is written to files (`write`) and mapped (`open`),
 one shard of the bank per process; README, "Beyond one machine", has the plan and the
@@ -140,6 +141,18 @@ def _keys(descriptors: np.ndarray, key_bits: int) -> np.ndarray:
     return _kernels.byte_keys(np.ascontiguousarray(descriptors, dtype=np.uint8), _TABLES, key_bits)
 
 
+def _rows(descriptors: np.ndarray) -> np.ndarray:
+    """A tier's descriptors as (n, 32) bytes."""
+    return descriptors.view(np.uint8).reshape(-1, 32)
+
+
+def _outgrown(tables: _Tier | None, delta: _Tier | None) -> bool:
+    """Whether `delta` holds an eighth of the rows of `tables`."""
+    if tables is None or delta is None:
+        return False
+    return delta.descriptors.shape[0] * _DELTA_SHARE > tables.descriptors.shape[0]
+
+
 class _Tier:
     """Rows of some photos, grouped by key per table: the tables (bucket offsets) or the
     delta (sorted keys, binary search)."""
@@ -222,18 +235,33 @@ class KeypointShortlist:
         self._pending: list[np.ndarray] = []  # descriptors of photos added since the last build
         self._tables: _Tier | None = None
         self._delta: _Tier | None = None
-        # Adds and removals take `_state` briefly; a build (`prepare`) holds `_building`
-        # throughout and `_state` only to take the pending photos and to swap its tiers in.
+        # Adds and removals take `_state` briefly; a build of the delta (or of the first
+        # tables) holds `_building` throughout and `_state` only to take the pending photos.
+        # A fold holds `_folding` throughout and `_building` only to take the tiers it folds
+        # and to swap the new ones in.
         self._state = threading.Lock()
         self._building = threading.Lock()
+        self._folding = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._number)
 
     @property
     def prepared(self) -> bool:
-        """Whether every photo added is in the tables or the delta (no build is due)."""
-        return not self._pending
+        """Whether every photo added is in the tables or the delta (no build is due or under
+        way)."""
+        return not self._pending and not self._building.locked()
+
+    @property
+    def fold_due(self) -> bool:
+        """Whether the delta holds an eighth of the tables' rows: `prepare` folds it in."""
+        tables, delta = self._tables, self._delta
+        return _outgrown(tables, delta)
+
+    @property
+    def folding(self) -> bool:
+        """Whether a fold is under way (in `prepare`, on another thread)."""
+        return self._folding.locked()
 
     def add(self, entry_id: int, descriptors: np.ndarray) -> None:
         # A copy: a view would keep its base alive (a signature's 1,024 descriptors for 512).
@@ -340,15 +368,56 @@ class KeypointShortlist:
             )
         return shortlist
 
-    def prepare(self) -> None:
-        """Builds the photos added since the last build into the delta, or the tables (the
-        first build, or a fold: 15 s at 100,000 photos), so that no query waits for it. A
-        service calls it in the background after loading; `candidates` calls it first."""
-        self._prepared()
+    def prepare(self, *, fold: bool = True) -> None:
+        """Builds the photos added since the last build into the delta, or the first tables,
+        so that no query waits for it; with `fold`, then folds a delta that holds an eighth
+        of the tables' rows into new tables (15 s at 100,000 photos), unless a fold is
+        already under way. Meanwhile `candidates` answers from the old tables and the delta,
+        photos added included. A service calls it in the background."""
+        tiers = self._prepared()
+        if not fold or not _outgrown(*tiers) or not self._folding.acquire(blocking=False):
+            return
+        try:
+            self._fold()
+        finally:
+            self._folding.release()
+
+    def _fold(self) -> None:
+        with self._building:  # the tiers as they are now (another fold may have run)
+            tables, delta = self._tables, self._delta
+        if tables is None or delta is None or not _outgrown(tables, delta):
+            return
+        descriptors = np.concatenate([_rows(tables.descriptors), _rows(delta.descriptors)])
+        counts = np.concatenate([tables.counts, delta.counts])
+        bits = self._key_bits or _key_bits(descriptors.shape[0])
+        folded = _Tier(0, descriptors, counts, offsets=True, key_bits=bits)
+        del descriptors
+        while True:
+            # The delta as queries rebuilt it meanwhile: the folded photos, then those added
+            # since, which stay in a delta of their own (built here, swapped in under the
+            # lock if no query rebuilt the delta again meanwhile).
+            with self._building:
+                now = self._delta or delta  # only a fold replaces the delta's first photos
+            skip = len(delta.counts)
+            rest = None
+            if len(now.counts) > skip:
+                first_row = int(now.counts[:skip].sum())
+                rest = _Tier(
+                    delta.first_photo + skip,
+                    _rows(now.descriptors)[first_row:],
+                    now.counts[skip:],
+                    offsets=False,
+                    key_bits=bits,
+                )
+            with self._building:
+                if (self._delta or delta) is now:
+                    self._tables, self._delta = folded, rest
+                    return
 
     def _prepared(self) -> tuple[_Tier | None, _Tier | None]:
-        """The tiers with every photo added so far, built if need be; taken while no other
-        build runs, so a fold under way is never seen half done."""
+        """The tiers with every photo added so far, the delta or the first tables built if
+        need be; taken while no other build runs, so a build under way is never seen half
+        done."""
         with self._building:
             with self._state:
                 chunks, self._pending = self._pending, []
@@ -360,22 +429,16 @@ class KeypointShortlist:
     def _build(self, chunks: list[np.ndarray], first_photo: int) -> None:
         added = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
         counts = np.array([len(d) for d in chunks], np.int64)
-        tabled = 0 if self._tables is None else self._tables.descriptors.shape[0]
+        if self._tables is None:  # the first tables
+            bits = self._key_bits or _key_bits(added.shape[0])
+            self._tables = _Tier(0, added, counts, offsets=True, key_bits=bits)
+            return
         if self._delta is not None:  # the delta so far, then the new photos
             first_photo = self._delta.first_photo
-            added = np.concatenate([self._delta.descriptors.view(np.uint8).reshape(-1, 32), added])
+            added = np.concatenate([_rows(self._delta.descriptors), added])
             counts = np.concatenate([self._delta.counts, counts])
-        if self._tables is not None and added.shape[0] * _DELTA_SHARE <= tabled:
-            bits = self._tables.key_bits
-            self._delta = _Tier(first_photo, added, counts, offsets=False, key_bits=bits)
-            return
-        if self._tables is not None:  # fold the delta into new tables
-            held = self._tables.descriptors.view(np.uint8).reshape(-1, 32)
-            added = np.concatenate([held, added])
-            counts = np.concatenate([self._tables.counts, counts])
-        self._tables, self._delta = None, None  # the old arrays go before the new are built
-        bits = self._key_bits or _key_bits(added.shape[0])
-        self._tables = _Tier(0, added, counts, offsets=True, key_bits=bits)
+        bits = self._tables.key_bits
+        self._delta = _Tier(first_photo, added, counts, offsets=False, key_bits=bits)
 
     def _probed(self, tiers: tuple[_Tier | None, _Tier | None], asked: int) -> int:
         """How many of a query's first descriptors read nearby keys: `_PROBED`, or more while
