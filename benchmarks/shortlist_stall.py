@@ -16,9 +16,10 @@ With --fold, the stall measured is the fold instead: once the first derivative q
 returned, another eighth of --photos (and one) is added to the bank on a copy of the store,
 the matcher reads them from the change log, and derivative queries run back to back for
 --seconds on one thread while the main thread looks up PDQ hashes: the first of them, the
-longest and how many, the longest lookup, and when the folded tables came in (this tree; the
+longest and how many, the longest lookup, when the folded tables came in (this tree; the
 default baseline is then 0f07a83, which folded inside the first derivative query after the
-adds). Writes benchmarks/results/shortlist-stall-*.json and .md.
+adds), and the engine process's peak memory. Writes benchmarks/results/shortlist-stall-*.json
+and .md.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import argparse
 import io
 import json
 import multiprocessing
+import resource
 import secrets
 import shutil
 import sys
@@ -184,6 +186,7 @@ def _fold_engine(
             "lookups_meanwhile": len(waits),
             "longest_lookup_ms": round(max(waits, default=0.0) * 1e3, 1),
             "tables_folded_after_s": round(folded[0], 1) if folded else None,
+            "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         }
     )
 
@@ -235,10 +238,10 @@ def main() -> int:
             " meanwhile (per round)",
             "",
             "| engine | first derivative query s | longest s | derivative queries"
-            " | lookups meanwhile | longest lookup ms | folded tables in after s |",
-            "|---|---|---|---|---|---|---|",
+            " | lookups meanwhile | longest lookup ms | folded tables in after s | peak GB |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        shown = 6
+        shown = 7
     else:
         lines = [
             f"{args.photos:,} protected photos, 10,000 PDQ hashes; first derivative query after"
