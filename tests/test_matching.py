@@ -582,8 +582,8 @@ def test_a_derivative_query_does_not_wait_for_the_shortlist_to_fold_its_delta(
     store: Store, corpus_dir: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Photos added past an eighth of a bank's shortlist are folded into new tables on a
-    thread of the matcher's own: derivative queries meanwhile answer from the old tables and
-    the delta, the photo just added included, and the new tables come in when built."""
+    thread of the matcher's own: derivative queries meanwhile answer from the old tiers, the
+    photo just added included, and the new tables come in when built."""
     from concurrent.futures import ThreadPoolExecutor
 
     from PIL import Image
@@ -614,6 +614,7 @@ def test_a_derivative_query_does_not_wait_for_the_shortlist_to_fold_its_delta(
             super().__init__(*args, offsets=offsets, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(keypoints, "_Tier", HeldTables)
+    monkeypatch.setattr(keypoints, "_RECENT_ROWS", 1)  # every add is merged or folded
     ids += [
         store.add_entries("victims", protect_bytes(p.read_bytes()).entries())[1].entry_id
         for p in paths[36:]
@@ -634,5 +635,6 @@ def test_a_derivative_query_does_not_wait_for_the_shortlist_to_fold_its_delta(
         finally:
             release.set()
     assert _until(lambda: not shortlist.folding)
-    assert shortlist._tables is not tables and shortlist._delta is None
+    assert shortlist._tables is not tables and len(shortlist._tables.counts) == 42
+    assert shortlist._delta is None and shortlist._recent is None
     assert found() == [ids[41]]

@@ -158,11 +158,10 @@ def test_each_photo_is_found_by_its_own_descriptors_across_tiers() -> None:
             assert [e for e, _ in shortlist.candidates(descriptors, 5)] == [entry_id]
 
 
-def test_photos_added_later_are_found_from_the_delta_without_rebuilding_the_tables(
-    corpus_dir: Path,
-) -> None:
-    """Adds go to a delta searched beside the tables; the same candidates as one build of
-    everything, until the delta outgrows an eighth of the tables and is folded in."""
+def test_photos_added_later_are_found_without_rebuilding_the_tables(corpus_dir: Path) -> None:
+    """Adds go to a tier of recent photos searched beside the tables: the same candidates as
+    one build of everything. `prepare` merges them into the delta, and folds the delta into
+    new tables once it holds an eighth of their rows."""
     paths = sorted(corpus_dir.glob("*.jpg"))[:40]
     signatures = [
         image_features(p.read_bytes(), query=False).descriptors[:SHORTLISTED] for p in paths
@@ -178,21 +177,25 @@ def test_photos_added_later_are_found_from_the_delta_without_rebuilding_the_tabl
     for entry_id, descriptors in enumerate(signatures[36:], start=36):
         grown.add(entry_id, descriptors)
         assert grown.candidates(query, 8)  # a search after each add
-        assert grown._tables is tables  # 4 photos: a ninth of 36, never folded in
-    assert grown.candidates(query, 8)[0][0] == 37  # found, from the delta
+        assert grown._tables is tables and grown._delta is None  # the recent photos only
+    assert grown.candidates(query, 8)[0][0] == 37  # found, among the recent photos
     for entry_id, descriptors in enumerate(signatures):
         built.add(entry_id, descriptors)
     grown.remove([37])
     built.remove([37])
     assert grown.candidates(query, 8) == built.candidates(query, 8)
-    for entry_id in range(40, 46):  # past an eighth: a query does not fold it in ...
+    grown.prepare()  # 4 photos, a ninth of 36: merged into the delta
+    assert grown._tables is tables and grown._recent is None and grown._delta is not None
+    assert len(grown._delta.counts) == 4
+    assert grown.candidates(query, 8) == built.candidates(query, 8)
+    for entry_id in range(40, 46):  # past an eighth: a query does not fold ...
         grown.add(entry_id, signatures[entry_id - 40])
-    grown.candidates(query, 8)
-    assert grown._tables is tables and grown.fold_due
-    grown.prepare()  # ... `prepare` does
-    assert grown._tables is not tables and grown._delta is None and not grown.fold_due
-    for entry_id in range(40, 46):
         built.add(entry_id, signatures[entry_id - 40])
+    assert grown.candidates(query, 8) == built.candidates(query, 8)
+    assert grown._tables is tables
+    grown.prepare()  # ... `prepare` does
+    assert grown._tables is not tables and grown._delta is None and grown._recent is None
+    assert len(grown._tables.counts) == 46
     assert grown.candidates(query, 8) == built.candidates(query, 8)
 
 
@@ -200,13 +203,11 @@ def test_queries_answer_while_a_fold_runs_and_photos_added_meanwhile_stay_found(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A fold builds new tables on its own thread: queries meanwhile answer from the old
-    tables and the delta (photos added during the fold included) without waiting for it, and
-    once it is swapped in the photos added during it sit in a delta of their own, answering
-    as a shortlist built at once."""
+    tiers (photos added during the fold included) without waiting for it, and once it is
+    swapped in the photos added during it stay recent, answering as a shortlist built at
+    once."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
-
-    from counterfake.index import keypoints
 
     rng = np.random.default_rng(21)
     photos = {e: rng.integers(0, 256, (64, 32), dtype=np.uint8) for e in range(1, 171)}
@@ -218,7 +219,9 @@ def test_queries_answer_while_a_fold_runs_and_photos_added_meanwhile_stay_found(
     for entry_id in range(121, 141):  # 20 photos: past an eighth of 120
         shortlist.add(entry_id, photos[entry_id])
     shortlist.prepare(fold=False)
-    assert shortlist.fold_due and shortlist._tables is tables
+    assert not shortlist.fold_due  # 1,280 rows: below the recent photos' limit ...
+    monkeypatch.setattr(keypoints, "_RECENT_ROWS", 1280)
+    assert shortlist.fold_due and shortlist._tables is tables  # ... at it
 
     started, release = threading.Event(), threading.Event()
     real = keypoints._Tier
@@ -250,7 +253,8 @@ def test_queries_answer_while_a_fold_runs_and_photos_added_meanwhile_stay_found(
     folder.join(30)
     assert not folder.is_alive() and not shortlist.folding
     assert shortlist._tables is not tables and len(shortlist._tables.counts) == 140
-    assert shortlist._delta is not None and len(shortlist._delta.counts) == 30
+    assert shortlist._delta is None  # folded, and the photos added meanwhile stay recent
+    assert shortlist._recent is not None and len(shortlist._recent.counts) == 30
     shortlist.remove([150])
     for entry_id, descriptors in photos.items():
         whole.add(entry_id, descriptors)
@@ -285,7 +289,7 @@ def test_a_build_in_another_thread_while_photos_are_added_and_asked_loses_nothin
 
 
 @pytest.mark.parametrize(("key_bits", "nearby"), [(20, False), (24, False), (20, True), (24, True)])
-def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta(
+def test_votes_are_those_of_a_brute_force_comparison_in_every_tier(
     key_bits: int, nearby: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rule, compared pair by pair: a query descriptor votes once for a photo holding a
@@ -318,8 +322,13 @@ def test_votes_are_those_of_a_brute_force_comparison_in_tables_and_delta(
         for entry_id in range(1, 33):
             shortlist.add(entry_id, photos[entry_id])
         shortlist.candidates(query[:1], 1)  # the first 32 photos go into the tables
-        for entry_id in range(33, 41):  # the rest stay in the delta
+        for entry_id in range(33, 37):  # these into the delta
             shortlist.add(entry_id, photos[entry_id])
+        shortlist.prepare()
+        for entry_id in range(37, 41):  # the rest stay recent
+            shortlist.add(entry_id, photos[entry_id])
+        shortlist.candidates(query[:1], 1)
+        assert [len(t.counts) for t in shortlist._prepared()] == [32, 4, 4]
 
     def key(d: np.ndarray, table: int) -> int:
         b = 8 * table

@@ -26,14 +26,16 @@ queries, counted alike for 77.3% (verification alone 84.7%). An archive's images
 
 The shortlist holds the descriptors themselves (one array for all photos), a 4-byte row number
 and a check byte (the byte after the key's) per descriptor and table, and per table a bucket
-offset per key (2^20 to 2^24). Photos added since those tables were built sit in a *delta*: the
-same rows and check bytes, sorted by key and searched by binary search (no offsets table),
-rebuilt after adds in time proportional to the delta alone. Once the delta holds an eighth of
-the tables' rows, `prepare` folds it into new tables (a full rebuild: about 15 s at 100,000
-photos) while `candidates` goes on answering from the old tables and the delta, and swaps them
-in when they are ready. `candidates` builds what it needs itself (the first tables, the delta)
-and never folds; a matcher builds the first tables in the background after loading, and folds
-on a background thread of its own, so that no query waits for a fold.
+offset per key (2^20 to 2^24). Photos added since those tables were built sit in two smaller
+tiers of the same rows and check bytes, sorted by key and searched by binary search (no
+offsets table): the *recent* photos, which `candidates` rebuilds after adds (in time
+proportional to them alone), and the *delta*, into which `prepare` merges them. Once the delta
+holds an eighth of the tables' rows, `prepare` folds both into new tables instead (a full
+rebuild: about 15 s at 100,000 photos). `candidates` goes on answering from the tiers as they
+were meanwhile, and `prepare` swaps the new ones in when they are ready. A matcher builds the
+first tables in the background after loading, and merges and folds on a background thread of
+its own once the recent photos hold `_RECENT_ROWS` rows, so that no query waits for more than
+the recent photos' build.
 
 A shortlist too big for a worker's memory is written to files (`write`) and mapped (`open`),
 one shard of the bank per process; README, "Beyond one machine", has the plan and the
@@ -83,6 +85,10 @@ _MIN_VOTES: Final = 2
 _CROWDED: Final = 256
 #: The delta is folded into the tables once it holds 1/this of their rows.
 _DELTA_SHARE: Final = 8
+#: Photos added lately sit in a small tier of their own, which a query rebuilds after adds
+#: (in time proportional to its rows: about 0.1 s for this many), until a background thread
+#: merges it into the delta (and, past an eighth, folds both into new tables).
+_RECENT_ROWS: Final = 1 << 17
 #: With `nearby_keys`, the first this many query descriptors (the strongest 2 of each cell of
 #: the query's grid) also read the buckets of every key one bit away from theirs (multi-probe
 #: LSH): 23 buckets instead of 1 per table at 22-bit keys. A surviving keypoint's descriptor
@@ -144,13 +150,6 @@ def _keys(descriptors: np.ndarray, key_bits: int) -> np.ndarray:
 def _rows(descriptors: np.ndarray) -> np.ndarray:
     """A tier's descriptors as (n, 32) bytes."""
     return descriptors.view(np.uint8).reshape(-1, 32)
-
-
-def _outgrown(tables: _Tier | None, delta: _Tier | None) -> bool:
-    """Whether `delta` holds an eighth of the rows of `tables`."""
-    if tables is None or delta is None:
-        return False
-    return delta.descriptors.shape[0] * _DELTA_SHARE > tables.descriptors.shape[0]
 
 
 class _Tier:
@@ -235,6 +234,7 @@ class KeypointShortlist:
         self._pending: list[np.ndarray] = []  # descriptors of photos added since the last build
         self._tables: _Tier | None = None
         self._delta: _Tier | None = None
+        self._recent: _Tier | None = None
         # Adds and removals take `_state` briefly; a build of the delta (or of the first
         # tables) holds `_building` throughout and `_state` only to take the pending photos.
         # A fold holds `_folding` throughout and `_building` only to take the tiers it folds
@@ -254,13 +254,14 @@ class KeypointShortlist:
 
     @property
     def fold_due(self) -> bool:
-        """Whether the delta holds an eighth of the tables' rows: `prepare` folds it in."""
-        tables, delta = self._tables, self._delta
-        return _outgrown(tables, delta)
+        """Whether the photos added lately hold `_RECENT_ROWS` rows: `prepare` merges them
+        into the delta, or folds both into new tables."""
+        recent = self._recent
+        return recent is not None and recent.descriptors.shape[0] >= _RECENT_ROWS
 
     @property
     def folding(self) -> bool:
-        """Whether a fold is under way (in `prepare`, on another thread)."""
+        """Whether a merge or fold is under way (in `prepare`, on another thread)."""
         return self._folding.locked()
 
     def add(self, entry_id: int, descriptors: np.ndarray) -> None:
@@ -369,13 +370,14 @@ class KeypointShortlist:
         return shortlist
 
     def prepare(self, *, fold: bool = True) -> None:
-        """Builds the photos added since the last build into the delta, or the first tables,
-        so that no query waits for it; with `fold`, then folds a delta that holds an eighth
-        of the tables' rows into new tables (15 s at 100,000 photos), unless a fold is
-        already under way. Meanwhile `candidates` answers from the old tables and the delta,
-        photos added included. A service calls it in the background."""
-        tiers = self._prepared()
-        if not fold or not _outgrown(*tiers) or not self._folding.acquire(blocking=False):
+        """Builds the photos added since the last build into the tier of recent photos, or
+        the first tables, so that no query waits for it; with `fold`, then merges the recent
+        photos into the delta, and folds the delta into new tables once it holds an eighth of
+        their rows (15 s at 100,000 photos), unless that is under way already. Meanwhile
+        `candidates` answers from the tiers as they were, photos added included. A service
+        calls it in the background."""
+        self._prepared()
+        if not fold or self._recent is None or not self._folding.acquire(blocking=False):
             return
         try:
             self._fold()
@@ -384,47 +386,55 @@ class KeypointShortlist:
 
     def _fold(self) -> None:
         with self._building:  # the tiers as they are now (another fold may have run)
-            tables, delta = self._tables, self._delta
-        if tables is None or delta is None or not _outgrown(tables, delta):
+            tables, delta, recent = self._tables, self._delta, self._recent
+        if tables is None or recent is None:
             return
-        descriptors = np.concatenate([_rows(tables.descriptors), _rows(delta.descriptors)])
-        counts = np.concatenate([tables.counts, delta.counts])
-        bits = self._key_bits or _key_bits(descriptors.shape[0])
-        folded = _Tier(0, descriptors, counts, offsets=True, key_bits=bits)
+        parts = [delta, recent] if delta is not None else [recent]
+        descriptors = np.concatenate([_rows(t.descriptors) for t in parts])
+        counts = np.concatenate([t.counts for t in parts])
+        bits = tables.key_bits
+        if descriptors.shape[0] * _DELTA_SHARE > tables.descriptors.shape[0]:  # a fold
+            descriptors = np.concatenate([_rows(tables.descriptors), descriptors])
+            counts = np.concatenate([tables.counts, counts])
+            bits = self._key_bits or _key_bits(descriptors.shape[0])
+            tables = _Tier(0, descriptors, counts, offsets=True, key_bits=bits)
+            delta = None
+        else:  # the recent photos merged into the delta
+            delta = _Tier(parts[0].first_photo, descriptors, counts, offsets=False, key_bits=bits)
         del descriptors
         while True:
-            # The delta as queries rebuilt it meanwhile: the folded photos, then those added
-            # since, which stay in a delta of their own (built here, swapped in under the
-            # lock if no query rebuilt the delta again meanwhile).
+            # The recent photos as queries rebuilt them meanwhile: the merged ones, then
+            # those added since, which stay recent (built here, swapped in under the lock if
+            # no query rebuilt them again meanwhile).
             with self._building:
-                now = self._delta or delta  # only a fold replaces the delta's first photos
-            skip = len(delta.counts)
+                now = self._recent or recent  # only a fold replaces the first recent photos
+            skip = len(recent.counts)
             rest = None
             if len(now.counts) > skip:
                 first_row = int(now.counts[:skip].sum())
                 rest = _Tier(
-                    delta.first_photo + skip,
+                    recent.first_photo + skip,
                     _rows(now.descriptors)[first_row:],
                     now.counts[skip:],
                     offsets=False,
                     key_bits=bits,
                 )
             with self._building:
-                if (self._delta or delta) is now:
-                    self._tables, self._delta = folded, rest
+                if (self._recent or recent) is now:
+                    self._tables, self._delta, self._recent = tables, delta, rest
                     return
 
-    def _prepared(self) -> tuple[_Tier | None, _Tier | None]:
-        """The tiers with every photo added so far, the delta or the first tables built if
-        need be; taken while no other build runs, so a build under way is never seen half
-        done."""
+    def _prepared(self) -> tuple[_Tier | None, ...]:
+        """The tiers with every photo added so far, the recent photos' or the first tables
+        built if need be; taken while no other build runs, so a build under way is never seen
+        half done."""
         with self._building:
             with self._state:
                 chunks, self._pending = self._pending, []
                 first_photo = len(self._entries) - len(chunks)
             if chunks:
                 self._build(chunks, first_photo)
-            return self._tables, self._delta
+            return self._tables, self._delta, self._recent
 
     def _build(self, chunks: list[np.ndarray], first_photo: int) -> None:
         added = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
@@ -433,20 +443,20 @@ class KeypointShortlist:
             bits = self._key_bits or _key_bits(added.shape[0])
             self._tables = _Tier(0, added, counts, offsets=True, key_bits=bits)
             return
-        if self._delta is not None:  # the delta so far, then the new photos
-            first_photo = self._delta.first_photo
-            added = np.concatenate([_rows(self._delta.descriptors), added])
-            counts = np.concatenate([self._delta.counts, counts])
+        if self._recent is not None:  # the recent photos so far, then the new ones
+            first_photo = self._recent.first_photo
+            added = np.concatenate([_rows(self._recent.descriptors), added])
+            counts = np.concatenate([self._recent.counts, counts])
         bits = self._tables.key_bits
-        self._delta = _Tier(first_photo, added, counts, offsets=False, key_bits=bits)
+        self._recent = _Tier(first_photo, added, counts, offsets=False, key_bits=bits)
 
-    def _probed(self, tiers: tuple[_Tier | None, _Tier | None], asked: int) -> int:
+    def _probed(self, tiers: tuple[_Tier | None, ...], asked: int) -> int:
         """How many of a query's first descriptors read nearby keys: `_PROBED`, or more while
         the rows they read stay under `_PROBED_ROWS` a table; counted on the tables (the
         delta, searched key by key, costs more per key than it holds rows)."""
         if not self._nearby_keys:
             return 0
-        tier = tiers[0] or tiers[1]
+        tier = next((t for t in tiers if t is not None), None)
         if tier is None:
             return 0
         per_bucket = tier.rows.shape[1] / (1 << tier.key_bits)
