@@ -638,3 +638,41 @@ def test_a_derivative_query_does_not_wait_for_the_shortlist_to_fold_its_delta(
     assert shortlist._tables is not tables and len(shortlist._tables.counts) == 42
     assert shortlist._delta is None and shortlist._recent is None
     assert found() == [ids[41]]
+
+
+def test_lookups_go_on_while_a_derivative_query_asks_the_shortlist(
+    store: Store, corpus_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The matcher's lock, which every lookup needs, is not held while a bank's shortlist
+    counts a derivative query's votes (tens of milliseconds at 100,000 photos)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from counterfake.index.keypoints import KeypointShortlist
+    from counterfake.protect import protect_bytes
+    from counterfake.signals.keypoints import image_features
+
+    store.create_bank("victims")
+    for path in sorted(corpus_dir.glob("*.jpg"))[:33]:  # past the bank verified whole
+        store.add_entries("victims", protect_bytes(path.read_bytes()).entries())
+    store.add_entries("victims", bank_entries(hash_bytes(ORIGINAL)))
+    matcher = Matcher(store, refresh_interval=0)
+    asked, release = threading.Event(), threading.Event()
+    real = KeypointShortlist.candidates
+
+    def held(self: KeypointShortlist, *args: Any, **kwargs: Any) -> Any:
+        asked.set()
+        assert release.wait(30)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(KeypointShortlist, "candidates", held)
+    query = image_features(encode(photo_like(320, 240, seed=5)), query=True)
+    with ThreadPoolExecutor(1) as asking, ThreadPoolExecutor(1) as looking:
+        try:
+            pending = asking.submit(matcher.derivatives, query)
+            assert asked.wait(30)
+            found = looking.submit(matcher.match, hash_bytes(ORIGINAL))
+            assert found.result(timeout=10).matches  # answered while the votes are held
+            assert not pending.done()
+        finally:
+            release.set()
+        assert pending.result(timeout=30) == []

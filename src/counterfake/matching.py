@@ -754,40 +754,41 @@ class Matcher:
     def derivatives(self, query: Features, *, banks: Collection[str] | None = None) -> list[Match]:
         """Derivatives of protected photos only (what `match` adds when PDQ and digests find
         nothing). Safe to call from a worker thread while the owning thread matches and
-        refreshes: the candidates are taken under a lock, then read from the store and
-        verified without it."""
+        refreshes: the banks' shortlists are taken under a lock, then asked, read from the
+        store and verified without it."""
         tries: dict[tuple[str, int], list[int]] = {}
-        # A build due (after a load, or adds to the delta) is waited for here, not under the
-        # lock, which the lookups of every other request need; a fold is not waited for.
         with self._lock:
-            held = [s for b, (s, _) in self._local.items() if banks is None or b in banks]
-        for shortlist in held:
+            held = [
+                (bank, shortlist, sorted(photos) if len(photos) <= _VERIFY_ALL_UP_TO else None)
+                for bank, (shortlist, photos) in self._local.items()
+                if banks is None or bank in banks
+            ]
+        # Not under the lock, which the lookups of every other request need: a shortlist
+        # answers while photos are added. The photos added lately are built here; a merge or
+        # fold of them into its bigger tiers is not waited for.
+        for bank, shortlist, few in held:
             shortlist.prepare(fold=False)
             if shortlist.fold_due and not shortlist.folding:
                 _fold_later(shortlist)
-        with self._lock:
-            for bank, (shortlist, photos) in self._local.items():
-                if banks is not None and bank not in banks:
-                    continue
-                if len(photos) <= _VERIFY_ALL_UP_TO:
-                    for entry_id in photos:
-                        tries[(bank, entry_id)] = []  # every view
-                    continue
-                # The photos with most votes over all views, each verified against the views
-                # that shortlisted it (a view of the wrong shape or side votes little).
-                voted = sorted(
-                    (
-                        (-votes, entry_id, number)
-                        for number, view in enumerate(query.views)
-                        for entry_id, votes in shortlist.candidates(
-                            view.features.descriptors, _SHORTLIST
-                        )
-                    ),
-                )
-                most = -voted[0][0] if voted else 0.0
-                for negated, entry_id, number in voted[:_SHORTLIST]:
-                    if -negated * _VOTE_SHARE >= most:
-                        tries.setdefault((bank, entry_id), []).append(number)
+            if few is not None:
+                for entry_id in few:
+                    tries[(bank, entry_id)] = []  # every view
+                continue
+            # The photos with most votes over all views, each verified against the views
+            # that shortlisted it (a view of the wrong shape or side votes little).
+            voted = sorted(
+                (
+                    (-votes, entry_id, number)
+                    for number, view in enumerate(query.views)
+                    for entry_id, votes in shortlist.candidates(
+                        view.features.descriptors, _SHORTLIST
+                    )
+                ),
+            )
+            most = -voted[0][0] if voted else 0.0
+            for negated, entry_id, number in voted[:_SHORTLIST]:
+                if -negated * _VOTE_SHARE >= most:
+                    tries.setdefault((bank, entry_id), []).append(number)
         sources: dict[tuple[str, int], Features] = {}
         for bank in {bank for bank, _ in tries}:
             ids = [entry_id for held, entry_id in tries if held == bank]
