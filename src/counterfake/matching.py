@@ -174,8 +174,9 @@ def _below_lookups(build: Callable[[], HammingIndex]) -> HammingIndex:
 
 
 def _fold_later(shortlist: KeypointShortlist) -> None:
-    """Fold a shortlist's delta into new tables on a thread of its own at a raised nice value,
-    as an index is rebuilt; queries answer from the old tables and the delta meanwhile."""
+    """Merge a shortlist's recent photos into its delta, or fold both into new tables, on a
+    thread of its own at a raised nice value, as an index is rebuilt; queries answer from the
+    old tiers meanwhile."""
 
     def run() -> None:
         if sys.platform.startswith("linux"):
@@ -184,7 +185,7 @@ def _fold_later(shortlist: KeypointShortlist) -> None:
         try:
             shortlist.prepare()
         except Exception:  # the next derivative query tries again
-            log.exception("folding a shortlist's delta failed")
+            log.exception("merging a shortlist's recent photos failed")
 
     threading.Thread(target=run, name="counterfake-shortlist-fold", daemon=True).start()
 

@@ -153,8 +153,8 @@ def _rows(descriptors: np.ndarray) -> np.ndarray:
 
 
 class _Tier:
-    """Rows of some photos, grouped by key per table: the tables (bucket offsets) or the
-    delta (sorted keys, binary search)."""
+    """Rows of some photos, grouped by key per table: the tables (bucket offsets), or the
+    delta or the recent photos (sorted keys, binary search)."""
 
     def __init__(
         self,
@@ -235,10 +235,10 @@ class KeypointShortlist:
         self._tables: _Tier | None = None
         self._delta: _Tier | None = None
         self._recent: _Tier | None = None
-        # Adds and removals take `_state` briefly; a build of the delta (or of the first
-        # tables) holds `_building` throughout and `_state` only to take the pending photos.
-        # A fold holds `_folding` throughout and `_building` only to take the tiers it folds
-        # and to swap the new ones in.
+        # Adds and removals take `_state` briefly; a build of the recent photos' tier (or of
+        # the first tables) holds `_building` throughout and `_state` only to take the pending
+        # photos. A merge or fold holds `_folding` throughout and `_building` only to take the
+        # tiers it reads and to swap the new ones in.
         self._state = threading.Lock()
         self._building = threading.Lock()
         self._folding = threading.Lock()
@@ -248,7 +248,7 @@ class KeypointShortlist:
 
     @property
     def prepared(self) -> bool:
-        """Whether every photo added is in the tables or the delta (no build is due or under
+        """Whether every photo added is in one of the tiers (no build is due or under
         way)."""
         return not self._pending and not self._building.locked()
 
@@ -453,7 +453,7 @@ class KeypointShortlist:
     def _probed(self, tiers: tuple[_Tier | None, ...], asked: int) -> int:
         """How many of a query's first descriptors read nearby keys: `_PROBED`, or more while
         the rows they read stay under `_PROBED_ROWS` a table; counted on the tables (the
-        delta, searched key by key, costs more per key than it holds rows)."""
+        smaller tiers, searched key by key, cost more per key than they hold rows)."""
         if not self._nearby_keys:
             return 0
         tier = next((t for t in tiers if t is not None), None)
