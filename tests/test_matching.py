@@ -636,7 +636,7 @@ def test_a_derivative_query_does_not_wait_for_the_shortlist_to_fold_its_delta(
             release.set()
     assert _until(lambda: not shortlist.folding)
     assert shortlist._tables is not tables and len(shortlist._tables.counts) == 42
-    assert shortlist._delta is None and shortlist._recent is None
+    assert shortlist._delta is None and shortlist._recent == ()
     assert found() == [ids[41]]
 
 

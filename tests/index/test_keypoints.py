@@ -185,7 +185,7 @@ def test_photos_added_later_are_found_without_rebuilding_the_tables(corpus_dir: 
     built.remove([37])
     assert grown.candidates(query, 8) == built.candidates(query, 8)
     grown.prepare()  # 4 photos, a ninth of 36: merged into the delta
-    assert grown._tables is tables and grown._recent is None and grown._delta is not None
+    assert grown._tables is tables and grown._recent == () and grown._delta is not None
     assert len(grown._delta.counts) == 4
     assert grown.candidates(query, 8) == built.candidates(query, 8)
     for entry_id in range(40, 46):  # past an eighth: a query does not fold ...
@@ -194,7 +194,7 @@ def test_photos_added_later_are_found_without_rebuilding_the_tables(corpus_dir: 
     assert grown.candidates(query, 8) == built.candidates(query, 8)
     assert grown._tables is tables
     grown.prepare()  # ... `prepare` does
-    assert grown._tables is not tables and grown._delta is None and grown._recent is None
+    assert grown._tables is not tables and grown._delta is None and grown._recent == ()
     assert len(grown._tables.counts) == 46
     assert grown.candidates(query, 8) == built.candidates(query, 8)
 
@@ -242,6 +242,7 @@ def test_queries_answer_while_a_fold_runs_and_photos_added_meanwhile_stay_found(
         folder.start()
         try:
             assert started.wait(30) and shortlist.folding
+            monkeypatch.setattr(keypoints, "_RECENT_ROWS", 1 << 20)  # the folded tier grows
             asking.submit(shortlist.prepare).result(timeout=10)  # not a second fold
             for entry_id in range(141, 171):  # added and asked for while the fold runs
                 shortlist.add(entry_id, photos[entry_id])
@@ -254,7 +255,7 @@ def test_queries_answer_while_a_fold_runs_and_photos_added_meanwhile_stay_found(
     assert not folder.is_alive() and not shortlist.folding
     assert shortlist._tables is not tables and len(shortlist._tables.counts) == 140
     assert shortlist._delta is None  # folded, and the photos added meanwhile stay recent
-    assert shortlist._recent is not None and len(shortlist._recent.counts) == 30
+    assert [(t.first_photo, len(t.counts)) for t in shortlist._recent] == [(140, 30)]
     shortlist.remove([150])
     for entry_id, descriptors in photos.items():
         whole.add(entry_id, descriptors)
@@ -533,3 +534,29 @@ def test_keys_widen_with_the_tables_and_the_delta_keeps_their_width(
         queries.append(np.packbits(bits, axis=1))
     assert [grown.candidates(q, 3) for q in queries] == [fixed.candidates(q, 3) for q in queries]
     assert [grown.candidates(q, 1)[0][0] for q in queries[:43]] == list(range(1, 44))
+
+
+def test_while_a_merge_lags_a_query_builds_at_most_one_small_tier_of_recent_photos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Photos added while no merge runs fill tiers of `_RECENT_ROWS` rows one after the other
+    (a query rebuilds only the last), all searched; a merge takes them all into the delta."""
+    monkeypatch.setattr(keypoints, "_RECENT_ROWS", 64 * 5)
+    rng = np.random.default_rng(5)
+    photos = {e: rng.integers(0, 256, (64, 32), dtype=np.uint8) for e in range(1, 161)}
+    shortlist, whole = KeypointShortlist(share_votes=True), KeypointShortlist(share_votes=True)
+    for entry_id in range(1, 101):
+        shortlist.add(entry_id, photos[entry_id])
+    shortlist.prepare()
+    for entry_id in range(101, 161):  # asked for after each add, never merged
+        shortlist.add(entry_id, photos[entry_id])
+        assert shortlist.candidates(photos[entry_id], 1) == [(entry_id, 64.0)]
+    assert [len(t.counts) for t in shortlist._recent] == [5] * 12
+    for entry_id, descriptors in photos.items():
+        whole.add(entry_id, descriptors)
+    query = np.concatenate([photos[e][:20] for e in (3, 101, 105, 106, 160)])
+    assert shortlist.candidates(query, 10) == whole.candidates(query, 10)
+    shortlist.prepare()  # 60 photos past an eighth of 100: all folded into new tables
+    assert shortlist._recent == () and shortlist._delta is None
+    assert len(shortlist._tables.counts) == 160
+    assert shortlist.candidates(query, 10) == whole.candidates(query, 10)

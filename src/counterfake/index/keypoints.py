@@ -26,16 +26,16 @@ queries, counted alike for 77.3% (verification alone 84.7%). An archive's images
 
 The shortlist holds the descriptors themselves (one array for all photos), a 4-byte row number
 and a check byte (the byte after the key's) per descriptor and table, and per table a bucket
-offset per key (2^20 to 2^24). Photos added since those tables were built sit in two smaller
-tiers of the same rows and check bytes, sorted by key and searched by binary search (no
-offsets table): the *recent* photos, which `candidates` rebuilds after adds (in time
-proportional to them alone), and the *delta*, into which `prepare` merges them. Once the delta
-holds an eighth of the tables' rows, `prepare` folds both into new tables instead (a full
-rebuild: about 15 s at 100,000 photos). `candidates` goes on answering from the tiers as they
-were meanwhile, and `prepare` swaps the new ones in when they are ready. A matcher builds the
-first tables in the background after loading, and merges and folds on a background thread of
-its own once the recent photos hold `_RECENT_ROWS` rows, so that no query waits for more than
-the recent photos' build.
+offset per key (2^20 to 2^24). Photos added since those tables were built sit in smaller tiers
+of the same rows and check bytes, sorted by key and searched by binary search (no offsets
+table): the *recent* photos, in tiers of at most `_RECENT_ROWS` rows of which `candidates`
+rebuilds only the last after adds, and the *delta*, into which `prepare` merges them. Once
+the delta holds an eighth of the tables' rows, `prepare` folds both into new tables instead
+(a full rebuild: about 15 s at 100,000 photos). `candidates` goes on answering from the tiers
+as they were meanwhile, and `prepare` swaps the new ones in when they are ready. A matcher
+builds the first tables in the background after loading, and merges and folds on a
+background thread of its own once the recent photos hold `_RECENT_ROWS` rows, so that no
+query waits for more than the last recent tier's build.
 
 A shortlist too big for a worker's memory is written to files (`write`) and mapped (`open`),
 one shard of the bank per process; README, "Beyond one machine", has the plan and the
@@ -85,9 +85,10 @@ _MIN_VOTES: Final = 2
 _CROWDED: Final = 256
 #: The delta is folded into the tables once it holds 1/this of their rows.
 _DELTA_SHARE: Final = 8
-#: Photos added lately sit in a small tier of their own, which a query rebuilds after adds
-#: (in time proportional to its rows: about 0.1 s for this many), until a background thread
-#: merges it into the delta (and, past an eighth, folds both into new tables).
+#: Photos added lately sit in small tiers of their own of at most this many rows, of which a
+#: query rebuilds only the last after adds (about 0.1 s for this many), until a background
+#: thread merges them into the delta (and, past an eighth, folds both into new tables); while
+#: a merge lags behind the adds, they fill tier after tier.
 _RECENT_ROWS: Final = 1 << 17
 #: With `nearby_keys`, the first this many query descriptors (the strongest 2 of each cell of
 #: the query's grid) also read the buckets of every key one bit away from theirs (multi-probe
@@ -150,6 +151,18 @@ def _keys(descriptors: np.ndarray, key_bits: int) -> np.ndarray:
 def _rows(descriptors: np.ndarray) -> np.ndarray:
     """A tier's descriptors as (n, 32) bytes."""
     return descriptors.view(np.uint8).reshape(-1, 32)
+
+
+def _end(tier: _Tier) -> int:
+    """The number of the photo after a tier's last."""
+    return tier.first_photo + len(tier.counts)
+
+
+def _rebuilt(tier: _Tier, key_bits: int) -> _Tier:
+    """A tier of the same photos with keys of another width."""
+    return _Tier(
+        tier.first_photo, _rows(tier.descriptors), tier.counts, offsets=False, key_bits=key_bits
+    )
 
 
 class _Tier:
@@ -234,7 +247,9 @@ class KeypointShortlist:
         self._pending: list[np.ndarray] = []  # descriptors of photos added since the last build
         self._tables: _Tier | None = None
         self._delta: _Tier | None = None
-        self._recent: _Tier | None = None
+        # Photos added lately: tiers of at most `_RECENT_ROWS` rows each (more of them only
+        # while a merge lags behind the adds), oldest first.
+        self._recent: tuple[_Tier, ...] = ()
         # Adds and removals take `_state` briefly; a build of the recent photos' tier (or of
         # the first tables) holds `_building` throughout and `_state` only to take the pending
         # photos. A merge or fold holds `_folding` throughout and `_building` only to take the
@@ -256,8 +271,7 @@ class KeypointShortlist:
     def fold_due(self) -> bool:
         """Whether the photos added lately hold `_RECENT_ROWS` rows: `prepare` merges them
         into the delta, or folds both into new tables."""
-        recent = self._recent
-        return recent is not None and recent.descriptors.shape[0] >= _RECENT_ROWS
+        return sum(t.descriptors.shape[0] for t in self._recent) >= _RECENT_ROWS
 
     @property
     def folding(self) -> bool:
@@ -377,7 +391,7 @@ class KeypointShortlist:
         `candidates` answers from the tiers as they were, photos added included. A service
         calls it in the background."""
         self._prepared()
-        if not fold or self._recent is None or not self._folding.acquire(blocking=False):
+        if not fold or not self._recent or not self._folding.acquire(blocking=False):
             return
         try:
             self._fold()
@@ -387,9 +401,9 @@ class KeypointShortlist:
     def _fold(self) -> None:
         with self._building:  # the tiers as they are now (another fold may have run)
             tables, delta, recent = self._tables, self._delta, self._recent
-        if tables is None or recent is None:
+        if tables is None or not recent:
             return
-        parts = [delta, recent] if delta is not None else [recent]
+        parts = [delta, *recent] if delta is not None else list(recent)
         descriptors = np.concatenate([_rows(t.descriptors) for t in parts])
         counts = np.concatenate([t.counts for t in parts])
         bits = tables.key_bits
@@ -402,26 +416,33 @@ class KeypointShortlist:
         else:  # the recent photos merged into the delta
             delta = _Tier(parts[0].first_photo, descriptors, counts, offsets=False, key_bits=bits)
         del descriptors
+        merged = _end(recent[-1])  # the first photo not merged
         while True:
-            # The recent photos as queries rebuilt them meanwhile: the merged ones, then
-            # those added since, which stay recent (built here, swapped in under the lock if
-            # no query rebuilt them again meanwhile).
+            # The recent photos as queries built them meanwhile: the merged ones (the last
+            # tier perhaps grown), then those added since, which stay recent; rebuilt here and
+            # swapped in under the lock if no query built them again meanwhile.
             with self._building:
-                now = self._recent or recent  # only a fold replaces the first recent photos
-            skip = len(recent.counts)
-            rest = None
-            if len(now.counts) > skip:
-                first_row = int(now.counts[:skip].sum())
-                rest = _Tier(
-                    recent.first_photo + skip,
-                    _rows(now.descriptors)[first_row:],
-                    now.counts[skip:],
-                    offsets=False,
-                    key_bits=bits,
+                now = self._recent
+            rest = [t for t in now if t.first_photo >= merged]
+            grown = next((t for t in now if t.first_photo < merged < _end(t)), None)
+            if grown is not None:
+                skip = merged - grown.first_photo
+                first_row = int(grown.counts[:skip].sum())
+                rest.insert(
+                    0,
+                    _Tier(
+                        merged,
+                        _rows(grown.descriptors)[first_row:],
+                        grown.counts[skip:],
+                        offsets=False,
+                        key_bits=bits,
+                    ),
                 )
+            if any(t.key_bits != bits for t in rest):  # the fold widened the keys
+                rest = [_rebuilt(t, bits) for t in rest]
             with self._building:
-                if (self._recent or recent) is now:
-                    self._tables, self._delta, self._recent = tables, delta, rest
+                if self._recent is now:
+                    self._tables, self._delta, self._recent = tables, delta, tuple(rest)
                     return
 
     def _prepared(self) -> tuple[_Tier | None, ...]:
@@ -434,7 +455,7 @@ class KeypointShortlist:
                 first_photo = len(self._entries) - len(chunks)
             if chunks:
                 self._build(chunks, first_photo)
-            return self._tables, self._delta, self._recent
+            return (self._tables, self._delta, *self._recent)
 
     def _build(self, chunks: list[np.ndarray], first_photo: int) -> None:
         added = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
@@ -443,12 +464,17 @@ class KeypointShortlist:
             bits = self._key_bits or _key_bits(added.shape[0])
             self._tables = _Tier(0, added, counts, offsets=True, key_bits=bits)
             return
-        if self._recent is not None:  # the recent photos so far, then the new ones
-            first_photo = self._recent.first_photo
-            added = np.concatenate([_rows(self._recent.descriptors), added])
-            counts = np.concatenate([self._recent.counts, counts])
+        kept = self._recent
+        last = kept[-1] if kept else None
+        if last is not None and last.descriptors.shape[0] + added.shape[0] <= _RECENT_ROWS:
+            # The last tier so far, then the new photos (a tier past the limit is left as it
+            # is: while a merge lags behind the adds, a query builds no more than that).
+            first_photo = last.first_photo
+            added = np.concatenate([_rows(last.descriptors), added])
+            counts = np.concatenate([last.counts, counts])
+            kept = kept[:-1]
         bits = self._tables.key_bits
-        self._recent = _Tier(first_photo, added, counts, offsets=False, key_bits=bits)
+        self._recent = (*kept, _Tier(first_photo, added, counts, offsets=False, key_bits=bits))
 
     def _probed(self, tiers: tuple[_Tier | None, ...], asked: int) -> int:
         """How many of a query's first descriptors read nearby keys: `_PROBED`, or more while
