@@ -179,10 +179,13 @@ def _fold_later(shortlist: KeypointShortlist) -> None:
     old tiers meanwhile."""
 
     def run() -> None:
-        if sys.platform.startswith("linux"):
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BUILDER_NICE)
         try:
+            # Photos added just now are built first at the queries' priority: queries wait for
+            # that build, not for the merge.
+            shortlist.prepare(fold=False)
+            if sys.platform.startswith("linux"):
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BUILDER_NICE)
             shortlist.prepare()
         except Exception:  # the next derivative query tries again
             log.exception("merging a shortlist's recent photos failed")

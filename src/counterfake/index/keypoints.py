@@ -384,8 +384,8 @@ class KeypointShortlist:
         return shortlist
 
     def prepare(self, *, fold: bool = True) -> None:
-        """Builds the photos added since the last build into the tier of recent photos, or
-        the first tables, so that no query waits for it; with `fold`, then merges the recent
+        """Builds the photos added since the last build into the last tier of recent photos,
+        or the first tables, so that no query waits for it; with `fold`, then merges the recent
         photos into the delta, and folds the delta into new tables once it holds an eighth of
         their rows (15 s at 100,000 photos), unless that is under way already. Meanwhile
         `candidates` answers from the tiers as they were, photos added included. A service
