@@ -277,6 +277,7 @@ def main() -> int:
     out.with_suffix(".md").write_text(table + "\n")
     print(table)
     print(f"\nJSON: {out}\ntable: {out.with_suffix('.md')}")
+    shutil.rmtree(folder, ignore_errors=True)  # the store and its copy: gigabytes
     return 0
 
 
