@@ -118,11 +118,7 @@ def _engine(src: str, url: str, values: list[str], upload: bytes, out: Any) -> N
 
     asking = threading.Thread(target=first)
     asking.start()
-    waits = []
-    while not done.is_set():
-        started = time.perf_counter()
-        matcher.match_signal("pdq", values[len(waits) % len(values)])
-        waits.append(time.perf_counter() - started)
+    waits = _lookups(matcher, values, done)
     asking.join()
     out.send(
         {
@@ -132,6 +128,16 @@ def _engine(src: str, url: str, values: list[str], upload: bytes, out: Any) -> N
             "lookup_p50_ms": round(float(np.median(waits)) * 1e3, 3) if waits else None,
         }
     )
+
+
+def _lookups(matcher: Any, values: list[str], done: threading.Event) -> list[float]:
+    """PDQ lookups one after another until `done`: how long each took."""
+    waits = []
+    while not done.is_set():
+        started = time.perf_counter()
+        matcher.match_signal("pdq", values[len(waits) % len(values)])
+        waits.append(time.perf_counter() - started)
+    return waits
 
 
 def _fold_engine(
@@ -183,13 +189,7 @@ def _fold_engine(
     adding.start()
     asking = threading.Thread(target=ask)
     asking.start()
-    waits = []
-    while not done.is_set():
-        started = time.perf_counter()
-        matcher.match_signal("pdq", values[len(waits) % len(values)])
-        waits.append(time.perf_counter() - started)
-        if not folded and shortlist._tables not in (None, tables):
-            folded.append(time.perf_counter() - began)
+    waits = _lookups(matcher, values, done)
     asking.join()
     adding.join()
     out.send(

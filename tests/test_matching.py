@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from PIL import ImageOps
 
 from counterfake import Matcher, NewEntry, NotFoundError, PdqHash, Store, bank_entries, hash_bytes
+from tests.held_tables import hold_new_tables
 from tests.images import encode, photo_like
 
 IMAGE = photo_like(640, 480, seed=31)
@@ -603,17 +604,7 @@ def test_a_derivative_query_does_not_wait_for_the_shortlist_to_fold_its_delta(
     shortlist = matcher._local["victims"][0]
     assert _until(lambda: shortlist.prepared)
     tables = shortlist._tables
-    started, release = threading.Event(), threading.Event()
-    real = keypoints._Tier
-
-    class HeldTables(real):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: object, offsets: bool, **kwargs: object) -> None:
-            if offsets:  # the fold's new tables wait until the test lets them go
-                started.set()
-                assert release.wait(30)
-            super().__init__(*args, offsets=offsets, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(keypoints, "_Tier", HeldTables)
+    started, release = hold_new_tables(monkeypatch)  # the fold's new tables wait
     monkeypatch.setattr(keypoints, "_RECENT_ROWS", 1)  # every add is merged or folded
     ids += [
         store.add_entries("victims", protect_bytes(p.read_bytes()).entries())[1].entry_id

@@ -13,6 +13,7 @@ from counterfake.index import keypoints
 from counterfake.index.keypoints import KeypointShortlist
 from counterfake.signals.keypoints import SHORTLISTED, image_features
 from tests.derivative_images import reencode, replace_region
+from tests.held_tables import hold_new_tables
 
 
 def test_the_source_of_a_derivative_tops_the_shortlist(corpus_dir: Path) -> None:
@@ -223,20 +224,10 @@ def test_queries_answer_while_a_fold_runs_and_photos_added_meanwhile_stay_found(
     monkeypatch.setattr(keypoints, "_RECENT_ROWS", 1280)
     assert shortlist.fold_due and shortlist._tables is tables  # ... at it
 
-    started, release = threading.Event(), threading.Event()
-    real = keypoints._Tier
-
-    class HeldTables(real):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: object, offsets: bool, **kwargs: object) -> None:
-            if offsets:  # the fold's new tables wait until the test lets them go
-                started.set()
-                assert release.wait(30)
-            super().__init__(*args, offsets=offsets, **kwargs)  # type: ignore[arg-type]
-
     def ask(entry_id: int) -> list[tuple[int, float]]:  # never waiting for the fold
         return asking.submit(shortlist.candidates, photos[entry_id], 1).result(timeout=10)
 
-    monkeypatch.setattr(keypoints, "_Tier", HeldTables)
+    started, release = hold_new_tables(monkeypatch)  # the fold's new tables wait
     folder = threading.Thread(target=shortlist.prepare)
     with ThreadPoolExecutor(1) as asking:
         folder.start()
