@@ -17,7 +17,8 @@ query has returned, an eighth of --photos and 512 more are added to the bank on 
 store, 50 at a time over the first half of --seconds, each batch read by the matcher from the
 change log, while derivative queries run back to back on one thread and the main thread looks
 up PDQ hashes: the derivative queries' median, 90th percentile, longest and number, the
-longest lookup, when the folded tables came in, and the engine process's peak memory. The
+longest lookup, when the folded tables came in (seen after a derivative query), and the
+engine process's peak memory. The
 default baseline is then 0f07a83, in which a query after adds rebuilt the whole delta and
 folded it inline. Writes benchmarks/results/shortlist-stall-*.json and .md.
 """
