@@ -46,13 +46,14 @@ def test_a_derivative_is_matched_to_its_source_with_the_changed_region(
     assert np.mean(ious) > min_iou, ious
 
 
-@pytest.mark.parametrize(("fraction", "min_iou"), [(0.2, 0.64), (0.4, 0.75)])
+@pytest.mark.parametrize(("fraction", "min_iou"), [(0.2, 0.70), (0.4, 0.775)])
 def test_a_caption_stamped_across_the_photo_is_not_taken_for_the_changed_region(
     photos: list[Image.Image], fraction: float, min_iou: float
 ) -> None:
     """A region replaced, then a semi-transparent caption across the middle at an angle: the
-    caption's stroke is a thin line of cells, not part of the region (before the votes were
-    spread and thin lines dropped: IoU 0.61 and 0.72 here)."""
+    caption's stroke is thinner than the region, and not part of it (before the votes were
+    spread and thin lines dropped: IoU 0.61 and 0.72 here; before strokes thinner than 1.5
+    cells were opened away, 0.675 and 0.767)."""
     ious = []
     for i, photo in enumerate(photos):
         fake, truth = replace_region(photo, photos[(i + 5) % len(photos)], fraction)
