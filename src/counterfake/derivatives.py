@@ -64,6 +64,7 @@ _CHANGED_SHARE: Final = 0.45
 #: 20% replaced, 38% of the cells wrongly marked lay under the diagonal watermark that runs
 #: along the region's top edge; the opening drops 38% of those and 15% of the rest).
 _STROKE: Final = 6
+_DISC: Final = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * _STROKE + 1, 2 * _STROKE + 1))
 #: Least summed vote weight at a point for it to be judged: about one keypoint close by.
 _KNOWN_WEIGHT: Final = 1.0
 #: A point is changed when the keypoints around it were found again at most at this share of
@@ -393,11 +394,10 @@ def _changed_region(
 def _opened(points: np.ndarray, judged: np.ndarray) -> np.ndarray:
     """`points` less the parts thinner than a disc of `_STROKE` points; unjudged points (no
     keypoint near) neither break a disc nor are added."""
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * _STROKE + 1, 2 * _STROKE + 1))
     whole = cv2.erode(
-        (points | ~judged).astype(np.uint8), disc, borderType=cv2.BORDER_CONSTANT, borderValue=1
+        (points | ~judged).astype(np.uint8), _DISC, borderType=cv2.BORDER_CONSTANT, borderValue=1
     )
-    return np.asarray(points & cv2.dilate(whole, disc).astype(bool))
+    return np.asarray(points & cv2.dilate(whole, _DISC).astype(bool))
 
 
 def _neighbours(cells: np.ndarray) -> np.ndarray:
