@@ -1,6 +1,7 @@
 """Robustness of matching: near-duplicates, manipulated derivatives, false positives.
 
     python benchmarks/robustness.py [--photos 120] [--corpus ../shared/corpus/photos]
+                                    [--baseline REF]
 
 The corpus photos are split: the first half are *originals* (protected with
 `counterfake protect`, banked as PDQ + derivative signature), the second half are
@@ -19,8 +20,11 @@ The corpus photos are split: the first half are *originals* (protected with
   verified as it is and mirrored, not only the shortlisted ones), and PDQ distances of the
   same pairs; the queries the full pipeline matched are listed.
 
-Writes JSON, a Markdown table and PNG plots (recall against false-positive rate over the
-inlier threshold) to benchmarks/results/.
+Engines, in the same run on the same bytes: the baseline release (`--baseline`, a git ref run
+from a temporary worktree; default the last commit before derivatives round 2; 'none' to
+skip) and this tree, each protecting the originals with its own code. Writes JSON, a Markdown
+table and PNG plots (this tree's recall against false-positive rate over the inlier
+threshold) to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import argparse
 import json
 import multiprocessing
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,11 +47,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from counterfake import Matcher, PdqHash, Store, hash_bytes
-from counterfake.derivatives import MIN_INLIERS, verify
-from counterfake.protect import protect_bytes
-from counterfake.signals.keypoints import Features, image_features
-from derivatives import jpeg, reload, truth_grid
+# No counterfake at the top: a spawned worker imports this module before `_init` puts its
+# engine's code first on the path.
+from derivatives import BASELINE, _engine_src, jpeg, reload, truth_grid
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Transform = Callable[[Image.Image, np.random.Generator], Image.Image]
@@ -210,9 +213,22 @@ def _derivative(
 _STATE: dict[str, Any] = {}
 
 
-def _init(url: str, originals: list[Path]) -> None:
-    _STATE["store"] = Store.open(url)
+def _init(src: str, originals: list[Path]) -> None:
+    """A worker of one engine: its code first on the path, the originals protected with it."""
+    sys.path.insert(0, src)
+    from counterfake import Matcher, PdqHash, Store, hash_bytes
+    from counterfake.protect import protect_bytes
+    from counterfake.signals.keypoints import Features
+
+    folder = tempfile.mkdtemp(prefix="cf-robustness-")
+    _STATE["store"] = Store.open(f"sqlite:///{folder}/bank.db")
+    _STATE["store"].create_bank("originals")
+    for index, path in enumerate(originals):
+        photo = protect_bytes(jpeg(Image.open(path).convert("RGB"), 95))
+        entries = [dataclasses_replace(e, index) for e in photo.entries()]
+        _STATE["store"].add_entries("originals", entries)
     _STATE["matcher"] = Matcher(_STATE["store"])
+    _STATE["src"] = src
     _STATE["images"] = [Image.open(p).convert("RGB") for p in originals]
     _STATE["names"] = [p.name for p in originals]
     _STATE["pdq"] = [
@@ -228,13 +244,17 @@ def _init(url: str, originals: list[Path]) -> None:
 
 def _counterfake(data: bytes) -> tuple[set[int], int | None, float | None]:
     """Which originals the full pipeline matches."""
+    from counterfake import hash_bytes
+    from counterfake.signals.keypoints import image_features
+
     hashes = hash_bytes(data, dihedral=True)
-    matcher: Matcher = _STATE["matcher"]
-    result = matcher.match(hashes, features=lambda: image_features(data, query=True))
+    result = _STATE["matcher"].match(hashes, features=lambda: image_features(data, query=True))
     return {_STATE["entry_of"][m.entry_id] for m in result.matches}, None, None
 
 
 def _near_duplicate(job: tuple[int, str]) -> dict[str, Any]:
+    from counterfake import hash_bytes
+
     index, name = job
     image = _STATE["images"][index]
     rng = np.random.default_rng(index)
@@ -247,10 +267,15 @@ def _near_duplicate(job: tuple[int, str]) -> dict[str, Any]:
         "pdq_distance": int(distance),
         "counterfake": index in found,
         "wrong": len(found - {index}),
+        "code": _STATE["src"],
     }
 
 
 def _derivative_job(job: tuple[int, float, str, str]) -> dict[str, Any]:
+    from counterfake import hash_bytes
+    from counterfake.derivatives import verify
+    from counterfake.signals.keypoints import image_features
+
     index, fraction, region, fill = job
     images = _STATE["images"]
     rng = np.random.default_rng(index * 7 + int(fraction * 100))
@@ -275,10 +300,15 @@ def _derivative_job(job: tuple[int, float, str, str]) -> dict[str, Any]:
         "wrong": len(found - {index}),
         "inliers": evidence.inliers if evidence else 0,
         "iou": iou,
+        "code": _STATE["src"],
     }
 
 
 def _unrelated_job(path: Path) -> list[dict[str, Any]]:
+    from counterfake import hash_bytes
+    from counterfake.derivatives import verify
+    from counterfake.signals.keypoints import image_features
+
     image = Image.open(path).convert("RGB")
     w, h = image.size
     queries = {"photo": image}
@@ -290,10 +320,14 @@ def _unrelated_job(path: Path) -> list[dict[str, Any]]:
         features = image_features(data, query=True)
         pdq = hash_bytes(data).pdq
         # Every view, as the matcher tries them: a photo may match an unrelated mirror image.
+        # (A release before query views: its verify tries the query as it is, then mirrored.)
+        views: list[list[int] | None] = (
+            [[v] for v in range(len(features.views))] if hasattr(features, "views") else [None]
+        )
         inliers = [
             max(
-                (e.inliers if (e := verify(s, features, min_inliers=4, views=[v])) else 0)
-                for v in range(len(features.views))
+                (e.inliers if (e := verify(s, features, min_inliers=4, **_only(v))) else 0)
+                for v in views
             )
             for s in _STATE["features"]
         ]
@@ -308,9 +342,14 @@ def _unrelated_job(path: Path) -> list[dict[str, Any]]:
                 "min_pdq": min(distances),
                 "pdq": distances,
                 "counterfake_matches": len(found),
+                "code": _STATE["src"],
             }
         )
     return out
+
+
+def _only(views: list[int] | None) -> dict[str, Any]:
+    return {} if views is None else {"views": views}
 
 
 # report ----------------------------------------------------------------------------------------
@@ -342,52 +381,36 @@ def _plots(derivatives: list[dict[str, Any]], unrelated: list[dict[str, Any]], o
     return path
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
-    parser.add_argument(
-        "--photos", type=int, default=120, help="originals and unrelated, each half"
-    )
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    paths = sorted(args.corpus.glob("*.jpg"))[: args.photos]
-    if len(paths) < 4:
-        parser.error(f"too few photos in {args.corpus}")
-    originals, unrelated = paths[: len(paths) // 2], paths[len(paths) // 2 :]
-    RESULTS.mkdir(exist_ok=True)
-    out = args.out or RESULTS / f"robustness-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    started = time.time()
-
-    db = out.with_suffix(".db")
-    db.unlink(missing_ok=True)
-    url = f"sqlite:///{db}"
-    with Store.open(url) as store:
-        store.create_bank("originals")
-        for index, path in enumerate(originals):
-            photo = protect_bytes(jpeg(Image.open(path).convert("RGB"), 95))
-            entries = [dataclasses_replace(e, index) for e in photo.entries()]
-            store.add_entries("originals", entries)
-    print(f"banked {len(originals)} originals; {len(unrelated)} unrelated photos", flush=True)
-
-    near_jobs = [(i, name) for i in range(len(originals)) for name in NEAR_DUPLICATES]
-    derivative_jobs = [
-        (i, fraction, region, fill)
-        for i in range(len(originals))
-        for fraction in (0.2, 0.4, 0.6)
-        for region in ("body", "random")
-        for fill in ("other_photo", "smooth_fill", "inpaint", "heavy_blur")
-    ]
+def _run_engine(
+    ref: str | None,
+    originals: list[Path],
+    near_jobs: list[tuple[int, str]],
+    derivative_jobs: list[tuple[int, float, str, str]],
+    unrelated: list[Path],
+    processes: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The three suites through one engine's code (`ref`, or this tree's for None)."""
     context = multiprocessing.get_context("spawn")
-    with context.Pool(args.processes, initializer=_init, initargs=(url, originals)) as pool:
+    with (
+        _engine_src(ref) as src,
+        context.Pool(processes, initializer=_init, initargs=(src, originals)) as pool,
+    ):
         near = pool.map(_near_duplicate, near_jobs, chunksize=8)
-        print(f"near-duplicates done ({time.time() - started:.0f} s)", flush=True)
         derivatives = pool.map(_derivative_job, derivative_jobs, chunksize=8)
-        print(f"derivatives done ({time.time() - started:.0f} s)", flush=True)
         unrelated_results = [r for rs in pool.map(_unrelated_job, unrelated) for r in rs]
-    db.unlink(missing_ok=True)
+    assert all(r["code"] == src for r in near + derivatives + unrelated_results)
+    return near, derivatives, unrelated_results
 
-    pairs = len(unrelated_results) * len(originals)
+
+def _summary(
+    near: list[dict[str, Any]],
+    derivatives: list[dict[str, Any]],
+    unrelated_results: list[dict[str, Any]],
+    n_originals: int,
+    min_inliers: int,
+) -> tuple[dict[str, Any], list[str]]:
+    """One engine's figures (JSON) and its section of the table."""
+    pairs = len(unrelated_results) * n_originals
     negatives_pdq = np.array([d for u in unrelated_results for d in u["pdq"]])
     best_pdq = int(negatives_pdq.min()) - 1  # largest threshold with no false positive here
     false_cf = sum(u["counterfake_matches"] for u in unrelated_results)
@@ -408,7 +431,7 @@ def main() -> int:
     }
 
     lines = [
-        f"Originals {len(originals)}, unrelated photos {len(unrelated)} (+4 tiles each):"
+        f"Originals {n_originals}, unrelated photos {len(unrelated_results) // 5} (+4 tiles each):"
         f" {pairs:,} unrelated pairs, FPR resolution {1 / pairs:.1e}.",
         "",
     ]
@@ -439,6 +462,7 @@ def main() -> int:
         "|---|---|---|---|---|---|---|",
     ]
     summary_derivatives = []
+    by_fraction: dict[str, dict[str, float | None]] = {}
     for fraction in (0.2, 0.4, 0.6):
         for region in ("body", "random"):
             for fill in ("other_photo", "smooth_fill", "inpaint", "heavy_blur"):
@@ -454,7 +478,7 @@ def main() -> int:
                     "fill": fill,
                     "pdq_31": float(np.mean([d["pdq_distance"] <= 31 for d in rows])),
                     "recall": float(np.mean([d["counterfake"] for d in rows])),
-                    "verified": float(np.mean([d["inliers"] >= MIN_INLIERS for d in rows])),
+                    "verified": float(np.mean([d["inliers"] >= min_inliers for d in rows])),
                     "iou": float(np.mean(ious)) if ious else None,
                 }
                 summary_derivatives.append(row)
@@ -464,18 +488,22 @@ def main() -> int:
                 )
         rows = [d for d in derivatives if d["fraction"] == fraction]
         ious = [d["iou"] for d in rows if d["iou"] is not None]
+        by_fraction[str(fraction)] = {
+            "recall": float(np.mean([d["counterfake"] for d in rows])),
+            "iou": float(np.mean(ious)) if ious else None,
+        }
         lines.append(
             f"| **{int(fraction * 100)}%** | all | all"
             f" | {np.mean([d['pdq_distance'] <= 31 for d in rows]):.1%}"
             f" | {np.mean([d['counterfake'] for d in rows]):.1%}"
-            f" | {np.mean([d['inliers'] >= MIN_INLIERS for d in rows]):.1%}"
+            f" | {np.mean([d['inliers'] >= min_inliers for d in rows]):.1%}"
             f" | {np.mean(ious) if ious else 0:.2f} |"
         )
     lines += [
         "",
         f"False positives: counterfake matched {false_cf} of {len(unrelated_results)} unrelated"
         f" queries ({pairs:,} pairs); most inliers between unrelated images"
-        f" {max_unrelated_inliers} (threshold {MIN_INLIERS}); closest unrelated PDQ distance"
+        f" {max_unrelated_inliers} (threshold {min_inliers}); closest unrelated PDQ distance"
         f" {int(negatives_pdq.min())}.",
     ]
     pasted = sum(d["wrong"] > 0 for d in derivatives if d["fill"] == "other_photo")
@@ -486,7 +514,7 @@ def main() -> int:
         f"At a false-positive rate <= 1e-4 (threshold {loosest} inliers:"
         f" {operating['false_positive_rate']:.1e} measured), verification alone finds "
         + " / ".join(f"{v:.1%}" for v in operating["recall"].values())
-        + f" at 20 / 40 / 60% replaced; counterfake decides at {MIN_INLIERS}."
+        + f" at 20 / 40 / 60% replaced; counterfake decides at {min_inliers}."
     )
     for u in unrelated_results:
         if u["matched"]:
@@ -496,12 +524,7 @@ def main() -> int:
         f" derivatives without pasted content); derivatives whose pasted region, taken from"
         f" another original, also matched that original: {pasted}."
     )
-    table = "\n".join(lines)
-    plot = _plots(derivatives, unrelated_results, out)
-    report = {
-        "benchmark": "robustness",
-        "originals": len(originals),
-        "unrelated": len(unrelated),
+    summary = {
         "unrelated_pairs": pairs,
         "pdq_best_threshold": best_pdq,
         "near_duplicates": per_transform,
@@ -510,6 +533,79 @@ def main() -> int:
         "false_positive_queries": false_cf,
         "max_unrelated_inliers": max_unrelated_inliers,
         "operating_point_fpr_1e-4": operating,
+        "by_fraction": by_fraction,
+    }
+    return summary, lines
+
+
+def _comparison(engines: dict[str, dict[str, Any]]) -> list[str]:
+    """The engines side by side: recall and changed-region IoU per fraction replaced."""
+    lines = [
+        "| engine | near-duplicates | recall 20 / 40 / 60% | mean IoU 20 / 40 / 60%"
+        " | unrelated queries matched |",
+        "|---|---|---|---|---|",
+    ]
+    for name, summary in engines.items():
+        rows = summary["by_fraction"].values()
+        recall = " / ".join(f"{r['recall']:.1%}" for r in rows)
+        iou = " / ".join("-" if r["iou"] is None else f"{r['iou']:.2f}" for r in rows)
+        lines.append(
+            f"| {name} | {summary['near_duplicate_overall']['counterfake']:.1%}"
+            f" | {recall} | {iou} | {summary['false_positive_queries']} |"
+        )
+    return lines
+
+
+def main() -> int:
+    from counterfake.derivatives import MIN_INLIERS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=Path("../shared/corpus/photos"))
+    parser.add_argument(
+        "--photos", type=int, default=120, help="originals and unrelated, each half"
+    )
+    parser.add_argument("--baseline", default=BASELINE, help="git ref; 'none' to skip")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    paths = sorted(args.corpus.glob("*.jpg"))[: args.photos]
+    if len(paths) < 4:
+        parser.error(f"too few photos in {args.corpus}")
+    originals, unrelated = paths[: len(paths) // 2], paths[len(paths) // 2 :]
+    RESULTS.mkdir(exist_ok=True)
+    out = args.out or RESULTS / f"robustness-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    started = time.time()
+    print(f"{len(originals)} originals; {len(unrelated)} unrelated photos", flush=True)
+
+    near_jobs = [(i, name) for i in range(len(originals)) for name in NEAR_DUPLICATES]
+    derivative_jobs = [
+        (i, fraction, region, fill)
+        for i in range(len(originals))
+        for fraction in (0.2, 0.4, 0.6)
+        for region in ("body", "random")
+        for fill in ("other_photo", "smooth_fill", "inpaint", "heavy_blur")
+    ]
+    refs: dict[str, str | None] = {}
+    if args.baseline != "none":
+        refs[f"baseline ({args.baseline})"] = args.baseline
+    refs["this tree"] = None
+    engines: dict[str, dict[str, Any]] = {}
+    sections = []
+    for name, ref in refs.items():
+        near, derivatives, unrelated_results = _run_engine(
+            ref, originals, near_jobs, derivative_jobs, unrelated, args.processes
+        )
+        print(f"{name} done ({time.time() - started:.0f} s)", flush=True)
+        summary, lines = _summary(near, derivatives, unrelated_results, len(originals), MIN_INLIERS)
+        engines[name] = summary
+        sections += [f"### {name}", "", *lines, ""]
+    plot = _plots(derivatives, unrelated_results, out)  # this tree's
+    table = "\n".join([*_comparison(engines), "", *sections])
+    report = {
+        "benchmark": "robustness",
+        "originals": len(originals),
+        "unrelated": len(unrelated),
+        "engines": engines,
         "seconds": time.time() - started,
         "plot": str(plot),
     }
