@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from derivatives import _engine_src
+from derivatives import engine_src
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASELINE = "637a54a"  # main before the compiled shortlist loop
@@ -196,7 +196,7 @@ def main() -> int:
     ]
     names = ("this tree", f"baseline ({args.baseline})")
     context = multiprocessing.get_context("spawn")
-    with _engine_src(None) as ours, _engine_src(args.baseline) as theirs:
+    with engine_src(None) as ours, engine_src(args.baseline) as theirs:
         pipes, engines, facts = {}, [], {}
         # One after the other: a matcher's load peaks at over three times what it then holds.
         for name, src in zip(names, (ours, theirs), strict=True):

@@ -256,7 +256,7 @@ def _query(job: tuple[bytes, int | None]) -> dict[str, Any]:
 
 
 @contextmanager
-def _engine_src(ref: str | None) -> Iterator[str]:
+def engine_src(ref: str | None) -> Iterator[str]:
     """The src folder of `ref` (a temporary worktree), or of this tree."""
     if ref is None:
         yield str(REPO / "src")
@@ -282,7 +282,7 @@ def _run_engine(
 ) -> list[dict[str, Any]]:
     context = multiprocessing.get_context("spawn")
     with (
-        _engine_src(ref) as src,
+        engine_src(ref) as src,
         context.Pool(processes, initializer=_init, initargs=(src, originals)) as pool,
     ):
         results = pool.map(_query, queries, chunksize=4)

@@ -57,7 +57,7 @@ from counterfake import Store
 from counterfake.investigate import BankSpec, investigate, write_report
 from counterfake.protect import protect_bytes
 from counterfake.settings import load_settings
-from derivatives import _engine_src, half_of, jpeg, reload
+from derivatives import engine_src, half_of, jpeg, reload
 from robustness import _crop, _fill, _font, _region, _text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -660,7 +660,7 @@ def _run_engine(
     config = {"archive": str(archive), "url": url, "out": str(out), "workers": workers,
               "report": str(report) if report else None,
               "corpus": [str(p) for p in protect[0]], "protected": protect[1]}  # fmt: skip
-    with _engine_src(ref) as src, _PeakMemory() as memory:
+    with engine_src(ref) as src, _PeakMemory() as memory:
         command = [sys.executable, __file__, "--engine-only", json.dumps(config)]
         subprocess.run(command, env={**os.environ, "PYTHONPATH": src}, check=True)
     found: dict[str, Any] = json.loads(out.read_text())

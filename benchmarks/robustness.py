@@ -49,7 +49,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 # No counterfake at the top: a spawned worker imports this module before `_init` puts its
 # engine's code first on the path.
-from derivatives import BASELINE, _engine_src, jpeg, reload, truth_grid
+from derivatives import BASELINE, engine_src, jpeg, reload, truth_grid
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Transform = Callable[[Image.Image, np.random.Generator], Image.Image]
@@ -306,7 +306,6 @@ def _derivative_job(job: tuple[int, float, str, str]) -> dict[str, Any]:
 
 def _unrelated_job(path: Path) -> list[dict[str, Any]]:
     from counterfake import hash_bytes
-    from counterfake.derivatives import verify
     from counterfake.signals.keypoints import image_features
 
     image = Image.open(path).convert("RGB")
@@ -319,18 +318,7 @@ def _unrelated_job(path: Path) -> list[dict[str, Any]]:
         data = jpeg(query, 90)
         features = image_features(data, query=True)
         pdq = hash_bytes(data).pdq
-        # Every view, as the matcher tries them: a photo may match an unrelated mirror image.
-        # (A release before query views: its verify tries the query as it is, then mirrored.)
-        views: list[list[int] | None] = (
-            [[v] for v in range(len(features.views))] if hasattr(features, "views") else [None]
-        )
-        inliers = [
-            max(
-                (e.inliers if (e := verify(s, features, min_inliers=4, **_only(v))) else 0)
-                for v in views
-            )
-            for s in _STATE["features"]
-        ]
+        inliers = [_most_inliers(s, features) for s in _STATE["features"]]
         distances = [int(pdq - p) for p in _STATE["pdq"]]
         found, _, _ = _counterfake(data)
         out.append(
@@ -348,8 +336,19 @@ def _unrelated_job(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _only(views: list[int] | None) -> dict[str, Any]:
-    return {} if views is None else {"views": views}
+def _most_inliers(source: Any, query: Any) -> int:
+    """Inliers of the best view, as the matcher tries them: a photo may match an unrelated
+    mirror image. (A release before query views: its verify tries the query as it is, then
+    mirrored.)"""
+    from counterfake.derivatives import verify
+
+    if not hasattr(query, "views"):
+        evidence = verify(source, query, min_inliers=4)
+        return evidence.inliers if evidence else 0
+    return max(
+        (e.inliers if (e := verify(source, query, min_inliers=4, views=[v])) else 0)
+        for v in range(len(query.views))
+    )
 
 
 # report ----------------------------------------------------------------------------------------
@@ -392,7 +391,7 @@ def _run_engine(
     """The three suites through one engine's code (`ref`, or this tree's for None)."""
     context = multiprocessing.get_context("spawn")
     with (
-        _engine_src(ref) as src,
+        engine_src(ref) as src,
         context.Pool(processes, initializer=_init, initargs=(src, originals)) as pool,
     ):
         near = pool.map(_near_duplicate, near_jobs, chunksize=8)
@@ -407,6 +406,7 @@ def _summary(
     derivatives: list[dict[str, Any]],
     unrelated_results: list[dict[str, Any]],
     n_originals: int,
+    n_unrelated: int,
     min_inliers: int,
 ) -> tuple[dict[str, Any], list[str]]:
     """One engine's figures (JSON) and its section of the table."""
@@ -431,7 +431,7 @@ def _summary(
     }
 
     lines = [
-        f"Originals {n_originals}, unrelated photos {len(unrelated_results) // 5} (+4 tiles each):"
+        f"Originals {n_originals}, unrelated photos {n_unrelated} (+4 tiles each):"
         f" {pairs:,} unrelated pairs, FPR resolution {1 / pairs:.1e}.",
         "",
     ]
@@ -596,10 +596,13 @@ def main() -> int:
             ref, originals, near_jobs, derivative_jobs, unrelated, args.processes
         )
         print(f"{name} done ({time.time() - started:.0f} s)", flush=True)
-        summary, lines = _summary(near, derivatives, unrelated_results, len(originals), MIN_INLIERS)
+        summary, lines = _summary(
+            near, derivatives, unrelated_results, len(originals), len(unrelated), MIN_INLIERS
+        )
         engines[name] = summary
         sections += [f"### {name}", "", *lines, ""]
-    plot = _plots(derivatives, unrelated_results, out)  # this tree's
+        if ref is None:
+            plot = _plots(derivatives, unrelated_results, out)
     table = "\n".join([*_comparison(engines), "", *sections])
     report = {
         "benchmark": "robustness",

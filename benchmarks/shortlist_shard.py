@@ -57,9 +57,9 @@ from derivatives import (
     FILLS,
     FRACTIONS,
     SIDES,
-    _engine_src,
     _sized,
     edit,
+    engine_src,
     half_of,
     jpeg,
 )
@@ -321,7 +321,7 @@ def main() -> int:
         names = ("this tree", f"baseline ({args.baseline})")
         # One after the other: two shards would not fit the page cache (nor some disks).
         for name, ref in zip(names, (None, args.baseline), strict=True):
-            with _engine_src(ref) as src:
+            with engine_src(ref) as src:
                 # The baseline's own width, in one shard.
                 key_bits, shards = (args.key_bits, args.shards) if ref is None else (None, 1)
                 runs[name] = _run(_write, src, folder, args.photos, key_bits, shards)

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from derivatives import _engine_src
+from derivatives import engine_src
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASELINE = "903c26f"  # main before the shortlist was built in the background
@@ -224,7 +224,7 @@ def main() -> int:
     names = ("this tree", f"baseline ({args.baseline})")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     context = multiprocessing.get_context("spawn")
-    with _engine_src(None) as ours, _engine_src(args.baseline) as theirs:
+    with engine_src(None) as ours, engine_src(args.baseline) as theirs:
         sources = dict(zip(names, (ours, theirs), strict=True))
         for turn in range(args.rounds):
             order = names if turn % 2 == 0 else names[::-1]
