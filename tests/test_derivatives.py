@@ -196,11 +196,11 @@ def test_a_small_photo_squashed_to_a_square_and_smoothed_is_found_unsquashed(
 def test_signatures_list_their_keypoints_spread_first(photos: list[Image.Image]) -> None:
     """The shortlist indexes a signature's first 512 keypoints: they cover every cell of the
     8x8 grid that the whole signature covers, and the strongest of each cell come first."""
-    from counterfake.signals.keypoints import SHORTLISTED
+    from counterfake.signals.keypoints import SHORTLISTED, SOURCE_FEATURES
 
     for photo in photos[:4]:
         source = _source(photo)
-        assert SHORTLISTED < len(source) <= 1024
+        assert SHORTLISTED < len(source) <= SOURCE_FEATURES
 
         cells = [(int(x * 8 / source.width), int(y * 8 / source.height)) for x, y in source.points]
         everywhere = set(cells)

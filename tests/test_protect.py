@@ -40,7 +40,7 @@ def test_the_signature_file_holds_no_pixels_and_no_names_unless_asked(
     run("protect", str(photos), "-o", str(tmp_path / "named.jsonl"), "--with-names")
     plain = (tmp_path / "plain.jsonl").read_text().splitlines()
     header = json.loads(plain[0])
-    assert header == {"format": "counterfake-signatures", "version": 2, "features": "orb-480-1024"}
+    assert header == {"format": "counterfake-signatures", "version": 2, "features": "orb-480-2048"}
     records = [json.loads(line) for line in plain[1:]]
     assert len(records) == 4
     assert all(set(r) == {"pdq", "quality", "signature"} for r in records)
@@ -49,7 +49,7 @@ def test_the_signature_file_holds_no_pixels_and_no_names_unless_asked(
     for record, path in zip(records, sorted(photos.iterdir()), strict=True):
         original = path.read_bytes()
         signature = base64.b64decode(record["signature"])
-        assert len(signature) <= 10 + 1024 * (4 + 32) + 1 + 4 * 8  # and up to 4 head boxes
+        assert len(signature) <= 10 + 2048 * (4 + 32) + 1 + 4 * 8  # and up to 4 head boxes
         assert original[len(original) // 2 : len(original) // 2 + 32] not in signature
         assert path.name not in json.dumps(record)
 
@@ -95,6 +95,44 @@ def test_a_version_1_file_is_still_read_and_its_photos_still_match(photos: Path)
     assert [m.signal for m in found.matches] == ["derivative"]
     with pytest.raises(FormatError):
         list(read_signatures([json.dumps({**header, "version": 3})]))
+
+
+def test_a_version_2_file_of_1024_keypoints_is_still_read_and_its_photos_still_match(
+    photos: Path,
+) -> None:
+    """Signatures made before they carried 2,048 keypoints: the same layout, fewer of them."""
+    import dataclasses
+
+    from counterfake import hash_bytes
+    from counterfake.media import decode_gray
+    from counterfake.signals.keypoints import (
+        SOURCE_FEATURES,
+        Features,
+        image_features,
+        source_features,
+        working_gray,
+    )
+
+    path = sorted(photos.iterdir())[0]
+    gray = working_gray(decode_gray(path.read_bytes(), max_side=480))
+    new = Features.from_bytes(protect_bytes(path.read_bytes()).signature)
+    old = dataclasses.replace(source_features(gray, 1024), subjects=new.subjects)
+    assert len(old) == 1024 < len(new) <= SOURCE_FEATURES
+    header = {"format": "counterfake-signatures", "version": 2, "features": "orb-480-1024"}
+    pdq = protect_bytes(path.read_bytes()).pdq
+    record = {"pdq": pdq, "quality": 100, "signature": base64.b64encode(old.to_bytes()).decode()}
+    (photo,) = read_signatures([json.dumps(header), json.dumps(record)])
+    assert isinstance(photo, type(protect_bytes(path.read_bytes())))
+    assert len(Features.from_bytes(photo.signature)) == 1024
+
+    store = Store.open("sqlite://")
+    store.create_bank("protected")
+    store.add_entries("protected", photo.entries())
+    other = Image.open(sorted(photos.iterdir())[1]).convert("RGB")
+    fake, _ = replace_region(Image.open(path).convert("RGB"), other, 0.3)
+    data = reencode(fake)
+    found = Matcher(store).match(hash_bytes(data), features=image_features(data, query=True))
+    assert [m.signal for m in found.matches] == ["derivative"]
 
 
 def test_a_protected_photo_is_found_behind_a_replaced_region(

@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # the store, the matcher and OpenCV load only when an operati
     from .signals.keypoints import Features
     from .store import Store
 
-#: A change-feed page stops growing past this many signature bytes (about 400 signatures).
+#: A change-feed page stops growing past this many signature bytes (about 200 signatures).
 _FEED_PAGE_BYTES: Final = 16 * 1024 * 1024
 #: The side of the working image local features are computed on (signals.keypoints.WORK_SIDE).
 _WORK_SIDE: Final = 480
@@ -504,7 +504,7 @@ class Counterfake:
         changes = self.store.bank_feed(found.name, after, limit=limit)
         more = len(changes) == limit
         size = 0
-        for number, change in enumerate(changes):  # signatures are ~37 KB: pages stay bounded
+        for number, change in enumerate(changes):  # signatures are ~74 KB: pages stay bounded
             size += len(change["signature"] or b"")
             if size > _FEED_PAGE_BYTES and number:
                 changes, more = changes[:number], True

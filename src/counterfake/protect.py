@@ -2,13 +2,15 @@
 that carries them to a bank.
 
 The signature file is JSON Lines, UTF-8. Its first line is a header:
-    {"format": "counterfake-signatures", "version": 2, "features": "orb-480-1024"}
+    {"format": "counterfake-signatures", "version": 2, "features": "orb-480-2048"}
 then one line per photo:
     {"pdq": "<64 hex>", "quality": 0-100, "signature": "<base64 of a signals.keypoints signature>"}
 with `"name": "<file name>"` only when `counterfake protect --with-names` was asked for.
-No pixels, no sizes of the original, no EXIF, no paths. Version 2 signatures carry up to 1,024
-keypoints, rank-ordered, from a working image that small photos are enlarged to, and head
-boxes; version 1 files (512 keypoints) are still read, and match.
+No pixels, no sizes of the original, no EXIF, no paths. Version 2 signatures carry up to 2,048
+keypoints (1,024 before this release; such files are still read), rank-ordered, from a working
+image that small photos are enlarged to, and head boxes; version 1 files (512 keypoints) are
+still read, and match. The header's `features` names how they were made; readers go by each
+signature's own count.
 """
 
 from __future__ import annotations

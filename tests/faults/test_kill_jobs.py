@@ -156,7 +156,7 @@ def _signature_line(rng: np.random.Generator) -> str:
     return json.dumps(record)
 
 
-_HEADER = json.dumps({"format": "counterfake-signatures", "version": 2, "features": "orb-480-1024"})
+_HEADER = json.dumps({"format": "counterfake-signatures", "version": 2, "features": "orb-480-2048"})
 
 
 def _send(server: Server, stop: threading.Event, seed: int, acked: dict[str, list]) -> None:

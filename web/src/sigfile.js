@@ -8,7 +8,7 @@
 })(typeof self !== "undefined" ? self : this, function () {
   "use strict";
 
-  const HEADER = '{"format": "counterfake-signatures", "version": 2, "features": "orb-480-1024"}';
+  const HEADER = '{"format": "counterfake-signatures", "version": 2, "features": "orb-480-2048"}';
 
   function base64(bytes) {
     let text = "";

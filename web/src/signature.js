@@ -15,7 +15,7 @@
   "use strict";
 
   const WORK_SIDE = 480;
-  const SOURCE_FEATURES = 1024;
+  const SOURCE_FEATURES = 2048;
   const GRID = 8;
   const MAX_SUBJECTS = 4;
 

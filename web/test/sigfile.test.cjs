@@ -6,7 +6,7 @@ const { HEADER, base64, line, file } = require("../src/sigfile.js");
 const photo = { pdq: "ab".repeat(32), quality: 87, signature: new Uint8Array([67, 70, 75, 50, 0, 255]) };
 
 test("the header names the format, its version and the features", () => {
-  assert.deepEqual(JSON.parse(HEADER), { format: "counterfake-signatures", version: 2, features: "orb-480-1024" });
+  assert.deepEqual(JSON.parse(HEADER), { format: "counterfake-signatures", version: 2, features: "orb-480-2048" });
 });
 
 test("a line has no name unless one is given", () => {

@@ -35,13 +35,13 @@ test("Pillow's grey weights", () => {
   assert.deepEqual(Array.from(S.grayOf(rgba, 4, 1)), [76, 150, 29, 255]);
 });
 
-test("a signature is CFK2 with 1,024 keypoints on the working image", () => {
+test("a signature is CFK2 with 2,048 keypoints on the working image", () => {
   const bytes = S.signature(cv, textured(960, 640), 960, 640, null);
   const parsed = S.parse(bytes);
   assert.equal(parsed.width, 480);
   assert.equal(parsed.height, 320);
-  assert.equal(parsed.points.length, 1024);
-  assert.equal(parsed.descriptors.length, 1024 * 32);
+  assert.equal(parsed.points.length, 2048);
+  assert.equal(parsed.descriptors.length, 2048 * 32);
   assert.deepEqual(parsed.subjects, []);
   for (const [x, y] of parsed.points) assert.ok(x >= 0 && x < 480 && y >= 0 && y < 320);
 });

@@ -117,8 +117,8 @@ class _Edge:
         self._app = app
         self._image_limit = settings.max_bytes + ENVELOPE
         self._json_limit = settings.json_max_bytes
-        # A signature line is about 50 KB (1,024 keypoints in base64).
-        self._intake_limit = settings.intake_max_photos * 64 * 1024 + 4096
+        # A signature line is about 100 KB (2,048 keypoints in base64).
+        self._intake_limit = settings.intake_max_photos * 128 * 1024 + 4096
         self._timeout = settings.body_timeout
         self._per_client = settings.client_uploads
         buckets = BucketTable(rate_table)

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 WORK_SIDE: Final = 480
-SOURCE_FEATURES: Final = 1024
+SOURCE_FEATURES: Final = 2048
 #: The first keypoints of a signature (8 per grid cell) are what a shortlist indexes.
 SHORTLISTED: Final = 512
 QUERY_FEATURES: Final = 3000
