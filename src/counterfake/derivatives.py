@@ -34,6 +34,13 @@ MIN_INLIERS: Final = 12
 #: inliers upright that did not already reach 12; at 9, landmarks and shared graphics did).
 _UPRIGHT_INLIERS: Final = 10
 _UPRIGHT_DEGREES: Final = 10.0
+#: A signature's first keypoints (rank-ordered, spread over its grid: a signature of their own)
+#: are matched first, and all of a longer one only when those come near a fit. Matching all
+#: 2,048 takes twice as long, and chance candidates seldom come near: on the tuning half 22 of
+#: 2,400 unrelated pairs reached 5 inliers, while 260 of the 262 derivatives that all 2,048
+#: found with 60% replaced did (230 reached a match with the first 1,024 alone).
+_FIRST: Final = 1024
+_NEAR_INLIERS: Final = 5
 _RATIO: Final = 0.8
 _RANSAC_PIXELS: Final = 4.0
 _GRID: Final = 12
@@ -197,20 +204,25 @@ def verify(
     """The evidence that `query` derives from `source`, or None. The query's views
     (`query.views`: as it is, mirrored, unsquashed; or only those numbered in `views`) are
     tried in order; once one matches, only unsquashed views are still tried (a squashed
-    upload can match as it is, with a worse fit), and the view with most inliers wins. A
+    upload can match as it is, with a worse fit), or all of them while the match is an
+    upright fit under `min_inliers` (a mirror image's own view may fit better), and the
+    view with most inliers wins. A
     fit with fewer than `min_inliers`, down to `_UPRIGHT_INLIERS`, still matches when it is
     upright. A lower `min_inliers` is for measuring (the evaluation sweeps it),
     not for deciding."""
     chosen = query.views if views is None else tuple(query.views[v] for v in views)
     fewest = min(min_inliers, _UPRIGHT_INLIERS)
+    first = _first(source)
     best: tuple[Alignment, View] | None = None
     for seen in chosen:
-        if best is not None and seen.name != "unsquashed":
+        if best is not None and seen.name != "unsquashed" and best[0].inliers >= min_inliers:
             continue
-        aligned = align(source, seen.features, min_inliers=fewest)
+        aligned = align(first, seen.features, min_inliers=min(fewest, _NEAR_INLIERS))
+        if aligned is not None and first is not source and not _passes(aligned, min_inliers):
+            aligned = align(source, seen.features, min_inliers=fewest)
         if aligned is None or (best is not None and aligned.inliers <= best[0].inliers):
             continue
-        if aligned.inliers >= min_inliers or _upright(aligned):
+        if _passes(aligned, min_inliers):
             best = (aligned, seen)
     if best is None:
         return None
@@ -257,6 +269,21 @@ def align(source: Features, query: Features, *, min_inliers: int = MIN_INLIERS) 
     if inliers < min_inliers or not 0.2 <= scale <= 5.0:
         return None
     return Alignment(transform, inliers, (src, dst))
+
+
+def _first(source: Features) -> Features:
+    """The first `_FIRST` keypoints of a signature (the signature itself when no longer)."""
+    if len(source) <= _FIRST:
+        return source
+    return dataclasses.replace(
+        source, points=source.points[:_FIRST], descriptors=source.descriptors[:_FIRST]
+    )
+
+
+def _passes(aligned: Alignment, min_inliers: int) -> bool:
+    return aligned.inliers >= min_inliers or (
+        aligned.inliers >= _UPRIGHT_INLIERS and _upright(aligned)
+    )
 
 
 def _upright(aligned: Alignment) -> bool:
