@@ -14,7 +14,12 @@ from PIL import Image
 
 from counterfake import FormatError, InputError, Matcher, NewEntry, Store
 from counterfake.cli import main
-from counterfake.protect import protect_bytes, read_signatures, write_signatures
+from counterfake.protect import (
+    ProtectedPhoto,
+    protect_bytes,
+    read_signatures,
+    write_signatures,
+)
 from tests.derivative_images import reencode, replace_region
 
 
@@ -77,22 +82,7 @@ def test_a_version_1_file_is_still_read_and_its_photos_still_match(photos: Path)
     v2 = old.to_bytes()
     v1 = b"CFK1" + v2[4:-1]  # version 1 ends after the descriptors
     header = {"format": "counterfake-signatures", "version": 1, "features": "orb-480-512"}
-    pdq = protect_bytes(path.read_bytes()).pdq
-    record = {"pdq": pdq, "quality": 100, "signature": base64.b64encode(v1).decode()}
-    (photo,) = read_signatures([json.dumps(header), json.dumps(record)])
-    assert isinstance(photo, type(protect_bytes(path.read_bytes())))
-
-    store = Store.open("sqlite://")
-    store.create_bank("protected")
-    store.add_entries("protected", photo.entries())
-    other = Image.open(sorted(photos.iterdir())[1]).convert("RGB")
-    fake, _ = replace_region(Image.open(path).convert("RGB"), other, 0.3)
-    data = reencode(fake)
-    from counterfake import hash_bytes
-    from counterfake.signals.keypoints import image_features
-
-    found = Matcher(store).match(hash_bytes(data), features=image_features(data, query=True))
-    assert [m.signal for m in found.matches] == ["derivative"]
+    _read_and_matched(photos, header, v1)
     with pytest.raises(FormatError):
         list(read_signatures([json.dumps({**header, "version": 3})]))
 
@@ -103,12 +93,10 @@ def test_a_version_2_file_of_1024_keypoints_is_still_read_and_its_photos_still_m
     """Signatures made before they carried 2,048 keypoints: the same layout, fewer of them."""
     import dataclasses
 
-    from counterfake import hash_bytes
     from counterfake.media import decode_gray
     from counterfake.signals.keypoints import (
         SOURCE_FEATURES,
         Features,
-        image_features,
         source_features,
         working_gray,
     )
@@ -119,11 +107,21 @@ def test_a_version_2_file_of_1024_keypoints_is_still_read_and_its_photos_still_m
     old = dataclasses.replace(source_features(gray, 1024), subjects=new.subjects)
     assert len(old) == 1024 < len(new) <= SOURCE_FEATURES
     header = {"format": "counterfake-signatures", "version": 2, "features": "orb-480-1024"}
-    pdq = protect_bytes(path.read_bytes()).pdq
-    record = {"pdq": pdq, "quality": 100, "signature": base64.b64encode(old.to_bytes()).decode()}
-    (photo,) = read_signatures([json.dumps(header), json.dumps(record)])
-    assert isinstance(photo, type(protect_bytes(path.read_bytes())))
+    photo = _read_and_matched(photos, header, old.to_bytes())
     assert len(Features.from_bytes(photo.signature)) == 1024
+
+
+def _read_and_matched(photos: Path, header: dict[str, object], signature: bytes) -> ProtectedPhoto:
+    """The first photo's `signature` in a file under `header`: read back, banked, and its
+    derivative (30% replaced) matched through it."""
+    from counterfake import hash_bytes
+    from counterfake.signals.keypoints import image_features
+
+    path = sorted(photos.iterdir())[0]
+    pdq = protect_bytes(path.read_bytes()).pdq
+    record = {"pdq": pdq, "quality": 100, "signature": base64.b64encode(signature).decode()}
+    (photo,) = read_signatures([json.dumps(header), json.dumps(record)])
+    assert isinstance(photo, ProtectedPhoto)
 
     store = Store.open("sqlite://")
     store.create_bank("protected")
@@ -133,6 +131,7 @@ def test_a_version_2_file_of_1024_keypoints_is_still_read_and_its_photos_still_m
     data = reencode(fake)
     found = Matcher(store).match(hash_bytes(data), features=image_features(data, query=True))
     assert [m.signal for m in found.matches] == ["derivative"]
+    return photo
 
 
 def test_a_protected_photo_is_found_behind_a_replaced_region(
