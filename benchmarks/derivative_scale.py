@@ -1,6 +1,7 @@
 """Derivative matching at scale: query latency and memory with many protected photos.
 
     python benchmarks/derivative_scale.py [--photos 100000] [--queries 200] [--baseline REF]
+                                          [--shards N]
 
 The bank, in a real store (SQLite in a temporary folder) read by a real `Matcher`: signatures
 of the corpus photos (`counterfake protect` on each, 20 held out), then synthetic photos up to
@@ -20,6 +21,11 @@ to go alternating: per query, on one core, `Matcher.derivatives` (shortlist, the
 verification). Then, this tree only, the delta tier: the held-out photos added to the store
 one by one, each followed by a refresh and a query for its derivative: how long until an add
 is matched.
+
+--shards N adds a third engine in the same turns: this tree's matcher holding no shortlist,
+asking N real `counterfake shard` processes over the same store (unix sockets), as a service
+worker given `COUNTERFAKE_SHARDS` does. Its memory is the worker's; the shards' resident
+memory is reported beside it (each shard process's whole RSS, interpreter included).
 """
 
 from __future__ import annotations
@@ -33,11 +39,15 @@ import io
 import json
 import multiprocessing
 import resource
+import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -74,10 +84,16 @@ def _derivative(photo: Image.Image, other: Image.Image) -> bytes:
 
 
 def _engine(
-    src: str, url: str, photos: int, queries: list[tuple[bytes, int]], conn: Connection
+    src: str,
+    url: str,
+    photos: int,
+    queries: list[tuple[bytes, int]],
+    conn: Connection,
+    shards: tuple[list[str], str] | None = None,
 ) -> None:
-    """One engine's process: its matcher over the store, then queries by turns on request;
-    ("adds", [(signature, derivative)]) runs the delta-tier phase."""
+    """One engine's process: its matcher over the store (asking `shards`, addresses and key,
+    if given), then queries by turns on request; ("adds", [(signature, derivative)]) runs the
+    delta-tier phase."""
     sys.path.insert(0, src)  # this engine's code first, before the editable install's
     import counterfake
     from counterfake import Matcher, NewEntry, Store
@@ -90,7 +106,12 @@ def _engine(
     features = [image_features(data, query=True) for data, _ in queries]
     release_freed_memory()
     before = _rss()
-    matcher = Matcher(store)
+    if shards is None:
+        matcher = Matcher(store)
+    else:
+        from counterfake.shards import Shards
+
+        matcher = Matcher(store, shards=Shards(*shards, timeout=120))
     # The first query builds the shortlist's tables (and loads the compiled loops): what a
     # matcher holds, and its peak, are measured after it; it is not timed.
     started = time.perf_counter()
@@ -141,6 +162,7 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline release")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--shards", type=int, default=0, help="also this tree over N shards")
     args = parser.parse_args()
     from counterfake import NewEntry, Store
     from counterfake.signals.keypoints import Features, image_features
@@ -194,15 +216,24 @@ def main() -> int:
         (real[i].to_bytes(), _derivative(images[i], images[(i + 7) % len(images)]))
         for i in held_out
     ]
-    names = ("this tree", f"baseline ({args.baseline})")
+    names: tuple[str, ...] = ("this tree", f"baseline ({args.baseline})")
+    sharded = f"this tree, {args.shards} shards" if args.shards else ""
+    if sharded:
+        names += (sharded,)
     context = multiprocessing.get_context("spawn")
-    with engine_src(None) as ours, engine_src(args.baseline) as theirs:
+    with (
+        engine_src(None) as ours,
+        engine_src(args.baseline) as theirs,
+        _shard_processes(ours, url, args.shards, folder) as (shards, shard_rss),
+    ):
         pipes, engines, facts = {}, [], {}
         # One after the other: a matcher's load peaks at over three times what it then holds.
-        for name, src in zip(names, (ours, theirs), strict=True):
+        for name, src in zip(names, (ours, theirs, ours), strict=False):
             parent, child = context.Pipe()
             process = context.Process(
-                target=_engine, args=(src, url, args.photos, queries, child), daemon=True
+                target=_engine,
+                args=(src, url, args.photos, queries, child, shards if name == sharded else None),
+                daemon=True,
             )
             process.start()
             child.close()  # so that a worker that dies is an EOFError here, not a wait
@@ -223,6 +254,7 @@ def main() -> int:
             pipes[name].send(None)
         for process in engines:
             process.join()
+        shards_rss = shard_rss()
     shutil.rmtree(folder, ignore_errors=True)
 
     runs = {
@@ -244,6 +276,12 @@ def main() -> int:
         "adds_matched": sum(m for _, m in visible),
         "adds": len(visible),
     }
+    if sharded:
+        report["sharded"] = runs[sharded] | {
+            "shards": args.shards,
+            "shard_rss_bytes": shards_rss,
+            "shard_rss_bytes_per_photo": sum(shards_rss) / args.photos,
+        }
 
     def row(name: str, r: dict[str, float]) -> str:
         return (
@@ -263,9 +301,29 @@ def main() -> int:
             f" {report['add_to_matched_seconds_max']:.2f}"
             f" ({report['adds_matched']} of {len(visible)} matched) |",
             row(names[1], base) + " | |",
+            *(
+                [
+                    row(sharded, runs[sharded]) + " | |",
+                    "",
+                    f"the {args.shards} shards' resident memory: "
+                    + ", ".join(f"{b / 1e9:.2f} GB" for b in shards_rss)
+                    + f" ({sum(shards_rss) / args.photos / 1024:.1f} KB per photo in all)",
+                ]
+                if sharded
+                else []
+            ),
             "",
             f"ratios, this tree / baseline: p50 {run['p50_ms'] / base['p50_ms']:.2f},"
             f" p99 {run['p99_ms'] / base['p99_ms']:.2f}",
+            *(
+                [
+                    f"ratios, {args.shards} shards / this tree: p50"
+                    f" {runs[sharded]['p50_ms'] / run['p50_ms']:.2f},"
+                    f" p99 {runs[sharded]['p99_ms'] / run['p99_ms']:.2f}"
+                ]
+                if sharded
+                else []
+            ),
         ]
     )
     print(table)
@@ -275,6 +333,48 @@ def main() -> int:
     out.with_suffix(".md").write_text(table + "\n")
     print(f"JSON: {out}")
     return 0
+
+
+@contextmanager
+def _shard_processes(
+    src: str, url: str, count: int, folder: Path
+) -> Iterator[tuple[tuple[list[str], str] | None, Callable[[], list[int]]]]:
+    """`count` real `counterfake shard` processes of `src` over the store, once they answer:
+    (their addresses and key, a function giving each one's resident bytes now)."""
+    if not count:
+        yield None, list
+        return
+    key = secrets.token_urlsafe(16)
+    env = {**os.environ, "COUNTERFAKE_DATABASE_URL": url, "COUNTERFAKE_SHARD_KEY": key}
+    env["PYTHONPATH"] = src
+    addresses = [f"unix:{folder / f'shard-{k}.sock'}" for k in range(count)]
+    run = "import sys; from counterfake.cli import main; sys.exit(main())"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", run, "shard", f"{k}/{count}", "--listen", address], env=env
+        )
+        for k, address in enumerate(addresses)
+    ]
+
+    def rss() -> list[int]:
+        out = []
+        for process in processes:
+            with open(f"/proc/{process.pid}/statm") as fh:
+                out.append(int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+        return out
+
+    try:
+        while not all((folder / f"shard-{k}.sock").exists() for k in range(count)):
+            if any(p.poll() is not None for p in processes):
+                raise SystemExit("a shard process exited while loading")
+            time.sleep(0.5)
+        print(f"{count} shards answering", flush=True)
+        yield (addresses, key), rss
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
 
 
 def _summary(latencies: list[float], recall: float) -> dict[str, float]:

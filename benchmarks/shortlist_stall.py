@@ -161,7 +161,7 @@ def _fold_engine(
     store = Store.open(url)
     matcher = Matcher(store)
     matcher.derivatives(query)  # the first tables
-    shortlist = matcher._local["photos"][0]
+    shortlist = matcher._shortlists["photos"]
     tables = shortlist._tables
     images = [Image.open(p).convert("RGB") for p in sorted(Path(corpus).glob("*.jpg"))[:60]]
     real = _real(images)

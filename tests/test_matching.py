@@ -601,7 +601,7 @@ def test_a_derivative_query_does_not_wait_for_the_shortlist_to_fold_its_delta(
         for p in paths[:36]
     ]
     matcher = Matcher(store, refresh_interval=0)
-    shortlist = matcher._local["victims"][0]
+    shortlist = matcher._shortlists["victims"]
     assert _until(lambda: shortlist.prepared)
     tables = shortlist._tables
     started, release = hold_new_tables(monkeypatch)  # the fold's new tables wait

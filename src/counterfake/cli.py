@@ -791,20 +791,72 @@ def key_revoke(ctx: click.Context, key_id: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--shards",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Split the derivative shortlist over this many shard processes on this machine,"
+    " which the workers ask (0: each worker holds it whole).",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str) -> None:
+def serve(
+    ctx: click.Context, host: str, port: int, workers: int, shards: int, log_level: str
+) -> None:
     """Run the HTTP matching service (OpenAPI at /docs) over this store."""
     from .service.serve import run
 
     with _errors():
         _core(ctx).store  # noqa: B018 (migrate once, before the workers start)
+    held = f", {shards} shard(s)" if shards else ""
     _print(
-        f"Counterfake service on http://{host}:{port} ({workers} worker(s)); API docs at /docs",
+        f"Counterfake service on http://{host}:{port} ({workers} worker(s){held});"
+        " API docs at /docs",
         stderr=True,
         highlight=False,
     )
-    run(host, port, workers, log_level)
+    run(host, port, workers, log_level, shards=shards)
+
+
+def _part(value: str) -> tuple[int, int]:
+    k, _, n = value.partition("/")
+    if not (k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+        raise click.BadParameter(f"{value!r} is not K/N with 0 <= K < N", param_hint="PART")
+    return int(k), int(n)
+
+
+@main.command("shard")
+@click.argument("part")
+@click.option("--listen", required=True, help="Where to answer: unix:PATH or HOST:PORT.")
+@click.pass_context
+def shard_command(ctx: click.Context, part: str, listen: str) -> None:
+    """Hold part K/N of the derivative shortlist (photos spread over N parts by a hash of
+    their entry id) and answer the workers whose COUNTERFAKE_SHARDS lists this address."""
+    import signal
+    import threading
+
+    from .shards import parse_address
+
+    where = _part(part)
+    try:
+        parse_address(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+
+    def ready() -> None:
+        _print(f"shard {part} answering on {listen}", stderr=True, highlight=False)
+
+    with _errors():
+        try:
+            _core(ctx).serve_shard(where, listen, ready=ready, stop=stop)
+        except OSError as exc:
+            raise FileInputError(
+                f"cannot listen there ({exc.strerror or exc})", code="unusable_address", path=listen
+            ) from exc
 
 
 @main.command("investigate")

@@ -272,10 +272,48 @@ class Counterfake:
         if self._matcher is None:
             from .matching import Matcher
 
+            shards = None
+            if self.settings.shards:
+                from .shards import Shards
+
+                shards = Shards(self.settings.shards.split(","), self.settings.shard_key)
             self._matcher = Matcher(
-                self.store, self._matcher_banks, min_quality=self.settings.pdq_min_quality
+                self.store,
+                self._matcher_banks,
+                min_quality=self.settings.pdq_min_quality,
+                shards=shards,
             )
         return self._matcher
+
+    def serve_shard(
+        self,
+        part: tuple[int, int],
+        address: str,
+        *,
+        ready: Callable[[], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Be shard k of n of the derivative shortlist (`part`): hold the shortlists of the
+        photos `part_of` gives shard k of n, follow the change log, and answer the workers
+        that list this shard in `shards` on `address`, until `stop` is set."""
+        from .matching import Matcher
+        from .shards import serve_shard
+
+        if not self.settings.shard_key:
+            raise AccessError(
+                "the shards' key is not set (COUNTERFAKE_SHARD_KEY)", code="missing_key"
+            )
+        matcher = Matcher(
+            self.store,
+            self._matcher_banks,
+            min_quality=self.settings.pdq_min_quality,
+            part=part,
+        )
+        matcher.follow()
+        try:
+            serve_shard(matcher, address, self.settings.shard_key, ready=ready, stop=stop)
+        finally:
+            matcher.stop()
 
     def close(self) -> None:
         if self._matcher is not None:

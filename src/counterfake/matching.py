@@ -22,13 +22,13 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
 from ._memory import release_freed_memory
 from .derivatives import Evidence, verify
-from .errors import NotFoundError, SignalError
+from .errors import NotFoundError, SignalError, UsageError
 from .hashing import ImageHashes
 from .index import HammingIndex, LinearHammingIndex, codes_from_hex
 from .index.hamming import MAX_DELTA
@@ -37,6 +37,7 @@ from .settings import DEFAULTS
 from .signals import get_signal_type, signal_types
 from .signals.keypoints import SHORTLISTED, Features
 from .store import Bank, Change, Store
+from .store.signatures import part_of
 
 __all__ = ["Match", "MatchResult", "Matcher"]
 
@@ -205,6 +206,15 @@ def _due(index: HammingIndex, *, idle: bool) -> bool:
     return bool(pending >= max(_REBUILD_FROM, min(_REBUILD_BY, eighth)))
 
 
+class Shortlister(Protocol):
+    """Where a matcher's derivative candidates come from when it holds no shortlist: the
+    shards (`counterfake.shards.Shards`), each a `Matcher` given a `part`."""
+
+    def shortlisted(
+        self, views: Sequence[np.ndarray], banks: Collection[str] | None = None
+    ) -> list[tuple[str, int, float, int]]: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class MatchResult:
     matches: list[Match]
@@ -221,8 +231,16 @@ class Matcher:
         *,
         min_quality: int = DEFAULTS["pdq_min_quality"],
         refresh_interval: float = 0.5,
+        part: tuple[int, int] | None = None,
+        shards: Shortlister | None = None,
     ) -> None:
+        if part is not None and not 0 <= part[0] < part[1]:
+            raise UsageError(f"part must be (k, n) with 0 <= k < n, not {part}")
         self._store = store
+        # A shard (`part`, k of n) holds the shortlists of its photos (`part_of`) and nothing
+        # else; a matcher given `shards` holds no shortlist and asks them.
+        self._part = part
+        self._shards = shards
         self._bank_names = list(banks) if banks is not None else None
         self._min_quality = min_quality
         self._refresh_interval = refresh_interval
@@ -271,10 +289,11 @@ class Matcher:
         # hit's bank is known without a per-entry map (10M entries would cost a gigabyte).
         self._exact: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
         self._hamming: dict[str, dict[str, HammingIndex]] = defaultdict(dict)
-        # Local features: per bank, a shortlist of its protected photos (the first keypoints of
-        # each signature) and their entry ids. Whole signatures, for verification, stay in
-        # the store: a photo costs the shortlist's share of memory only.
-        self._local: dict[str, tuple[KeypointShortlist, set[int]]] = {}
+        # Local features: per bank, its protected photos' entry ids and a shortlist of them
+        # (the first keypoints of each signature; not with `shards`). Whole signatures, for
+        # verification, stay in the store: a photo costs the shortlist's share of memory only.
+        self._photos: dict[str, set[int]] = {}
+        self._shortlists: dict[str, KeypointShortlist] = {}
         # One batch of the change log, read without the lock and applied under it (`_flush`):
         # Hamming changes in one pass over an index; other changes in order.
         self._adding: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
@@ -289,7 +308,10 @@ class Matcher:
             protects = False
             for signal_type, chunk_ids, values, qualities in self._store.active_columns(bank):
                 kind = _kind(signal_type)
-                if kind is None:
+                if kind is None or (self._part is not None and kind != "local"):
+                    continue
+                if kind == "local" and self._shards is not None:
+                    self._photos.setdefault(bank, set()).update(chunk_ids)  # ids only
                     continue
                 if kind == "exact":
                     for entry_id, value in zip(chunk_ids, values, strict=True):
@@ -312,10 +334,10 @@ class Matcher:
                 ids[signal_type].clear()
                 codes[signal_type].clear()
             if protects:
-                self._add_signatures(bank, self._store.signatures(bank))
+                self._add_signatures(bank, self._store.signatures(bank, part=self._part))
         release_freed_memory()
-        if self._local:  # the shortlists' tables, built before the first query needs them
-            shortlists = [shortlist for shortlist, _ in self._local.values()]
+        if self._shortlists:  # their tables, built before the first query needs them
+            shortlists = list(self._shortlists.values())
 
             def prepare() -> None:
                 for shortlist in shortlists:
@@ -424,9 +446,9 @@ class Matcher:
             self._remove(change.entry_id, change.bank, change.signal_type, change.value)
 
     def _add_signatures(self, bank: str, signatures: Iterable[tuple[int, bytes]]) -> None:
-        if bank not in self._local:
-            self._local[bank] = (KeypointShortlist(share_votes=True, nearby_keys=True), set())
-        shortlist, photos = self._local[bank]
+        if bank not in self._shortlists:
+            self._shortlists[bank] = KeypointShortlist(share_votes=True, nearby_keys=True)
+        shortlist, photos = self._shortlists[bank], self._photos.setdefault(bank, set())
         for entry_id, data in signatures:
             photo = Features.from_bytes(data)
             photos.add(entry_id)
@@ -436,11 +458,14 @@ class Matcher:
         self, entry_id: int, bank: str, signal_type: str, value: str, quality: int | None
     ) -> None:
         kind = _kind(signal_type)
-        if kind is None:
+        if kind is None or (self._part is not None and kind != "local"):
             return
         if kind == "local":
-            found = list(self._store.signatures(bank, [entry_id]))
-            self._staged.append(lambda: self._add_signatures(bank, found))
+            if self._shards is not None:
+                self._staged.append(lambda: self._photos.setdefault(bank, set()).add(entry_id))
+            elif self._part is None or part_of(entry_id, self._part[1]) == self._part[0]:
+                found = list(self._store.signatures(bank, [entry_id]))
+                self._staged.append(lambda: self._add_signatures(bank, found))
         elif kind == "exact":
             self._staged.append(
                 lambda: self._exact[(signal_type, value)].__setitem__(entry_id, bank)
@@ -455,9 +480,9 @@ class Matcher:
 
         def remove_now() -> None:
             self._exact.get((signal_type, value), {}).pop(entry_id, None)
-            if bank in self._local:
-                self._local[bank][0].remove([entry_id])
-                self._local[bank][1].discard(entry_id)
+            if bank in self._shortlists:
+                self._shortlists[bank].remove([entry_id])
+            self._photos.get(bank, set()).discard(entry_id)
 
         self._staged.append(remove_now)
         self._adding.get((signal_type, bank), {}).pop(entry_id, None)
@@ -706,9 +731,9 @@ class Matcher:
             out[signal_type] += sum(
                 len(i) for b, i in by_bank.items() if banks is None or b in banks
             )
-        for bank, (_, features) in self._local.items():
+        for bank, photos in self._photos.items():
             if banks is None or bank in banks:
-                out[self._local_type] += len(features)
+                out[self._local_type] += len(photos)
         return dict(out)
 
     def __len__(self) -> int:
@@ -719,7 +744,7 @@ class Matcher:
         """Whether any of the banks (all by default) holds derivative signatures: then
         derivatives can be searched (`features` in `match`, or `derivatives`)."""
         return any(
-            photos for bank, (_, photos) in self._local.items() if banks is None or bank in banks
+            photos for bank, photos in self._photos.items() if banks is None or bank in banks
         )
 
     def match(
@@ -758,39 +783,24 @@ class Matcher:
     def derivatives(self, query: Features, *, banks: Collection[str] | None = None) -> list[Match]:
         """Derivatives of protected photos only (what `match` adds when PDQ and digests find
         nothing). Safe to call from a worker thread while the owning thread matches and
-        refreshes: the banks' shortlists are taken under a lock, then asked, read from the
-        store and verified without it."""
+        refreshes: candidates come from `shortlisted` (this matcher's shortlists, or its
+        shards'), then are read from the store and verified without the lock."""
+        descriptors = [view.features.descriptors for view in query.views]
+        asked = self._shards or self
         tries: dict[tuple[str, int], list[int]] = {}
-        with self._lock:
-            held = [
-                (bank, shortlist, sorted(photos) if len(photos) <= _VERIFY_ALL_UP_TO else None)
-                for bank, (shortlist, photos) in self._local.items()
-                if banks is None or bank in banks
-            ]
-        # Not under the lock, which the lookups of every other request need: a shortlist
-        # answers while photos are added. The photos added lately are built here; a merge or
-        # fold of them into its bigger tiers is not waited for.
-        for bank, shortlist, few in held:
-            shortlist.prepare(fold=False)
-            if shortlist.fold_due and not shortlist.folding:
-                _fold_later(shortlist)
-            if few is not None:
-                for entry_id in few:
-                    tries[(bank, entry_id)] = []  # every view
-                continue
-            # The photos with most votes over all views, each verified against the views
-            # that shortlisted it (a view of the wrong shape or side votes little).
-            voted = sorted(
-                (
-                    (-votes, entry_id, number)
-                    for number, view in enumerate(query.views)
-                    for entry_id, votes in shortlist.candidates(
-                        view.features.descriptors, _SHORTLIST
-                    )
-                ),
-            )
-            most = -voted[0][0] if voted else 0.0
-            for negated, entry_id, number in voted[:_SHORTLIST]:
+        voted: dict[str, list[tuple[float, int, int]]] = defaultdict(list)
+        for bank, entry_id, votes, number in asked.shortlisted(descriptors, banks):
+            if number < 0:
+                tries[(bank, entry_id)] = []  # a bank of few photos: every one, every view
+            else:
+                voted[bank].append((-votes, entry_id, number))
+        for bank, ranked in voted.items():
+            # The photos with most votes over all views (and all shards), each verified
+            # against the views that shortlisted it (a view of the wrong shape or side votes
+            # little).
+            ranked.sort()
+            most = -ranked[0][0]
+            for negated, entry_id, number in ranked[:_SHORTLIST]:
                 if -negated * _VOTE_SHARE >= most:
                     tries.setdefault((bank, entry_id), []).append(number)
         sources: dict[tuple[str, int], Features] = {}
@@ -818,6 +828,38 @@ class Matcher:
                     )
                 )
         return sorted(found, key=lambda m: (-(m.score or 0), m.bank, m.entry_id))
+
+    def shortlisted(
+        self, views: Sequence[np.ndarray], banks: Collection[str] | None = None
+    ) -> list[tuple[str, int, float, int]]:
+        """Candidates of this matcher's own shortlists for a query's views' descriptors:
+        (bank, entry id, votes, view), each view's best `_SHORTLIST`; view -1 (votes 0) for
+        every photo of a bank that holds few, to be verified against every view. What a shard
+        answers a worker."""
+        held: list[tuple[str, KeypointShortlist, list[int] | None]] = []
+        with self._lock:
+            for bank, shortlist in self._shortlists.items():
+                photos = self._photos.get(bank, set())
+                if banks is None or bank in banks:
+                    few = sorted(photos) if len(photos) <= _VERIFY_ALL_UP_TO else None
+                    held.append((bank, shortlist, few))
+        # Not under the lock, which the lookups of every other request need: a shortlist
+        # answers while photos are added. The photos added lately are built here; a merge or
+        # fold of them into its bigger tiers is not waited for.
+        found: list[tuple[str, int, float, int]] = []
+        for bank, shortlist, few in held:
+            if few is not None:
+                found.extend((bank, entry_id, 0.0, -1) for entry_id in few)
+                continue
+            shortlist.prepare(fold=False)
+            if shortlist.fold_due and not shortlist.folding:
+                _fold_later(shortlist)
+            for number, descriptors in enumerate(views):
+                found.extend(
+                    (bank, entry_id, votes, number)
+                    for entry_id, votes in shortlist.candidates(descriptors, _SHORTLIST)
+                )
+        return found
 
     def match_signal(
         self, signal_type: str, value: str, *, banks: Collection[str] | None = None

@@ -157,6 +157,20 @@ SETTINGS: tuple[Setting, ...] = (
         30.0,
         "Exchanges: seconds a source may stay silent; a page must arrive within four times it.",
     ),
+    Setting(
+        "shards",
+        str,
+        "",
+        "Service: addresses of the derivative shortlist's shards in part order, comma"
+        " separated (unix:PATH or HOST:PORT; `counterfake shard`). Empty: each worker holds"
+        " the whole shortlist.",
+    ),
+    Setting(
+        "shard_key",
+        str,
+        "",
+        "The secret shards and the workers that ask them share (never logged).",
+    ),
 )
 
 
@@ -196,6 +210,8 @@ class Settings:
     intake_daily: int = DEFAULTS["intake_daily"]
     exchange_timeout: float = DEFAULTS["exchange_timeout"]
     review_retention: str = DEFAULTS["review_retention"]
+    shards: str = DEFAULTS["shards"]
+    shard_key: str = dataclasses.field(default=DEFAULTS["shard_key"], repr=False)
 
     @property
     def resolved_database_url(self) -> str:

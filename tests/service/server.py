@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -31,12 +32,14 @@ class Server:
         workers: int = 1,
         database_url: str | None = None,
         env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home / "server.log"
         self._workers = workers
+        self._args = list(args)
         self._env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("COUNTERFAKE_")},
             "COUNTERFAKE_HOME": str(home),
@@ -49,7 +52,15 @@ class Server:
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.log.open("wb")
         self._process = subprocess.Popen(
-            [str(COUNTERFAKE), "serve", "--port", str(self.port), "--workers", str(self._workers)],
+            [
+                str(COUNTERFAKE),
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self._workers),
+                *self._args,
+            ],
             env=self._env,
             stdout=log,
             stderr=subprocess.STDOUT,

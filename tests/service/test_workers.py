@@ -3,6 +3,7 @@ one second. Real `counterfake serve --workers 2`, real HTTP, both store backends
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from pathlib import Path
@@ -113,3 +114,78 @@ def test_every_worker_follows_a_bulk_import_by_itself_and_reports_ready(tmp_path
             answers = _lookups(server, key, value, 12)
             assert len({worker for worker, _ in answers}) == 2
             assert all(matched for _, matched in answers), answers
+
+
+def test_workers_ask_the_shards_and_a_shard_that_stops_answering_is_a_503_until_it_does(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    """`serve --shards 2`: the derivative shortlist lives in two shard processes that every
+    worker asks. A shard that stops answering fails derivative lookups with 503
+    `shard_unavailable` (after the shards' timeout, never a hang), and one killed is
+    replaced by the supervisor and asked again."""
+    import re
+    import signal
+
+    from PIL import Image
+
+    from counterfake.protect import protect_bytes
+
+    from ..derivative_images import reencode, replace_region
+
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'counterfake.db'}"
+    paths = sorted(corpus_dir.glob("*.jpg"))[40:44]
+    with Store.open(url) as store:
+        store.create_bank("photos", tenant="t")
+        _, key = store.keys.create("t", ["match"])
+        ids = [
+            next(
+                a.entry_id
+                for a in store.add_entries("t:photos", protect_bytes(p.read_bytes()).entries())
+                if a.signal_type == "derivative"
+            )
+            for p in paths[:3]
+        ]
+    filler = Image.open(paths[3]).convert("RGB")
+    uploads = [
+        reencode(replace_region(Image.open(p).convert("RGB"), filler, 0.3)[0]) for p in paths[:3]
+    ]
+
+    def lookup(data: bytes) -> httpx.Response:
+        with server.client(key) as client:  # a new connection: either worker
+            return client.post("/v1/lookup", content=data, params={"bank": "photos"})
+
+    def shard_pids() -> dict[str, int]:
+        found = re.findall(r"shard (\d)/2 \(process (\d+)\) answering", server.log.read_text())
+        return {part: int(pid) for part, pid in found}  # the latest of each part
+
+    with Server(home, workers=2, database_url=url, args=["--shards", "2"]) as server:
+        assert "2 shard(s)" in server.log.read_text()
+        assert sorted(shard_pids()) == ["0", "1"]
+        workers = set()
+        for entry_id, data in zip(ids, uploads, strict=True):
+            answers = [lookup(data) for _ in range(10)]
+            assert all(a.status_code == 200 for a in answers), answers[0].text
+            assert all([m["entry_id"] for m in a.json()["matches"]] == [entry_id] for a in answers)
+            workers |= {a.headers["x-counterfake-worker"] for a in answers}
+        assert len(workers) == 2, "the lookups did not reach both workers"
+
+        paused = shard_pids()["0"]
+        os.kill(paused, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            stalled = lookup(uploads[0])
+            assert stalled.status_code == 503 and time.monotonic() - began < 30
+            assert stalled.json()["error"]["code"] == "shard_unavailable"
+        finally:
+            os.kill(paused, signal.SIGCONT)
+        assert lookup(uploads[0]).status_code == 200
+
+        killed = shard_pids()["1"]
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while (answer := lookup(uploads[1])).status_code != 200 and time.monotonic() < deadline:
+            assert answer.json()["error"]["code"] == "shard_unavailable", answer.text
+            time.sleep(0.2)
+        assert [m["entry_id"] for m in answer.json()["matches"]] == [ids[1]]
+        assert shard_pids()["1"] != killed  # the supervisor started another
