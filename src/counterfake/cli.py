@@ -836,8 +836,10 @@ def shard_command(ctx: click.Context, part: str, listen: str) -> None:
     import signal
     import threading
 
+    from ._memory import settle_allocator
     from .shards import parse_address
 
+    settle_allocator()  # a process that runs for weeks, as `serve`'s workers do
     where = _part(part)
     try:
         parse_address(listen)

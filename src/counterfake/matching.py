@@ -188,6 +188,7 @@ def _fold_later(shortlist: KeypointShortlist) -> None:
                 with contextlib.suppress(OSError):
                     os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BUILDER_NICE)
             shortlist.prepare()
+            release_freed_memory()
         except Exception:  # the next derivative query tries again
             log.exception("merging a shortlist's recent photos failed")
 
@@ -342,6 +343,7 @@ class Matcher:
             def prepare() -> None:
                 for shortlist in shortlists:
                     shortlist.prepare()
+                release_freed_memory()  # the build's scratch, freed on this thread's heap
 
             threading.Thread(target=prepare, name="counterfake-shortlist", daemon=True).start()
         self._low_water = self._high_water = low_water
