@@ -506,8 +506,8 @@ def test_a_followed_index_is_folded_on_a_thread_below_the_lookups_priority(
     builds: list[int] = []
     rebuilder = MultiIndexHammingIndex.rebuilder
 
-    def watched(index: MultiIndexHammingIndex, **options: Any) -> Any:
-        build = rebuilder(index, **options)
+    def watched(index: MultiIndexHammingIndex) -> Any:
+        build = rebuilder(index)
 
         def run() -> MultiIndexHammingIndex:
             builds.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))

@@ -61,11 +61,6 @@ _TIDY_AFTER: Final = 2.0
 #: The nice value of the thread that builds a new index (0 is normal, 19 the lowest): busy
 #: cores go to lookups. The thread that swaps it in keeps the normal value.
 _BUILDER_NICE: Final = 10
-#: A fold in the background rests this many times as long as each table took (`rebuilder`):
-#: lookups at 10M codes took 1.2 ms at p50 and 6.5-14 ms at p99 during folds, against 0.85
-#: and 2.4-3.2 outside them (benchmarks/index_stall.py), sharing the cores and the memory
-#: bus with it.
-_FOLD_PACE: Final = 2.0
 #: A lookup after this process's own write waits this long at most for the follower's next
 #: pass (a busy machine can take more than a refresh interval over one), unless the follower
 #: is failing (the store away): then a refresh interval, and it matches from what it holds.
@@ -537,7 +532,7 @@ class Matcher:
             return  # one build at a time; asked again at the next change or quiet spell
         rebuilder = getattr(index, "rebuilder", None)  # a multi-index folds its delta in
         if rebuilder is not None:
-            build = rebuilder(pace=_FOLD_PACE if self._follower is not None else 0.0)
+            build = rebuilder()
         else:
             copy_out = index.snapshot()
 

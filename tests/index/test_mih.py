@@ -215,29 +215,6 @@ def test_a_rebuilt_index_answers_as_brute_force_folded_or_built_afresh(
             assert _same(index.search(queries, radius), brute.search(queries, radius))
 
 
-def test_a_paced_fold_rests_between_tables_and_builds_the_same_tables(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A fold in the background may rest after each table (`pace`): it sleeps once a table,
-    and what it builds is what an unpaced fold builds."""
-    from counterfake.index import mih
-
-    rng = np.random.default_rng(9)
-    codes = rng.integers(0, 2**63, size=(6000, 4), dtype=np.int64).view(np.uint64)
-    index = MultiIndexHammingIndex(np.arange(5000), codes[:5000], merge=False)
-    index.add(list(range(5000, 6000)), codes[5000:])
-    rests: list[float] = []
-    monkeypatch.setattr(mih, "_rest", rests.append)
-    unpaced = index.rebuilder()()
-    assert rests == []
-    paced = index.rebuilder(pace=2.0)()
-    assert len(rests) == index._tables and all(rest >= 0 for rest in rests)
-    assert _slots(paced) == _slots(unpaced) == 6000 and paced.pending == 0
-    for name in ("_low", "_high", "_starts", "_counts", "_ids", "_codes"):
-        assert np.array_equal(getattr(paced, name), getattr(unpaced, name)), name
-    assert paced.search(codes[5990:], 0) == unpaced.search(codes[5990:], 0)
-
-
 def test_a_delta_of_new_ids_is_folded_into_the_tables_and_others_are_built_afresh() -> None:
     rng = np.random.default_rng(8)
     codes = rng.integers(0, 2**63, size=(7000, 4), dtype=np.int64).view(np.uint64)

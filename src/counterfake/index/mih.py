@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
@@ -42,7 +41,6 @@ _INITIAL_HITS: Final = 64
 _BLOCK: Final = _kernels.BLOCK  # keys per stored offset
 _PARALLEL_FROM: Final = 8  # queries per call before threads pay for their start-up
 _SPLIT_FROM: Final = 500_000  # codes before one query's tables are worth spreading over cores
-_rest = time.sleep  # a paced fold's pause (a test counts them)
 
 
 def _choose_shape(n: int) -> tuple[int, int]:
@@ -195,19 +193,17 @@ class MultiIndexHammingIndex:
         vars(self).update(vars(self.rebuilder()()))
         release_freed_memory()
 
-    def rebuilder(self, *, pace: float = 0.0) -> Callable[[], MultiIndexHammingIndex]:
+    def rebuilder(self) -> Callable[[], MultiIndexHammingIndex]:
         """A new index of the live codes, in two steps like `snapshot()`: taken now, cheaply
         (under the owner's lock), and built later, off it. The delta is folded into copies of
         the tables, one sequential pass each (at 10M codes a fraction of a build, which
         scatters every slot), when a fresh build would shape the tables alike: new ids above
         the tables' ids, the same table shape, under an eighth of the slots tombstones, and
-        at most twice the codes the substrings' bits were chosen from. Else it builds afresh.
-        `pace`: after each table folded, rest `pace` times as long as it took, so that a fold
-        beside lookups leaves them the cores (and the memory bus) for that share of its time."""
+        at most twice the codes the substrings' bits were chosen from. Else it builds afresh."""
         taken = _Taken(self)
 
         def build() -> MultiIndexHammingIndex:
-            folded = taken.index._folded(taken.alive, *taken.live_delta(), pace=pace)
+            folded = taken.index._folded(taken.alive, *taken.live_delta())
             if folded is not None:
                 return folded
             return MultiIndexHammingIndex(*taken.arrays(), merge=taken.index._merge_on_add)
@@ -215,7 +211,7 @@ class MultiIndexHammingIndex:
         return build
 
     def _folded(
-        self, alive: np.ndarray, ids: np.ndarray, codes: np.ndarray, *, pace: float = 0.0
+        self, alive: np.ndarray, ids: np.ndarray, codes: np.ndarray
     ) -> MultiIndexHammingIndex | None:
         """This index with `codes` appended to its tables (None where a build is due)."""
         order = np.argsort(ids, kind="stable")
@@ -239,7 +235,6 @@ class MultiIndexHammingIndex:
         starts = np.empty_like(self._starts)
         ends = np.empty_like(self._counts)
         for t in range(self._tables):
-            began = time.perf_counter()
             largest = _kernels.fold_table(
                 self._starts[t],
                 self._counts[t],
@@ -254,8 +249,6 @@ class MultiIndexHammingIndex:
             )
             if largest > np.iinfo(ends.dtype).max:
                 return None  # a block of keys outgrew its ends' type: a build widens it
-            if pace:
-                _rest((time.perf_counter() - began) * pace)
         folded = copy.copy(self)
         folded._low, folded._high, folded._starts, folded._counts = low, high, starts, ends
         folded._ids = np.concatenate([self._ids, (ids - self._id_base).astype(self._ids.dtype)])
