@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from counterfake import Store
-from counterfake.errors import UnavailableError
+from counterfake.errors import AccessError, UnavailableError
 from counterfake.matching import Matcher
 from counterfake.protect import protect_bytes
 from counterfake.shards import Shards
@@ -228,3 +228,14 @@ def test_a_shard_answers_over_tcp_as_over_a_unix_socket(bank: Bank, two_shards: 
     over_unix = Shards(two_shards, bank.key).shortlisted(views)
     assert bank.ids[12] in {entry_id for _, entry_id, _, _ in over_tcp}
     assert {e for _, e, _, _ in over_tcp} & {e for _, e, _, _ in over_unix}
+
+
+def test_shards_that_name_no_shard_or_a_bad_address_are_refused_at_once() -> None:
+    from counterfake.errors import UsageError
+
+    for addresses in ([], [" ", ""], ["nowhere"], ["unix:"], ["host:99999"]):
+        with pytest.raises(UsageError):
+            Shards(addresses, "a key")
+    with pytest.raises(AccessError) as no_key:
+        Shards(["unix:/tmp/x.sock"], "")
+    assert no_key.value.code == "missing_key"

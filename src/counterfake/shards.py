@@ -202,6 +202,8 @@ class Shards:
                 "the shards' key is not set (COUNTERFAKE_SHARD_KEY)", code="missing_key"
             )
         self._addresses = [a.strip() for a in addresses if a.strip()]
+        if not self._addresses:  # else derivative lookups would find nothing, silently
+            raise UsageError("COUNTERFAKE_SHARDS names no shard")
         for address in self._addresses:
             try:
                 parse_address(address)  # now, not at the first query
