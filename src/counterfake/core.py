@@ -297,12 +297,9 @@ class Counterfake:
         photos `part_of` gives shard k of n, follow the change log, and answer the workers
         that list this shard in `shards` on `address`, until `stop` is set."""
         from .matching import Matcher
-        from .shards import serve_shard
+        from .shards import secret, serve_shard
 
-        if not self.settings.shard_key:
-            raise AccessError(
-                "the shards' key is not set (COUNTERFAKE_SHARD_KEY)", code="missing_key"
-            )
+        secret(self.settings.shard_key)  # refused now, not after the photos are loaded
         matcher = Matcher(
             self.store,
             self._matcher_banks,

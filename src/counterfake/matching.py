@@ -788,7 +788,7 @@ class Matcher:
         refreshes: candidates come from `shortlisted` (this matcher's shortlists, or its
         shards'), then are read from the store and verified without the lock."""
         descriptors = [view.features.descriptors for view in query.views]
-        asked = self._shards or self
+        asked = self if self._shards is None else self._shards
         tries: dict[tuple[str, int], list[int]] = {}
         voted: dict[str, list[tuple[float, int, int]]] = defaultdict(list)
         for bank, entry_id, votes, number in asked.shortlisted(descriptors, banks):

@@ -40,7 +40,7 @@ import numpy as np
 from .errors import AccessError, UnavailableError, UsageError
 from .matching import Matcher
 
-__all__ = ["Shards", "parse_address", "serve_shard"]
+__all__ = ["Shards", "parse_address", "secret", "serve_shard"]
 
 log = logging.getLogger("counterfake.shards")
 
@@ -63,6 +63,13 @@ def parse_address(address: str) -> tuple[str, str | tuple[str, int]]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{address!r} is neither unix:PATH nor HOST:PORT")
     return "AF_INET6" if ":" in host else "AF_INET", (host, int(port))
+
+
+def secret(key: str) -> bytes:
+    """The shards' shared key as the HMAC challenge takes it; `missing_key` when unset."""
+    if not key:
+        raise AccessError("the shards' key is not set (COUNTERFAKE_SHARD_KEY)", code="missing_key")
+    return key.encode()
 
 
 # the shard's side ------------------------------------------------------------------------------
@@ -162,10 +169,8 @@ def serve_shard(
 ) -> None:
     """Answer candidate queries on `address` from `matcher` (a `Matcher` given a `part`)
     until `stop` is set; `ready` is called once the socket listens."""
-    if not key:
-        raise AccessError("the shards' key is not set (COUNTERFAKE_SHARD_KEY)", code="missing_key")
+    shared = secret(key)
     stop = stop or threading.Event()
-    secret = key.encode()
     family, where = parse_address(address)
     with _listening_socket(address) as sock:
         sock.settimeout(0.5)
@@ -180,7 +185,7 @@ def serve_shard(
                 client.settimeout(None)
                 conn = Connection(client.detach())
                 threading.Thread(
-                    target=_answer, args=(matcher, conn, secret), name="shard-answer", daemon=True
+                    target=_answer, args=(matcher, conn, shared), name="shard-answer", daemon=True
                 ).start()
         finally:
             if family == "AF_UNIX":
@@ -197,10 +202,7 @@ class Shards:
     failure."""
 
     def __init__(self, addresses: Sequence[str], key: str, *, timeout: float = 10.0) -> None:
-        if not key:
-            raise AccessError(
-                "the shards' key is not set (COUNTERFAKE_SHARD_KEY)", code="missing_key"
-            )
+        self._key = secret(key)
         self._addresses = [a.strip() for a in addresses if a.strip()]
         if not self._addresses:  # else derivative lookups would find nothing, silently
             raise UsageError("COUNTERFAKE_SHARDS names no shard")
@@ -209,7 +211,6 @@ class Shards:
                 parse_address(address)  # now, not at the first query
             except ValueError as exc:
                 raise UsageError(f"COUNTERFAKE_SHARDS: {exc}") from None
-        self._key = key.encode()
         self._timeout = timeout
         self._local = threading.local()
 

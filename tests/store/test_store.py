@@ -431,3 +431,36 @@ def test_signatures_read_by_id_are_the_named_banks_own_and_found_by_key(store: S
                 plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
                 steps = [str(row[-1]) for row in plan]
                 assert not any("bank_id" in step for step in steps), steps
+
+
+def test_a_shards_part_of_the_signatures_is_read_by_the_same_rule_as_part_of(
+    store: Store,
+) -> None:
+    """A shard reads its photos' signatures with a filter in SQL, and places a photo added
+    later with `part_of` in Python: both must deal every photo to exactly one shard, the same
+    one, and spread ids that come in strides (a photo adds a PDQ entry and its signature)."""
+    import numpy as np
+
+    from counterfake.signals.keypoints import Features
+    from counterfake.store.signatures import part_of
+
+    rng = np.random.default_rng(3)
+
+    def signature() -> NewEntry:
+        points = rng.uniform(0, 400, (50, 2)).astype(np.float32)
+        data = Features(480, 400, points, rng.integers(0, 256, (50, 32), np.uint8)).to_bytes()
+        return NewEntry("derivative", Features.from_bytes(data).id, payload=data)
+
+    store.create_bank("photos")
+    ids = []
+    for _ in range(40):  # as protecting a photo does: its PDQ entry, then its signature
+        pdq = NewEntry("pdq", rng.integers(0, 2**63, 4, dtype=np.int64).tobytes().hex())
+        ids.append(store.add_entries("photos", [pdq, signature()])[1].entry_id)
+    assert len({i % 2 for i in ids}) == 1  # one parity: modulo 2 would put all in one
+    store.withdraw("photos", ids[0])
+    live = sorted(ids[1:])
+    for parts in (2, 3):
+        held = [sorted(dict(store.signatures("photos", part=(k, parts)))) for k in range(parts)]
+        assert sorted(i for part in held for i in part) == live
+        for k, part in enumerate(held):
+            assert part and all(part_of(i, parts) == k for i in part)
