@@ -13,10 +13,12 @@ rebuilds, as under adds that never stop). Meanwhile one thread of this process l
 random hashes in a loop and records each lookup's latency.
 
 Reported: lookup p50 / p99 / max over the run, within the rebuilds (from the builder's start
-to its swap, watched every millisecond) and minute by minute. The baseline, in the same run,
-is the index built afresh on the calling thread from what the matcher holds at the end, which
-is what every rebuild cost before the delta was folded instead (and what a lookup behind a
-build on the calling thread would wait); a fold's own time is in the rebuilds column.
+to its swap, watched every millisecond), within the folds among them (a rebuild after which
+the tables hold more; the others give the delta tables of its own) and minute by minute.
+The baseline, in the same run, is the index built afresh on the calling thread from what
+the matcher holds at the end, which is what every rebuild cost before the delta was folded
+instead (and what a lookup behind a build on the calling thread would wait); a fold's own
+time is in the folds column.
 Target (issue 18): lookup p99 <= 5 ms in-process at 10M entries with steady adds.
 Writes benchmarks/results/index-stall-*.json and prints a table.
 """
@@ -106,18 +108,23 @@ def main() -> int:
     print(f"loaded in {time.monotonic() - started:.1f} s; running {args.seconds:.0f} s", flush=True)
 
     builds: list[tuple[float, float]] = []  # the background rebuilds, start and end
+    folds: list[bool] = []  # each rebuild's kind: a fold (the tables grew) or a seal
     lookups: list[tuple[float, float]] = []  # start, milliseconds
     done = threading.Event()
 
+    def tabled() -> int:
+        return int(getattr(next(iter(matcher._hamming["pdq"].values())), "tabled", 0))
+
     def watch() -> None:
-        began = None
+        began, tabled_then = None, 0
         while not done.is_set():
             building = matcher._builder is not None  # the follower's rebuild in progress
             now = time.monotonic()
             if building and began is None:
-                began = now
+                began, tabled_then = now, tabled()
             elif not building and began is not None:
                 builds.append((began, now))
+                folds.append(tabled() > tabled_then)
                 began = None
             time.sleep(0.001)
 
@@ -155,6 +162,8 @@ def main() -> int:
 
     during = [ms for at, ms in lookups if any(b <= at <= e for b, e in builds)]
     outside = [ms for at, ms in lookups if not any(b <= at <= e for b, e in builds)]
+    fold_spans = [span for span, fold in zip(builds, folds, strict=True) if fold]
+    during_folds = [ms for at, ms in lookups if any(b <= at <= e for b, e in fold_spans)]
     # The baseline: the index built afresh on the calling thread.
     index = next(iter(matcher._hamming["pdq"].values()))
     ids, codes = index.arrays()
@@ -169,8 +178,11 @@ def main() -> int:
         "seconds": round(run_seconds, 1),
         "add_rate": args.rate,
         "rebuilds": [round(e - b, 2) for b, e in builds],
+        "folds": [round(e - b, 2) for b, e in fold_spans],
+        "seals": len(builds) - len(fold_spans),
         "lookups_all": _percentiles([ms for _, ms in lookups]),
         "lookups_during_rebuild": _percentiles(during),
+        "lookups_during_fold": _percentiles(during_folds),
         "lookups_outside_rebuild": _percentiles(outside),
         "lookups_by_minute": [
             _percentiles(
@@ -201,12 +213,16 @@ def main() -> int:
             for name, r in (
                 ("background rebuild: whole run", result["lookups_all"]),
                 ("background rebuild: during a rebuild", result["lookups_during_rebuild"]),
+                ("background rebuild: during a fold", result["lookups_during_fold"]),
                 ("background rebuild: outside rebuilds", result["lookups_outside_rebuild"]),
             )
         )
         + f"| baseline: built afresh on the calling thread | - | - | - | {inline_s * 1000:.0f} |\n"
     )
-    print(f"rebuilds (s): {result['rebuilds']}; entries held at the end: {held:,}")
+    print(
+        f"folds (s): {result['folds']}; delta tables given: {result['seals']};"
+        f" entries held at the end: {held:,}"
+    )
     print(
         "lookups minute by minute, p50 / p99 ms: "
         + ", ".join(

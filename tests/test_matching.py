@@ -451,7 +451,7 @@ def test_a_followed_index_ends_as_a_restarted_one_would_be(
 def test_a_growing_index_is_rebuilt_before_its_delta_slows_every_lookup(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every lookup scans the delta of adds, so under steady adds it is folded into the
+    """Every lookup searches the delta of adds, so under steady adds it is folded into the
     tables at `_REBUILD_BY` codes at the latest, even while that is less than an eighth of
     them (at 10M codes an eighth was 1,250,000, and lookups took 6 times as long)."""
     import counterfake.matching as matching
@@ -485,6 +485,46 @@ def test_a_growing_index_is_rebuilt_before_its_delta_slows_every_lookup(
         matcher.stop()
 
 
+def test_a_growing_index_gives_its_delta_tables_before_its_scan_slows_every_lookup(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between folds, each time the delta's linearly scanned tail reaches `MAX_SCANNED` codes,
+    the builder's thread gives the whole delta tables of its own: the main tables stay as
+    they were, and lookups find the new entries and not the withdrawn ones."""
+    import counterfake.matching as matching
+
+    monkeypatch.setattr(matching, "TABLES_FROM", 200)
+    monkeypatch.setattr(matching, "_REBUILD_FROM", 50)
+    monkeypatch.setattr(matching, "MAX_SCANNED", 40)
+    monkeypatch.setattr(matching, "_TIDY_AFTER", 3600.0)  # no quiet-spell fold here
+    store.create_bank("grows")
+    values = _random_values(2070, seed=9)
+    store.add_entries("grows", [NewEntry("pdq", v) for v in values[:2000]])
+    matcher = Matcher(store, refresh_interval=0.05)
+    matcher.follow()
+
+    def index() -> Any:
+        return matcher._hamming["pdq"]["grows"]
+
+    try:
+        store.add_entries("grows", [NewEntry("pdq", v) for v in values[2000:2030]])
+        assert _until(lambda: matcher.sizes().get("pdq") == 2030)
+        assert index().scanned == 30 and index().tabled == 2000
+        added = store.add_entries("grows", [NewEntry("pdq", v) for v in values[2030:2060]])
+        # 60 in the delta: under an eighth of the tables (250), past the scan's bound of 40.
+        assert _until(lambda: index().scanned == 0 and index().pending == 60)
+        assert index().tabled == 2000 and index()._ids.size == 2000
+        store.withdraw("grows", added[0].entry_id)
+        store.add_entries("grows", [NewEntry("pdq", v) for v in values[2060:2070]])
+        assert _until(lambda: index().pending == 69 and index().scanned == 10)
+        assert matcher.match_signal("pdq", values[2030]) == []
+        restarted = Matcher(store)
+        for value in values[1990:2070]:
+            assert matcher.match_signal("pdq", value) == restarted.match_signal("pdq", value)
+    finally:
+        matcher.stop()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
 def test_a_followed_index_is_folded_on_a_thread_below_the_lookups_priority(
     store: Store, monkeypatch: pytest.MonkeyPatch
@@ -506,8 +546,8 @@ def test_a_followed_index_is_folded_on_a_thread_below_the_lookups_priority(
     builds: list[int] = []
     rebuilder = MultiIndexHammingIndex.rebuilder
 
-    def watched(index: MultiIndexHammingIndex) -> Any:
-        build = rebuilder(index)
+    def watched(index: MultiIndexHammingIndex, *, seal: bool = False) -> Any:
+        build = rebuilder(index, seal=seal)
 
         def run() -> MultiIndexHammingIndex:
             builds.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))

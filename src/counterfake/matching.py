@@ -31,7 +31,7 @@ from .derivatives import Evidence, verify
 from .errors import NotFoundError, SignalError, UsageError
 from .hashing import ImageHashes
 from .index import HammingIndex, LinearHammingIndex, codes_from_hex
-from .index.hamming import MAX_DELTA
+from .index.hamming import MAX_DELTA, MAX_SCANNED
 from .index.keypoints import KeypointShortlist
 from .settings import DEFAULTS
 from .signals import get_signal_type, signal_types
@@ -53,8 +53,9 @@ _BATCH: Final = 10_000
 #: A multi-index is rebuilt (its delta folded into its tables) once its delta holds this many
 #: codes and an eighth of its tables' ...
 _REBUILD_FROM: Final = 16_384
-#: ... and at the latest once it holds the index's own bound (every lookup scans the delta):
-#: at 1,000 adds a second, a rebuild every 4.4 minutes at 10M codes.
+#: ... and at the latest once it holds the index's own bound: at 1,000 adds a second, a
+#: rebuild every 4.4 minutes at 10M codes. Meanwhile the delta gets tables of its own each
+#: time its linearly scanned tail reaches `MAX_SCANNED` codes.
 _REBUILD_BY: Final = MAX_DELTA
 #: ... or, after this many seconds without changes, once it holds this many.
 _TIDY_AFTER: Final = 2.0
@@ -519,12 +520,15 @@ class Matcher:
                 self._journal[(signal_type, bank)].append((ids, codes))
             if _due(index, idle=False):
                 self._rebuild(signal_type, bank)
+            elif getattr(index, "scanned", 0) >= MAX_SCANNED:
+                self._rebuild(signal_type, bank, seal=True)
         self._removing.clear()
         self._adding.clear()
 
-    def _rebuild(self, signal_type: str, bank: str) -> None:
+    def _rebuild(self, signal_type: str, bank: str, *, seal: bool = False) -> None:
         """Replace an index by a new one of its live codes (under the lock): at once without a
-        follower, else on the builder's thread from what is taken now."""
+        follower, else on the builder's thread from what is taken now. With `seal`, a
+        multi-index keeps its tables and gives its delta tables of its own."""
         index = self._hamming[signal_type][bank]
         if self._follower is not None and (
             self._builder is not None or (signal_type, bank) in self._journal
@@ -532,7 +536,7 @@ class Matcher:
             return  # one build at a time; asked again at the next change or quiet spell
         rebuilder = getattr(index, "rebuilder", None)  # a multi-index folds its delta in
         if rebuilder is not None:
-            build = rebuilder()
+            build = rebuilder(seal=seal)
         else:
             copy_out = index.snapshot()
 

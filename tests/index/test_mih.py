@@ -215,6 +215,89 @@ def test_a_rebuilt_index_answers_as_brute_force_folded_or_built_afresh(
             assert _same(index.search(queries, radius), brute.search(queries, radius))
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rounds=st.lists(
+        st.tuples(st.integers(1, 300), st.integers(0, 60), st.booleans(), st.booleans()),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_a_sealed_delta_answers_as_brute_force_until_it_is_folded(
+    seed: int, rounds: list[tuple[int, int, bool, bool]]
+) -> None:
+    """Rounds of adds and removals, each followed by a rebuild that either gives the delta
+    tables of its own (the main tables and their slots stay as they were, nothing is left to
+    scan) or folds it in: the index answers exactly as a scan does, also for removals from
+    the sealed delta and adds after it."""
+    rng = np.random.default_rng(seed)
+    codes = _clustered(rng, 2000)
+    index = MultiIndexHammingIndex(np.arange(2000), codes, merge=False)
+    brute = LinearHammingIndex()
+    brute.add(list(range(2000)), codes)
+    next_id = 2000
+    for added, removed, reuse, seal in rounds:
+        ids = list(range(next_id, next_id + added))
+        if reuse:  # an id held already, in the tables or the delta
+            ids[0] = int(rng.integers(0, next_id))
+        next_id += added
+        new = _clustered(rng, added)
+        index.add(ids, new)
+        brute.add(ids, new)
+        slots = _slots(index)
+        index = index.rebuilder(seal=seal)()
+        if seal:
+            assert index.scanned == 0 and _slots(index) == slots
+            assert index.tabled + index.pending == len(index) == len(brute)
+        else:
+            assert index.pending == 0 and index.tabled == len(brute)
+        gone = rng.integers(0, next_id, size=removed).tolist()
+        index.remove(gone)
+        brute.remove(gone)
+        assert len(index) == len(brute)
+        queries = np.concatenate([codes[:5], new[:5]])
+        for radius in (0, 12, 31):
+            assert _same(index.search(queries, radius), brute.search(queries, radius))
+
+
+def test_a_delta_whose_scanned_tail_reaches_its_bound_gets_tables_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every search scans the delta's tail: at `MAX_SCANNED` codes the whole delta is given
+    tables of its own, long before it is folded into the main ones."""
+    monkeypatch.setattr(hamming_module, "MAX_SCANNED", 50)
+    rng = np.random.default_rng(12)
+    codes = rng.integers(0, 2**63, size=(1101, 4), dtype=np.int64).view(np.uint64)
+    index = MultiIndexHammingIndex(np.arange(1000), codes[:1000])
+    index.add(list(range(1000, 1040)), codes[1000:1040])
+    assert index.scanned == index.pending == 40
+    index.add(list(range(1040, 1060)), codes[1040:1060])
+    assert index.scanned == 0 and index.pending == 60 and index.tabled == 1000
+    assert _slots(index) == 1000  # the main tables as they were
+
+    index.remove([1010])
+    index.add([1020], codes[1100:1101])  # a new code for an id in the sealed delta
+    assert index.pending == 59 and index.scanned == 1 and len(index) == 1059
+    assert index.search(codes[[1010, 1020, 1100, 1050, 5]], 0) == [
+        [],
+        [],
+        [(1020, 0)],
+        [(1050, 0)],
+        [(5, 0)],
+    ]
+
+    build = index.rebuilder(seal=True)  # taken now; changes after it are the owner's to replay
+    index.remove([1050])
+    sealed = build()
+    assert sealed.scanned == 0 and sealed.pending == 59
+    assert sealed.search(codes[[1050, 1100]], 0) == [[(1050, 0)], [(1020, 0)]]
+    assert index.search(codes[1050:1051], 0) == [[]]
+    merged = sealed.rebuilder()()
+    assert merged.pending == 0 and merged.tabled == 1059
+    assert merged.search(codes[[1010, 1050, 1100]], 0) == [[], [(1050, 0)], [(1020, 0)]]
+
+
 def test_a_delta_of_new_ids_is_folded_into_the_tables_and_others_are_built_afresh() -> None:
     rng = np.random.default_rng(8)
     codes = rng.integers(0, 2**63, size=(7000, 4), dtype=np.int64).view(np.uint64)

@@ -23,6 +23,10 @@ __all__ = ["HammingIndex", "LinearHammingIndex", "codes_from_hex"]
 #: 1,250,000, an eighth (benchmarks/index_delta.py). Folding 262,144 codes into 10M takes
 #: 0.45 s alone (a build afresh 6.5 s), 3-6 s beside 2,000 adds a second.
 MAX_DELTA: Final = 262_144
+#: Most codes a multi-index scans linearly (its delta's tail) before its delta gets tables of
+#: its own: a lookup scans 32,768 codes in about 0.06 ms at 10M codes, and a delta of 262,144
+#: gets its tables in 0.3 s (benchmarks/index_stall.py measures both in a running matcher).
+MAX_SCANNED: Final = 32_768
 
 
 def codes_from_hex(values: Sequence[str]) -> np.ndarray:
