@@ -170,11 +170,13 @@ def main() -> int:
     began = time.monotonic()
     MultiIndexHammingIndex(ids, codes, merge=False)
     inline_s = time.monotonic() - began
+    in_store = store.get_bank("big").active_entries  # what the matcher should hold
     store.close()
 
     result = {
         "size": size,
         "held_at_end": held,
+        "store_active_at_end": in_store,
         "seconds": round(run_seconds, 1),
         "add_rate": args.rate,
         "rebuilds": [round(e - b, 2) for b, e in builds],
@@ -221,7 +223,7 @@ def main() -> int:
     )
     print(
         f"folds (s): {result['folds']}; delta tables given: {result['seals']};"
-        f" entries held at the end: {held:,}"
+        f" entries held at the end: {held:,} (the store's: {in_store:,})"
     )
     print(
         "lookups minute by minute, p50 / p99 ms: "
