@@ -24,8 +24,9 @@ __all__ = ["HammingIndex", "LinearHammingIndex", "codes_from_hex"]
 #: 0.45 s alone (a build afresh 6.5 s), 3-6 s beside 2,000 adds a second.
 MAX_DELTA: Final = 262_144
 #: Most codes a multi-index scans linearly (its delta's tail) before its delta gets tables of
-#: its own: a lookup scans 32,768 codes in about 0.06 ms at 10M codes, and a delta of 262,144
-#: gets its tables in 0.3 s (benchmarks/index_stall.py measures both in a running matcher).
+#: its own. At 10M codes, 65,536 scanned added 0.15 ms to a lookup's p50, and a delta of
+#: 262,144 got its tables in 0.17 s alone (benchmarks/index_delta.py), 0.3-1.3 s in a
+#: followed matcher beside 2,000 adds a second (benchmarks/index_stall.py).
 MAX_SCANNED: Final = 32_768
 
 
