@@ -334,6 +334,21 @@ def _until(condition: Any, seconds: float = 10.0) -> bool:
     return False
 
 
+def _growing(store: Store, monkeypatch: pytest.MonkeyPatch, values: list[str]) -> Matcher:
+    """A followed matcher of bank "grows" holding `values[:2000]` in a multi-index's tables
+    (from 200 codes), whose delta is folded by the growth rule only (no quiet spell)."""
+    import counterfake.matching as matching
+
+    monkeypatch.setattr(matching, "TABLES_FROM", 200)
+    monkeypatch.setattr(matching, "_REBUILD_FROM", 50)
+    monkeypatch.setattr(matching, "_TIDY_AFTER", 3600.0)
+    store.create_bank("grows")
+    store.add_entries("grows", [NewEntry("pdq", v) for v in values[:2000]])
+    matcher = Matcher(store, refresh_interval=0.05)
+    matcher.follow()
+    return matcher
+
+
 def test_a_follower_applies_other_writers_changes_without_any_request(store: Store) -> None:
     store.create_bank("b")
     matcher = Matcher(store, refresh_interval=0.05)
@@ -457,15 +472,9 @@ def test_a_growing_index_is_rebuilt_before_its_delta_slows_every_lookup(
     import counterfake.matching as matching
     from counterfake.index.mih import MultiIndexHammingIndex
 
-    monkeypatch.setattr(matching, "TABLES_FROM", 200)
-    monkeypatch.setattr(matching, "_REBUILD_FROM", 50)
     monkeypatch.setattr(matching, "_REBUILD_BY", 100)
-    monkeypatch.setattr(matching, "_TIDY_AFTER", 3600.0)  # no quiet-spell fold here
-    store.create_bank("grows")
     values = _random_values(2120, seed=7)
-    store.add_entries("grows", [NewEntry("pdq", v) for v in values[:2000]])
-    matcher = Matcher(store, refresh_interval=0.05)
-    matcher.follow()
+    matcher = _growing(store, monkeypatch, values)
 
     def index() -> Any:
         return matcher._hamming["pdq"]["grows"]
@@ -493,15 +502,9 @@ def test_a_growing_index_gives_its_delta_tables_before_its_scan_slows_every_look
     they were, and lookups find the new entries and not the withdrawn ones."""
     import counterfake.matching as matching
 
-    monkeypatch.setattr(matching, "TABLES_FROM", 200)
-    monkeypatch.setattr(matching, "_REBUILD_FROM", 50)
     monkeypatch.setattr(matching, "MAX_SCANNED", 40)
-    monkeypatch.setattr(matching, "_TIDY_AFTER", 3600.0)  # no quiet-spell fold here
-    store.create_bank("grows")
     values = _random_values(2070, seed=9)
-    store.add_entries("grows", [NewEntry("pdq", v) for v in values[:2000]])
-    matcher = Matcher(store, refresh_interval=0.05)
-    matcher.follow()
+    matcher = _growing(store, monkeypatch, values)
 
     def index() -> Any:
         return matcher._hamming["pdq"]["grows"]

@@ -6,6 +6,7 @@ import multiprocessing
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -22,6 +23,15 @@ from counterfake import (
 from counterfake.settings import load_settings
 
 PDQ_A = "a" * 64
+
+
+def _signature(rng: np.random.Generator) -> NewEntry:
+    """A derivative entry of a random 50-keypoint signature, as protecting a photo stores it."""
+    from counterfake.signals.keypoints import Features
+
+    points = rng.uniform(0, 400, (50, 2)).astype(np.float32)
+    data = Features(480, 400, points, rng.integers(0, 256, (50, 32), np.uint8)).to_bytes()
+    return NewEntry("derivative", Features.from_bytes(data).id, payload=data)
 
 
 def _active_ids(store: Store, bank: str) -> list[int]:
@@ -395,21 +405,11 @@ def test_signatures_read_by_id_are_the_named_banks_own_and_found_by_key(store: S
     """Verification reads a handful of signatures by id for every upload: the read is by
     primary key, never a walk through the bank (SQLite's planner took the bank's index for 7
     or more ids), and an id of another bank or a withdrawn one is not returned."""
-    import numpy as np
-
-    from counterfake.signals.keypoints import Features
-
     rng = np.random.default_rng(5)
-
-    def signature() -> NewEntry:
-        points = rng.uniform(0, 400, (50, 2)).astype(np.float32)
-        data = Features(480, 400, points, rng.integers(0, 256, (50, 32), np.uint8)).to_bytes()
-        return NewEntry("derivative", Features.from_bytes(data).id, payload=data)
-
     store.create_bank("ours")
     store.create_bank("theirs")
-    ours = store.add_entries("ours", [signature() for _ in range(40)])
-    theirs = store.add_entries("theirs", [signature() for _ in range(10)])
+    ours = store.add_entries("ours", [_signature(rng) for _ in range(40)])
+    theirs = store.add_entries("theirs", [_signature(rng) for _ in range(10)])
     store.withdraw("ours", ours[0].entry_id)
     asked = [r.entry_id for r in ours[:9]] + [r.entry_id for r in theirs[:3]]
     statements: list[tuple[str, object]] = []
@@ -439,23 +439,14 @@ def test_a_shards_part_of_the_signatures_is_read_by_the_same_rule_as_part_of(
     """A shard reads its photos' signatures with a filter in SQL, and places a photo added
     later with `part_of` in Python: both must deal every photo to exactly one shard, the same
     one, and spread ids that come in strides (a photo adds a PDQ entry and its signature)."""
-    import numpy as np
-
-    from counterfake.signals.keypoints import Features
     from counterfake.store.signatures import part_of
 
     rng = np.random.default_rng(3)
-
-    def signature() -> NewEntry:
-        points = rng.uniform(0, 400, (50, 2)).astype(np.float32)
-        data = Features(480, 400, points, rng.integers(0, 256, (50, 32), np.uint8)).to_bytes()
-        return NewEntry("derivative", Features.from_bytes(data).id, payload=data)
-
     store.create_bank("photos")
     ids = []
     for _ in range(40):  # as protecting a photo does: its PDQ entry, then its signature
         pdq = NewEntry("pdq", rng.integers(0, 2**63, 4, dtype=np.int64).tobytes().hex())
-        ids.append(store.add_entries("photos", [pdq, signature()])[1].entry_id)
+        ids.append(store.add_entries("photos", [pdq, _signature(rng)])[1].entry_id)
     assert len({i % 2 for i in ids}) == 1  # one parity: modulo 2 would put all in one
     store.withdraw("photos", ids[0])
     live = sorted(ids[1:])
