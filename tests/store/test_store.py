@@ -236,6 +236,31 @@ def test_an_unreachable_database_is_unavailable_not_broken() -> None:
     assert info.value.code == "store_unavailable"
 
 
+def test_a_store_failure_of_no_known_kind_is_logged_by_kind_never_with_its_parameters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A driver error that is neither the database away nor a full disk answers
+    `database_error`; the operator's log names the driver's error, not the statement's
+    parameters."""
+    import logging
+
+    from counterfake.store._db import translated
+
+    class DriverError(Exception):
+        sqlstate = "XX000"
+
+    failure = sa.exc.DBAPIError("INSERT INTO keys VALUES (?)", ("digest-of-a-key",), DriverError())
+    with (
+        caplog.at_level(logging.WARNING, logger="counterfake"),
+        pytest.raises(DatabaseError) as info,
+        translated(),
+    ):
+        raise failure
+    assert info.value.code == "database_error"
+    assert "DriverError (SQLSTATE XX000)" in caplog.text
+    assert "digest-of-a-key" not in caplog.text
+
+
 def test_an_unwritable_sqlite_folder_is_a_database_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")

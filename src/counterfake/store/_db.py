@@ -85,6 +85,15 @@ def translated() -> Iterator[None]:
             raise DatabaseError(
                 "the store's disk is full: nothing more can be written", code="store_full"
             ) from exc
+        # Of no known kind: the operator's log names it (the driver's class and SQLSTATE,
+        # never the statement's parameters, which may hold keys' digests or signatures).
+        driver = getattr(exc, "orig", None) or exc
+        log.warning(
+            "a store call failed: %s.%s (SQLSTATE %s)",
+            type(driver).__module__,
+            type(driver).__name__,
+            getattr(driver, "sqlstate", None),
+        )
         raise DatabaseError(f"the store failed: {exc.__class__.__name__}: {exc}") from exc
 
 
