@@ -236,29 +236,34 @@ def test_an_unreachable_database_is_unavailable_not_broken() -> None:
     assert info.value.code == "store_unavailable"
 
 
-def test_a_store_failure_of_no_known_kind_is_logged_by_kind_never_with_its_parameters(
-    caplog: pytest.LogCaptureFixture,
+def test_a_store_failure_of_no_known_kind_is_told_by_kind_never_with_its_parameters(
+    caplog: pytest.LogCaptureFixture, postgres_url: str
 ) -> None:
     """A driver error that is neither the database away nor a full disk answers
-    `database_error`; the operator's log names the driver's error, not the statement's
-    parameters."""
+    `database_error`; the answer and the operator's log name the driver's error, never the
+    statement, its parameters or the driver's text, which here quotes a parameter."""
     import logging
 
-    from counterfake.store._db import translated
+    from counterfake.store._db import _engine_for, translated
 
-    class DriverError(Exception):
-        sqlstate = "XX000"
-
-    failure = sa.exc.DBAPIError("INSERT INTO keys VALUES (?)", ("digest-of-a-key",), DriverError())
-    with (
-        caplog.at_level(logging.WARNING, logger="counterfake"),
-        pytest.raises(DatabaseError) as info,
-        translated(),
-    ):
-        raise failure
+    engine = _engine_for(postgres_url)
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="counterfake"),
+            pytest.raises(DatabaseError) as info,
+            translated(),
+            engine.connect() as conn,
+        ):
+            conn.execute(sa.text("SELECT CAST(:digest AS integer)"), {"digest": "digest-of-a-key"})
+    finally:
+        engine.dispose()
     assert info.value.code == "database_error"
-    assert "DriverError (SQLSTATE XX000)" in caplog.text
-    assert "digest-of-a-key" not in caplog.text
+    assert "InvalidTextRepresentation (SQLSTATE 22P02)" in caplog.text
+    assert "InvalidTextRepresentation (SQLSTATE 22P02)" in str(info.value)
+    assert "digest-of-a-key" in str(info.value.__cause__)  # the driver's text quotes it
+    for told in (caplog.text, str(info.value)):
+        assert "digest-of-a-key" not in told
+        assert "SELECT" not in told
 
 
 def test_an_unwritable_sqlite_folder_is_a_database_error(tmp_path: Path) -> None:

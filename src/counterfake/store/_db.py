@@ -85,16 +85,15 @@ def translated() -> Iterator[None]:
             raise DatabaseError(
                 "the store's disk is full: nothing more can be written", code="store_full"
             ) from exc
-        # Of no known kind: the operator's log names it (the driver's class and SQLSTATE,
-        # never the statement's parameters, which may hold keys' digests or signatures).
+        # Of no known kind: named by the driver's class and SQLSTATE only, in the log and in
+        # the answer. The driver's text can quote the statement's parameters or a value of
+        # them (keys' digests, signatures), so it goes nowhere.
         driver = getattr(exc, "orig", None) or exc
-        log.warning(
-            "a store call failed: %s.%s (SQLSTATE %s)",
-            type(driver).__module__,
-            type(driver).__name__,
-            getattr(driver, "sqlstate", None),
-        )
-        raise DatabaseError(f"the store failed: {exc.__class__.__name__}: {exc}") from exc
+        kind = f"{type(driver).__module__}.{type(driver).__name__}"
+        sqlstate = getattr(driver, "sqlstate", None)
+        code = f"SQLSTATE {sqlstate}" if sqlstate else getattr(driver, "sqlite_errorname", "")
+        log.warning("a store call failed: %s (%s)", kind, code or "no code")
+        raise DatabaseError(f"the store failed: {kind} ({code or 'no code'})") from exc
 
 
 def _unreachable(exc: sa.exc.SQLAlchemyError) -> bool:
