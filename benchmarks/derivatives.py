@@ -27,7 +27,8 @@ from the background (reported, not counted as a pass).
 
 Engines, in the same run on the same bytes: PDQ at 31; the baseline release (`--baseline`, a
 git ref run from a temporary worktree; default the last commit before round 2); this tree.
-Writes JSON and a Markdown table to benchmarks/results/.
+Writes JSON (with every miss and every false match, by photo) and a Markdown table to
+benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -356,6 +357,7 @@ def main() -> int:
                         {
                             "kind": "derivative",
                             "index": index,
+                            "name": originals_paths[index].name,
                             "fraction": fraction,
                             "fill": fill,
                             "chain": chain,
@@ -374,7 +376,10 @@ def main() -> int:
             data, _ = edit(
                 other, others[(u + 1) % len(others)], 0.4, FILLS[u % 3], chain, 99_000 + u * 3 + c
             )
-            queries.append({"kind": "unrelated", "index": None, "chain": chain, "data": data})
+            name = unrelated_paths[u].name
+            queries.append(
+                {"kind": "unrelated", "index": None, "name": name, "chain": chain, "data": data}
+            )
     for k, (kind, _, second) in enumerate(pairs):
         for c, chain in enumerate(chains):
             data, _ = edit(second, others[0], 0.2, "inpaint", chain, 77_000 + k * 3 + c)
@@ -401,6 +406,8 @@ def main() -> int:
     )
 
     report = _report(queries, engines, pdq)
+    names = [p.name for p in originals_paths] + [f"backdrop pair {k}" for k in range(len(pairs))]
+    report["cases"] = _cases(queries, engines, names)
     report.update(
         {
             "benchmark": "derivatives",
@@ -420,6 +427,37 @@ def main() -> int:
     print(table)
     print(f"\nJSON: {out}\ntable: {out.with_suffix('.md')}")
     return 0
+
+
+def _cases(
+    queries: list[dict[str, Any]], engines: dict[str, list[dict[str, Any]]], names: list[str]
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per engine, each derivative it missed and each match it should not have made, by
+    photo: what the next change should look at."""
+    out = {}
+    for engine, results in engines.items():
+        missed, wrong = [], []
+        for q, result in zip(queries, results, strict=True):
+            if q["kind"] == "derivative" and not any(
+                f["index"] == q["index"] for f in result["found"]
+            ):
+                missed.append(
+                    {k: q[k] for k in ("name", "fraction", "fill", "chain")}
+                    | {"sides": [q["original_side"], q["query_side"]]}
+                )
+            for f in result["found"]:
+                if q["kind"] in ("derivative", "unrelated") and f["index"] != q["index"]:
+                    wrong.append(
+                        {
+                            "query": q["name"],
+                            "kind": q["kind"],
+                            "chain": q["chain"],
+                            "matched": names[f["index"]],
+                            "part": f["part"],
+                        }
+                    )
+        out[engine] = {"missed": missed, "false_matches": wrong}
+    return out
 
 
 def _report(

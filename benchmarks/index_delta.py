@@ -160,8 +160,8 @@ def main() -> int:
             f"{size:,} codes, {args.rate:g} adds a second, {args.lookups} lookups per step"
             " (radius 31, one thread)",
             "",
-            "| codes in the delta | lookup p50 / p99 ms, delta scanned | delta in its own"
-            " tables | its tables built s | tables built afresh s | delta folded in s |",
+            "| codes in the delta | lookup p50 / p99 ms, delta scanned | delta in tables of"
+            " its own | its tables built s | tables built afresh s | delta folded in s |",
             "|---|---|---|---|---|---|",
             *(
                 f"| {s['pending']:,} | {s['p50_ms']} / {s['p99_ms']}"

@@ -10,7 +10,8 @@ full speed (8 clients, no pause) measures the peak; then `--load` of it is offer
 rate (arrivals scheduled, not waiting on answers) for `--minutes`: 70% signal lookups, 10%
 image uploads, 5% derivative lookups (a region of a protected photo replaced), 10% adds and
 5% withdrawals. Every 10 s it records the window's latency percentiles, errors, the workers'
-resident memory and CPU seconds, the machine's busy, idle and stolen CPU seconds, the size of
+resident memory and CPU seconds (and those of their background builds: threads at a raised
+nice value), the machine's busy, idle and stolen CPU seconds, the size of
 SQLite's write-ahead log, and the CPU milliseconds that a fixed piece of work (a probe
 process, every 10 s) took: whether the machine itself was slower then. At the end the
 workers must have followed the change log to its end.
@@ -86,6 +87,44 @@ def _tree(pid: int) -> tuple[int, float]:
         except OSError:
             continue
     return total, cpu
+
+
+class _Builders:
+    """CPU seconds spent by the service's threads at a raised nice value: the matchers'
+    background builds (folds, seals, merges), which a process's CPU time counts with the
+    requests'. Sampled every second from /proc, per thread: a build shorter than a second
+    can be missed, and a finished one loses at most its last second."""
+
+    def __init__(self, pid: int) -> None:
+        self.seconds = 0.0
+        self._pid = pid
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self._stop.wait(1.0):
+            stack = [self._pid]
+            while stack:
+                current = stack.pop()
+                try:
+                    for task in Path(f"/proc/{current}/task").iterdir():
+                        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                        stack += [int(c) for c in (task / "children").read_text().split()]
+                        if int(fields[16]) <= 0:  # nice
+                            continue
+                        cpu = (int(fields[11]) + int(fields[12])) / tick
+                        tid = int(task.name)
+                        self.seconds += cpu - self._seen.get(tid, 0.0)
+                        self._seen[tid] = cpu
+                except (OSError, ValueError, IndexError):
+                    continue
 
 
 def _machine() -> tuple[float, float, float]:
@@ -200,6 +239,8 @@ def _steady(
         thread.start()
     pid = server._process.pid if server._process else 0
     cpu_before, machine_before = _tree(pid)[1], _machine()
+    builders = _Builders(pid)
+    builders_before = 0.0
     probe = subprocess.Popen(
         [sys.executable, "-c", _PROBE, str(_WINDOW / 2)], stdout=subprocess.PIPE, text=True
     )
@@ -222,15 +263,17 @@ def _steady(
                 "at": round(time.monotonic() - started, 1),
                 "rss": rss,
                 "service_cpu_s": round(cpu - cpu_before, 2),
+                "builder_cpu_s": round(builders.seconds - builders_before, 2),
                 "machine_busy_s": round(busy, 2),
                 "machine_idle_s": round(idle, 2),
                 "stolen_s": round(steal, 2),
                 "wal_mb": round(wal.stat().st_size / 2**20, 1) if wal and wal.exists() else None,
             }
         )
-        cpu_before, machine_before = cpu, machine
+        cpu_before, machine_before, builders_before = cpu, machine, builders.seconds
     for thread in threads:
         thread.join()
+    builders.stop()
     probe.terminate()
     probe.wait()
     reader.join(timeout=5)
@@ -336,24 +379,36 @@ def main() -> int:
         values = [w["p99_by_kind_ms"][kind] for w in windows if kind in w["p99_by_kind_ms"]]
         return round(float(np.percentile(values, 50)), 2) if values else 0.0
 
-    def cpu_per_request(windows: list[dict[str, Any]]) -> float:
+    def cpu_per_request(windows: list[dict[str, Any]], *, builds: bool = True) -> float:
         requests = sum(w["requests"] for w in windows)
-        return 1000 * sum(w["service_cpu_s"] for w in windows) / requests if requests else 0.0
+        spent = sum(w["service_cpu_s"] - (0 if builds else w["builder_cpu_s"]) for w in windows)
+        return 1000 * spent / requests if requests else 0.0
 
     def idle_share(windows: list[dict[str, Any]]) -> float:
         spent = sum(w["machine_busy_s"] + w["machine_idle_s"] for w in windows)
         return sum(w["machine_idle_s"] for w in windows) / spent if spent else 0.0
 
     cpu_first, cpu_last = cpu_per_request(settled[:per_five]), cpu_per_request(settled[-per_five:])
+    own_first = cpu_per_request(settled[:per_five], builds=False)
+    own_last = cpu_per_request(settled[-per_five:], builds=False)
+    builds_first = sum(w["builder_cpu_s"] for w in settled[:per_five])
+    builds_last = sum(w["builder_cpu_s"] for w in settled[-per_five:])
     idle_first, idle_last = idle_share(settled[:per_five]), idle_share(settled[-per_five:])
     stolen = sum(w["stolen_s"] for w in windows)
     # What the windows' p99 moves with: the machine's speed (the probe), the service's work
-    # per request, the write-ahead log.
+    # per request, with and without its background builds, the builds, the write-ahead log.
     along = {
         "probe_cpu_ms": [w["probe_cpu_ms"] for w in settled],
         "service_cpu_ms_per_request": [
             1000 * w["service_cpu_s"] / w["requests"] if w["requests"] else None for w in settled
         ],
+        "request_cpu_ms_per_request": [
+            1000 * (w["service_cpu_s"] - w["builder_cpu_s"]) / w["requests"]
+            if w["requests"]
+            else None
+            for w in settled
+        ],
+        "builder_cpu_s": [w["builder_cpu_s"] for w in settled],
         "wal_mb": [w["wal_mb"] for w in settled],
     }
     p99s = [w["p99_ms"] for w in settled]
@@ -387,6 +442,8 @@ def main() -> int:
         "rss_growth": round(rss_end / rss_start - 1, 4),
         "p99_first_last_5min_by_kind_ms": by_kind,
         "service_cpu_ms_per_request_first_last_5min": [round(cpu_first, 2), round(cpu_last, 2)],
+        "request_cpu_ms_per_request_first_last_5min": [round(own_first, 2), round(own_last, 2)],
+        "builder_cpu_s_first_last_5min": [round(builds_first, 1), round(builds_last, 1)],
         "machine_idle_first_last_5min": [round(idle_first, 3), round(idle_last, 3)],
         "stolen_s": round(stolen, 1),
         "probe_cpu_ms_first_last_5min": [round(probe_first, 2), round(probe_last, 2)],
@@ -417,6 +474,9 @@ def main() -> int:
             for kind, (a, b) in by_kind.items()
         ),
         f"| service CPU ms per request, first / last 5 min | {cpu_first:.1f} / {cpu_last:.1f} | |",
+        f"| ... without the background builds | {own_first:.1f} / {own_last:.1f} | |",
+        f"| background builds' CPU s, first / last 5 min | {builds_first:.1f} /"
+        f" {builds_last:.1f} | |",
         f"| machine idle, first / last 5 min; stolen by the host, whole run | {idle_first:.0%} /"
         f" {idle_last:.0%}; {stolen:.1f} s | |",
         f"| probe's CPU ms for the same work, first / last 5 min | {probe_first:.1f} /"
