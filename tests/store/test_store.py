@@ -266,6 +266,30 @@ def test_a_store_failure_of_no_known_kind_is_told_by_kind_never_with_its_paramet
         assert "SELECT" not in told
 
 
+def test_a_sqlite_failure_of_no_known_kind_is_told_by_its_error_name(
+    caplog: pytest.LogCaptureFixture, sqlite_url: str
+) -> None:
+    """SQLite has no SQLSTATE: its error's name stands in for it."""
+    import logging
+
+    from counterfake.store._db import _engine_for, translated
+
+    engine = _engine_for(sqlite_url)
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="counterfake"),
+            pytest.raises(DatabaseError) as info,
+            translated(),
+            engine.connect() as conn,
+        ):
+            conn.execute(sa.text("SELECT :digest FROM no_such_table"), {"digest": "a-digest"})
+    finally:
+        engine.dispose()
+    assert str(info.value).endswith("OperationalError (SQLITE_ERROR)")
+    assert "no_such_table" not in str(info.value) + caplog.text
+    assert "SQLITE_ERROR" in caplog.text
+
+
 def test_an_unwritable_sqlite_folder_is_a_database_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
