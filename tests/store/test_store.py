@@ -236,17 +236,15 @@ def test_an_unreachable_database_is_unavailable_not_broken() -> None:
     assert info.value.code == "store_unavailable"
 
 
-def test_a_store_failure_of_no_known_kind_is_told_by_kind_never_with_its_parameters(
-    caplog: pytest.LogCaptureFixture, postgres_url: str
-) -> None:
-    """A driver error that is neither the database away nor a full disk answers
-    `database_error`; the answer and the operator's log name the driver's error, never the
-    statement, its parameters or the driver's text, which here quotes a parameter."""
+def _failing(
+    url: str, statement: str, digest: str, caplog: pytest.LogCaptureFixture
+) -> DatabaseError:
+    """The error a failing statement answers through the store's boundary, its log caught."""
     import logging
 
     from counterfake.store._db import _engine_for, translated
 
-    engine = _engine_for(postgres_url)
+    engine = _engine_for(url)
     try:
         with (
             caplog.at_level(logging.WARNING, logger="counterfake"),
@@ -254,14 +252,24 @@ def test_a_store_failure_of_no_known_kind_is_told_by_kind_never_with_its_paramet
             translated(),
             engine.connect() as conn,
         ):
-            conn.execute(sa.text("SELECT CAST(:digest AS integer)"), {"digest": "digest-of-a-key"})
+            conn.execute(sa.text(statement), {"digest": digest})
     finally:
         engine.dispose()
-    assert info.value.code == "database_error"
+    return info.value
+
+
+def test_a_store_failure_of_no_known_kind_is_told_by_kind_never_with_its_parameters(
+    caplog: pytest.LogCaptureFixture, postgres_url: str
+) -> None:
+    """A driver error that is neither the database away nor a full disk answers
+    `database_error`; the answer and the operator's log name the driver's error, never the
+    statement, its parameters or the driver's text, which here quotes a parameter."""
+    error = _failing(postgres_url, "SELECT CAST(:digest AS integer)", "digest-of-a-key", caplog)
+    assert error.code == "database_error"
     assert "InvalidTextRepresentation (SQLSTATE 22P02)" in caplog.text
-    assert "InvalidTextRepresentation (SQLSTATE 22P02)" in str(info.value)
-    assert "digest-of-a-key" in str(info.value.__cause__)  # the driver's text quotes it
-    for told in (caplog.text, str(info.value)):
+    assert "InvalidTextRepresentation (SQLSTATE 22P02)" in str(error)
+    assert "digest-of-a-key" in str(error.__cause__)  # the driver's text quotes it
+    for told in (caplog.text, str(error)):
         assert "digest-of-a-key" not in told
         assert "SELECT" not in told
 
@@ -270,23 +278,9 @@ def test_a_sqlite_failure_of_no_known_kind_is_told_by_its_error_name(
     caplog: pytest.LogCaptureFixture, sqlite_url: str
 ) -> None:
     """SQLite has no SQLSTATE: its error's name stands in for it."""
-    import logging
-
-    from counterfake.store._db import _engine_for, translated
-
-    engine = _engine_for(sqlite_url)
-    try:
-        with (
-            caplog.at_level(logging.WARNING, logger="counterfake"),
-            pytest.raises(DatabaseError) as info,
-            translated(),
-            engine.connect() as conn,
-        ):
-            conn.execute(sa.text("SELECT :digest FROM no_such_table"), {"digest": "a-digest"})
-    finally:
-        engine.dispose()
-    assert str(info.value).endswith("OperationalError (SQLITE_ERROR)")
-    assert "no_such_table" not in str(info.value) + caplog.text
+    error = _failing(sqlite_url, "SELECT :digest FROM no_such_table", "a-digest", caplog)
+    assert str(error).endswith("OperationalError (SQLITE_ERROR)")
+    assert "no_such_table" not in str(error) + caplog.text
     assert "SQLITE_ERROR" in caplog.text
 
 
